@@ -1,0 +1,141 @@
+//! The server's one configuration struct. Sources, later ones winning:
+//! built-in defaults, the TOML file (`--config`, default `hutong.toml` when it
+//! exists), `HUTONG_*` environment variables, then command-line flags.
+//! `hutong.example.toml` at the repository root lists every field; a test
+//! keeps it equal to the defaults.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the database and the TLS identity; created on first start.
+    /// Default `./hutong-data`.
+    pub data_dir: PathBuf,
+    /// Address of the native protocol listener (length-prefixed protobuf frames).
+    /// Default `0.0.0.0:7300`; port 0 picks a free port.
+    pub tcp_listen: String,
+    /// Whether the native listener speaks TLS. Default `true`; `false` only for
+    /// tests or a trusted network.
+    pub tcp_tls: bool,
+    /// Address of the HTTP listener serving WebSocket at `/ws` and `/health`.
+    /// Default `0.0.0.0:7380`.
+    pub http_listen: String,
+    /// Milliseconds between the pings a client should send. Default 15000.
+    pub heartbeat_ms: u32,
+    /// A connection silent for this many milliseconds is closed. Default 45000.
+    pub idle_timeout_ms: u64,
+    /// How long after sending a message its sender may recall it, in seconds.
+    /// Default 120.
+    pub recall_window_secs: u64,
+    /// Most commands committed in one transaction (group commit). Default 1024.
+    pub commit_batch_max: usize,
+    /// Most simultaneous client connections. Default 19000 (one process may hold
+    /// 20000 descriptors on common hosts).
+    pub max_connections: usize,
+    /// Frames of live pushes queued per connection before it counts as a slow
+    /// consumer and is disconnected. Default 4096.
+    pub outbound_queue_frames: usize,
+    /// Requests one connection may have in flight at once. Default 512.
+    pub max_in_flight: usize,
+    /// Failed logins per account within `login_window_secs` before the account
+    /// is locked for the rest of the window. Default 5.
+    pub login_failures_per_account: u32,
+    /// Failed logins per client address within the window. Default 30.
+    pub login_failures_per_address: u32,
+    /// Length of the failed-login window in seconds. Default 300.
+    pub login_window_secs: u64,
+    /// Password checks run at once (each takes 19 MiB and tens of ms). Default 2.
+    pub max_concurrent_hashing: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./hutong-data"),
+            tcp_listen: "0.0.0.0:7300".into(),
+            tcp_tls: true,
+            http_listen: "0.0.0.0:7380".into(),
+            heartbeat_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            recall_window_secs: 120,
+            commit_batch_max: 1024,
+            max_connections: 19_000,
+            outbound_queue_frames: 4096,
+            max_in_flight: 512,
+            login_failures_per_account: 5,
+            login_failures_per_address: 30,
+            login_window_secs: 300,
+            max_concurrent_hashing: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `hutong.toml` if present), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    anyhow::bail!("the config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("hutong.toml")),
+        }
+        // HUTONG_ADMIN_PASSWORD and HUTONG_CONFIG are read elsewhere, not config fields.
+        let env = Env::prefixed("HUTONG_").ignore(&["ADMIN_PASSWORD", "CONFIG", "LOG"]);
+        let config: Config = figment.merge(env).extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.heartbeat_ms < 100 {
+            anyhow::bail!("heartbeat_ms must be at least 100");
+        }
+        if self.idle_timeout_ms < u64::from(self.heartbeat_ms) * 2 {
+            anyhow::bail!("idle_timeout_ms must be at least twice heartbeat_ms");
+        }
+        if self.commit_batch_max == 0 || self.max_connections == 0 || self.max_in_flight == 0 {
+            anyhow::bail!("commit_batch_max, max_connections and max_in_flight must be positive");
+        }
+        if self.max_concurrent_hashing == 0 {
+            anyhow::bail!("max_concurrent_hashing must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("hutong.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hutong.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, Config::default(), "hutong.example.toml and Config::default() disagree");
+        // Every field is written out in the example.
+        let fields = toml::to_string(&Config::default()).unwrap();
+        for line in fields.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(text.contains(&format!("{key} = ")), "hutong.example.toml lacks {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("tcp_lisen = \"x\"").is_err());
+    }
+}

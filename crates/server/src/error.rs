@@ -1,0 +1,78 @@
+//! The one error type of the server's services, converted exactly once into an
+//! error frame at the gateway. Database details go to the log, never to clients.
+
+use hutong_protocol::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("you are not a member of this conversation")]
+    NotMember,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("the recall window of this message has passed")]
+    RecallWindowPassed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("wrong account or password")]
+    BadCredentials,
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("too many failed logins; try again in {} s", .0.div_ceil(1000))]
+    RateLimited(u64),
+    #[error("the session was revoked; log in again")]
+    SessionRevoked,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::BadRequest(_) => ErrorCode::BadRequest,
+            ServiceError::NotFound(_) => ErrorCode::NotFound,
+            ServiceError::NotMember | ServiceError::Forbidden(_) => ErrorCode::Forbidden,
+            ServiceError::TooLarge(_) => ErrorCode::TooLarge,
+            ServiceError::RecallWindowPassed => ErrorCode::RecallWindowPassed,
+            ServiceError::Conflict(_) => ErrorCode::Conflict,
+            ServiceError::BadCredentials => ErrorCode::BadCredentials,
+            ServiceError::AccountDisabled => ErrorCode::AccountDisabled,
+            ServiceError::RateLimited(_) => ErrorCode::RateLimited,
+            ServiceError::SessionRevoked => ErrorCode::SessionRevoked,
+            ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
+            ServiceError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The sentence a client may see. Internal details stay in the log.
+    pub fn client_message(&self) -> String {
+        match self {
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "the server could not complete the request".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub fn to_frame(&self) -> hutong_protocol::v1::Error {
+        hutong_protocol::v1::Error {
+            code: self.code() as i32,
+            message: self.client_message(),
+            retry_after_ms: if let ServiceError::RateLimited(ms) = self { *ms } else { 0 },
+        }
+    }
+}
+
+impl From<rusqlite::Error> for ServiceError {
+    fn from(e: rusqlite::Error) -> Self {
+        ServiceError::Internal(format!("database: {e}"))
+    }
+}

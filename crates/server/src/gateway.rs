@@ -1,0 +1,337 @@
+//! Connections: the TCP/TLS and WebSocket listeners, the hello/login
+//! handshake, heartbeats and idle timeout, and the per-connection loop that
+//! reads requests, keeps a bounded number in flight and writes answers and
+//! pushes from the connection's [`Outbound`] queue.
+//!
+//! The gateway never touches SQL; it talks to services through
+//! [`crate::handlers`] and [`crate::accounts`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
+use hutong_protocol::v1::{self, Hello};
+use hutong_protocol::{decode_envelope, encode_envelope, Envelope, ErrorCode, FrameCodec, FrameError, Payload};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handlers::{self, Reply, Session, Step};
+use crate::outbound::{Lane, Next, Outbound};
+use crate::Shared;
+
+/// Time a new connection has to say Hello and finish TLS.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time in-flight requests get to finish when a connection ends.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts native-protocol connections until `shutdown`.
+pub async fn accept_tcp(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.cancelled() => return,
+        };
+        let (socket, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => { backoff = Duration::from_millis(10); pair }
+                Err(e) => {
+                    // Out of descriptors and similar: wait, then try again.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = socket.set_nodelay(true);
+        let (shared, tls, shutdown) = (shared.clone(), tls.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_io(shared, socket, peer, shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => serve_io(shared, stream, peer, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+async fn serve_io<IO>(shared: Arc<Shared>, io: IO, peer: SocketAddr, shutdown: CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    // A small first read buffer keeps idle connections cheap; it grows on demand.
+    let (sink, stream) = Framed::with_capacity(io, FrameCodec::default(), 256).split();
+    serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), shutdown).await;
+}
+
+/// State shared by the HTTP routes.
+#[derive(Clone)]
+pub struct HttpState {
+    pub shared: Arc<Shared>,
+    pub limit: Arc<Semaphore>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+pub fn http_router(state: HttpState) -> axum::Router {
+    axum::Router::new()
+        .route("/ws", axum::routing::get(ws_upgrade))
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn ws_upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Ok(permit) = state.limit.clone().try_acquire_owned() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
+    let token = state.tracker.token();
+    ws.max_message_size(hutong_protocol::MAX_FRAME_LEN).max_frame_size(hutong_protocol::MAX_FRAME_LEN).on_upgrade(
+        move |socket: WebSocket| async move {
+            let _permit = permit;
+            let _token = token;
+            let (sink, stream) = socket.split();
+            // One binary message is one frame; text is refused; a close ends the stream.
+            let stream = stream
+                .take_while(|m| futures::future::ready(matches!(m, Ok(msg) if !matches!(msg, WsMessage::Close(_)))))
+                .filter_map(|m| {
+                    futures::future::ready(match m {
+                        Ok(WsMessage::Binary(b)) => Some(Ok(b)),
+                        Ok(WsMessage::Text(_)) => Some(Err(FrameError::Unsupported("text WebSocket messages"))),
+                        _ => None,
+                    })
+                });
+            let sink = sink.with(|b: Bytes| futures::future::ready(Ok::<_, axum::Error>(WsMessage::Binary(b))));
+            serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), state.shutdown).await;
+        },
+    )
+}
+
+fn frame(env: &Envelope) -> Bytes {
+    encode_envelope(env)
+}
+
+/// Writes the queue to the socket until the queue closes or the socket fails.
+async fn write_loop<K>(mut sink: K, outbound: Arc<Outbound>)
+where
+    K: Sink<Bytes> + Unpin,
+{
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        match outbound.next(&mut batch, 64).await {
+            Next::Frames => {
+                for f in batch.drain(..) {
+                    if sink.feed(f).await.is_err() {
+                        outbound.close(ErrorCode::Internal, "socket closed");
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    outbound.close(ErrorCode::Internal, "socket closed");
+                    return;
+                }
+            }
+            Next::Closed(reason) => {
+                let bye = Envelope::new(
+                    0,
+                    Payload::Disconnect(v1::Disconnect { code: reason.code as i32, message: reason.message }),
+                );
+                let _ = sink.send(frame(&bye)).await;
+                let _ = sink.close().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn deliver(outbound: &Outbound, id: u64, reply: Reply) {
+    let (lane, payload) = match reply {
+        Ok(Some(pair)) => pair,
+        Ok(None) => return,
+        Err(e) => (Lane::Control, Payload::Error(e.to_frame())),
+    };
+    // Request id 0 means "no answer wanted" (typing, for instance).
+    if id != 0 {
+        outbound.push_wait(lane, frame(&Envelope::reply(id, payload))).await;
+    }
+}
+
+/// Serves one connection of any transport until it closes.
+pub async fn serve<S, K>(shared: Arc<Shared>, mut stream: S, sink: K, peer: Option<SocketAddr>, shutdown: CancellationToken)
+where
+    S: Stream<Item = Result<Bytes, FrameError>> + Unpin + Send,
+    K: Sink<Bytes> + Unpin + Send + 'static,
+{
+    let config = &shared.config;
+    let outbound = Arc::new(Outbound::new(config.outbound_queue_frames));
+    let mut writer = tokio::spawn(write_loop(sink, outbound.clone()));
+    let mut writer_done = false;
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    let max_in_flight = config.max_in_flight;
+    let mut session: Option<Session> = None;
+    let mut said_hello = false;
+    let mut in_flight = FuturesUnordered::new();
+    let deadline = tokio::time::sleep(HANDSHAKE_TIMEOUT);
+    tokio::pin!(deadline);
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                outbound.close(ErrorCode::ShuttingDown, "the server is shutting down");
+                break;
+            }
+            Some((id, reply)) = in_flight.next(), if !in_flight.is_empty() => {
+                deliver(&outbound, id, reply).await;
+            }
+            _ = &mut writer => { writer_done = true; break; }
+            _ = &mut deadline => {
+                outbound.close(ErrorCode::IdleTimeout, "no traffic within the heartbeat timeout");
+                break;
+            }
+            next = stream.next(), if in_flight.len() < max_in_flight => {
+                deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                let body = match next {
+                    None => break,
+                    Some(Ok(body)) => body,
+                    Some(Err(FrameError::TooLarge(n))) => {
+                        outbound.close(ErrorCode::TooLarge, format!("a frame of {n} bytes exceeds the limit"));
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        outbound.close(ErrorCode::BadRequest, e.to_string());
+                        break;
+                    }
+                };
+                let env = match decode_envelope(&body) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        let err = Envelope::error(0, ErrorCode::BadRequest, format!("could not decode the frame: {e}"));
+                        outbound.push_wait(Lane::Control, frame(&err)).await;
+                        continue;
+                    }
+                };
+                let (id, Some(payload)) = (env.id, env.payload) else {
+                    deliver(&outbound, env.id, Err(crate::error::ServiceError::BadRequest("the frame has no payload".into()))).await;
+                    continue;
+                };
+                if !said_hello {
+                    match payload {
+                        Payload::Hello(hello) => {
+                            if let Err(message) = check_hello(&hello) {
+                                outbound.close(ErrorCode::UnsupportedVersion, message);
+                                break;
+                            }
+                            said_hello = true;
+                            let ok = v1::HelloOk {
+                                protocol_version: hutong_protocol::PROTOCOL_VERSION,
+                                server_version: env!("CARGO_PKG_VERSION").into(),
+                                heartbeat_ms: config.heartbeat_ms,
+                            };
+                            deliver(&outbound, id, Ok(Some((Lane::Control, Payload::HelloOk(ok))))).await;
+                        }
+                        _ => {
+                            outbound.close(ErrorCode::BadRequest, "the first frame must be Hello");
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                match &session {
+                    Some(s) => match handlers::route(s, id, payload).await {
+                        Step::Ready(reply) => deliver(&outbound, id, reply).await,
+                        Step::Pending(fut) => in_flight.push(async move { (id, fut.await) }),
+                    },
+                    None => match payload {
+                        Payload::Login(login) => {
+                            let result = shared.auth.login(&shared.db, login, peer.map(|p| p.ip())).await;
+                            match result {
+                                Ok(auth) => {
+                                    shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                    session = Some(Session {
+                                        shared: shared.clone(),
+                                        user_id: auth.user_id,
+                                        session_id: auth.session_id,
+                                        conn_id,
+                                        outbound: outbound.clone(),
+                                    });
+                                    let ok = v1::LoginOk {
+                                        user_id: auth.user_id,
+                                        token: auth.token.unwrap_or_default(),
+                                        display_name: auth.display_name,
+                                        session_id: auth.session_id,
+                                    };
+                                    deliver(&outbound, id, Ok(Some((Lane::Control, Payload::LoginOk(ok))))).await;
+                                }
+                                Err(e) => deliver(&outbound, id, Err(e)).await,
+                            }
+                        }
+                        Payload::Ping(p) => {
+                            deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce }))))).await
+                        }
+                        _ => {
+                            let err = Envelope::error(id, ErrorCode::NotAuthenticated, "log in first");
+                            outbound.push_wait(Lane::Control, frame(&err)).await;
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    // Let requests already taken finish (a send in the commit batch is
+    // answered), but no longer than DRAIN_TIMEOUT.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some((id, reply)) = in_flight.next().await {
+            deliver(&outbound, id, reply).await;
+        }
+    })
+    .await;
+    if let Some(s) = &session {
+        shared.hub.unregister(s.user_id, conn_id);
+    }
+    outbound.close(ErrorCode::Unspecified, "connection closed");
+    if !writer_done {
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
+}
+
+fn check_hello(hello: &Hello) -> Result<(), String> {
+    if hello.protocol_version != hutong_protocol::PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {} is not supported; this server speaks version {}",
+            hello.protocol_version,
+            hutong_protocol::PROTOCOL_VERSION
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Request handlers of an authenticated session: one free function per
+//! request message, all registered in [`route`].
+//!
+//! Writes are put in the writer's queue inside `route` itself, so requests of
+//! one connection are committed in the order they arrived; waiting for the
+//! commit, fanning out and reading run in the returned future, so a
+//! connection can have many requests in flight.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use hutong_protocol::v1::{self, MemberRole, PresenceStatus, Priority};
+use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
+
+use crate::error::ServiceError;
+use crate::outbound::{Lane, Outbound};
+use crate::storage;
+use crate::writer::{Command, Committed};
+use crate::Shared;
+
+/// An authenticated connection.
+#[derive(Clone)]
+pub struct Session {
+    pub shared: Arc<Shared>,
+    pub user_id: u64,
+    pub session_id: u64,
+    pub conn_id: u64,
+    pub outbound: Arc<Outbound>,
+}
+
+/// The answer to one request: `None` when nothing is sent back.
+pub type Reply = Result<Option<(Lane, Payload)>, ServiceError>;
+
+pub enum Step {
+    Ready(Reply),
+    Pending(BoxFuture<'static, Reply>),
+}
+
+/// Most messages one fetch returns.
+const FETCH_LIMIT: u32 = 500;
+
+pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
+    let user = s.user_id;
+    match payload {
+        Payload::SendMessage(msg) => write(s, Command::Send { sender: user, msg }, after_send).await,
+        Payload::Recall(r) => {
+            write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall).await
+        }
+        Payload::OpenDirect(r) => write(s, Command::OpenDirect { user, peer: r.user_id }, after_change).await,
+        Payload::CreateGroup(r) => {
+            write(s, Command::CreateGroup { owner: user, name: r.name, members: r.member_ids }, after_change).await
+        }
+        Payload::RenameGroup(r) => {
+            write(s, Command::RenameGroup { user, conversation_id: r.conversation_id, name: r.name }, after_change)
+                .await
+        }
+        Payload::AddMembers(r) => {
+            if r.user_ids.len() > crate::writer::MAX_GROUP_MEMBERS {
+                return Step::Ready(Err(ServiceError::TooLarge("too many members in one request".into())));
+            }
+            let cmd = Command::AddMembers { user, conversation_id: r.conversation_id, user_ids: r.user_ids };
+            write(s, cmd, after_change).await
+        }
+        Payload::RemoveMember(r) => {
+            let cmd = Command::RemoveMember { user, conversation_id: r.conversation_id, target: r.user_id };
+            write(s, cmd, after_change).await
+        }
+        Payload::LeaveGroup(r) => write(s, Command::Leave { user, conversation_id: r.conversation_id }, after_change).await,
+        Payload::SetMemberRole(r) => {
+            let role = MemberRole::try_from(r.role).unwrap_or(MemberRole::Member);
+            let cmd = Command::SetRole { user, conversation_id: r.conversation_id, target: r.user_id, role };
+            write(s, cmd, after_change).await
+        }
+        Payload::UpdateCursor(r) => {
+            let cmd = Command::UpdateCursor {
+                user,
+                conversation_id: r.conversation_id,
+                delivered: r.delivered_seq,
+                read: r.read_seq,
+            };
+            write(s, cmd, after_cursor).await
+        }
+        Payload::Sync(r) => Step::Pending(sync(s.clone(), r).boxed()),
+        Payload::FetchMessages(r) => Step::Pending(fetch_messages(s.clone(), r).boxed()),
+        Payload::LookupUsers(r) => Step::Pending(lookup_users(s.clone(), r).boxed()),
+        Payload::Typing(r) => Step::Pending(typing(s.clone(), r).boxed()),
+        Payload::SubscribePresence(r) => Step::Ready(subscribe_presence(s, r)),
+        Payload::SetPresence(r) => Step::Ready(set_presence(s, r)),
+        Payload::Ping(p) => Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce }))))),
+        Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
+        Payload::Hello(_) | Payload::Login(_) => {
+            Step::Ready(Err(ServiceError::BadRequest("this connection is already logged in".into())))
+        }
+        _ => Step::Ready(Err(ServiceError::BadRequest("this frame is not a request a client may send".into()))),
+    }
+}
+
+/// Queues `cmd` now; commits, fans out and answers in the returned future.
+async fn write<F, Fut>(s: &Session, cmd: Command, after: F) -> Step
+where
+    F: FnOnce(Session, Committed) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Reply> + Send + 'static,
+{
+    match s.shared.writer.enqueue(cmd).await {
+        Err(e) => Step::Ready(Err(e)),
+        Ok(rx) => {
+            let s = s.clone();
+            Step::Pending(
+                async move {
+                    let committed = rx.await.map_err(|_| ServiceError::ShuttingDown)??;
+                    after(s, committed).await
+                }
+                .boxed(),
+            )
+        }
+    }
+}
+
+fn push_entry(s: &Session, c: &Committed, except: Option<u64>) {
+    if let Some(m) = &c.message {
+        let lane = if m.priority == Priority::Urgent as i32 { Lane::Control } else { Lane::Live };
+        let frame = encode_envelope(&Envelope::new(0, Payload::Message(m.clone())));
+        s.shared.hub.push(&c.members, lane, &frame, except);
+    }
+}
+
+async fn after_send(s: Session, c: Committed) -> Reply {
+    let m = c.message.as_ref().ok_or_else(|| ServiceError::Internal("send without an entry".into()))?;
+    if !c.duplicate {
+        // The sender's other devices get it too; this connection gets the ack.
+        push_entry(&s, &c, Some(s.conn_id));
+    }
+    let ack = v1::SendAck {
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        sent_at_ms: m.sent_at_ms,
+        client_msg_id: m.client_msg_id.clone(),
+    };
+    Ok(Some((Lane::Control, Payload::SendAck(ack))))
+}
+
+async fn after_recall(s: Session, c: Committed) -> Reply {
+    push_entry(&s, &c, Some(s.conn_id));
+    Ok(c.message.map(|m| (Lane::Control, Payload::Message(m))))
+}
+
+/// Group and direct-conversation changes: everyone (this connection too)
+/// gets the system entry; the caller gets its new view of the conversation.
+async fn after_change(s: Session, c: Committed) -> Reply {
+    push_entry(&s, &c, None);
+    let (user, id) = (s.user_id, c.conversation_id);
+    let state = s.shared.db.read(move |conn| storage::conversation_state(conn, id, user)).await?;
+    Ok(Some((Lane::Live, Payload::Conversation(state))))
+}
+
+async fn after_cursor(s: Session, c: Committed) -> Reply {
+    if let Some(cursor) = c.cursor {
+        let frame = encode_envelope(&Envelope::new(0, Payload::Cursor(cursor)));
+        s.shared.hub.push(&c.members, Lane::Live, &frame, Some(s.conn_id));
+    }
+    Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
+}
+
+async fn sync(s: Session, r: v1::SyncRequest) -> Reply {
+    let user = s.user_id;
+    let limit = if r.limit == 0 { 100 } else { r.limit };
+    let resp = s.shared.db.read(move |conn| storage::sync(conn, user, r.since_version, limit)).await?;
+    Ok(Some((Lane::Bulk, Payload::SyncResponse(resp))))
+}
+
+async fn fetch_messages(s: Session, r: v1::FetchMessages) -> Reply {
+    let user = s.user_id;
+    let batch = s.shared.db.read(move |conn| storage::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
+    Ok(Some((Lane::Bulk, Payload::MessageBatch(batch))))
+}
+
+async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
+    if r.accounts.len() + r.user_ids.len() > 1000 {
+        return Err(ServiceError::TooLarge("look up at most 1000 users at once".into()));
+    }
+    let list = s.shared.db.read(move |conn| storage::lookup_users(conn, &r)).await?;
+    Ok(Some((Lane::Live, Payload::UserList(list))))
+}
+
+/// Typing is relayed to the other members' devices and never stored.
+async fn typing(s: Session, r: v1::Typing) -> Reply {
+    let (user, id) = (s.user_id, r.conversation_id);
+    let members: Vec<u64> = s
+        .shared
+        .db
+        .read(move |conn| {
+            let m = storage::membership(conn, id, user)?;
+            if !m.is_some_and(|m| m.active) {
+                return Err(ServiceError::NotMember);
+            }
+            let mut stmt = conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 AND active = 1")?;
+            let rows = stmt.query_map([id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<u64>, _>>()?)
+        })
+        .await?;
+    let others: Vec<u64> = members.into_iter().filter(|m| *m != user).collect();
+    let frame = encode_envelope(&Envelope::new(0, Payload::Typing(v1::Typing { conversation_id: id, user_id: user })));
+    s.shared.hub.push(&others, Lane::Live, &frame, None);
+    Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
+}
+
+fn subscribe_presence(s: &Session, r: v1::SubscribePresence) -> Reply {
+    if r.user_ids.len() > 5000 {
+        return Err(ServiceError::TooLarge("subscribe to at most 5000 people".into()));
+    }
+    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), r.user_ids);
+    Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
+}
+
+fn set_presence(s: &Session, r: v1::SetPresence) -> Reply {
+    let status = match PresenceStatus::try_from(r.status) {
+        Ok(PresenceStatus::Away) => PresenceStatus::Away,
+        Ok(PresenceStatus::Online) => PresenceStatus::Online,
+        _ => return Err(ServiceError::BadRequest("a device is either ONLINE or AWAY".into())),
+    };
+    s.shared.hub.set_status(s.user_id, s.conn_id, status);
+    Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
+}
+
+async fn logout(s: Session, request_id: u64) -> Reply {
+    let id = s.session_id;
+    s.shared.db.read(move |conn| Ok(crate::accounts::end_session(conn, id)?)).await?;
+    // Answer first, then close: frames queued before a close still go out.
+    let done = Envelope::reply(request_id, Payload::Done(v1::Done {}));
+    s.outbound.push_wait(Lane::Control, encode_envelope(&done)).await;
+    s.outbound.close(ErrorCode::SessionRevoked, "logged out");
+    Ok(None)
+}

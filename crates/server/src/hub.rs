@@ -1,0 +1,154 @@
+//! Who is online right now: the live sessions of every user, their presence,
+//! and who watches whose presence. Fan-out of live traffic goes through here.
+//! In-memory only: on a restart clients reconnect and sync, so nothing here
+//! needs to be durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hutong_protocol::v1::{Presence, PresenceStatus};
+use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
+
+use crate::outbound::{Lane, Outbound};
+
+struct Live {
+    conn_id: u64,
+    session_id: u64,
+    outbound: Arc<Outbound>,
+    status: PresenceStatus,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<u64, Vec<Live>>,
+    /// watched user -> connections that subscribed to them
+    watchers: HashMap<u64, HashSet<u64>>,
+    /// connection -> (its outbound, whom it watches)
+    subscriptions: HashMap<u64, (Arc<Outbound>, Vec<u64>)>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+}
+
+fn aggregate(lives: Option<&Vec<Live>>) -> PresenceStatus {
+    match lives {
+        None => PresenceStatus::Offline,
+        Some(v) if v.is_empty() => PresenceStatus::Offline,
+        Some(v) if v.iter().any(|l| l.status == PresenceStatus::Online) => PresenceStatus::Online,
+        Some(_) => PresenceStatus::Away,
+    }
+}
+
+fn presence_frame(user_id: u64, status: PresenceStatus) -> Bytes {
+    encode_envelope(&Envelope::new(0, Payload::Presence(Presence { user_id, status: status as i32 })))
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `change` on a user's sessions and tells watchers if the
+    /// aggregated presence moved.
+    fn with_presence(&self, user_id: u64, change: impl FnOnce(&mut Inner)) {
+        let mut inner = self.lock();
+        let before = aggregate(inner.sessions.get(&user_id));
+        change(&mut inner);
+        let after = aggregate(inner.sessions.get(&user_id));
+        if before != after {
+            let frame = presence_frame(user_id, after);
+            if let Some(watchers) = inner.watchers.get(&user_id) {
+                for conn in watchers {
+                    if let Some((out, _)) = inner.subscriptions.get(conn) {
+                        out.push(Lane::Live, frame.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn register(&self, user_id: u64, conn_id: u64, session_id: u64, outbound: Arc<Outbound>) {
+        self.with_presence(user_id, |inner| {
+            inner.sessions.entry(user_id).or_default().push(Live {
+                conn_id,
+                session_id,
+                outbound,
+                status: PresenceStatus::Online,
+            })
+        });
+    }
+
+    pub fn unregister(&self, user_id: u64, conn_id: u64) {
+        self.with_presence(user_id, |inner| {
+            if let Some(v) = inner.sessions.get_mut(&user_id) {
+                v.retain(|l| l.conn_id != conn_id);
+                if v.is_empty() {
+                    inner.sessions.remove(&user_id);
+                }
+            }
+            if let Some((_, watched)) = inner.subscriptions.remove(&conn_id) {
+                for w in watched {
+                    if let Some(set) = inner.watchers.get_mut(&w) {
+                        set.remove(&conn_id);
+                        if set.is_empty() {
+                            inner.watchers.remove(&w);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn set_status(&self, user_id: u64, conn_id: u64, status: PresenceStatus) {
+        self.with_presence(user_id, |inner| {
+            for l in inner.sessions.get_mut(&user_id).into_iter().flatten() {
+                if l.conn_id == conn_id {
+                    l.status = status;
+                }
+            }
+        });
+    }
+
+    /// Replaces a connection's presence subscriptions and queues the current
+    /// state of everyone it now watches.
+    pub fn subscribe(&self, conn_id: u64, outbound: Arc<Outbound>, users: Vec<u64>) {
+        let mut inner = self.lock();
+        if let Some((_, old)) = inner.subscriptions.remove(&conn_id) {
+            for w in old {
+                if let Some(set) = inner.watchers.get_mut(&w) {
+                    set.remove(&conn_id);
+                }
+            }
+        }
+        for &u in &users {
+            inner.watchers.entry(u).or_default().insert(conn_id);
+            outbound.push(Lane::Live, presence_frame(u, aggregate(inner.sessions.get(&u))));
+        }
+        inner.subscriptions.insert(conn_id, (outbound, users));
+    }
+
+    /// Queues `frame` on every live session of `users`, except connection `except`.
+    pub fn push(&self, users: &[u64], lane: Lane, frame: &Bytes, except: Option<u64>) {
+        let inner = self.lock();
+        for u in users {
+            for l in inner.sessions.get(u).into_iter().flatten() {
+                if Some(l.conn_id) != except {
+                    l.outbound.push(lane, frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Closes a user's sessions (all of them, or one) with a reason.
+    pub fn kick(&self, user_id: u64, session_id: Option<u64>, code: ErrorCode, message: &str) {
+        let inner = self.lock();
+        for l in inner.sessions.get(&user_id).into_iter().flatten() {
+            if session_id.is_none_or(|s| s == l.session_id) {
+                l.outbound.close(code, message);
+            }
+        }
+    }
+}

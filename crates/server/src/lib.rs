@@ -1,0 +1,191 @@
+//! The Hutong server as a library: `run(config, listeners, shutdown)` serves
+//! until `shutdown` resolves, so tests can start and stop real servers on port
+//! 0 many times in one process. `main.rs` is a thin CLI around it.
+
+pub mod accounts;
+pub mod config;
+pub mod error;
+mod gateway;
+mod handlers;
+mod hub;
+mod outbound;
+pub mod storage;
+pub mod tls;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// Everything a connection needs, shared by all of them.
+pub struct Shared {
+    pub config: Config,
+    pub db: storage::Db,
+    pub writer: writer::Writer,
+    hub: hub::Hub,
+    auth: accounts::Authenticator,
+    next_conn_id: AtomicU64,
+}
+
+/// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
+/// before the server runs.
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let tcp = TcpListener::bind(&config.tcp_listen).await.with_context(|| format!("binding {}", config.tcp_listen))?;
+        let http =
+            TcpListener::bind(&config.http_listen).await.with_context(|| format!("binding {}", config.http_listen))?;
+        Ok(Listeners { tcp, http })
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp.local_addr().expect("bound socket has an address")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound socket has an address")
+    }
+}
+
+/// What first start produced, for the operator to see.
+pub struct Prepared {
+    pub fingerprint: String,
+    /// The bootstrap administrator's one-time password, when one was generated.
+    pub admin_password: Option<String>,
+}
+
+/// Creates the data directory, migrates the database, makes the TLS identity
+/// and the bootstrap administrator (password from `admin_password`, else
+/// random) when there is no account yet. Safe to call on every start.
+pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Result<Prepared> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    storage::migrate(&config.database_path())?;
+    let identity = tls::load_or_create(&config.data_dir)?;
+    let conn = storage::open_connection(&config.database_path())?;
+    let users: u64 = conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    let mut generated = None;
+    if users == 0 {
+        let password = match admin_password {
+            Some(p) => p,
+            None => {
+                let p = accounts::new_password();
+                generated = Some(p.clone());
+                p
+            }
+        };
+        accounts::add_user(&conn, "admin", "Administrator", &password, true)?;
+    }
+    Ok(Prepared { fingerprint: identity.fingerprint, admin_password: generated })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets every
+/// connection finish the requests it has in flight, commits the writer's last
+/// batch and returns.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db_path = config.database_path();
+    storage::migrate(&db_path)?;
+    let tls = if config.tcp_tls {
+        let identity = tls::load_or_create(&config.data_dir)?;
+        Some(tokio_rustls::TlsAcceptor::from(identity.config))
+    } else {
+        None
+    };
+    let db = storage::Db::open(&db_path, 4)?;
+    let recall_window_ms = (config.recall_window_secs as i64).saturating_mul(1000);
+    let (writer, writer_thread) = writer::Writer::start(&db_path, recall_window_ms, config.commit_batch_max)?;
+    let auth = accounts::Authenticator {
+        throttle: accounts::Throttle::new(
+            config.login_failures_per_account,
+            config.login_failures_per_address,
+            Duration::from_secs(config.login_window_secs),
+        ),
+        hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
+    };
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let shared = Arc::new(Shared {
+        config,
+        db,
+        writer,
+        hub: hub::Hub::default(),
+        auth,
+        next_conn_id: AtomicU64::new(1),
+    });
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    tracker.spawn(gateway::accept_tcp(shared.clone(), listeners.tcp, tls, limit.clone(), tracker.clone(), token.clone()));
+    let state = gateway::HttpState { shared: shared.clone(), limit, tracker: tracker.clone(), shutdown: token.clone() };
+    let app = gateway::http_router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let http_token = token.clone();
+    tracker.spawn(async move {
+        if let Err(e) =
+            axum::serve(listeners.http, app).with_graceful_shutdown(http_token.cancelled_owned()).await
+        {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    });
+    tracker.spawn(watch_revocations(shared.clone(), token.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    token.cancel();
+    tracker.close();
+    tracker.wait().await;
+    // Dropping the last writer handle lets the writer commit what is queued and stop.
+    drop(shared);
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .map_err(|e| anyhow::anyhow!("joining the writer: {e}"))?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    Ok(())
+}
+
+/// Turns revocations recorded by administrators (possibly from another
+/// process, such as `hutong-server user disable`) into closed sessions.
+async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut last = match shared.db.read(|c| Ok(accounts::last_revocation(c)?)).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read revocations");
+            0
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let after = last;
+        match shared.db.read(move |c| Ok(accounts::revocations_after(c, after)?)).await {
+            Ok(list) => {
+                for r in list {
+                    last = r.id;
+                    let message = match r.reason {
+                        hutong_protocol::ErrorCode::AccountDisabled => "this account was disabled",
+                        _ => "the session was ended by an administrator",
+                    };
+                    shared.hub.kick(r.user_id, r.session_id, r.reason, message);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
+        }
+    }
+}

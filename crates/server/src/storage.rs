@@ -1,0 +1,332 @@
+//! SQLite storage: opening the database, migrations, and a small pool of read
+//! connections. All writes to conversation logs go through [`crate::writer`];
+//! this module owns the schema and the read queries.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hutong_protocol::v1::{self, ConversationState, Member, Message};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::ServiceError;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    device TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    UNIQUE (user_id, device)
+);
+-- Cross-process signal: the running server closes the sessions named here.
+CREATE TABLE revocations (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    session_id INTEGER,
+    reason INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE conversations (
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    direct_key TEXT UNIQUE,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE members (
+    conversation_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    role INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1,
+    -- For members who left: the last seq they may still read.
+    until_seq INTEGER,
+    delivered_seq INTEGER NOT NULL DEFAULT 0,
+    read_seq INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members (user_id);
+CREATE TABLE messages (
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    sender_id INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    mentions TEXT NOT NULL DEFAULT '',
+    reply_to_seq INTEGER NOT NULL DEFAULT 0,
+    recalled INTEGER NOT NULL DEFAULT 0,
+    system BLOB,
+    target_seq INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_dedupe ON messages (sender_id, client_msg_id);
+"#];
+
+/// Opens a connection with the pragmas every connection needs.
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: an acknowledged message survives power loss, not just a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Opens (creating if needed) the database and applies pending migrations.
+pub fn migrate(path: &Path) -> anyhow::Result<usize> {
+    let mut conn = open_connection(path)?;
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+    }
+    tx.commit()?;
+    Ok(MIGRATIONS.len() - done.min(MIGRATIONS.len()))
+}
+
+/// A few read connections; WAL lets them read while the writer commits.
+#[derive(Clone)]
+pub struct Db {
+    path: PathBuf,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Db {
+    pub fn open(path: &Path, readers: usize) -> anyhow::Result<Db> {
+        let readers = (0..readers.max(1)).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
+        Ok(Db { path: path.to_owned(), readers: Arc::new(readers), next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ServiceError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = db.next.fetch_add(1, Ordering::Relaxed);
+            let n = db.readers.len();
+            for i in 0..n {
+                if let Ok(conn) = db.readers[(start + i) % n].try_lock() {
+                    return f(&conn);
+                }
+            }
+            let conn = db.readers[start % n].lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("reader task failed: {e}")))?
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+// ------------------------------------------------------------------ row mapping
+
+pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority";
+
+/// Maps a `messages` row (selected with [`MESSAGE_COLUMNS`]) to the wire type.
+/// A recalled message keeps its text in the archive but never sends it.
+pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    use prost::Message as _;
+    let recalled: bool = row.get(9)?;
+    let mentions: String = row.get(7)?;
+    let system: Option<Vec<u8>> = row.get(10)?;
+    Ok(Message {
+        conversation_id: row.get(0)?,
+        seq: row.get(1)?,
+        sender_id: row.get(2)?,
+        client_msg_id: row.get(3)?,
+        sent_at_ms: row.get(4)?,
+        kind: row.get(5)?,
+        text: if recalled { String::new() } else { row.get(6)? },
+        mentions: decode_ids(&mentions),
+        reply_to_seq: row.get(8)?,
+        recalled,
+        system: system.and_then(|b| v1::SystemEvent::decode(&b[..]).ok()),
+        target_seq: row.get(11)?,
+        priority: row.get(12)?,
+    })
+}
+
+pub fn encode_ids(ids: &[u64]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+pub fn decode_ids(s: &str) -> Vec<u64> {
+    s.split(',').filter_map(|p| p.parse().ok()).collect()
+}
+
+// ------------------------------------------------------------------ read queries
+
+/// The caller's view of a member row: `None` if the user was never a member.
+pub struct Membership {
+    pub active: bool,
+    pub until_seq: Option<u64>,
+    pub role: i32,
+}
+
+pub fn membership(conn: &Connection, conversation_id: u64, user_id: u64) -> Result<Option<Membership>, ServiceError> {
+    Ok(conn
+        .prepare_cached("SELECT active, until_seq, role FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
+        .query_row(params![conversation_id, user_id], |r| {
+            Ok(Membership { active: r.get(0)?, until_seq: r.get(1)?, role: r.get(2)? })
+        })
+        .optional()?)
+}
+
+/// Messages a member may read: all of them while active, up to `until_seq` after leaving.
+pub fn fetch_messages(
+    conn: &Connection,
+    user_id: u64,
+    req: &v1::FetchMessages,
+    max_limit: u32,
+) -> Result<v1::MessageBatch, ServiceError> {
+    let m = membership(conn, req.conversation_id, user_id)?.ok_or(ServiceError::NotMember)?;
+    let ceiling = if m.active { u64::MAX >> 1 } else { m.until_seq.unwrap_or(0) };
+    let limit = req.limit.clamp(1, max_limit);
+    let mut messages: Vec<Message> = if req.before_seq > 0 {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![req.conversation_id, req.before_seq, ceiling, limit], message_from_row)?;
+        let mut v = rows.collect::<Result<Vec<_>, _>>()?;
+        v.reverse();
+        v
+    } else {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![req.conversation_id, req.after_seq, ceiling, limit], message_from_row)?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    messages.retain(|m| m.seq <= ceiling);
+    let last_seq: u64 = conn
+        .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
+        .query_row([req.conversation_id], |r| r.get(0))?;
+    Ok(v1::MessageBatch { conversation_id: req.conversation_id, messages, last_seq: last_seq.min(ceiling) })
+}
+
+/// One conversation as `user_id` sees it (members and their cursors included).
+pub fn conversation_state(
+    conn: &Connection,
+    conversation_id: u64,
+    user_id: u64,
+) -> Result<ConversationState, ServiceError> {
+    let (kind, name, last_seq, cversion): (i32, String, u64, u64) = conn
+        .prepare_cached("SELECT kind, name, last_seq, version FROM conversations WHERE id = ?1")?
+        .query_row([conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?
+        .ok_or(ServiceError::NotFound("conversation"))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, role, delivered_seq, read_seq, active, until_seq, version FROM members WHERE conversation_id = ?1",
+    )?;
+    let mut members = Vec::new();
+    let mut me: Option<(bool, Option<u64>, u64)> = None;
+    let rows = stmt.query_map([conversation_id], |r| {
+        Ok((
+            Member { user_id: r.get(0)?, role: r.get(1)?, delivered_seq: r.get(2)?, read_seq: r.get(3)? },
+            r.get::<_, bool>(4)?,
+            r.get::<_, Option<u64>>(5)?,
+            r.get::<_, u64>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (member, active, until, version) = row?;
+        if member.user_id == user_id {
+            me = Some((active, until, version));
+        }
+        if active {
+            members.push(member);
+        }
+    }
+    let (active, until, mversion) = me.ok_or(ServiceError::NotMember)?;
+    Ok(ConversationState {
+        id: conversation_id,
+        kind,
+        name,
+        last_seq: if active { last_seq } else { until.unwrap_or(0).min(last_seq) },
+        members: if active { members } else { Vec::new() },
+        active,
+        version: if active { cversion.max(mversion) } else { mversion },
+    })
+}
+
+/// Conversations of `user_id` changed after `since`, oldest change first.
+pub fn sync(conn: &Connection, user_id: u64, since: u64, limit: u32) -> Result<v1::SyncResponse, ServiceError> {
+    let limit = limit.clamp(1, 500);
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id, CASE WHEN m.active THEN max(m.version, c.version) ELSE m.version END AS v
+         FROM members m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.user_id = ?1 AND (m.version > ?2 OR (m.active AND c.version > ?2))
+         ORDER BY v LIMIT ?3",
+    )?;
+    let ids = stmt
+        .query_map(params![user_id, since, limit + 1], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = ids.len() > limit as usize;
+    let mut version = since;
+    let mut conversations = Vec::new();
+    for (id, v) in ids.into_iter().take(limit as usize) {
+        let mut state = conversation_state(conn, id, user_id)?;
+        // The state is read after the listing; pin the reported version to the
+        // listing's so paging never skips a change that happened in between.
+        state.version = v;
+        version = version.max(v);
+        conversations.push(state);
+    }
+    Ok(v1::SyncResponse { conversations, version, more })
+}
+
+pub fn lookup_users(conn: &Connection, req: &v1::LookupUsers) -> Result<v1::UserList, ServiceError> {
+    let mut users = Vec::new();
+    let map = |r: &rusqlite::Row<'_>| {
+        Ok(v1::User { id: r.get(0)?, account: r.get(1)?, display_name: r.get(2)?, disabled: r.get(3)? })
+    };
+    let mut by_account =
+        conn.prepare_cached("SELECT id, account, display_name, disabled FROM users WHERE account = ?1")?;
+    for account in req.accounts.iter().take(1000) {
+        if let Some(u) = by_account.query_row([account], map).optional()? {
+            users.push(u);
+        }
+    }
+    let mut by_id = conn.prepare_cached("SELECT id, account, display_name, disabled FROM users WHERE id = ?1")?;
+    for id in req.user_ids.iter().take(1000) {
+        if let Some(u) = by_id.query_row([id], map).optional()? {
+            users.push(u);
+        }
+    }
+    Ok(v1::UserList { users })
+}

@@ -1,0 +1,738 @@
+//! The single writer of conversation state, with group commit.
+//!
+//! Every change to conversations, members, messages and cursors is a
+//! [`Command`] sent to one thread. The thread takes all commands waiting,
+//! applies each inside its own savepoint (a bad command never spoils the
+//! batch), commits the batch in one transaction with one fsync, and only then
+//! answers each caller. So an acknowledgement always means "on disk", and
+//! throughput comes from batching rather than from acknowledging early.
+//!
+//! The thread owns the only mutable copies of two caches: the active members
+//! of each conversation (checked on every send) and the global change counter
+//! (`version`), which orders every change for sync.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hutong_protocol::v1::{self, system_event::Kind as SystemKind, ConversationKind, MemberRole, Message, MessageKind};
+use hutong_protocol::MAX_TEXT_LEN;
+use prost::Message as _;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ServiceError;
+use crate::storage::{encode_ids, message_from_row, now_ms, open_connection, MESSAGE_COLUMNS};
+
+/// Most members a group may have; bounds fan-out and every membership list.
+pub const MAX_GROUP_MEMBERS: usize = 10_000;
+const MAX_NAME_CHARS: usize = 100;
+
+pub type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
+
+pub enum Command {
+    Send { sender: u64, msg: v1::SendMessage },
+    Recall { user: u64, conversation_id: u64, seq: u64 },
+    OpenDirect { user: u64, peer: u64 },
+    CreateGroup { owner: u64, name: String, members: Vec<u64> },
+    RenameGroup { user: u64, conversation_id: u64, name: String },
+    AddMembers { user: u64, conversation_id: u64, user_ids: Vec<u64> },
+    RemoveMember { user: u64, conversation_id: u64, target: u64 },
+    Leave { user: u64, conversation_id: u64 },
+    SetRole { user: u64, conversation_id: u64, target: u64, role: MemberRole },
+    UpdateCursor { user: u64, conversation_id: u64, delivered: u64, read: u64 },
+}
+
+/// What a committed command changed, so the caller can answer and fan out.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub conversation_id: u64,
+    /// The new log entry, or for a retried send the original one.
+    pub message: Option<Message>,
+    /// True when a send was a retry of an already stored message.
+    pub duplicate: bool,
+    /// Active members after the change: who receives live pushes.
+    pub members: Arc<[u64]>,
+    /// A moved cursor, pushed to the other members and the user's devices.
+    pub cursor: Option<v1::Cursor>,
+}
+
+/// Cheap handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<(Command, Reply)>,
+}
+
+impl Writer {
+    /// Starts the writer thread. It stops after the last `Writer` is dropped
+    /// and the commands already queued have been committed and answered.
+    pub fn start(path: &Path, recall_window_ms: i64, batch_max: usize) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+        let conn = open_connection(path)?;
+        let mut state = WriterState::load(conn, recall_window_ms)?;
+        let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
+        let handle = std::thread::Builder::new().name("hutong-writer".into()).spawn(move || {
+            let mut batch = Vec::with_capacity(batch_max);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < batch_max {
+                    match rx.try_recv() {
+                        Ok(cmd) => batch.push(cmd),
+                        Err(_) => break,
+                    }
+                }
+                state.apply_batch(&mut batch);
+            }
+        })?;
+        Ok((Writer { tx }, handle))
+    }
+
+    /// Queues a command; the receiver yields its result after the commit.
+    /// Commands queued by one task are committed in the order queued.
+    pub async fn enqueue(&self, cmd: Command) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((cmd, reply)).await.map_err(|_| ServiceError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    /// Queues a command and waits for its commit.
+    pub async fn submit(&self, cmd: Command) -> Result<Committed, ServiceError> {
+        self.enqueue(cmd).await?.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+struct ConvMembers {
+    kind: i32,
+    /// Active members and their roles.
+    roles: HashMap<u64, i32>,
+    list: Arc<[u64]>,
+}
+
+impl ConvMembers {
+    fn rebuild_list(&mut self) {
+        let mut ids: Vec<u64> = self.roles.keys().copied().collect();
+        ids.sort_unstable();
+        self.list = ids.into();
+    }
+}
+
+struct WriterState {
+    conn: Connection,
+    version: u64,
+    recall_window_ms: i64,
+    members: HashMap<u64, ConvMembers>,
+}
+
+impl WriterState {
+    fn load(conn: Connection, recall_window_ms: i64) -> anyhow::Result<Self> {
+        let version = Self::max_version(&conn)?;
+        Ok(WriterState { conn, version, recall_window_ms, members: HashMap::new() })
+    }
+
+    fn max_version(conn: &Connection) -> rusqlite::Result<u64> {
+        conn.query_row(
+            "SELECT max((SELECT coalesce(max(version), 0) FROM conversations), (SELECT coalesce(max(version), 0) FROM members))",
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    fn apply_batch(&mut self, batch: &mut Vec<(Command, Reply)>) {
+        let mut results = Vec::with_capacity(batch.len());
+        let commit = self.apply_all(batch, &mut results);
+        if let Err(e) = commit {
+            tracing::error!(error = %e, "commit failed; answering the whole batch with an error");
+            self.members.clear();
+            if let Ok(v) = Self::max_version(&self.conn) {
+                self.version = self.version.max(v);
+            }
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(ServiceError::Internal(format!("commit failed: {e}"))));
+            }
+            return;
+        }
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Applies each command in its own savepoint, then commits the batch.
+    fn apply_all(
+        &mut self,
+        batch: &[(Command, Reply)],
+        results: &mut Vec<Result<Committed, ServiceError>>,
+    ) -> rusqlite::Result<()> {
+        let mut tx = self.conn.transaction()?;
+        for (cmd, _) in batch {
+            let mut sp = tx.savepoint()?;
+            let result = apply(&sp, &mut self.members, &mut self.version, self.recall_window_ms, cmd);
+            match result {
+                Ok(committed) => {
+                    sp.commit()?;
+                    results.push(Ok(committed));
+                }
+                Err(e) => {
+                    sp.rollback()?;
+                    drop(sp);
+                    results.push(match (e, cmd) {
+                        (ServiceError::Conflict(m), Command::Send { sender, msg }) if m == DUPLICATE => {
+                            duplicate_of(&tx, &mut self.members, *sender, msg)
+                        }
+                        (e, _) => {
+                            // Commands touch the cache only after their checks, so
+                            // only a database failure can leave it ahead of the rollback.
+                            if matches!(e, ServiceError::Internal(_)) {
+                                self.members.clear();
+                            }
+                            Err(e)
+                        }
+                    });
+                }
+            }
+        }
+        tx.commit()
+    }
+}
+
+/// The answer to a retried send: the stored original, flagged as a duplicate.
+fn duplicate_of(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    sender: u64,
+    msg: &v1::SendMessage,
+) -> Result<Committed, ServiceError> {
+    let original = original_of(conn, sender, &msg.client_msg_id)?
+        .ok_or_else(|| ServiceError::Internal("duplicate without an original".into()))?;
+    let members = load_members(conn, cache, original.conversation_id)?.list.clone();
+    Ok(Committed {
+        conversation_id: original.conversation_id,
+        message: Some(original),
+        duplicate: true,
+        members,
+        ..Default::default()
+    })
+}
+
+fn load_members<'a>(
+    conn: &Connection,
+    cache: &'a mut HashMap<u64, ConvMembers>,
+    conversation_id: u64,
+) -> Result<&'a mut ConvMembers, ServiceError> {
+    if !cache.contains_key(&conversation_id) {
+        let kind: i32 = conn
+            .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
+            .query_row([conversation_id], |r| r.get(0))
+            .optional()?
+            .ok_or(ServiceError::NotFound("conversation"))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT user_id, role FROM members WHERE conversation_id = ?1 AND active = 1")?;
+        let roles = stmt
+            .query_map([conversation_id], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, i32>(1)?)))?
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let mut m = ConvMembers { kind, roles, list: Arc::from(Vec::new()) };
+        m.rebuild_list();
+        // Bound the cache: conversations are reloaded on demand.
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(conversation_id, m);
+    }
+    Ok(cache.get_mut(&conversation_id).expect("inserted above"))
+}
+
+fn next_version(version: &mut u64) -> u64 {
+    *version += 1;
+    *version
+}
+
+fn check_name(name: &str) -> Result<String, ServiceError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(ServiceError::BadRequest(format!("a group name has 1 to {MAX_NAME_CHARS} characters")));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_users_exist(conn: &Connection, ids: &[u64]) -> Result<(), ServiceError> {
+    let mut stmt = conn.prepare_cached("SELECT disabled FROM users WHERE id = ?1")?;
+    for id in ids {
+        match stmt.query_row([id], |r| r.get::<_, bool>(0)).optional()? {
+            None => return Err(ServiceError::NotFound("user")),
+            Some(true) => return Err(ServiceError::BadRequest(format!("user {id} is disabled"))),
+            Some(false) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Appends one entry to a conversation log and returns it.
+fn append(
+    conn: &Connection,
+    version: &mut u64,
+    conversation_id: u64,
+    sender: u64,
+    client_msg_id: &str,
+    kind: MessageKind,
+    text: &str,
+    extra: AppendExtra,
+) -> Result<Option<Message>, ServiceError> {
+    let v = next_version(version);
+    let seq: u64 = conn
+        .prepare_cached("UPDATE conversations SET last_seq = last_seq + 1, version = ?2 WHERE id = ?1 RETURNING last_seq")?
+        .query_row(params![conversation_id, v], |r| r.get(0))?;
+    let sent_at = now_ms();
+    let system = extra.system.as_ref().map(|s| s.encode_to_vec());
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (sender_id, client_msg_id) DO NOTHING",
+        )?
+        .execute(params![
+            conversation_id,
+            seq,
+            sender,
+            client_msg_id,
+            sent_at,
+            kind as i32,
+            text,
+            encode_ids(&extra.mentions),
+            extra.reply_to_seq,
+            system,
+            extra.target_seq,
+            extra.priority
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Message {
+        conversation_id,
+        seq,
+        sender_id: sender,
+        client_msg_id: client_msg_id.to_owned(),
+        sent_at_ms: sent_at,
+        kind: kind as i32,
+        text: text.to_owned(),
+        mentions: extra.mentions,
+        reply_to_seq: extra.reply_to_seq,
+        recalled: false,
+        system: extra.system,
+        target_seq: extra.target_seq,
+        priority: extra.priority,
+    }))
+}
+
+#[derive(Default)]
+struct AppendExtra {
+    mentions: Vec<u64>,
+    reply_to_seq: u64,
+    system: Option<v1::SystemEvent>,
+    target_seq: u64,
+    priority: i32,
+}
+
+fn system_entry(
+    conn: &Connection,
+    version: &mut u64,
+    conversation_id: u64,
+    actor: u64,
+    event: v1::SystemEvent,
+) -> Result<Message, ServiceError> {
+    // Unique per actor: the version this entry is about to take.
+    let id = format!("sys-{}", *version + 1);
+    let extra = AppendExtra { system: Some(event), ..Default::default() };
+    append(conn, version, conversation_id, actor, &id, MessageKind::System, "", extra)?
+        .ok_or_else(|| ServiceError::Internal("system entry id collided".into()))
+}
+
+fn apply(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    recall_window_ms: i64,
+    cmd: &Command,
+) -> Result<Committed, ServiceError> {
+    match cmd {
+        Command::Send { sender, msg } => send(conn, cache, version, *sender, msg),
+        Command::Recall { user, conversation_id, seq } => {
+            recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
+        }
+        Command::OpenDirect { user, peer } => open_direct(conn, cache, version, *user, *peer),
+        Command::CreateGroup { owner, name, members } => create_group(conn, cache, version, *owner, name, members),
+        Command::RenameGroup { user, conversation_id, name } => {
+            rename_group(conn, cache, version, *user, *conversation_id, name)
+        }
+        Command::AddMembers { user, conversation_id, user_ids } => {
+            add_members(conn, cache, version, *user, *conversation_id, user_ids)
+        }
+        Command::RemoveMember { user, conversation_id, target } => {
+            remove_member(conn, cache, version, *user, *conversation_id, *target, false)
+        }
+        Command::Leave { user, conversation_id } => {
+            remove_member(conn, cache, version, *user, *conversation_id, *user, true)
+        }
+        Command::SetRole { user, conversation_id, target, role } => {
+            set_role(conn, cache, version, *user, *conversation_id, *target, *role)
+        }
+        Command::UpdateCursor { user, conversation_id, delivered, read } => {
+            update_cursor(conn, cache, version, *user, *conversation_id, *delivered, *read)
+        }
+    }
+}
+
+fn send(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    sender: u64,
+    msg: &v1::SendMessage,
+) -> Result<Committed, ServiceError> {
+    if msg.text.len() > MAX_TEXT_LEN {
+        return Err(ServiceError::TooLarge(format!("a message holds at most {MAX_TEXT_LEN} bytes of text")));
+    }
+    if msg.text.trim().is_empty() {
+        return Err(ServiceError::BadRequest("the message is empty".into()));
+    }
+    if msg.client_msg_id.is_empty() || msg.client_msg_id.len() > 64 {
+        return Err(ServiceError::BadRequest("client_msg_id must have 1 to 64 characters".into()));
+    }
+    let members = load_members(conn, cache, msg.conversation_id)?;
+    if !members.roles.contains_key(&sender) {
+        return Err(ServiceError::NotMember);
+    }
+    let mentions: Vec<u64> = msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).take(100).collect();
+    let list = members.list.clone();
+    let extra = AppendExtra { mentions, reply_to_seq: msg.reply_to_seq, priority: msg.priority, ..Default::default() };
+    match append(conn, version, msg.conversation_id, sender, &msg.client_msg_id, MessageKind::Text, &msg.text, extra)? {
+        Some(message) => Ok(Committed {
+            conversation_id: msg.conversation_id,
+            message: Some(message),
+            members: list,
+            ..Default::default()
+        }),
+        None => {
+            // A retry: the seq we took must be given back, so fail the savepoint
+            // and answer from the stored original instead.
+            Err(ServiceError::Conflict(DUPLICATE.into()))
+        }
+    }
+}
+
+/// Marker used between [`send`] and [`Writer`]'s duplicate handling.
+pub(crate) const DUPLICATE: &str = "\u{0}duplicate";
+
+/// Looks up the stored original of a retried send.
+pub fn original_of(conn: &Connection, sender: u64, client_msg_id: &str) -> Result<Option<Message>, ServiceError> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![sender, client_msg_id], message_from_row).optional()?)
+}
+
+fn recall(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    window_ms: i64,
+    user: u64,
+    conversation_id: u64,
+    seq: u64,
+) -> Result<Committed, ServiceError> {
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&user) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let (sender, sent_at, kind, recalled): (u64, i64, i32, bool) = conn
+        .prepare_cached("SELECT sender_id, sent_at, kind, recalled FROM messages WHERE conversation_id = ?1 AND seq = ?2")?
+        .query_row(params![conversation_id, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?
+        .ok_or(ServiceError::NotFound("message"))?;
+    if sender != user || kind != MessageKind::Text as i32 {
+        return Err(ServiceError::Forbidden("only the sender can recall a message".into()));
+    }
+    if recalled {
+        return Err(ServiceError::Conflict("the message was already recalled".into()));
+    }
+    if now_ms() - sent_at > window_ms {
+        return Err(ServiceError::RecallWindowPassed);
+    }
+    conn.prepare_cached("UPDATE messages SET recalled = 1 WHERE conversation_id = ?1 AND seq = ?2")?
+        .execute(params![conversation_id, seq])?;
+    let id = format!("recall-{conversation_id}-{seq}");
+    let extra = AppendExtra { target_seq: seq, ..Default::default() };
+    let message = append(conn, version, conversation_id, user, &id, MessageKind::Recall, "", extra)?
+        .ok_or_else(|| ServiceError::Conflict("the message was already recalled".into()))?;
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+fn insert_member(conn: &Connection, conversation_id: u64, user: u64, role: MemberRole, v: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO members (conversation_id, user_id, role, active, until_seq, version) VALUES (?1, ?2, ?3, 1, NULL, ?4)
+         ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = ?3, active = 1, until_seq = NULL, version = ?4",
+    )?
+    .execute(params![conversation_id, user, role as i32, v])?;
+    Ok(())
+}
+
+fn open_direct(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    peer: u64,
+) -> Result<Committed, ServiceError> {
+    if user == peer {
+        return Err(ServiceError::BadRequest("a direct conversation needs two different people".into()));
+    }
+    check_users_exist(conn, &[peer])?;
+    let key = format!("{}:{}", user.min(peer), user.max(peer));
+    let existing: Option<u64> =
+        conn.prepare_cached("SELECT id FROM conversations WHERE direct_key = ?1")?.query_row([&key], |r| r.get(0)).optional()?;
+    if let Some(id) = existing {
+        let members = load_members(conn, cache, id)?;
+        return Ok(Committed { conversation_id: id, members: members.list.clone(), ..Default::default() });
+    }
+    let v = next_version(version);
+    conn.prepare_cached(
+        "INSERT INTO conversations (kind, name, direct_key, last_seq, version, created_at) VALUES (?1, '', ?2, 0, ?3, ?4)",
+    )?
+    .execute(params![ConversationKind::Direct as i32, key, v, now_ms()])?;
+    let id = conn.last_insert_rowid() as u64;
+    insert_member(conn, id, user, MemberRole::Member, v)?;
+    insert_member(conn, id, peer, MemberRole::Member, v)?;
+    let members = load_members(conn, cache, id)?;
+    Ok(Committed { conversation_id: id, members: members.list.clone(), ..Default::default() })
+}
+
+fn create_group(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    owner: u64,
+    name: &str,
+    member_ids: &[u64],
+) -> Result<Committed, ServiceError> {
+    let name = check_name(name)?;
+    let mut ids: Vec<u64> = member_ids.iter().copied().filter(|&m| m != owner).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() + 1 > MAX_GROUP_MEMBERS {
+        return Err(ServiceError::TooLarge(format!("a group has at most {MAX_GROUP_MEMBERS} members")));
+    }
+    check_users_exist(conn, &ids)?;
+    let v = next_version(version);
+    conn.prepare_cached(
+        "INSERT INTO conversations (kind, name, direct_key, last_seq, version, created_at) VALUES (?1, ?2, NULL, 0, ?3, ?4)",
+    )?
+    .execute(params![ConversationKind::Group as i32, name, v, now_ms()])?;
+    let id = conn.last_insert_rowid() as u64;
+    insert_member(conn, id, owner, MemberRole::Owner, v)?;
+    for m in &ids {
+        insert_member(conn, id, *m, MemberRole::Member, v)?;
+    }
+    let event = v1::SystemEvent {
+        kind: SystemKind::GroupCreated as i32,
+        actor_id: owner,
+        user_ids: ids.clone(),
+        name: name.clone(),
+        role: 0,
+    };
+    let message = system_entry(conn, version, id, owner, event)?;
+    let members = load_members(conn, cache, id)?;
+    let list = members.list.clone();
+    Ok(Committed { conversation_id: id, message: Some(message), members: list, ..Default::default() })
+}
+
+fn require_group_member(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    conversation_id: u64,
+    user: u64,
+) -> Result<i32, ServiceError> {
+    let members = load_members(conn, cache, conversation_id)?;
+    if members.kind != ConversationKind::Group as i32 {
+        return Err(ServiceError::BadRequest("this is not a group".into()));
+    }
+    members.roles.get(&user).copied().ok_or(ServiceError::NotMember)
+}
+
+fn rename_group(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    conversation_id: u64,
+    name: &str,
+) -> Result<Committed, ServiceError> {
+    require_group_member(conn, cache, conversation_id, user)?;
+    let name = check_name(name)?;
+    conn.prepare_cached("UPDATE conversations SET name = ?2 WHERE id = ?1")?.execute(params![conversation_id, name])?;
+    let event = v1::SystemEvent { kind: SystemKind::Renamed as i32, actor_id: user, name, ..Default::default() };
+    let message = system_entry(conn, version, conversation_id, user, event)?;
+    let list = cache[&conversation_id].list.clone();
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+fn add_members(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    conversation_id: u64,
+    user_ids: &[u64],
+) -> Result<Committed, ServiceError> {
+    require_group_member(conn, cache, conversation_id, user)?;
+    let members = &cache[&conversation_id];
+    let mut new: Vec<u64> = user_ids.iter().copied().filter(|u| !members.roles.contains_key(u)).collect();
+    new.sort_unstable();
+    new.dedup();
+    if new.is_empty() {
+        return Err(ServiceError::Conflict("everyone named is already a member".into()));
+    }
+    if members.roles.len() + new.len() > MAX_GROUP_MEMBERS {
+        return Err(ServiceError::TooLarge(format!("a group has at most {MAX_GROUP_MEMBERS} members")));
+    }
+    check_users_exist(conn, &new)?;
+    let v = next_version(version);
+    for m in &new {
+        insert_member(conn, conversation_id, *m, MemberRole::Member, v)?;
+    }
+    let members = cache.get_mut(&conversation_id).expect("loaded above");
+    for m in &new {
+        members.roles.insert(*m, MemberRole::Member as i32);
+    }
+    members.rebuild_list();
+    let event = v1::SystemEvent { kind: SystemKind::MembersAdded as i32, actor_id: user, user_ids: new, ..Default::default() };
+    let message = system_entry(conn, version, conversation_id, user, event)?;
+    let list = cache[&conversation_id].list.clone();
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+fn remove_member(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    conversation_id: u64,
+    target: u64,
+    leaving: bool,
+) -> Result<Committed, ServiceError> {
+    let role = require_group_member(conn, cache, conversation_id, user)?;
+    let members = &cache[&conversation_id];
+    let target_role = *members.roles.get(&target).ok_or(ServiceError::NotFound("member"))?;
+    if !leaving {
+        if role < MemberRole::Admin as i32 {
+            return Err(ServiceError::Forbidden("only the group's owner or an admin can remove members".into()));
+        }
+        if target_role >= role {
+            return Err(ServiceError::Forbidden("you cannot remove a member of equal or higher role".into()));
+        }
+    }
+    // An owner who leaves hands the group to the senior remaining member.
+    let successor = if leaving && target_role == MemberRole::Owner as i32 {
+        members.roles.iter().filter(|(u, _)| **u != target).max_by_key(|(u, r)| (**r, std::cmp::Reverse(**u))).map(|(u, _)| *u)
+    } else {
+        None
+    };
+    let before: Arc<[u64]> = members.list.clone();
+    let event = v1::SystemEvent {
+        kind: if leaving { SystemKind::MemberLeft } else { SystemKind::MemberRemoved } as i32,
+        actor_id: user,
+        user_ids: vec![target],
+        ..Default::default()
+    };
+    // The departure is the last entry the departed member can read.
+    let message = system_entry(conn, version, conversation_id, user, event)?;
+    let v = next_version(version);
+    conn.prepare_cached("UPDATE members SET active = 0, until_seq = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
+        .execute(params![conversation_id, target, message.seq, v])?;
+    let members = cache.get_mut(&conversation_id).expect("loaded above");
+    members.roles.remove(&target);
+    if let Some(s) = successor {
+        conn.prepare_cached("UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
+            .execute(params![conversation_id, s, MemberRole::Owner as i32, v])?;
+        members.roles.insert(s, MemberRole::Owner as i32);
+    }
+    members.rebuild_list();
+    Ok(Committed { conversation_id, message: Some(message), members: before, ..Default::default() })
+}
+
+fn set_role(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    conversation_id: u64,
+    target: u64,
+    role: MemberRole,
+) -> Result<Committed, ServiceError> {
+    let my_role = require_group_member(conn, cache, conversation_id, user)?;
+    if my_role != MemberRole::Owner as i32 {
+        return Err(ServiceError::Forbidden("only the group's owner can change roles".into()));
+    }
+    if !cache[&conversation_id].roles.contains_key(&target) {
+        return Err(ServiceError::NotFound("member"));
+    }
+    if target == user {
+        return Err(ServiceError::BadRequest("the owner cannot change their own role; make someone else owner".into()));
+    }
+    let v = next_version(version);
+    conn.prepare_cached("UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
+        .execute(params![conversation_id, target, role as i32, v])?;
+    let members = cache.get_mut(&conversation_id).expect("loaded above");
+    members.roles.insert(target, role as i32);
+    if role == MemberRole::Owner {
+        // Ownership moves: the old owner becomes an admin.
+        conn.prepare_cached("UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
+            .execute(params![conversation_id, user, MemberRole::Admin as i32, v])?;
+        members.roles.insert(user, MemberRole::Admin as i32);
+    }
+    let event = v1::SystemEvent {
+        kind: SystemKind::RoleChanged as i32,
+        actor_id: user,
+        user_ids: vec![target],
+        role: role as i32,
+        ..Default::default()
+    };
+    let message = system_entry(conn, version, conversation_id, user, event)?;
+    let list = cache[&conversation_id].list.clone();
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+fn update_cursor(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    conversation_id: u64,
+    delivered: u64,
+    read: u64,
+) -> Result<Committed, ServiceError> {
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&user) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let (last_seq, old_delivered, old_read): (u64, u64, u64) = conn
+        .prepare_cached(
+            "SELECT c.last_seq, m.delivered_seq, m.read_seq FROM conversations c JOIN members m ON m.conversation_id = c.id
+             WHERE c.id = ?1 AND m.user_id = ?2",
+        )?
+        .query_row(params![conversation_id, user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let read = read.min(last_seq).max(old_read);
+    let delivered = delivered.min(last_seq).max(old_delivered).max(read);
+    if read == old_read && delivered == old_delivered {
+        return Ok(Committed { conversation_id, members: list, ..Default::default() });
+    }
+    let v = next_version(version);
+    conn.prepare_cached(
+        "UPDATE members SET delivered_seq = ?3, read_seq = ?4, version = ?5 WHERE conversation_id = ?1 AND user_id = ?2",
+    )?
+    .execute(params![conversation_id, user, delivered, read, v])?;
+    // Other members learn of the cursor through the conversation's version.
+    conn.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?.execute(params![conversation_id, v])?;
+    Ok(Committed {
+        conversation_id,
+        members: list,
+        cursor: Some(v1::Cursor { conversation_id, user_id: user, delivered_seq: delivered, read_seq: read }),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,10 @@
+//! Compiles `proto/*.proto` with `protox` (pure Rust, no system `protoc`) and
+//! generates the Rust types with `prost-build` into `OUT_DIR`; nothing
+//! generated is committed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(["hutong.proto"], ["proto"])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}
