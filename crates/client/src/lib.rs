@@ -1,1 +1,564 @@
+//! The headless Hutong client core. It owns the connection (connect, log in,
+//! heartbeats, reconnect with back-off), the local cache, the persistent
+//! outbox and sync; a UI (the CLI today, the desktop app later) reads the
+//! cache, calls the methods of [`Client`] and listens to [`Event`]s. No GUI
+//! dependency lives here.
+//!
+//! Delivery guarantee: a message accepted by [`Client::send_text`] is in the
+//! outbox on disk before the call returns and leaves it only when the server
+//! acknowledges its durable commit; retries carry the same `client_msg_id`,
+//! which the server deduplicates. So it is sent exactly once, across
+//! reconnects and crashes of either side.
 
+pub mod cache;
+pub mod error;
+mod session;
+pub mod transport;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hutong_protocol::v1::{self, ConversationState, Priority};
+use hutong_protocol::{Payload, MAX_TEXT_LEN};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+pub use cache::{Cache, CachedMessage, ConversationSummary, OutboxEntry};
+pub use error::ClientError;
+pub use transport::ServerAddr;
+
+/// How to log in on the next connection.
+#[derive(Clone)]
+pub enum Credential {
+    Password(String),
+    Token(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach logs.
+        f.write_str(match self {
+            Credential::Password(_) => "Password(..)",
+            Credential::Token(_) => "Token(..)",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub server: ServerAddr,
+    pub account: String,
+    /// One session per device; use a stable name per installation.
+    pub device: String,
+    pub cache_path: PathBuf,
+    /// The certificate fingerprint to insist on; `None` trusts the first one seen.
+    pub pinned_fingerprint: Option<String>,
+    /// First reconnect delay; doubles per failure up to `backoff_max`, with jitter.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(server: ServerAddr, account: &str, cache_path: PathBuf) -> Self {
+        ClientOptions {
+            server,
+            account: account.to_owned(),
+            device: "default".into(),
+            cache_path,
+            pinned_fingerprint: None,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The connection as a person should see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    Connecting,
+    Online,
+    /// Waiting `in_ms` before the next attempt; `reason` says what failed.
+    Reconnecting {
+        in_ms: u64,
+        reason: String,
+    },
+    /// Given up until the person acts (bad password, disabled account, changed certificate...).
+    Offline {
+        code: String,
+        reason: String,
+    },
+}
+
+/// What happened, for the UI.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Status(Status),
+    /// A new log entry stored in the cache (from anyone, me included).
+    Message(CachedMessage),
+    /// An outbox entry was committed by the server.
+    Acked {
+        client_msg_id: String,
+        conversation_id: u64,
+        seq: u64,
+    },
+    /// An outbox entry was refused and will not be retried on its own.
+    SendFailed {
+        client_msg_id: String,
+        code: String,
+        message: String,
+    },
+    Cursor {
+        conversation_id: u64,
+        user_id: u64,
+        delivered_seq: u64,
+        read_seq: u64,
+    },
+    Presence {
+        user_id: u64,
+        status: &'static str,
+    },
+    Typing {
+        conversation_id: u64,
+        user_id: u64,
+    },
+    ConversationsChanged,
+    /// A sync round finished: the cache holds everything the server had.
+    Synced,
+}
+
+pub(crate) struct Inner {
+    pub(crate) options: ClientOptions,
+    pub(crate) cache: Mutex<Cache>,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) credential: Mutex<Credential>,
+    pub(crate) user_id: AtomicU64,
+    pub(crate) connection: Mutex<Option<Arc<session::Connection>>>,
+    /// Wakes the outbox sender.
+    pub(crate) outbox_ready: Notify,
+    /// Wakes the cursor reporter.
+    pub(crate) cursors_dirty: Notify,
+    /// Test hook: ends the current connection as if the network dropped.
+    pub(crate) drop_now: Notify,
+    /// Fingerprint seen on the last TLS connection.
+    pub(crate) fingerprint: Mutex<Option<String>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) sync_rounds: AtomicU64,
+}
+
+impl Inner {
+    pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    pub(crate) fn set_status(&self, s: Status) {
+        self.status.send_replace(s.clone());
+        self.emit(Event::Status(s));
+    }
+}
+
+/// A running client. Cheap to clone; the connection task stops when
+/// [`Client::shutdown`] is called.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Opens the cache and starts connecting in the background.
+    pub fn start(options: ClientOptions, credential: Credential) -> Result<Client, ClientError> {
+        let cache = Cache::open(&options.cache_path)?;
+        let user_id = cache.user_id()?;
+        let (status, _) = watch::channel(Status::Connecting);
+        let (events, _) = broadcast::channel(8192);
+        let inner = Arc::new(Inner {
+            options,
+            cache: Mutex::new(cache),
+            status,
+            events,
+            credential: Mutex::new(credential),
+            user_id: AtomicU64::new(user_id),
+            connection: Mutex::new(None),
+            outbox_ready: Notify::new(),
+            cursors_dirty: Notify::new(),
+            drop_now: Notify::new(),
+            fingerprint: Mutex::new(None),
+            shutdown: CancellationToken::new(),
+            sync_rounds: AtomicU64::new(0),
+        });
+        tokio::spawn(session::run(inner.clone()));
+        Ok(Client { inner })
+    }
+
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.inner.status.subscribe()
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// My user id (0 until the first login).
+    pub fn user_id(&self) -> u64 {
+        self.inner.user_id.load(Ordering::Relaxed)
+    }
+
+    /// The session token of the current login, to store for later starts.
+    pub fn token(&self) -> Option<String> {
+        match &*self.inner.credential.lock().unwrap_or_else(|e| e.into_inner()) {
+            Credential::Token(t) => Some(t.clone()),
+            Credential::Password(_) => None,
+        }
+    }
+
+    /// The server certificate fingerprint seen on the last TLS connection.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until online, or fails with the reason the client gave up.
+    pub async fn wait_online(&self) -> Result<(), ClientError> {
+        let mut rx = self.status();
+        loop {
+            match &*rx.borrow_and_update() {
+                Status::Online => return Ok(()),
+                Status::Offline { code, reason } => {
+                    return Err(ClientError::Remote {
+                        code: hutong_protocol::ErrorCode::from_str_name(code)
+                            .unwrap_or(hutong_protocol::ErrorCode::Unspecified),
+                        message: reason.clone(),
+                        retry_after_ms: 0,
+                    })
+                }
+                _ => {}
+            }
+            rx.changed().await.map_err(|_| ClientError::Closed)?;
+        }
+    }
+
+    /// Waits for the next completed sync round (started after this call).
+    pub async fn wait_synced(&self) -> Result<(), ClientError> {
+        let mut events = self.events();
+        loop {
+            match events.recv().await {
+                Ok(Event::Synced) => return Ok(()),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Closed),
+            }
+        }
+    }
+
+    /// Asks the connection to run a sync round now.
+    pub fn request_sync(&self) {
+        if let Some(c) = self.connection() {
+            c.sync_wanted.notify_one();
+        }
+    }
+
+    /// Writes a message to the outbox (durably) and returns its `client_msg_id`.
+    /// It is sent now if online, else as soon as the connection is back.
+    pub fn send_text(
+        &self,
+        conversation_id: u64,
+        text: &str,
+        options: SendOptions,
+    ) -> Result<String, ClientError> {
+        if text.trim().is_empty() {
+            return Err(ClientError::Remote {
+                code: hutong_protocol::ErrorCode::BadRequest,
+                message: "the message is empty".into(),
+                retry_after_ms: 0,
+            });
+        }
+        if text.len() > MAX_TEXT_LEN {
+            return Err(ClientError::Remote {
+                code: hutong_protocol::ErrorCode::TooLarge,
+                message: format!("a message holds at most {MAX_TEXT_LEN} bytes"),
+                retry_after_ms: 0,
+            });
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let priority = if options.urgent { Priority::Urgent as i32 } else { Priority::Normal as i32 };
+        self.inner.cache().enqueue(
+            &id,
+            conversation_id,
+            text,
+            &options.mentions,
+            options.reply_to_seq,
+            priority,
+        )?;
+        self.inner.outbox_ready.notify_one();
+        Ok(id)
+    }
+
+    /// Puts a failed message back in the outbox.
+    pub fn retry(&self, client_msg_id: &str) -> Result<bool, ClientError> {
+        let ok = self.inner.cache().retry(client_msg_id)?;
+        self.inner.outbox_ready.notify_one();
+        Ok(ok)
+    }
+
+    /// Messages written but not yet acknowledged (pending or failed).
+    pub fn outbox(&self, conversation_id: Option<u64>) -> Result<Vec<OutboxEntry>, ClientError> {
+        self.inner.cache().outbox_all(conversation_id)
+    }
+
+    pub fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
+        self.inner.cache().conversations()
+    }
+
+    /// A page of history, oldest first, from the cache; when the cache has a
+    /// hole in that page and the server is reachable, the hole is fetched first.
+    pub async fn history(
+        &self,
+        conversation_id: u64,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let limit = limit.clamp(1, 500);
+        let page = self.inner.cache().history(conversation_id, before_seq, limit)?;
+        let top = before_seq
+            .map(|b| b.saturating_sub(1))
+            .unwrap_or_else(|| page.last().map(|m| m.seq).unwrap_or(0));
+        let expected = (top as usize).min(limit);
+        if page.len() >= expected || self.connection().is_none() {
+            return Ok(page);
+        }
+        let req = v1::FetchMessages {
+            conversation_id,
+            after_seq: 0,
+            before_seq: before_seq.unwrap_or(top + 1),
+            limit: limit as u32,
+        };
+        if let Ok(Payload::MessageBatch(batch)) = self.call(Payload::FetchMessages(req)).await {
+            self.inner.cache().insert_messages(&batch.messages)?;
+        }
+        self.inner.cache().history(conversation_id, before_seq, limit)
+    }
+
+    /// Marks everything up to `seq` as read; the server and my other devices learn of it.
+    pub fn mark_read(&self, conversation_id: u64, seq: u64) -> Result<(), ClientError> {
+        self.inner.cache().mark_read(conversation_id, seq)?;
+        self.inner.cursors_dirty.notify_one();
+        Ok(())
+    }
+
+    /// Tells the server now about cursors it has not heard of (the background
+    /// reporter does this too; a short-lived CLI command cannot wait for it).
+    pub async fn report_cursors(&self) -> Result<(), ClientError> {
+        let dirty = self.inner.cache().unreported_cursors()?;
+        for (conversation_id, delivered, read) in dirty {
+            let req = v1::UpdateCursor { conversation_id, delivered_seq: delivered, read_seq: read };
+            self.call(Payload::UpdateCursor(req)).await?;
+            self.inner.cache().cursors_reported(conversation_id, delivered, read)?;
+        }
+        Ok(())
+    }
+
+    /// Member cursors (user, delivered, read) as last known.
+    pub fn member_cursors(&self, conversation_id: u64) -> Result<Vec<(u64, u64, u64)>, ClientError> {
+        self.inner.cache().member_cursors(conversation_id)
+    }
+
+    /// Every cached message of a conversation, in seq order.
+    pub fn cached_messages(&self, conversation_id: u64) -> Result<Vec<CachedMessage>, ClientError> {
+        self.inner.cache().all_messages(conversation_id)
+    }
+
+    fn connection(&self) -> Option<Arc<session::Connection>> {
+        self.inner.connection.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sends one request on the current connection and waits for its answer.
+    pub async fn call(&self, payload: Payload) -> Result<Payload, ClientError> {
+        let conn = self.connection().ok_or(ClientError::Offline)?;
+        conn.call(payload).await
+    }
+
+    async fn conversation_call(&self, payload: Payload) -> Result<ConversationState, ClientError> {
+        match self.call(payload).await? {
+            Payload::Conversation(state) => {
+                self.inner.cache().apply_conversations(std::slice::from_ref(&state))?;
+                self.inner.emit(Event::ConversationsChanged);
+                Ok(state)
+            }
+            other => Err(ClientError::Protocol(format!("expected a conversation, got {other:?}"))),
+        }
+    }
+
+    /// Resolves account names to user ids (and remembers them in the cache).
+    pub async fn lookup(&self, accounts: &[String]) -> Result<Vec<v1::User>, ClientError> {
+        let req = v1::LookupUsers { accounts: accounts.to_vec(), user_ids: Vec::new() };
+        match self.call(Payload::LookupUsers(req)).await? {
+            Payload::UserList(list) => {
+                self.inner.cache().remember_users(&list.users)?;
+                Ok(list.users)
+            }
+            other => Err(ClientError::Protocol(format!("expected users, got {other:?}"))),
+        }
+    }
+
+    /// Account names of user ids: from the cache, else asked of the server.
+    pub async fn names(&self, ids: &[u64]) -> Result<std::collections::HashMap<u64, String>, ClientError> {
+        let mut names = std::collections::HashMap::new();
+        let mut missing = Vec::new();
+        for &id in ids {
+            match self.inner.cache().account_of(id)? {
+                Some(a) => {
+                    names.insert(id, a);
+                }
+                None => missing.push(id),
+            }
+        }
+        if !missing.is_empty() && self.connection().is_some() {
+            let req = v1::LookupUsers { accounts: Vec::new(), user_ids: missing };
+            if let Ok(Payload::UserList(list)) = self.call(Payload::LookupUsers(req)).await {
+                self.inner.cache().remember_users(&list.users)?;
+                for u in list.users {
+                    names.insert(u.id, u.account);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// User id of an account: from the cache, else asked of the server.
+    pub async fn resolve(&self, account: &str) -> Result<u64, ClientError> {
+        if let Some(id) = self.inner.cache().user_by_account(account)? {
+            return Ok(id);
+        }
+        self.lookup(&[account.to_owned()])
+            .await?
+            .into_iter()
+            .find(|u| u.account.eq_ignore_ascii_case(account))
+            .map(|u| u.id)
+            .ok_or(ClientError::Remote {
+                code: hutong_protocol::ErrorCode::NotFound,
+                message: format!("no account named {account:?}"),
+                retry_after_ms: 0,
+            })
+    }
+
+    pub async fn open_direct(&self, user_id: u64) -> Result<ConversationState, ClientError> {
+        self.conversation_call(Payload::OpenDirect(v1::OpenDirect { user_id })).await
+    }
+
+    pub async fn create_group(
+        &self,
+        name: &str,
+        member_ids: &[u64],
+    ) -> Result<ConversationState, ClientError> {
+        let req = v1::CreateGroup { name: name.to_owned(), member_ids: member_ids.to_vec() };
+        self.conversation_call(Payload::CreateGroup(req)).await
+    }
+
+    pub async fn rename_group(
+        &self,
+        conversation_id: u64,
+        name: &str,
+    ) -> Result<ConversationState, ClientError> {
+        let req = v1::RenameGroup { conversation_id, name: name.to_owned() };
+        self.conversation_call(Payload::RenameGroup(req)).await
+    }
+
+    pub async fn add_members(
+        &self,
+        conversation_id: u64,
+        user_ids: &[u64],
+    ) -> Result<ConversationState, ClientError> {
+        let req = v1::AddMembers { conversation_id, user_ids: user_ids.to_vec() };
+        self.conversation_call(Payload::AddMembers(req)).await
+    }
+
+    pub async fn remove_member(
+        &self,
+        conversation_id: u64,
+        user_id: u64,
+    ) -> Result<ConversationState, ClientError> {
+        self.conversation_call(Payload::RemoveMember(v1::RemoveMember { conversation_id, user_id })).await
+    }
+
+    pub async fn leave_group(&self, conversation_id: u64) -> Result<ConversationState, ClientError> {
+        self.conversation_call(Payload::LeaveGroup(v1::LeaveGroup { conversation_id })).await
+    }
+
+    pub async fn set_member_role(
+        &self,
+        conversation_id: u64,
+        user_id: u64,
+        role: v1::MemberRole,
+    ) -> Result<ConversationState, ClientError> {
+        let req = v1::SetMemberRole { conversation_id, user_id, role: role as i32 };
+        self.conversation_call(Payload::SetMemberRole(req)).await
+    }
+
+    /// Recalls one of my messages (within the server's recall window).
+    pub async fn recall(&self, conversation_id: u64, seq: u64) -> Result<(), ClientError> {
+        match self.call(Payload::Recall(v1::Recall { conversation_id, seq })).await? {
+            Payload::Message(entry) => {
+                self.inner.cache().insert_messages(&[entry])?;
+                Ok(())
+            }
+            other => Err(ClientError::Protocol(format!("expected the recall entry, got {other:?}"))),
+        }
+    }
+
+    /// Tells the other members I am typing (never stored, best effort).
+    pub fn typing(&self, conversation_id: u64) {
+        if let Some(c) = self.connection() {
+            c.fire(Payload::Typing(v1::Typing { conversation_id, user_id: 0 }));
+        }
+    }
+
+    /// Watch these people's presence; `Event::Presence` follows.
+    pub async fn subscribe_presence(&self, user_ids: &[u64]) -> Result<(), ClientError> {
+        self.call(Payload::SubscribePresence(v1::SubscribePresence { user_ids: user_ids.to_vec() }))
+            .await
+            .map(drop)
+    }
+
+    pub async fn set_away(&self, away: bool) -> Result<(), ClientError> {
+        let status = if away { v1::PresenceStatus::Away } else { v1::PresenceStatus::Online };
+        self.call(Payload::SetPresence(v1::SetPresence { status: status as i32 })).await.map(drop)
+    }
+
+    /// Ends this device's session on the server and stops the client.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let result = self.call(Payload::Logout(v1::Logout {})).await.map(drop);
+        self.shutdown();
+        result
+    }
+
+    /// Drops the current connection as a network failure would (the client
+    /// reconnects with back-off). For tests and a "reconnect now" button.
+    pub fn drop_connection(&self) {
+        self.inner.drop_now.notify_one();
+    }
+
+    /// Stops the background task; the cache stays as it is.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Number of completed sync rounds (tests use it to wait for catch-up).
+    pub fn sync_rounds(&self) -> u64 {
+        self.inner.sync_rounds.load(Ordering::Relaxed)
+    }
+}
+
+/// Options of one outgoing message.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    pub mentions: Vec<u64>,
+    pub reply_to_seq: u64,
+    pub urgent: bool,
+}

@@ -21,16 +21,25 @@ use crate::storage::now_ms;
 
 /// Argon2id with the OWASP minimum: 19 MiB, two passes, one lane.
 fn argon2() -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).expect("valid params"))
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(19 * 1024, 2, 1, None).expect("valid params"),
+    )
 }
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Ok(argon2().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("hash: {e}"))?.to_string())
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?
+        .to_string())
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+    PasswordHash::new(hash)
+        .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -95,7 +104,8 @@ pub fn add_user(
     check_password_policy(password)?;
     let display_name = if display_name.trim().is_empty() { account } else { display_name.trim() };
     let hash = hash_password(password)?;
-    let exists: bool = conn.query_row("SELECT count(*) FROM users WHERE account = ?1", [account], |r| r.get(0))?;
+    let exists: bool =
+        conn.query_row("SELECT count(*) FROM users WHERE account = ?1", [account], |r| r.get(0))?;
     if exists {
         anyhow::bail!("the account {account:?} already exists");
     }
@@ -107,9 +117,16 @@ pub fn add_user(
 }
 
 pub fn list_users(conn: &Connection) -> anyhow::Result<Vec<UserRow>> {
-    let mut stmt = conn.prepare("SELECT id, account, display_name, disabled, is_admin FROM users ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, account, display_name, disabled, is_admin FROM users ORDER BY id")?;
     let rows = stmt.query_map([], |r| {
-        Ok(UserRow { id: r.get(0)?, account: r.get(1)?, display_name: r.get(2)?, disabled: r.get(3)?, is_admin: r.get(4)? })
+        Ok(UserRow {
+            id: r.get(0)?,
+            account: r.get(1)?,
+            display_name: r.get(2)?,
+            disabled: r.get(3)?,
+            is_admin: r.get(4)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -134,7 +151,12 @@ pub fn set_disabled(conn: &Connection, account: &str, disabled: bool) -> anyhow:
 }
 
 /// Sets a new password and ends every session of the account.
-pub fn set_password(conn: &Connection, account: &str, password: &str, must_change: bool) -> anyhow::Result<()> {
+pub fn set_password(
+    conn: &Connection,
+    account: &str,
+    password: &str,
+    must_change: bool,
+) -> anyhow::Result<()> {
     check_password_policy(password)?;
     let id = user_id(conn, account)?;
     let hash = hash_password(password)?;
@@ -147,7 +169,12 @@ pub fn set_password(conn: &Connection, account: &str, password: &str, must_chang
     Ok(())
 }
 
-fn revoke(conn: &Connection, user_id: u64, session_id: Option<u64>, reason: ErrorCode) -> rusqlite::Result<()> {
+fn revoke(
+    conn: &Connection,
+    user_id: u64,
+    session_id: Option<u64>,
+    reason: ErrorCode,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO revocations (user_id, session_id, reason, at) VALUES (?1, ?2, ?3, ?4)",
         params![user_id, session_id, reason as i32, now_ms()],
@@ -164,8 +191,9 @@ pub struct Revocation {
 }
 
 pub fn revocations_after(conn: &Connection, after: u64) -> rusqlite::Result<Vec<Revocation>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, user_id, session_id, reason FROM revocations WHERE id > ?1 ORDER BY id LIMIT 1000")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, user_id, session_id, reason FROM revocations WHERE id > ?1 ORDER BY id LIMIT 1000",
+    )?;
     let rows = stmt.query_map([after], |r| {
         Ok(Revocation {
             id: r.get(0)?,
@@ -261,7 +289,9 @@ impl Authenticator {
     ) -> Result<Authenticated, ServiceError> {
         use hutong_protocol::v1::login::Secret;
         if req.account.len() > 64 || req.device.len() > 64 {
-            return Err(ServiceError::BadRequest("account and device names have at most 64 characters".into()));
+            return Err(ServiceError::BadRequest(
+                "account and device names have at most 64 characters".into(),
+            ));
         }
         let device = if req.device.is_empty() { "default".to_owned() } else { req.device.clone() };
         self.throttle.check(&req.account, addr)?;
@@ -286,7 +316,12 @@ impl Authenticator {
     }
 }
 
-fn password_login(conn: &Connection, account: &str, password: &str, device: &str) -> Result<Authenticated, ServiceError> {
+fn password_login(
+    conn: &Connection,
+    account: &str,
+    password: &str,
+    device: &str,
+) -> Result<Authenticated, ServiceError> {
     let row: Option<(u64, String, String, bool)> = conn
         .prepare_cached("SELECT id, display_name, password_hash, disabled FROM users WHERE account = ?1")?
         .query_row([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -317,9 +352,15 @@ fn password_login(conn: &Connection, account: &str, password: &str, device: &str
 }
 
 /// A valid Argon2id hash of a random password, for constant-time failures.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bUHq3E7dC9bS1n0C3WbI3m5fqO8xqgWIGVZtq9YIzs";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bUHq3E7dC9bS1n0C3WbI3m5fqO8xqgWIGVZtq9YIzs";
 
-fn token_login(conn: &Connection, account: &str, token: &str, device: &str) -> Result<Authenticated, ServiceError> {
+fn token_login(
+    conn: &Connection,
+    account: &str,
+    token: &str,
+    device: &str,
+) -> Result<Authenticated, ServiceError> {
     let row: Option<(u64, u64, String, bool, String)> = conn
         .prepare_cached(
             "SELECT s.id, u.id, u.display_name, u.disabled, s.device FROM sessions s JOIN users u ON u.id = s.user_id

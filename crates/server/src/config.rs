@@ -88,9 +88,16 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("hutong.toml")),
         }
-        // HUTONG_ADMIN_PASSWORD and HUTONG_CONFIG are read elsewhere, not config fields.
-        let env = Env::prefixed("HUTONG_").ignore(&["ADMIN_PASSWORD", "CONFIG", "LOG"]);
-        let config: Config = figment.merge(env).extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        // Only variables naming a field: HUTONG_ADMIN_PASSWORD, HUTONG_LOG and
+        // others belong to other parts of the program.
+        let fields: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let env = Env::prefixed("HUTONG_")
+            .filter(move |key| fields.iter().any(|f| key.as_str().eq_ignore_ascii_case(f)));
+        let config: Config =
+            figment.merge(env).extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         config.validate()?;
         Ok(config)
     }

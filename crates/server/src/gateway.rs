@@ -18,7 +18,9 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use hutong_protocol::v1::{self, Hello};
-use hutong_protocol::{decode_envelope, encode_envelope, Envelope, ErrorCode, FrameCodec, FrameError, Payload};
+use hutong_protocol::{
+    decode_envelope, encode_envelope, Envelope, ErrorCode, FrameCodec, FrameError, Payload,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -70,11 +72,13 @@ pub async fn accept_tcp(
             let _permit = permit;
             match tls {
                 None => serve_io(shared, socket, peer, shutdown).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                    Ok(Ok(stream)) => serve_io(shared, stream, peer, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => serve_io(shared, stream, peer, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
@@ -114,25 +118,30 @@ async fn ws_upgrade(
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
     let token = state.tracker.token();
-    ws.max_message_size(hutong_protocol::MAX_FRAME_LEN).max_frame_size(hutong_protocol::MAX_FRAME_LEN).on_upgrade(
-        move |socket: WebSocket| async move {
+    ws.max_message_size(hutong_protocol::MAX_FRAME_LEN)
+        .max_frame_size(hutong_protocol::MAX_FRAME_LEN)
+        .on_upgrade(move |socket: WebSocket| async move {
             let _permit = permit;
             let _token = token;
             let (sink, stream) = socket.split();
             // One binary message is one frame; text is refused; a close ends the stream.
             let stream = stream
-                .take_while(|m| futures::future::ready(matches!(m, Ok(msg) if !matches!(msg, WsMessage::Close(_)))))
+                .take_while(|m| {
+                    futures::future::ready(matches!(m, Ok(msg) if !matches!(msg, WsMessage::Close(_))))
+                })
                 .filter_map(|m| {
                     futures::future::ready(match m {
                         Ok(WsMessage::Binary(b)) => Some(Ok(b)),
-                        Ok(WsMessage::Text(_)) => Some(Err(FrameError::Unsupported("text WebSocket messages"))),
+                        Ok(WsMessage::Text(_)) => {
+                            Some(Err(FrameError::Unsupported("text WebSocket messages")))
+                        }
                         _ => None,
                     })
                 });
-            let sink = sink.with(|b: Bytes| futures::future::ready(Ok::<_, axum::Error>(WsMessage::Binary(b))));
+            let sink =
+                sink.with(|b: Bytes| futures::future::ready(Ok::<_, axum::Error>(WsMessage::Binary(b))));
             serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), state.shutdown).await;
-        },
-    )
+        })
 }
 
 fn frame(env: &Envelope) -> Bytes {
@@ -185,8 +194,13 @@ async fn deliver(outbound: &Outbound, id: u64, reply: Reply) {
 }
 
 /// Serves one connection of any transport until it closes.
-pub async fn serve<S, K>(shared: Arc<Shared>, mut stream: S, sink: K, peer: Option<SocketAddr>, shutdown: CancellationToken)
-where
+pub async fn serve<S, K>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    sink: K,
+    peer: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) where
     S: Stream<Item = Result<Bytes, FrameError>> + Unpin + Send,
     K: Sink<Bytes> + Unpin + Send + 'static,
 {

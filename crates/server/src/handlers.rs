@@ -45,15 +45,21 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
     match payload {
         Payload::SendMessage(msg) => write(s, Command::Send { sender: user, msg }, after_send).await,
         Payload::Recall(r) => {
-            write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall).await
+            write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall)
+                .await
         }
         Payload::OpenDirect(r) => write(s, Command::OpenDirect { user, peer: r.user_id }, after_change).await,
         Payload::CreateGroup(r) => {
-            write(s, Command::CreateGroup { owner: user, name: r.name, members: r.member_ids }, after_change).await
+            write(s, Command::CreateGroup { owner: user, name: r.name, members: r.member_ids }, after_change)
+                .await
         }
         Payload::RenameGroup(r) => {
-            write(s, Command::RenameGroup { user, conversation_id: r.conversation_id, name: r.name }, after_change)
-                .await
+            write(
+                s,
+                Command::RenameGroup { user, conversation_id: r.conversation_id, name: r.name },
+                after_change,
+            )
+            .await
         }
         Payload::AddMembers(r) => {
             if r.user_ids.len() > crate::writer::MAX_GROUP_MEMBERS {
@@ -66,7 +72,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             let cmd = Command::RemoveMember { user, conversation_id: r.conversation_id, target: r.user_id };
             write(s, cmd, after_change).await
         }
-        Payload::LeaveGroup(r) => write(s, Command::Leave { user, conversation_id: r.conversation_id }, after_change).await,
+        Payload::LeaveGroup(r) => {
+            write(s, Command::Leave { user, conversation_id: r.conversation_id }, after_change).await
+        }
         Payload::SetMemberRole(r) => {
             let role = MemberRole::try_from(r.role).unwrap_or(MemberRole::Member);
             let cmd = Command::SetRole { user, conversation_id: r.conversation_id, target: r.user_id, role };
@@ -87,12 +95,16 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::Typing(r) => Step::Pending(typing(s.clone(), r).boxed()),
         Payload::SubscribePresence(r) => Step::Ready(subscribe_presence(s, r)),
         Payload::SetPresence(r) => Step::Ready(set_presence(s, r)),
-        Payload::Ping(p) => Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce }))))),
+        Payload::Ping(p) => {
+            Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
+        }
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
         Payload::Hello(_) | Payload::Login(_) => {
             Step::Ready(Err(ServiceError::BadRequest("this connection is already logged in".into())))
         }
-        _ => Step::Ready(Err(ServiceError::BadRequest("this frame is not a request a client may send".into()))),
+        _ => {
+            Step::Ready(Err(ServiceError::BadRequest("this frame is not a request a client may send".into())))
+        }
     }
 }
 
@@ -194,13 +206,17 @@ async fn typing(s: Session, r: v1::Typing) -> Reply {
             if !m.is_some_and(|m| m.active) {
                 return Err(ServiceError::NotMember);
             }
-            let mut stmt = conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 AND active = 1")?;
+            let mut stmt =
+                conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 AND active = 1")?;
             let rows = stmt.query_map([id], |r| r.get(0))?;
             Ok(rows.collect::<Result<Vec<u64>, _>>()?)
         })
         .await?;
     let others: Vec<u64> = members.into_iter().filter(|m| *m != user).collect();
-    let frame = encode_envelope(&Envelope::new(0, Payload::Typing(v1::Typing { conversation_id: id, user_id: user })));
+    let frame = encode_envelope(&Envelope::new(
+        0,
+        Payload::Typing(v1::Typing { conversation_id: id, user_id: user }),
+    ));
     s.shared.hub.push(&others, Lane::Live, &frame, None);
     Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
 }

@@ -46,9 +46,12 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let tcp = TcpListener::bind(&config.tcp_listen).await.with_context(|| format!("binding {}", config.tcp_listen))?;
-        let http =
-            TcpListener::bind(&config.http_listen).await.with_context(|| format!("binding {}", config.http_listen))?;
+        let tcp = TcpListener::bind(&config.tcp_listen)
+            .await
+            .with_context(|| format!("binding {}", config.tcp_listen))?;
+        let http = TcpListener::bind(&config.http_listen)
+            .await
+            .with_context(|| format!("binding {}", config.http_listen))?;
         Ok(Listeners { tcp, http })
     }
 
@@ -96,7 +99,11 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
 /// Serves until `shutdown` resolves, then stops accepting, lets every
 /// connection finish the requests it has in flight, commits the writer's last
 /// batch and returns.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let db_path = config.database_path();
@@ -130,8 +137,20 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    tracker.spawn(gateway::accept_tcp(shared.clone(), listeners.tcp, tls, limit.clone(), tracker.clone(), token.clone()));
-    let state = gateway::HttpState { shared: shared.clone(), limit, tracker: tracker.clone(), shutdown: token.clone() };
+    tracker.spawn(gateway::accept_tcp(
+        shared.clone(),
+        listeners.tcp,
+        tls,
+        limit.clone(),
+        tracker.clone(),
+        token.clone(),
+    ));
+    let state = gateway::HttpState {
+        shared: shared.clone(),
+        limit,
+        tracker: tracker.clone(),
+        shutdown: token.clone(),
+    };
     let app = gateway::http_router(state).into_make_service_with_connect_info::<SocketAddr>();
     let http_token = token.clone();
     tracker.spawn(async move {

@@ -109,11 +109,18 @@ fn real_main() -> anyhow::Result<()> {
         Command::Migrate => {
             std::fs::create_dir_all(&config.data_dir)?;
             let applied = storage::migrate(&config.database_path())?;
-            println!("database {} is up to date ({applied} migration(s) applied)", config.database_path().display());
+            println!(
+                "database {} is up to date ({applied} migration(s) applied)",
+                config.database_path().display()
+            );
             Ok(())
         }
         Command::Version => {
-            println!("hutong-server {} (protocol {})", env!("CARGO_PKG_VERSION"), hutong_protocol::PROTOCOL_VERSION);
+            println!(
+                "hutong-server {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                hutong_protocol::PROTOCOL_VERSION
+            );
             Ok(())
         }
         Command::User(cmd) => user_command(&config, cmd),
@@ -144,7 +151,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -166,7 +174,10 @@ fn read_new_password() -> anyhow::Result<String> {
 fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
     let db = config.database_path();
     if !db.exists() {
-        anyhow::bail!("no database at {}; start the server once or run `hutong-server migrate`", db.display());
+        anyhow::bail!(
+            "no database at {}; start the server once or run `hutong-server migrate`",
+            db.display()
+        );
     }
     storage::migrate(&db)?;
     let conn = storage::open_connection(&db)?;

@@ -167,7 +167,10 @@ mod tests {
         q.push(Lane::Control, Bytes::from_static(b"ctl"));
         let mut out = Vec::new();
         assert!(matches!(q.next(&mut out, 10).await, Next::Frames));
-        assert_eq!(out, vec![Bytes::from_static(b"ctl"), Bytes::from_static(b"live"), Bytes::from_static(b"bulk")]);
+        assert_eq!(
+            out,
+            vec![Bytes::from_static(b"ctl"), Bytes::from_static(b"live"), Bytes::from_static(b"bulk")]
+        );
         for _ in 0..17 {
             q.push(Lane::Live, Bytes::from_static(b"x"));
         }

@@ -116,7 +116,8 @@ pub struct Db {
 
 impl Db {
     pub fn open(path: &Path, readers: usize) -> anyhow::Result<Db> {
-        let readers = (0..readers.max(1)).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
+        let readers =
+            (0..readers.max(1)).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
         Ok(Db { path: path.to_owned(), readers: Arc::new(readers), next: Arc::new(AtomicUsize::new(0)) })
     }
 
@@ -148,7 +149,10 @@ impl Db {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 // ------------------------------------------------------------------ row mapping
@@ -196,9 +200,15 @@ pub struct Membership {
     pub role: i32,
 }
 
-pub fn membership(conn: &Connection, conversation_id: u64, user_id: u64) -> Result<Option<Membership>, ServiceError> {
+pub fn membership(
+    conn: &Connection,
+    conversation_id: u64,
+    user_id: u64,
+) -> Result<Option<Membership>, ServiceError> {
     Ok(conn
-        .prepare_cached("SELECT active, until_seq, role FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
+        .prepare_cached(
+            "SELECT active, until_seq, role FROM members WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
         .query_row(params![conversation_id, user_id], |r| {
             Ok(Membership { active: r.get(0)?, until_seq: r.get(1)?, role: r.get(2)? })
         })
@@ -220,7 +230,8 @@ pub fn fetch_messages(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![req.conversation_id, req.before_seq, ceiling, limit], message_from_row)?;
+        let rows =
+            stmt.query_map(params![req.conversation_id, req.before_seq, ceiling, limit], message_from_row)?;
         let mut v = rows.collect::<Result<Vec<_>, _>>()?;
         v.reverse();
         v
@@ -229,7 +240,8 @@ pub fn fetch_messages(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![req.conversation_id, req.after_seq, ceiling, limit], message_from_row)?;
+        let rows =
+            stmt.query_map(params![req.conversation_id, req.after_seq, ceiling, limit], message_from_row)?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
     messages.retain(|m| m.seq <= ceiling);
@@ -285,7 +297,12 @@ pub fn conversation_state(
 }
 
 /// Conversations of `user_id` changed after `since`, oldest change first.
-pub fn sync(conn: &Connection, user_id: u64, since: u64, limit: u32) -> Result<v1::SyncResponse, ServiceError> {
+pub fn sync(
+    conn: &Connection,
+    user_id: u64,
+    since: u64,
+    limit: u32,
+) -> Result<v1::SyncResponse, ServiceError> {
     let limit = limit.clamp(1, 500);
     let mut stmt = conn.prepare_cached(
         "SELECT c.id, CASE WHEN m.active THEN max(m.version, c.version) ELSE m.version END AS v
@@ -322,7 +339,8 @@ pub fn lookup_users(conn: &Connection, req: &v1::LookupUsers) -> Result<v1::User
             users.push(u);
         }
     }
-    let mut by_id = conn.prepare_cached("SELECT id, account, display_name, disabled FROM users WHERE id = ?1")?;
+    let mut by_id =
+        conn.prepare_cached("SELECT id, account, display_name, disabled FROM users WHERE id = ?1")?;
     for id in req.user_ids.iter().take(1000) {
         if let Some(u) = by_id.query_row([id], map).optional()? {
             users.push(u);

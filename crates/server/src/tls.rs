@@ -26,7 +26,8 @@ pub fn load_or_create(dir: &Path) -> anyhow::Result<Identity> {
     let created = !cert_path.exists();
     if created {
         let names = vec!["localhost".to_owned(), "hutong".to_owned()];
-        let generated = rcgen::generate_simple_self_signed(names).context("generating the TLS certificate")?;
+        let generated =
+            rcgen::generate_simple_self_signed(names).context("generating the TLS certificate")?;
         write_private(&key_path, &generated.signing_key.serialize_der())?;
         std::fs::write(&cert_path, generated.cert.der()).context("writing the TLS certificate")?;
     }

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use hutong_protocol::v1::{self, system_event::Kind as SystemKind, ConversationKind, MemberRole, Message, MessageKind};
+use hutong_protocol::v1::{
+    self, system_event::Kind as SystemKind, ConversationKind, MemberRole, Message, MessageKind,
+};
 use hutong_protocol::MAX_TEXT_LEN;
 use prost::Message as _;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -66,7 +68,11 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread. It stops after the last `Writer` is dropped
     /// and the commands already queued have been committed and answered.
-    pub fn start(path: &Path, recall_window_ms: i64, batch_max: usize) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+    pub fn start(
+        path: &Path,
+        recall_window_ms: i64,
+        batch_max: usize,
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
         let conn = open_connection(path)?;
         let mut state = WriterState::load(conn, recall_window_ms)?;
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
@@ -88,7 +94,10 @@ impl Writer {
 
     /// Queues a command; the receiver yields its result after the commit.
     /// Commands queued by one task are committed in the order queued.
-    pub async fn enqueue(&self, cmd: Command) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
+    pub async fn enqueue(
+        &self,
+        cmd: Command,
+    ) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send((cmd, reply)).await.map_err(|_| ServiceError::ShuttingDown)?;
         Ok(rx)
@@ -223,8 +232,8 @@ fn load_members<'a>(
             .query_row([conversation_id], |r| r.get(0))
             .optional()?
             .ok_or(ServiceError::NotFound("conversation"))?;
-        let mut stmt =
-            conn.prepare_cached("SELECT user_id, role FROM members WHERE conversation_id = ?1 AND active = 1")?;
+        let mut stmt = conn
+            .prepare_cached("SELECT user_id, role FROM members WHERE conversation_id = ?1 AND active = 1")?;
         let roles = stmt
             .query_map([conversation_id], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, i32>(1)?)))?
             .collect::<Result<HashMap<_, _>, _>>()?;
@@ -277,7 +286,9 @@ fn append(
 ) -> Result<Option<Message>, ServiceError> {
     let v = next_version(version);
     let seq: u64 = conn
-        .prepare_cached("UPDATE conversations SET last_seq = last_seq + 1, version = ?2 WHERE id = ?1 RETURNING last_seq")?
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, version = ?2 WHERE id = ?1 RETURNING last_seq",
+        )?
         .query_row(params![conversation_id, v], |r| r.get(0))?;
     let sent_at = now_ms();
     let system = extra.system.as_ref().map(|s| s.encode_to_vec());
@@ -357,7 +368,9 @@ fn apply(
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
         }
         Command::OpenDirect { user, peer } => open_direct(conn, cache, version, *user, *peer),
-        Command::CreateGroup { owner, name, members } => create_group(conn, cache, version, *owner, name, members),
+        Command::CreateGroup { owner, name, members } => {
+            create_group(conn, cache, version, *owner, name, members)
+        }
         Command::RenameGroup { user, conversation_id, name } => {
             rename_group(conn, cache, version, *user, *conversation_id, name)
         }
@@ -399,10 +412,25 @@ fn send(
     if !members.roles.contains_key(&sender) {
         return Err(ServiceError::NotMember);
     }
-    let mentions: Vec<u64> = msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).take(100).collect();
+    let mentions: Vec<u64> =
+        msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).take(100).collect();
     let list = members.list.clone();
-    let extra = AppendExtra { mentions, reply_to_seq: msg.reply_to_seq, priority: msg.priority, ..Default::default() };
-    match append(conn, version, msg.conversation_id, sender, &msg.client_msg_id, MessageKind::Text, &msg.text, extra)? {
+    let extra = AppendExtra {
+        mentions,
+        reply_to_seq: msg.reply_to_seq,
+        priority: msg.priority,
+        ..Default::default()
+    };
+    match append(
+        conn,
+        version,
+        msg.conversation_id,
+        sender,
+        &msg.client_msg_id,
+        MessageKind::Text,
+        &msg.text,
+        extra,
+    )? {
         Some(message) => Ok(Committed {
             conversation_id: msg.conversation_id,
             message: Some(message),
@@ -421,7 +449,11 @@ fn send(
 pub(crate) const DUPLICATE: &str = "\u{0}duplicate";
 
 /// Looks up the stored original of a retried send.
-pub fn original_of(conn: &Connection, sender: u64, client_msg_id: &str) -> Result<Option<Message>, ServiceError> {
+pub fn original_of(
+    conn: &Connection,
+    sender: u64,
+    client_msg_id: &str,
+) -> Result<Option<Message>, ServiceError> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2");
     Ok(conn.prepare_cached(&sql)?.query_row(params![sender, client_msg_id], message_from_row).optional()?)
 }
@@ -441,7 +473,9 @@ fn recall(
     }
     let list = members.list.clone();
     let (sender, sent_at, kind, recalled): (u64, i64, i32, bool) = conn
-        .prepare_cached("SELECT sender_id, sent_at, kind, recalled FROM messages WHERE conversation_id = ?1 AND seq = ?2")?
+        .prepare_cached(
+            "SELECT sender_id, sent_at, kind, recalled FROM messages WHERE conversation_id = ?1 AND seq = ?2",
+        )?
         .query_row(params![conversation_id, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?
         .ok_or(ServiceError::NotFound("message"))?;
@@ -463,7 +497,13 @@ fn recall(
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
 }
 
-fn insert_member(conn: &Connection, conversation_id: u64, user: u64, role: MemberRole, v: u64) -> rusqlite::Result<()> {
+fn insert_member(
+    conn: &Connection,
+    conversation_id: u64,
+    user: u64,
+    role: MemberRole,
+    v: u64,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO members (conversation_id, user_id, role, active, until_seq, version) VALUES (?1, ?2, ?3, 1, NULL, ?4)
          ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = ?3, active = 1, until_seq = NULL, version = ?4",
@@ -484,8 +524,10 @@ fn open_direct(
     }
     check_users_exist(conn, &[peer])?;
     let key = format!("{}:{}", user.min(peer), user.max(peer));
-    let existing: Option<u64> =
-        conn.prepare_cached("SELECT id FROM conversations WHERE direct_key = ?1")?.query_row([&key], |r| r.get(0)).optional()?;
+    let existing: Option<u64> = conn
+        .prepare_cached("SELECT id FROM conversations WHERE direct_key = ?1")?
+        .query_row([&key], |r| r.get(0))
+        .optional()?;
     if let Some(id) = existing {
         let members = load_members(conn, cache, id)?;
         return Ok(Committed { conversation_id: id, members: members.list.clone(), ..Default::default() });
@@ -564,8 +606,10 @@ fn rename_group(
 ) -> Result<Committed, ServiceError> {
     require_group_member(conn, cache, conversation_id, user)?;
     let name = check_name(name)?;
-    conn.prepare_cached("UPDATE conversations SET name = ?2 WHERE id = ?1")?.execute(params![conversation_id, name])?;
-    let event = v1::SystemEvent { kind: SystemKind::Renamed as i32, actor_id: user, name, ..Default::default() };
+    conn.prepare_cached("UPDATE conversations SET name = ?2 WHERE id = ?1")?
+        .execute(params![conversation_id, name])?;
+    let event =
+        v1::SystemEvent { kind: SystemKind::Renamed as i32, actor_id: user, name, ..Default::default() };
     let message = system_entry(conn, version, conversation_id, user, event)?;
     let list = cache[&conversation_id].list.clone();
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
@@ -600,7 +644,12 @@ fn add_members(
         members.roles.insert(*m, MemberRole::Member as i32);
     }
     members.rebuild_list();
-    let event = v1::SystemEvent { kind: SystemKind::MembersAdded as i32, actor_id: user, user_ids: new, ..Default::default() };
+    let event = v1::SystemEvent {
+        kind: SystemKind::MembersAdded as i32,
+        actor_id: user,
+        user_ids: new,
+        ..Default::default()
+    };
     let message = system_entry(conn, version, conversation_id, user, event)?;
     let list = cache[&conversation_id].list.clone();
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
@@ -620,7 +669,9 @@ fn remove_member(
     let target_role = *members.roles.get(&target).ok_or(ServiceError::NotFound("member"))?;
     if !leaving {
         if role < MemberRole::Admin as i32 {
-            return Err(ServiceError::Forbidden("only the group's owner or an admin can remove members".into()));
+            return Err(ServiceError::Forbidden(
+                "only the group's owner or an admin can remove members".into(),
+            ));
         }
         if target_role >= role {
             return Err(ServiceError::Forbidden("you cannot remove a member of equal or higher role".into()));
@@ -628,7 +679,12 @@ fn remove_member(
     }
     // An owner who leaves hands the group to the senior remaining member.
     let successor = if leaving && target_role == MemberRole::Owner as i32 {
-        members.roles.iter().filter(|(u, _)| **u != target).max_by_key(|(u, r)| (**r, std::cmp::Reverse(**u))).map(|(u, _)| *u)
+        members
+            .roles
+            .iter()
+            .filter(|(u, _)| **u != target)
+            .max_by_key(|(u, r)| (**r, std::cmp::Reverse(**u)))
+            .map(|(u, _)| *u)
     } else {
         None
     };
@@ -647,8 +703,10 @@ fn remove_member(
     let members = cache.get_mut(&conversation_id).expect("loaded above");
     members.roles.remove(&target);
     if let Some(s) = successor {
-        conn.prepare_cached("UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
-            .execute(params![conversation_id, s, MemberRole::Owner as i32, v])?;
+        conn.prepare_cached(
+            "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![conversation_id, s, MemberRole::Owner as i32, v])?;
         members.roles.insert(s, MemberRole::Owner as i32);
     }
     members.rebuild_list();
@@ -672,17 +730,23 @@ fn set_role(
         return Err(ServiceError::NotFound("member"));
     }
     if target == user {
-        return Err(ServiceError::BadRequest("the owner cannot change their own role; make someone else owner".into()));
+        return Err(ServiceError::BadRequest(
+            "the owner cannot change their own role; make someone else owner".into(),
+        ));
     }
     let v = next_version(version);
-    conn.prepare_cached("UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
-        .execute(params![conversation_id, target, role as i32, v])?;
+    conn.prepare_cached(
+        "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
+    )?
+    .execute(params![conversation_id, target, role as i32, v])?;
     let members = cache.get_mut(&conversation_id).expect("loaded above");
     members.roles.insert(target, role as i32);
     if role == MemberRole::Owner {
         // Ownership moves: the old owner becomes an admin.
-        conn.prepare_cached("UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
-            .execute(params![conversation_id, user, MemberRole::Admin as i32, v])?;
+        conn.prepare_cached(
+            "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![conversation_id, user, MemberRole::Admin as i32, v])?;
         members.roles.insert(user, MemberRole::Admin as i32);
     }
     let event = v1::SystemEvent {
@@ -728,7 +792,8 @@ fn update_cursor(
     )?
     .execute(params![conversation_id, user, delivered, read, v])?;
     // Other members learn of the cursor through the conversation's version.
-    conn.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?.execute(params![conversation_id, v])?;
+    conn.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?
+        .execute(params![conversation_id, v])?;
     Ok(Committed {
         conversation_id,
         members: list,

@@ -1,1 +1,562 @@
-fn main(){}
+//! `hutong`: the command-line client, a thin shell over the client core.
+//!
+//! Exit codes scripts can rely on: 0 success, 1 other error, 2 usage error,
+//! 3 refused by the server (credentials, disabled, not allowed, not found),
+//! 4 server unreachable (a message stays queued and goes out with the next
+//! command that connects), 5 the server's certificate changed.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hutong_client::{
+    CachedMessage, Client, ClientError, ClientOptions, Credential, Event, SendOptions, ServerAddr,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Parser)]
+#[command(name = "hutong", version, about = "Hutong messaging from the command line")]
+struct Cli {
+    /// Profile name; keep several accounts side by side.
+    #[arg(long, global = true, default_value = "default", env = "HUTONG_PROFILE")]
+    profile: String,
+    /// Directory holding the profiles. Default: $HUTONG_HOME or ~/.hutong.
+    #[arg(long, global = true, env = "HUTONG_HOME")]
+    home: Option<PathBuf>,
+    /// Seconds to wait for the server before giving up.
+    #[arg(long, global = true, default_value_t = 15)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log in and remember the session in the profile.
+    Login {
+        /// Server address: tls://host:7300 (default scheme), tcp://host:port or ws://host:port/ws.
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        account: String,
+        /// Device name; one session per device.
+        #[arg(long, default_value = "cli")]
+        device: String,
+        /// Insist on this certificate fingerprint instead of trusting the first one seen.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Read the password from standard input (else HUTONG_PASSWORD, else a prompt).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// End this device's session.
+    Logout,
+    /// Send a message. TARGET is an account name (direct chat) or #ID (a conversation).
+    Send {
+        target: String,
+        #[arg(required = true)]
+        text: Vec<String>,
+        #[arg(long)]
+        urgent: bool,
+        /// Quote the message with this seq.
+        #[arg(long)]
+        reply: Option<u64>,
+    },
+    /// Interactive chat: shows recent history, sends each line you type.
+    Chat { target: String },
+    /// Follow new messages as they arrive.
+    Tail {
+        /// Only this conversation (account or #ID).
+        target: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Print a conversation's history.
+    History {
+        target: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List conversations with unread counts.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Recall one of your messages.
+    Recall { target: String, seq: u64 },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group with these members (account names).
+    Create {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Add people to a group.
+    Add { group: String, accounts: Vec<String> },
+    /// Remove a person from a group (owner or admin).
+    Remove { group: String, account: String },
+    /// Leave a group.
+    Leave { group: String },
+    /// Rename a group.
+    Rename { group: String, name: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Profile {
+    server: String,
+    account: String,
+    device: String,
+    fingerprint: Option<String>,
+    token: String,
+}
+
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::Remote { .. } => 3,
+            ClientError::Offline | ClientError::Disconnected | ClientError::Transport(_) => 4,
+            ClientError::FingerprintChanged { .. } => 5,
+            ClientError::InvalidAddress(_) => 2,
+            _ => 1,
+        };
+        Failure { code, message: format!("{e} [{}]", e.code()) }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure { code: 1, message: e.to_string() }
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure { code: 1, message: e.to_string() }
+    }
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure { code, message: message.into() }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HUTONG_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn profile_dir(cli: &Cli) -> PathBuf {
+    let home = cli.home.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".hutong")
+    });
+    home.join("profiles").join(&cli.profile)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+async fn real_main(cli: Cli) -> Result<(), Failure> {
+    let dir = profile_dir(&cli);
+    let timeout = Duration::from_secs(cli.timeout);
+    if let Command::Login { server, account, device, fingerprint, password_stdin } = &cli.command {
+        return login(&dir, server, account, device, fingerprint.clone(), *password_stdin, timeout).await;
+    }
+    let text = std::fs::read_to_string(dir.join("profile.json")).map_err(|_| {
+        fail(2, format!("not logged in (profile {:?}); run `hutong login` first", cli.profile))
+    })?;
+    let profile: Profile = serde_json::from_str(&text)?;
+    let mut options = ClientOptions::new(profile.server.parse()?, &profile.account, dir.join("cache.db"));
+    options.device = profile.device.clone();
+    options.pinned_fingerprint = profile.fingerprint.clone();
+    let client = Client::start(options, Credential::Token(profile.token.clone()))?;
+    let online = tokio::time::timeout(timeout, client.wait_online()).await;
+    let result = match online {
+        Ok(Err(e)) if e.is_fatal() => Err(e.into()),
+        Ok(Ok(())) => {
+            // The first sync makes the cache current before we read it.
+            let _ = tokio::time::timeout(timeout, wait_first_sync(&client)).await;
+            command(&client, cli.command, true, timeout).await
+        }
+        _ => command(&client, cli.command, false, timeout).await,
+    };
+    client.shutdown();
+    result
+}
+
+async fn wait_first_sync(client: &Client) {
+    let mut events = client.events();
+    while client.sync_rounds() == 0 {
+        if matches!(events.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+            return;
+        }
+    }
+}
+
+async fn login(
+    dir: &std::path::Path,
+    server: &str,
+    account: &str,
+    device: &str,
+    fingerprint: Option<String>,
+    password_stdin: bool,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let addr: ServerAddr = server.parse()?;
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else if let Ok(p) = std::env::var("HUTONG_PASSWORD") {
+        p
+    } else {
+        eprint!("Password for {account}: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    std::fs::create_dir_all(dir)?;
+    // A new login starts a fresh cache: it may be another account or server.
+    for name in ["cache.db", "cache.db-wal", "cache.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let mut options = ClientOptions::new(addr.clone(), account, dir.join("cache.db"));
+    options.device = device.to_owned();
+    options.pinned_fingerprint = fingerprint.clone();
+    let client = Client::start(options, Credential::Password(password))?;
+    let outcome = tokio::time::timeout(timeout, client.wait_online()).await;
+    client.shutdown();
+    match outcome {
+        Err(_) => return Err(fail(4, format!("could not reach {addr} within {} s", timeout.as_secs()))),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(())) => {}
+    }
+    let seen = client.fingerprint();
+    let token = client.token().ok_or_else(|| fail(1, "the server did not issue a session token"))?;
+    let profile = Profile {
+        server: addr.to_string(),
+        account: account.to_owned(),
+        device: device.to_owned(),
+        fingerprint: fingerprint.or(seen.clone()),
+        token,
+    };
+    write_private(&dir.join("profile.json"), &serde_json::to_string_pretty(&profile)?)?;
+    if let Some(fp) = seen {
+        println!("server certificate fingerprint (SHA-256, now pinned): {fp}");
+    }
+    println!("logged in as {account} (user id {})", client.user_id());
+    Ok(())
+}
+
+/// `#12` is conversation 12; anything else is an account for a direct chat.
+async fn resolve_target(client: &Client, target: &str, online: bool) -> Result<u64, Failure> {
+    if let Some(id) = target.strip_prefix('#') {
+        return id.parse().map_err(|_| fail(2, format!("{target:?} is not a conversation id")));
+    }
+    let account = target.trim_start_matches('@');
+    let known = client.conversations()?;
+    if !online {
+        // Offline: find the direct conversation in the cache.
+        let names = client.names(&known.iter().flat_map(|c| c.members.clone()).collect::<Vec<_>>()).await?;
+        let me = client.user_id();
+        return known
+            .iter()
+            .find(|c| {
+                c.kind == "direct"
+                    && c.members.iter().any(|m| *m != me && names.get(m).is_some_and(|n| n == account))
+            })
+            .map(|c| c.id)
+            .ok_or_else(|| fail(4, format!("offline, and no cached conversation with {account}")));
+    }
+    let user = client.resolve(account).await?;
+    Ok(client.open_direct(user).await?.id)
+}
+
+fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut v = serde_json::to_value(m)?;
+        v["sender"] = serde_json::Value::String(names.get(&m.sender_id).cloned().unwrap_or_default());
+        writeln!(out, "{v}")?;
+    } else {
+        let who = names.get(&m.sender_id).cloned().unwrap_or_else(|| format!("#{}", m.sender_id));
+        let body = match (m.kind, m.recalled) {
+            (_, true) => "(recalled)".to_owned(),
+            ("system", _) => format!("* {}", m.system.clone().unwrap_or_default()),
+            ("recall", _) => format!("* recalled message {}", m.target_seq),
+            _ => m.text.clone(),
+        };
+        writeln!(out, "[#{} {:>4}] {}: {}", m.conversation_id, m.seq, who, body)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn command(client: &Client, command: Command, online: bool, timeout: Duration) -> Result<(), Failure> {
+    match command {
+        Command::Login { .. } => unreachable!("handled before connecting"),
+        Command::Logout => {
+            if !online {
+                return Err(fail(4, "cannot reach the server to end the session"));
+            }
+            client.logout().await?;
+            println!("logged out");
+            Ok(())
+        }
+        Command::Send { target, text, urgent, reply } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            let options = SendOptions { reply_to_seq: reply.unwrap_or(0), urgent, ..Default::default() };
+            let mut events = client.events();
+            let id = client.send_text(conversation, &text.join(" "), options)?;
+            if !online {
+                return Err(fail(
+                    4,
+                    format!("offline: message {id} is queued and will be sent on the next connection"),
+                ));
+            }
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Ok(Event::Acked { client_msg_id, conversation_id, seq }) if client_msg_id == id => {
+                            return Ok((conversation_id, seq))
+                        }
+                        Ok(Event::SendFailed { client_msg_id, message, .. }) if client_msg_id == id => {
+                            return Err(fail(3, message))
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            return Err(fail(1, "client stopped"))
+                        }
+                        _ => {}
+                    }
+                }
+            };
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(Ok((conv, seq))) => {
+                    println!("sent to #{conv} as seq {seq}");
+                    Ok(())
+                }
+                Ok(Err(f)) => Err(f),
+                Err(_) => Err(fail(4, format!("no acknowledgement yet: message {id} stays queued"))),
+            }
+        }
+        Command::History { target, limit, json } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            let page = client.history(conversation, None, limit).await?;
+            let names = client.names(&page.iter().map(|m| m.sender_id).collect::<Vec<_>>()).await?;
+            for m in &page {
+                print_message(m, &names, json)?;
+            }
+            if let Some(last) = page.last() {
+                client.mark_read(conversation, last.seq)?;
+                if online {
+                    client.report_cursors().await?;
+                }
+            }
+            Ok(())
+        }
+        Command::Ls { json } => {
+            let list = client.conversations()?;
+            let names =
+                client.names(&list.iter().flat_map(|c| c.members.clone()).collect::<Vec<_>>()).await?;
+            let me = client.user_id();
+            for c in list {
+                let title = if c.kind == "group" {
+                    c.name.clone()
+                } else {
+                    c.members
+                        .iter()
+                        .filter(|m| **m != me)
+                        .filter_map(|m| names.get(m).cloned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                if json {
+                    let mut v = serde_json::to_value(&c)?;
+                    v["title"] = serde_json::Value::String(title);
+                    println!("{v}");
+                } else {
+                    let preview: String = c.last_text.clone().unwrap_or_default().chars().take(40).collect();
+                    let state = if c.active { "" } else { " (left)" };
+                    println!(
+                        "#{:<6} {:<6} {:<24} unread {:>4}  {}{}",
+                        c.id, c.kind, title, c.unread, preview, state
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Tail { target, json, count } => {
+            if !online {
+                return Err(fail(4, "cannot reach the server"));
+            }
+            let only = match target {
+                Some(t) => Some(resolve_target(client, &t, online).await?),
+                None => None,
+            };
+            let mut events = client.events();
+            let mut seen = 0usize;
+            let mut status = client.status();
+            loop {
+                tokio::select! {
+                    e = events.recv() => match e {
+                        Ok(Event::Message(m)) if only.is_none_or(|c| c == m.conversation_id) => {
+                            let names = client.names(&[m.sender_id]).await?;
+                            print_message(&m, &names, json)?;
+                            seen += 1;
+                            if count.is_some_and(|c| seen >= c) {
+                                return Ok(());
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                        _ => {}
+                    },
+                    changed = status.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        let s = status.borrow_and_update().clone();
+                        if let hutong_client::Status::Offline { code, reason } = s {
+                            return Err(fail(3, format!("{reason} [{code}]")));
+                        }
+                        if !json {
+                            eprintln!("-- {}", serde_json::to_string(&s)?);
+                        }
+                    }
+                }
+            }
+        }
+        Command::Chat { target } => {
+            if !online {
+                return Err(fail(4, "cannot reach the server"));
+            }
+            let conversation = resolve_target(client, &target, online).await?;
+            let page = client.history(conversation, None, 20).await?;
+            let names = client.names(&page.iter().map(|m| m.sender_id).collect::<Vec<_>>()).await?;
+            for m in &page {
+                print_message(m, &names, false)?;
+            }
+            if std::io::stdin().is_terminal() {
+                eprintln!("-- type a message and press Enter; Ctrl-D to quit");
+            }
+            let (line_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                    if line_tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut events = client.events();
+            loop {
+                tokio::select! {
+                    line = lines.recv() => match line {
+                        Some(l) if !l.trim().is_empty() => { client.send_text(conversation, &l, SendOptions::default())?; }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    e = events.recv() => match e {
+                        Ok(Event::Message(m)) if m.conversation_id == conversation => {
+                            let names = client.names(&[m.sender_id]).await?;
+                            print_message(&m, &names, false)?;
+                            client.mark_read(conversation, m.seq)?;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        _ => {}
+                    },
+                }
+            }
+            // Give queued lines their chance to be acknowledged before leaving.
+            let _ = tokio::time::timeout(timeout, async {
+                let mut events = client.events();
+                while !client
+                    .outbox(Some(conversation))
+                    .map(|o| o.iter().all(|e| e.state == "failed"))
+                    .unwrap_or(true)
+                {
+                    let _ = events.recv().await;
+                }
+            })
+            .await;
+            Ok(())
+        }
+        Command::Recall { target, seq } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            client.recall(conversation, seq).await?;
+            println!("recalled seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Group(g) => {
+            if !online {
+                return Err(fail(4, "cannot reach the server"));
+            }
+            let group_id = |s: &str| -> Result<u64, Failure> {
+                s.trim_start_matches('#').parse().map_err(|_| fail(2, format!("{s:?} is not a group id")))
+            };
+            let state = match g {
+                GroupCommand::Create { name, members } => {
+                    let mut ids = Vec::new();
+                    for m in members.iter().filter(|m| !m.is_empty()) {
+                        ids.push(client.resolve(m).await?);
+                    }
+                    client.create_group(&name, &ids).await?
+                }
+                GroupCommand::Add { group, accounts } => {
+                    let mut ids = Vec::new();
+                    for a in &accounts {
+                        ids.push(client.resolve(a).await?);
+                    }
+                    client.add_members(group_id(&group)?, &ids).await?
+                }
+                GroupCommand::Remove { group, account } => {
+                    let id = client.resolve(&account).await?;
+                    client.remove_member(group_id(&group)?, id).await?
+                }
+                GroupCommand::Leave { group } => client.leave_group(group_id(&group)?).await?,
+                GroupCommand::Rename { group, name } => client.rename_group(group_id(&group)?, &name).await?,
+            };
+            println!("group #{} {:?}: {} member(s)", state.id, state.name, state.members.len());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The connection task: connect, say hello, log in, then run the session's
+//! jobs (reader, sync, outbox sender, cursor reporter, heartbeats) until the
+//! connection ends; then wait with exponential back-off and jitter and start
+//! again. Correctness comes from sync: every (re)connect asks the server what
+//! changed and fills every gap, so missed pushes cost time, never messages.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
+use hutong_protocol::v1::{self, login::Secret, MessageKind};
+use hutong_protocol::{decode_envelope, encode_envelope, Envelope, ErrorCode, Payload, PROTOCOL_VERSION};
+use rand::Rng as _;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::cache::OutboxEntry;
+use crate::error::ClientError;
+use crate::transport::{self, FrameSink, FrameStream};
+use crate::{Credential, Event, Inner, Status};
+
+/// Messages sent per outbox round; all are in flight together.
+const OUTBOX_WINDOW: usize = 128;
+/// Messages asked for per fetch while filling a gap.
+const FETCH_BATCH: u32 = 500;
+/// Pushes taken from the socket and stored in one cache transaction.
+const PUSH_BATCH: usize = 256;
+
+/// One live connection: sends requests and matches answers to them.
+pub(crate) struct Connection {
+    tx: mpsc::Sender<Bytes>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    next_id: AtomicU64,
+    /// Why the server closed the connection, if it said.
+    closed_reason: Mutex<Option<ClientError>>,
+    pub(crate) sync_wanted: Notify,
+}
+
+impl Connection {
+    fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        Connection {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed_reason: Mutex::new(None),
+            sync_wanted: Notify::new(),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a request on the wire (in call order) and returns where its answer will arrive.
+    pub(crate) async fn start(&self, payload: Payload) -> Result<oneshot::Receiver<Payload>, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id, tx);
+        if self.tx.send(encode_envelope(&Envelope::new(id, payload))).await.is_err() {
+            self.pending().remove(&id);
+            return Err(self.lost());
+        }
+        Ok(rx)
+    }
+
+    pub(crate) async fn finish(&self, rx: oneshot::Receiver<Payload>) -> Result<Payload, ClientError> {
+        match rx.await {
+            Ok(Payload::Error(e)) => Err(e.into()),
+            Ok(p) => Ok(p),
+            Err(_) => Err(self.lost()),
+        }
+    }
+
+    pub(crate) async fn call(&self, payload: Payload) -> Result<Payload, ClientError> {
+        let rx = self.start(payload).await?;
+        self.finish(rx).await
+    }
+
+    /// Sends without wanting an answer (request id 0).
+    pub(crate) fn fire(&self, payload: Payload) {
+        let _ = self.tx.try_send(encode_envelope(&Envelope::new(0, payload)));
+    }
+
+    fn lost(&self) -> ClientError {
+        self.closed_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or(ClientError::Disconnected)
+    }
+}
+
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut failures: u32 = 0;
+    loop {
+        if inner.shutdown.is_cancelled() {
+            break;
+        }
+        inner.set_status(Status::Connecting);
+        let mut was_online = false;
+        let result = connect_and_serve(&inner, &mut was_online).await;
+        *inner.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let error = match result {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if error.is_fatal() {
+            tracing::warn!(error = %error, "giving up until the person acts");
+            inner.set_status(Status::Offline { code: error.code().into(), reason: error.to_string() });
+            return;
+        }
+        failures = if was_online { 1 } else { failures.saturating_add(1) };
+        let delay = backoff(&inner, failures, &error);
+        tracing::info!(error = %error, delay_ms = delay.as_millis() as u64, "connection lost; reconnecting");
+        inner.set_status(Status::Reconnecting { in_ms: delay.as_millis() as u64, reason: error.to_string() });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = inner.shutdown.cancelled() => break,
+        }
+    }
+    inner.set_status(Status::Offline { code: "CLOSED".into(), reason: "the client was stopped".into() });
+}
+
+/// Exponential back-off with jitter (50–100 % of the step), never shorter
+/// than a server-requested retry delay.
+fn backoff(inner: &Inner, failures: u32, error: &ClientError) -> Duration {
+    let min = inner.options.backoff_min.as_millis() as u64;
+    let max = inner.options.backoff_max.as_millis() as u64;
+    let step = min.saturating_mul(1u64 << failures.saturating_sub(1).min(20)).min(max).max(1);
+    let jittered = rand::rng().random_range(step / 2..=step);
+    let floor = match error {
+        ClientError::Remote { retry_after_ms, .. } => *retry_after_ms,
+        _ => 0,
+    };
+    Duration::from_millis(jittered.max(floor))
+}
+
+async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<(), ClientError> {
+    let options = &inner.options;
+    let connected = transport::connect(&options.server, options.pinned_fingerprint.as_deref()).await?;
+    *inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = connected.fingerprint.clone();
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let conn = Arc::new(Connection::new(tx));
+    let writer = tokio::spawn(write_loop(connected.sink, rx));
+    let mut reader = tokio::spawn(read_loop(inner.clone(), conn.clone(), connected.stream));
+
+    let session = async {
+        let hello = v1::Hello { protocol_version: PROTOCOL_VERSION, client_name: "hutong-client".into() };
+        let heartbeat = match conn.call(Payload::Hello(hello)).await? {
+            Payload::HelloOk(ok) => Duration::from_millis(u64::from(ok.heartbeat_ms.max(100))),
+            other => return Err(ClientError::Protocol(format!("expected HelloOk, got {other:?}"))),
+        };
+        let credential = inner.credential.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let secret = match credential {
+            Credential::Password(p) => Secret::Password(p),
+            Credential::Token(t) => Secret::Token(t),
+        };
+        let login = v1::Login {
+            account: options.account.clone(),
+            secret: Some(secret),
+            device: options.device.clone(),
+        };
+        let ok = match conn.call(Payload::Login(login)).await? {
+            Payload::LoginOk(ok) => ok,
+            other => return Err(ClientError::Protocol(format!("expected LoginOk, got {other:?}"))),
+        };
+        if !ok.token.is_empty() {
+            *inner.credential.lock().unwrap_or_else(|e| e.into_inner()) = Credential::Token(ok.token.clone());
+        }
+        inner.user_id.store(ok.user_id, Ordering::Relaxed);
+        inner.cache().set_meta("user_id", &ok.user_id.to_string())?;
+        *inner.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        *was_online = true;
+        inner.set_status(Status::Online);
+        tokio::select! {
+            r = sync_loop(inner, &conn) => r,
+            r = outbox_loop(inner, &conn) => r,
+            r = cursor_loop(inner, &conn) => r,
+            r = heartbeat_loop(&conn, heartbeat) => r,
+        }
+    };
+    let result = tokio::select! {
+        r = session => r,
+        _ = &mut reader => Err(conn.lost()),
+        _ = inner.drop_now.notified() => Err(ClientError::Transport("connection dropped".into())),
+        _ = inner.shutdown.cancelled() => Ok(()),
+    };
+    reader.abort();
+    writer.abort();
+    // Unblock anyone still waiting for an answer on this connection.
+    conn.pending().clear();
+    result
+}
+
+async fn write_loop(mut sink: FrameSink, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(frame) = rx.recv().await {
+        if sink.feed(frame).await.is_err() {
+            return;
+        }
+        while let Ok(more) = rx.try_recv() {
+            if sink.feed(more).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_loop(inner: Arc<Inner>, conn: Arc<Connection>, mut stream: FrameStream) {
+    let mut pushes = Vec::with_capacity(PUSH_BATCH);
+    while let Some(next) = stream.next().await {
+        let mut frames = vec![next];
+        // Take what is already buffered so a burst is stored in one transaction.
+        while frames.len() < PUSH_BATCH {
+            match stream.next().now_or_never() {
+                Some(Some(f)) => frames.push(f),
+                _ => break,
+            }
+        }
+        for frame in frames {
+            let env = match frame
+                .map_err(|e| e.to_string())
+                .and_then(|b| decode_envelope(&b).map_err(|e| e.to_string()))
+            {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping the connection after a bad frame");
+                    return;
+                }
+            };
+            let Some(payload) = env.payload else { continue };
+            if env.response_to != 0 {
+                if let Some(tx) = conn.pending().remove(&env.response_to) {
+                    let _ = tx.send(payload);
+                }
+                continue;
+            }
+            match payload {
+                Payload::Disconnect(d) => {
+                    let code = ErrorCode::try_from(d.code).unwrap_or(ErrorCode::Unspecified);
+                    *conn.closed_reason.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(ClientError::Remote { code, message: d.message, retry_after_ms: 0 });
+                }
+                other => pushes.push(other),
+            }
+        }
+        if let Err(e) = apply_pushes(&inner, &conn, &mut pushes) {
+            tracing::error!(error = %e, "cannot store pushed data");
+            return;
+        }
+    }
+}
+
+fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> Result<(), ClientError> {
+    let me = inner.user_id.load(Ordering::Relaxed);
+    let mut messages = Vec::new();
+    for p in pushes.drain(..) {
+        match p {
+            Payload::Message(m) => messages.push(m),
+            Payload::Cursor(c) => {
+                inner.cache().apply_cursor(&c, me)?;
+                inner.emit(Event::Cursor {
+                    conversation_id: c.conversation_id,
+                    user_id: c.user_id,
+                    delivered_seq: c.delivered_seq,
+                    read_seq: c.read_seq,
+                });
+            }
+            Payload::Presence(p) => {
+                let status = match v1::PresenceStatus::try_from(p.status) {
+                    Ok(v1::PresenceStatus::Online) => "online",
+                    Ok(v1::PresenceStatus::Away) => "away",
+                    _ => "offline",
+                };
+                inner.emit(Event::Presence { user_id: p.user_id, status });
+            }
+            Payload::Typing(t) => {
+                inner.emit(Event::Typing { conversation_id: t.conversation_id, user_id: t.user_id })
+            }
+            Payload::Error(e) => tracing::warn!(error = %e, "the server reported an error"),
+            other => tracing::debug!(?other, "ignoring an unexpected push"),
+        }
+    }
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut need_sync = false;
+    let fresh = {
+        let mut cache = inner.cache();
+        for m in &messages {
+            // A conversation I do not know yet, a membership change, or a
+            // hole before this entry: sync fetches what is missing.
+            if m.kind == MessageKind::System as i32 || !cache.knows_conversation(m.conversation_id)? {
+                need_sync = true;
+            }
+        }
+        let fresh = cache.insert_messages(&messages)?;
+        for m in &messages {
+            if cache.contig_seq(m.conversation_id)? < m.seq {
+                need_sync = true;
+            }
+        }
+        fresh
+    };
+    for m in fresh {
+        if let Some(cm) = inner.cache().history(m.conversation_id, Some(m.seq + 1), 1)?.pop() {
+            inner.emit(Event::Message(cm));
+        }
+    }
+    if need_sync {
+        conn.sync_wanted.notify_one();
+    }
+    inner.cursors_dirty.notify_one();
+    Ok(())
+}
+
+async fn heartbeat_loop(conn: &Connection, every: Duration) -> Result<(), ClientError> {
+    let mut nonce = 0;
+    loop {
+        tokio::time::sleep(every).await;
+        nonce += 1;
+        match tokio::time::timeout(every * 2, conn.call(Payload::Ping(v1::Ping { nonce }))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ClientError::Transport("the server stopped answering heartbeats".into())),
+        }
+    }
+}
+
+async fn sync_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), ClientError> {
+    loop {
+        sync_round(inner, conn).await?;
+        inner.sync_rounds.fetch_add(1, Ordering::Relaxed);
+        inner.emit(Event::Synced);
+        conn.sync_wanted.notified().await;
+    }
+}
+
+/// Asks what changed since the stored version, stores it, then fills every
+/// conversation's gap between what the cache holds and the server's last seq.
+async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError> {
+    loop {
+        let since = inner.cache().sync_version()?;
+        let resp =
+            match conn.call(Payload::Sync(v1::SyncRequest { since_version: since, limit: 200 })).await? {
+                Payload::SyncResponse(r) => r,
+                other => return Err(ClientError::Protocol(format!("expected a sync answer, got {other:?}"))),
+            };
+        {
+            let mut cache = inner.cache();
+            cache.apply_conversations(&resp.conversations)?;
+            cache.set_sync_version(resp.version)?;
+        }
+        if !resp.conversations.is_empty() {
+            inner.emit(Event::ConversationsChanged);
+        }
+        if !resp.more {
+            break;
+        }
+    }
+    let gaps = inner.cache().gaps()?;
+    for (conversation_id, contig, last) in gaps {
+        let mut after = contig;
+        while after < last {
+            let req =
+                v1::FetchMessages { conversation_id, after_seq: after, before_seq: 0, limit: FETCH_BATCH };
+            let batch = match conn.call(Payload::FetchMessages(req)).await {
+                Ok(Payload::MessageBatch(b)) => b,
+                Ok(other) => return Err(ClientError::Protocol(format!("expected messages, got {other:?}"))),
+                // No longer allowed to read (removed): keep what we have.
+                Err(ClientError::Remote { code: ErrorCode::Forbidden | ErrorCode::NotFound, .. }) => break,
+                Err(e) => return Err(e),
+            };
+            let Some(newest) = batch.messages.last().map(|m| m.seq) else { break };
+            let fresh = inner.cache().insert_messages(&batch.messages)?;
+            for m in fresh {
+                if let Some(cm) = inner.cache().history(m.conversation_id, Some(m.seq + 1), 1)?.pop() {
+                    inner.emit(Event::Message(cm));
+                }
+            }
+            after = newest;
+        }
+    }
+    inner.cursors_dirty.notify_one();
+    Ok(())
+}
+
+fn send_request(e: &OutboxEntry) -> Payload {
+    Payload::SendMessage(v1::SendMessage {
+        conversation_id: e.conversation_id,
+        client_msg_id: e.client_msg_id.clone(),
+        text: e.text.clone(),
+        mentions: e.mentions.clone(),
+        reply_to_seq: e.reply_to_seq,
+        priority: e.priority,
+    })
+}
+
+/// Sends the outbox in order, a window at a time, until the connection ends.
+async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), ClientError> {
+    loop {
+        let entries = inner.cache().outbox(0, OUTBOX_WINDOW)?;
+        if entries.is_empty() {
+            inner.outbox_ready.notified().await;
+            continue;
+        }
+        let mut waiting = Vec::with_capacity(entries.len());
+        for e in &entries {
+            waiting.push(conn.start(send_request(e)).await?);
+        }
+        let me = inner.user_id.load(Ordering::Relaxed);
+        for (entry, rx) in entries.iter().zip(waiting) {
+            match conn.finish(rx).await {
+                Ok(Payload::SendAck(ack)) => {
+                    inner.cache().ack(entry, &ack, me)?;
+                    inner.emit(Event::Acked {
+                        client_msg_id: ack.client_msg_id.clone(),
+                        conversation_id: ack.conversation_id,
+                        seq: ack.seq,
+                    });
+                    if let Some(cm) = inner.cache().history(ack.conversation_id, Some(ack.seq + 1), 1)?.pop()
+                    {
+                        inner.emit(Event::Message(cm));
+                    }
+                }
+                Ok(other) => return Err(ClientError::Protocol(format!("expected an ack, got {other:?}"))),
+                Err(e @ ClientError::Remote { code, .. })
+                    if matches!(
+                        code,
+                        ErrorCode::Forbidden
+                            | ErrorCode::NotFound
+                            | ErrorCode::TooLarge
+                            | ErrorCode::BadRequest
+                    ) =>
+                {
+                    // Retrying cannot help: park it as failed for the person to see.
+                    inner.cache().fail(entry.id, e.code(), &e.to_string())?;
+                    inner.emit(Event::SendFailed {
+                        client_msg_id: entry.client_msg_id.clone(),
+                        code: e.code().into(),
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        inner.cursors_dirty.notify_one();
+    }
+}
+
+/// Reports delivered and read cursors the server has not heard of yet.
+async fn cursor_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), ClientError> {
+    loop {
+        let dirty = inner.cache().unreported_cursors()?;
+        for (conversation_id, delivered, read) in dirty {
+            let req = v1::UpdateCursor { conversation_id, delivered_seq: delivered, read_seq: read };
+            match conn.call(Payload::UpdateCursor(req)).await {
+                Ok(_) | Err(ClientError::Remote { code: ErrorCode::Forbidden | ErrorCode::NotFound, .. }) => {
+                    inner.cache().cursors_reported(conversation_id, delivered, read)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        inner.cursors_dirty.notified().await;
+        // Let a burst settle into one report.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
