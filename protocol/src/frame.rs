@@ -2,9 +2,9 @@
 //! binary message per frame on WebSocket. Both go through [`decode_envelope`]
 //! so the size limit and the "never panic on garbage" rule live in one place.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use prost::Message as _;
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::Envelope;
 
@@ -39,36 +39,32 @@ pub fn encode_envelope(envelope: &Envelope) -> Bytes {
     buf.freeze()
 }
 
-/// Length-prefixed codec for byte streams. Decodes to raw bodies so that a
-/// malformed body can be answered with an error frame instead of tearing the
-/// connection down; encodes pre-encoded bodies so fan-out encodes once.
-pub struct FrameCodec {
-    inner: LengthDelimitedCodec,
-}
-
-impl Default for FrameCodec {
-    fn default() -> Self {
-        FrameCodec {
-            inner: LengthDelimitedCodec::builder()
-                .length_field_length(4)
-                .max_frame_length(MAX_FRAME_LEN)
-                .new_codec(),
-        }
-    }
-}
+/// Length-prefixed codec for byte streams: a 4-byte big-endian length, then
+/// the body. Decodes to raw bodies so that a malformed body can be answered
+/// with an error frame instead of tearing the connection down; encodes
+/// pre-encoded bodies so fan-out encodes once. A length over the limit is
+/// refused as soon as the prefix arrives, before any body is buffered.
+#[derive(Default)]
+pub struct FrameCodec;
 
 impl Decoder for FrameCodec {
     type Item = BytesMut;
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
-        if src.len() >= 4 {
-            let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-            if len > MAX_FRAME_LEN {
-                return Err(FrameError::TooLarge(len));
-            }
+        if src.len() < 4 {
+            return Ok(None);
         }
-        Ok(self.inner.decode(src)?)
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > MAX_FRAME_LEN {
+            return Err(FrameError::TooLarge(len));
+        }
+        if src.len() < 4 + len {
+            src.reserve(4 + len - src.len());
+            return Ok(None);
+        }
+        src.advance(4);
+        Ok(Some(src.split_to(len)))
     }
 }
 
@@ -79,7 +75,10 @@ impl Encoder<Bytes> for FrameCodec {
         if body.len() > MAX_FRAME_LEN {
             return Err(FrameError::TooLarge(body.len()));
         }
-        Ok(self.inner.encode(body, dst)?)
+        dst.reserve(4 + body.len());
+        dst.put_u32(body.len() as u32);
+        dst.extend_from_slice(&body);
+        Ok(())
     }
 }
 
@@ -119,6 +118,26 @@ mod tests {
                 let _ = decode_envelope(&body);
             }
         }
+    }
+
+    #[test]
+    fn frames_split_across_reads_decode() {
+        let mut codec = FrameCodec;
+        let mut whole = BytesMut::new();
+        for i in 0..3u8 {
+            codec.encode(Bytes::from(vec![i; 300]), &mut whole).unwrap();
+        }
+        // Feed one byte at a time, as a slow network would.
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for b in whole.iter() {
+            buf.extend_from_slice(&[*b]);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                out.push(frame);
+            }
+        }
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().enumerate().all(|(i, f)| f.len() == 300 && f.iter().all(|b| *b == i as u8)));
     }
 
     #[test]
