@@ -98,8 +98,9 @@ async fn every_message_exactly_once_in_order_through_crashes() {
         conversations.push((conv.id, vec![a, b]));
     }
     drop(c0);
-    let mine: Vec<Vec<u64>> =
-        (0..CLIENTS).map(|i| conversations.iter().filter(|(_, m)| m.contains(&i)).map(|(c, _)| *c).collect()).collect();
+    let mine: Vec<Vec<u64>> = (0..CLIENTS)
+        .map(|i| conversations.iter().filter(|(_, m)| m.contains(&i)).map(|(c, _)| *c).collect())
+        .collect();
 
     // Senders: each writes its share into its outbox, a little at a time.
     let accepted: Arc<Mutex<HashMap<String, (u64, usize)>>> = Arc::default();
@@ -119,7 +120,8 @@ async fn every_message_exactly_once_in_order_through_crashes() {
         }));
     }
     let total = CLIENTS * MESSAGES_PER_CLIENT;
-    let pending = |slots: &[Slot]| -> usize { slots.iter().map(|s| current(s).outbox(None).unwrap().len()).sum() };
+    let pending =
+        |slots: &[Slot]| -> usize { slots.iter().map(|s| current(s).outbox(None).unwrap().len()).sum() };
     let acked = |slots: &[Slot], accepted: &Mutex<HashMap<String, (u64, usize)>>| -> usize {
         accepted.lock().unwrap().len().saturating_sub(pending(slots))
     };
@@ -181,7 +183,10 @@ async fn every_message_exactly_once_in_order_through_crashes() {
             .iter()
             .map(|(conv, members)| {
                 let last = last_seq(*conv);
-                members.iter().filter(|&&m| cache_log(&current(&slots[m]), *conv).len() as u64 != last).count()
+                members
+                    .iter()
+                    .filter(|&&m| cache_log(&current(&slots[m]), *conv).len() as u64 != last)
+                    .count()
             })
             .sum();
         if behind == 0 {
@@ -199,14 +204,23 @@ async fn every_message_exactly_once_in_order_through_crashes() {
     for (conv, members) in &conversations {
         let log = server_log(&db, *conv);
         let seqs: Vec<u64> = log.iter().map(|e| e.0).collect();
-        assert_eq!(seqs, (1..=log.len() as u64).collect::<Vec<_>>(), "conversation {conv}: seqs dense from 1");
+        assert_eq!(
+            seqs,
+            (1..=log.len() as u64).collect::<Vec<_>>(),
+            "conversation {conv}: seqs dense from 1"
+        );
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for e in log.iter().filter(|e| e.3 == "text") {
             *seen.entry(e.2.as_str()).or_default() += 1;
         }
-        let expected: Vec<&String> = accepted.iter().filter(|(_, (c, _))| c == conv).map(|(id, _)| id).collect();
+        let expected: Vec<&String> =
+            accepted.iter().filter(|(_, (c, _))| c == conv).map(|(id, _)| id).collect();
         for id in &expected {
-            assert_eq!(seen.get(id.as_str()), Some(&1), "conversation {conv}: message {id} must be stored exactly once");
+            assert_eq!(
+                seen.get(id.as_str()),
+                Some(&1),
+                "conversation {conv}: message {id} must be stored exactly once"
+            );
         }
         assert_eq!(seen.len(), expected.len(), "conversation {conv}: no message the senders did not write");
         // Per sender, the log keeps the order in which the outbox accepted them.
@@ -217,7 +231,12 @@ async fn every_message_exactly_once_in_order_through_crashes() {
             assert!(n > prev, "conversation {conv}: sender {} out of order ({prev} then {n})", e.1);
         }
         for &m in members {
-            assert_eq!(cache_log(&current(&slots[m]), *conv), log, "member {} of conversation {conv}", names[m]);
+            assert_eq!(
+                cache_log(&current(&slots[m]), *conv),
+                log,
+                "member {} of conversation {conv}",
+                names[m]
+            );
             checked_caches += 1;
         }
         per_conversation.insert(*conv, expected.len());
@@ -231,7 +250,10 @@ async fn every_message_exactly_once_in_order_through_crashes() {
         started.elapsed().as_secs_f64()
     );
     println!("messages per conversation: {per_conversation:?}");
-    assert!(kills >= 3 && drops >= 3 && restarts >= 3, "chaos happened: {kills} kills, {drops} drops, {restarts} restarts");
+    assert!(
+        kills >= 3 && drops >= 3 && restarts >= 3,
+        "chaos happened: {kills} kills, {drops} drops, {restarts} restarts"
+    );
     for slot in &slots {
         current(slot).shutdown();
     }

@@ -83,8 +83,15 @@ async fn requests_before_login_and_unknown_conversations_get_error_frames() {
     let private = frank.open_direct(grace[0]).await.unwrap();
     raw.send(send(7, private.id)).await;
     assert_eq!(error_code(&raw.recv().await.unwrap()), ErrorCode::Forbidden);
-    raw.send(Envelope::new(8, Payload::FetchMessages(v1::FetchMessages { conversation_id: private.id, limit: 10, ..Default::default() })))
-        .await;
+    raw.send(Envelope::new(
+        8,
+        Payload::FetchMessages(v1::FetchMessages {
+            conversation_id: private.id,
+            limit: 10,
+            ..Default::default()
+        }),
+    ))
+    .await;
     assert_eq!(error_code(&raw.recv().await.unwrap()), ErrorCode::Forbidden);
     // Empty and oversized text.
     let mut big = send(9, private.id);
@@ -138,7 +145,11 @@ async fn malformed_and_oversized_frames_never_crash_the_server() {
 async fn unsupported_protocol_versions_are_refused_clearly() {
     let server = TestServer::start().await;
     let mut raw = RawConn::connect(server.tcp).await;
-    raw.send(Envelope::new(1, Payload::Hello(v1::Hello { protocol_version: 99, client_name: "future".into() }))).await;
+    raw.send(Envelope::new(
+        1,
+        Payload::Hello(v1::Hello { protocol_version: 99, client_name: "future".into() }),
+    ))
+    .await;
     let answer = raw.recv().await.unwrap();
     assert_eq!(error_code(&answer), ErrorCode::UnsupportedVersion);
     match answer.payload {
@@ -225,6 +236,8 @@ async fn tls_fingerprint_is_pinned_and_a_changed_one_refused() {
     let impostor = hutong_client::Client::start(options, Credential::Password(PASSWORD.into())).unwrap();
     let err = within(T, impostor.wait_online()).await.unwrap_err();
     assert!(err.to_string().contains("certificate changed"), "{err}");
-    assert!(matches!(&*impostor.status().borrow(), Status::Offline { code, .. } if code == "FINGERPRINT_CHANGED"));
+    assert!(
+        matches!(&*impostor.status().borrow(), Status::Offline { code, .. } if code == "FINGERPRINT_CHANGED")
+    );
     server.stop().await;
 }

@@ -297,6 +297,7 @@ pub async fn serve<S, K>(
                                         session_id: auth.session_id,
                                         conn_id,
                                         outbound: outbound.clone(),
+                                        send_order_broken: Default::default(),
                                     });
                                     let ok = v1::LoginOk {
                                         user_id: auth.user_id,

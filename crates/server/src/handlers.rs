@@ -27,6 +27,10 @@ pub struct Session {
     pub session_id: u64,
     pub conn_id: u64,
     pub outbound: Arc<Outbound>,
+    /// Set by the writer when a send of this connection failed retryably;
+    /// later sends are refused and the connection is closed, so the client
+    /// retries from its outbox in order on a new connection.
+    pub send_order_broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The answer to one request: `None` when nothing is sent back.
@@ -43,7 +47,30 @@ const FETCH_LIMIT: u32 = 500;
 pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
     let user = s.user_id;
     match payload {
-        Payload::SendMessage(msg) => write(s, Command::Send { sender: user, msg }, after_send).await,
+        Payload::SendMessage(msg) => {
+            let cmd = Command::Send { sender: user, msg, ordered: s.send_order_broken.clone() };
+            match write(s, cmd, after_send).await {
+                Step::Pending(reply) => {
+                    let s = s.clone();
+                    Step::Pending(
+                        async move {
+                            let reply = reply.await;
+                            if s.send_order_broken.load(std::sync::atomic::Ordering::Acquire) {
+                                // Close rather than answer: the client resends its
+                                // outbox, in order, on a new connection.
+                                s.outbound.close(
+                                    ErrorCode::Internal,
+                                    "a message could not be stored; reconnect and retry",
+                                );
+                            }
+                            reply
+                        }
+                        .boxed(),
+                    )
+                }
+                ready => ready,
+            }
+        }
         Payload::Recall(r) => {
             write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall)
                 .await

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hutong_protocol::v1::{
@@ -33,16 +34,59 @@ const MAX_NAME_CHARS: usize = 100;
 pub type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 
 pub enum Command {
-    Send { sender: u64, msg: v1::SendMessage },
-    Recall { user: u64, conversation_id: u64, seq: u64 },
-    OpenDirect { user: u64, peer: u64 },
-    CreateGroup { owner: u64, name: String, members: Vec<u64> },
-    RenameGroup { user: u64, conversation_id: u64, name: String },
-    AddMembers { user: u64, conversation_id: u64, user_ids: Vec<u64> },
-    RemoveMember { user: u64, conversation_id: u64, target: u64 },
-    Leave { user: u64, conversation_id: u64 },
-    SetRole { user: u64, conversation_id: u64, target: u64, role: MemberRole },
-    UpdateCursor { user: u64, conversation_id: u64, delivered: u64, read: u64 },
+    /// `ordered` belongs to the sending connection: once one of its sends
+    /// fails for a reason a retry may fix, the writer refuses its later sends
+    /// too, so a retry can never land after a message sent behind it.
+    Send {
+        sender: u64,
+        msg: v1::SendMessage,
+        ordered: Arc<AtomicBool>,
+    },
+    Recall {
+        user: u64,
+        conversation_id: u64,
+        seq: u64,
+    },
+    OpenDirect {
+        user: u64,
+        peer: u64,
+    },
+    CreateGroup {
+        owner: u64,
+        name: String,
+        members: Vec<u64>,
+    },
+    RenameGroup {
+        user: u64,
+        conversation_id: u64,
+        name: String,
+    },
+    AddMembers {
+        user: u64,
+        conversation_id: u64,
+        user_ids: Vec<u64>,
+    },
+    RemoveMember {
+        user: u64,
+        conversation_id: u64,
+        target: u64,
+    },
+    Leave {
+        user: u64,
+        conversation_id: u64,
+    },
+    SetRole {
+        user: u64,
+        conversation_id: u64,
+        target: u64,
+        role: MemberRole,
+    },
+    UpdateCursor {
+        user: u64,
+        conversation_id: u64,
+        delivered: u64,
+        read: u64,
+    },
 }
 
 /// What a committed command changed, so the caller can answer and fan out.
@@ -154,7 +198,10 @@ impl WriterState {
             if let Ok(v) = Self::max_version(&self.conn) {
                 self.version = self.version.max(v);
             }
-            for (_, reply) in batch.drain(..) {
+            for (cmd, reply) in batch.drain(..) {
+                if let Command::Send { ordered, .. } = &cmd {
+                    ordered.store(true, Ordering::Release);
+                }
                 let _ = reply.send(Err(ServiceError::Internal(format!("commit failed: {e}"))));
             }
             return;
@@ -170,7 +217,9 @@ impl WriterState {
         batch: &[(Command, Reply)],
         results: &mut Vec<Result<Committed, ServiceError>>,
     ) -> rusqlite::Result<()> {
-        let mut tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front (waiting for it), so a batch
+        // that has read never fails to upgrade because of a concurrent login.
+        let mut tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (cmd, _) in batch {
             let mut sp = tx.savepoint()?;
             let result = apply(&sp, &mut self.members, &mut self.version, self.recall_window_ms, cmd);
@@ -183,8 +232,16 @@ impl WriterState {
                     sp.rollback()?;
                     drop(sp);
                     results.push(match (e, cmd) {
-                        (ServiceError::Conflict(m), Command::Send { sender, msg }) if m == DUPLICATE => {
+                        (ServiceError::Conflict(m), Command::Send { sender, msg, .. }) if m == DUPLICATE => {
                             duplicate_of(&tx, &mut self.members, *sender, msg)
+                        }
+                        (
+                            e @ (ServiceError::Internal(_) | ServiceError::ShuttingDown),
+                            Command::Send { ordered, .. },
+                        ) => {
+                            ordered.store(true, Ordering::Release);
+                            self.members.clear();
+                            Err(e)
                         }
                         (e, _) => {
                             // Commands touch the cache only after their checks, so
@@ -363,7 +420,8 @@ fn apply(
     cmd: &Command,
 ) -> Result<Committed, ServiceError> {
     match cmd {
-        Command::Send { sender, msg } => send(conn, cache, version, *sender, msg),
+        Command::Send { ordered, .. } if ordered.load(Ordering::Acquire) => Err(ServiceError::ShuttingDown),
+        Command::Send { sender, msg, .. } => send(conn, cache, version, *sender, msg),
         Command::Recall { user, conversation_id, seq } => {
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
         }
