@@ -149,6 +149,8 @@ pub(crate) struct Inner {
     pub(crate) fingerprint: Mutex<Option<String>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sync_rounds: AtomicU64,
+    /// Why the client gave up, when it did.
+    pub(crate) fatal: Mutex<Option<ClientError>>,
 }
 
 impl Inner {
@@ -194,6 +196,7 @@ impl Client {
             fingerprint: Mutex::new(None),
             shutdown: CancellationToken::new(),
             sync_rounds: AtomicU64::new(0),
+            fatal: Mutex::new(None),
         });
         tokio::spawn(session::run(inner.clone()));
         Ok(Client { inner })
@@ -231,13 +234,9 @@ impl Client {
         loop {
             match &*rx.borrow_and_update() {
                 Status::Online => return Ok(()),
-                Status::Offline { code, reason } => {
-                    return Err(ClientError::Remote {
-                        code: hutong_protocol::ErrorCode::from_str_name(code)
-                            .unwrap_or(hutong_protocol::ErrorCode::Unspecified),
-                        message: reason.clone(),
-                        retry_after_ms: 0,
-                    })
+                Status::Offline { .. } => {
+                    let fatal = self.inner.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    return Err(fatal.unwrap_or(ClientError::Closed));
                 }
                 _ => {}
             }

@@ -108,6 +108,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         };
         if error.is_fatal() {
             tracing::warn!(error = %error, "giving up until the person acts");
+            *inner.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
             inner.set_status(Status::Offline { code: error.code().into(), reason: error.to_string() });
             return;
         }

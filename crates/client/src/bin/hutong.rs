@@ -18,7 +18,12 @@ use hutong_client::{
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
-#[command(name = "hutong", version, about = "Hutong messaging from the command line")]
+#[command(
+    name = "hutong",
+    version,
+    about = "Hutong messaging from the command line",
+    args_override_self = true
+)]
 struct Cli {
     /// Profile name; keep several accounts side by side.
     #[arg(long, global = true, default_value = "default", env = "HUTONG_PROFILE")]
@@ -437,6 +442,8 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
                 None => None,
             };
             let mut events = client.events();
+            // Scripts wait for this line before producing what they want to see.
+            eprintln!("-- following new messages (Ctrl-C to stop)");
             let mut seen = 0usize;
             let mut status = client.status();
             loop {

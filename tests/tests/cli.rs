@@ -1,0 +1,134 @@
+//! The `hutong` CLI against a real TLS server: what scripts rely on (exit
+//! codes, `--json` lines, the pinned fingerprint, queued sends while offline).
+
+use std::path::Path;
+use std::process::Output;
+
+use hutong_tests::*;
+
+async fn hutong(home: &Path, profile: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(cli_binary())
+        .env("HUTONG_HOME", home)
+        .env("HUTONG_PASSWORD", PASSWORD)
+        .args(["--profile", profile, "--timeout", "10"])
+        .args(args)
+        .output()
+        .await
+        .expect("run hutong")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn check(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_login_send_history_ls_tail_and_exit_codes() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    let fingerprint = hutong_server::tls::load_or_create(server.dir.path()).unwrap().fingerprint;
+
+    // Not logged in yet: usage error.
+    check(&hutong(h, "a", &["ls"]).await, 2);
+    let out = hutong(h, "a", &["login", "--server", &addr, "--account", "alice"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).contains(&fingerprint), "login prints the pinned fingerprint");
+    check(&hutong(h, "b", &["login", "--server", &addr, "--account", "bob"]).await, 0);
+    let bad = tokio::process::Command::new(cli_binary())
+        .env("HUTONG_HOME", h)
+        .env("HUTONG_PASSWORD", "wrong-password")
+        .args(["--profile", "x", "login", "--server", &addr, "--account", "bob"])
+        .output()
+        .await
+        .unwrap();
+    check(&bad, 3);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("BAD_CREDENTIALS"));
+
+    // bob follows; alice sends two lines.
+    let tail = tokio::process::Command::new(cli_binary())
+        .env("HUTONG_HOME", h)
+        .args(["--profile", "b", "tail", "--json", "--count", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until tail says it is following, so it only prints what is new.
+    let mut tail = tail;
+    let mut stderr = tokio::io::BufReader::new(tail.stderr.take().unwrap());
+    within(std::time::Duration::from_secs(20), async {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut line = String::new();
+        while !line.contains("following") {
+            line.clear();
+            assert!(stderr.read_line(&mut line).await.unwrap() > 0, "tail exited early");
+        }
+    })
+    .await;
+    let out = hutong(h, "a", &["send", "bob", "第一条", "message"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("sent to #"), "{}", stdout(&out));
+    check(&hutong(h, "a", &["send", "bob", "second"]).await, 0);
+    let tailed = within(std::time::Duration::from_secs(20), tail.wait_with_output()).await.unwrap();
+    let lines: Vec<serde_json::Value> =
+        stdout(&tailed).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let texts: Vec<&str> = lines.iter().filter_map(|v| v["text"].as_str()).collect();
+    assert_eq!(texts, ["第一条 message", "second"]);
+    assert!(lines.iter().all(|v| v["sender"] == "alice"));
+
+    let ls = hutong(h, "b", &["ls", "--json"]).await;
+    check(&ls, 0);
+    let conv: serde_json::Value = serde_json::from_str(stdout(&ls).lines().next().unwrap()).unwrap();
+    assert_eq!(conv["unread"], 2);
+    assert_eq!(conv["title"], "alice");
+    let history = hutong(h, "b", &["history", "alice", "--json"]).await;
+    check(&history, 0);
+    let texts: Vec<String> = stdout(&history)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["第一条 message", "second"]);
+    // Reading the history marked it read.
+    let ls = hutong(h, "b", &["ls", "--json"]).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(stdout(&ls).lines().next().unwrap()).unwrap()["unread"],
+        0
+    );
+
+    // Groups.
+    let out = hutong(h, "a", &["group", "create", "项目组", "--members", "bob"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).contains("2 member(s)"));
+    check(&hutong(h, "a", &["send", "nobody", "x"]).await, 3);
+
+    // Server down: the message is queued (exit 4) and goes out with the next command.
+    let stopped = server.stop_keeping_data().await;
+    let out = hutong(h, "a", &["--timeout", "2", "send", "bob", "while you were out"]).await;
+    check(&out, 4);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("queued"));
+    let server = stopped.start_again().await;
+    check(&hutong(h, "a", &["ls"]).await, 0);
+    let history = hutong(h, "b", &["history", "alice"]).await;
+    assert_eq!(stdout(&history).matches("while you were out").count(), 1, "{}", stdout(&history));
+
+    // A different certificate than the pinned one: refused with exit 5.
+    let profile = h.join("profiles/a/profile.json");
+    let text =
+        std::fs::read_to_string(&profile).unwrap().replace(&fingerprint, &format!("{}AB", "AB:".repeat(31)));
+    std::fs::write(&profile, &text).unwrap();
+    let out = hutong(h, "a", &["ls"]).await;
+    check(&out, 5);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate changed"));
+    server.stop().await;
+}
