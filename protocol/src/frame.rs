@@ -95,7 +95,7 @@ mod tests {
             let env = Envelope::new(id, Payload::SendMessage(SendMessage {
                 conversation_id: conv, client_msg_id: format!("m{id}"), text, mentions, reply_to_seq: 0, priority: 0,
             }));
-            let mut codec = FrameCodec::default();
+            let mut codec = FrameCodec;
             let mut buf = BytesMut::new();
             codec.encode(encode_envelope(&env), &mut buf).unwrap();
             let body = codec.decode(&mut buf).unwrap().unwrap();
@@ -112,7 +112,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_envelope(&bytes);
-            let mut codec = FrameCodec::default();
+            let mut codec = FrameCodec;
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(body)) = codec.decode(&mut buf) {
                 let _ = decode_envelope(&body);
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn oversized_length_prefix_is_refused_before_buffering() {
-        let mut codec = FrameCodec::default();
+        let mut codec = FrameCodec;
         let mut buf = BytesMut::from(&((MAX_FRAME_LEN as u32 + 1).to_be_bytes())[..]);
         assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge(_))));
     }

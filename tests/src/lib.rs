@@ -214,9 +214,7 @@ pub struct RawConn {
 
 impl RawConn {
     pub async fn connect(addr: SocketAddr) -> RawConn {
-        RawConn {
-            framed: Framed::new(TcpStream::connect(addr).await.expect("connect"), FrameCodec::default()),
-        }
+        RawConn { framed: Framed::new(TcpStream::connect(addr).await.expect("connect"), FrameCodec) }
     }
 
     pub async fn send(&mut self, env: Envelope) {

@@ -195,7 +195,7 @@ async fn every_message_exactly_once_in_order_through_crashes() {
         assert!(Instant::now() < deadline, "{behind} member caches still behind at the deadline");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = server.lock().unwrap().kill();
+    server.lock().unwrap().kill();
 
     // Verify.
     let accepted = accepted.lock().unwrap().clone();

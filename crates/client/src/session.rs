@@ -429,15 +429,16 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
                     }
                 }
                 Ok(other) => return Err(ClientError::Protocol(format!("expected an ack, got {other:?}"))),
-                Err(e @ ClientError::Remote { code, .. })
-                    if matches!(
-                        code,
-                        ErrorCode::Forbidden
+                Err(
+                    e @ ClientError::Remote {
+                        code:
+                            ErrorCode::Forbidden
                             | ErrorCode::NotFound
                             | ErrorCode::TooLarge
-                            | ErrorCode::BadRequest
-                    ) =>
-                {
+                            | ErrorCode::BadRequest,
+                        ..
+                    },
+                ) => {
                     // Retrying cannot help: park it as failed for the person to see.
                     inner.cache().fail(entry.id, e.code(), &e.to_string())?;
                     inner.emit(Event::SendFailed {

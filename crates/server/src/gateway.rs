@@ -89,7 +89,7 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     // A small first read buffer keeps idle connections cheap; it grows on demand.
-    let (sink, stream) = Framed::with_capacity(io, FrameCodec::default(), 256).split();
+    let (sink, stream) = Framed::with_capacity(io, FrameCodec, 256).split();
     serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), shutdown).await;
 }
 

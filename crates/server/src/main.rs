@@ -207,7 +207,7 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string(&u)?);
                 }
             } else {
-                println!("{:>6}  {:<24} {:<24} {}", "ID", "ACCOUNT", "NAME", "STATE");
+                println!("{:>6}  {:<24} {:<24} STATE", "ID", "ACCOUNT", "NAME");
                 for u in users {
                     let state = match (u.disabled, u.is_admin) {
                         (true, _) => "disabled",

@@ -337,8 +337,6 @@ fn append(
     conversation_id: u64,
     sender: u64,
     client_msg_id: &str,
-    kind: MessageKind,
-    text: &str,
     extra: AppendExtra,
 ) -> Result<Option<Message>, ServiceError> {
     let v = next_version(version);
@@ -361,8 +359,8 @@ fn append(
             sender,
             client_msg_id,
             sent_at,
-            kind as i32,
-            text,
+            extra.kind,
+            extra.text,
             encode_ids(&extra.mentions),
             extra.reply_to_seq,
             system,
@@ -378,8 +376,8 @@ fn append(
         sender_id: sender,
         client_msg_id: client_msg_id.to_owned(),
         sent_at_ms: sent_at,
-        kind: kind as i32,
-        text: text.to_owned(),
+        kind: extra.kind,
+        text: extra.text,
         mentions: extra.mentions,
         reply_to_seq: extra.reply_to_seq,
         recalled: false,
@@ -391,6 +389,9 @@ fn append(
 
 #[derive(Default)]
 struct AppendExtra {
+    /// A `MessageKind`; the default is TEXT.
+    kind: i32,
+    text: String,
     mentions: Vec<u64>,
     reply_to_seq: u64,
     system: Option<v1::SystemEvent>,
@@ -408,7 +409,8 @@ fn system_entry(
     // Unique per actor: the version this entry is about to take.
     let id = format!("sys-{}", *version + 1);
     let extra = AppendExtra { system: Some(event), ..Default::default() };
-    append(conn, version, conversation_id, actor, &id, MessageKind::System, "", extra)?
+    let extra = AppendExtra { kind: MessageKind::System as i32, ..extra };
+    append(conn, version, conversation_id, actor, &id, extra)?
         .ok_or_else(|| ServiceError::Internal("system entry id collided".into()))
 }
 
@@ -474,21 +476,13 @@ fn send(
         msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).take(100).collect();
     let list = members.list.clone();
     let extra = AppendExtra {
+        text: msg.text.clone(),
         mentions,
         reply_to_seq: msg.reply_to_seq,
         priority: msg.priority,
         ..Default::default()
     };
-    match append(
-        conn,
-        version,
-        msg.conversation_id,
-        sender,
-        &msg.client_msg_id,
-        MessageKind::Text,
-        &msg.text,
-        extra,
-    )? {
+    match append(conn, version, msg.conversation_id, sender, &msg.client_msg_id, extra)? {
         Some(message) => Ok(Committed {
             conversation_id: msg.conversation_id,
             message: Some(message),
@@ -549,8 +543,8 @@ fn recall(
     conn.prepare_cached("UPDATE messages SET recalled = 1 WHERE conversation_id = ?1 AND seq = ?2")?
         .execute(params![conversation_id, seq])?;
     let id = format!("recall-{conversation_id}-{seq}");
-    let extra = AppendExtra { target_seq: seq, ..Default::default() };
-    let message = append(conn, version, conversation_id, user, &id, MessageKind::Recall, "", extra)?
+    let extra = AppendExtra { kind: MessageKind::Recall as i32, target_seq: seq, ..Default::default() };
+    let message = append(conn, version, conversation_id, user, &id, extra)?
         .ok_or_else(|| ServiceError::Conflict("the message was already recalled".into()))?;
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
 }
