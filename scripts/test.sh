@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints, then all unit and end-to-end
+# tests (real servers on port 0, real client cores, the delivery checker).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The end-to-end tests start the real `hutong-server` and `hutong` binaries.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
