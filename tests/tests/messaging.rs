@@ -13,6 +13,10 @@ fn texts(c: &hutong_client::Client, conv: u64) -> Vec<String> {
     c.cached_messages(conv).unwrap().into_iter().filter(|m| m.kind == "text").map(|m| m.text).collect()
 }
 
+fn unread(c: &hutong_client::Client, conv: u64) -> u64 {
+    c.conversations().unwrap().iter().find(|x| x.id == conv).unwrap().unread
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_messages_flow_both_ways_in_order() {
     let server = TestServer::start().await;
@@ -41,15 +45,17 @@ async fn direct_messages_flow_both_ways_in_order() {
     assert_eq!(texts(&bob, conv.id), expected);
     let seqs: Vec<u64> = bob.cached_messages(conv.id).unwrap().iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "seqs are dense and ordered");
+    // Unread counts come from the cache: bob has not read alice's 20 yet.
+    assert_eq!(unread(&bob, conv.id), 20);
 
     bob.send_text(conv.id, "reply", SendOptions { reply_to_seq: 3, ..Default::default() }).unwrap();
     until(&alice, T, "alice sees the reply", || texts(&alice, conv.id).last().is_some_and(|t| t == "reply"))
         .await;
     let reply = alice.cached_messages(conv.id).unwrap().pop().unwrap();
     assert_eq!(reply.reply_to_seq, 3);
-    // Unread counts come from the cache: bob has not read alice's 20 yet.
-    let bob_list = bob.conversations().unwrap();
-    assert_eq!(bob_list.iter().find(|c| c.id == conv.id).unwrap().unread, 20);
+    // Replying marks what came before as read.
+    until(&bob, T, "bob's reply is acked", || bob.outbox(None).unwrap().is_empty()).await;
+    assert_eq!(unread(&bob, conv.id), 0);
     server.stop().await;
 }
 
