@@ -241,3 +241,34 @@ async fn tls_fingerprint_is_pinned_and_a_changed_one_refused() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_cannot_keep_up_is_disconnected_and_catches_up_by_sync() {
+    let server = TestServer::start_with(|c| c.outbound_queue_frames = 16).await;
+    let ids = server.add_users(&["fast", "slow"]);
+    let dir = tempfile::tempdir().unwrap();
+    let fast = online_client(dir.path(), server.addr(), "fast", "d").await;
+    let conv = fast.open_direct(ids[1]).await.unwrap();
+    // "slow" logs in and then stops reading.
+    let mut slow = RawConn::connect(server.tcp).await;
+    slow.hello().await;
+    assert!(matches!(slow.login("slow", PASSWORD).await.payload, Some(Payload::LoginOk(_))));
+    let big = "很".repeat(20_000); // 60 KB a message: kernel buffers fill quickly
+    for _ in 0..400 {
+        fast.send_text(conv.id, &big, SendOptions::default()).unwrap();
+    }
+    until(&fast, T, "all sent", || fast.outbox(None).unwrap().is_empty()).await;
+    // Reading now: what was queued, then the reason.
+    let mut reason = None;
+    while let Some(env) = slow.recv().await {
+        if let Some(Payload::Disconnect(d)) = env.payload {
+            reason = Some(ErrorCode::try_from(d.code).unwrap());
+        }
+    }
+    assert_eq!(reason, Some(ErrorCode::SlowConsumer));
+    // A real client of the same account catches up by sync.
+    let caught_up = online_client(dir.path(), server.addr(), "slow", "d2").await;
+    until(&caught_up, T, "all 400 via sync", || caught_up.cached_messages(conv.id).unwrap().len() == 400)
+        .await;
+    server.stop().await;
+}

@@ -152,18 +152,21 @@ fn frame(env: &Envelope) -> Bytes {
 async fn write_loop<K>(mut sink: K, outbound: Arc<Outbound>)
 where
     K: Sink<Bytes> + Unpin,
+    K::Error: std::fmt::Display,
 {
     let mut batch = Vec::with_capacity(64);
     loop {
         match outbound.next(&mut batch, 64).await {
             Next::Frames => {
                 for f in batch.drain(..) {
-                    if sink.feed(f).await.is_err() {
+                    if let Err(e) = sink.feed(f).await {
+                        tracing::debug!(error = %e, "writing to a connection failed");
                         outbound.close(ErrorCode::Internal, "socket closed");
                         return;
                     }
                 }
-                if sink.flush().await.is_err() {
+                if let Err(e) = sink.flush().await {
+                    tracing::debug!(error = %e, "flushing a connection failed");
                     outbound.close(ErrorCode::Internal, "socket closed");
                     return;
                 }
@@ -203,6 +206,7 @@ pub async fn serve<S, K>(
 ) where
     S: Stream<Item = Result<Bytes, FrameError>> + Unpin + Send,
     K: Sink<Bytes> + Unpin + Send + 'static,
+    K::Error: std::fmt::Display,
 {
     let config = &shared.config;
     let outbound = Arc::new(Outbound::new(config.outbound_queue_frames));

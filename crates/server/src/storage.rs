@@ -232,7 +232,7 @@ pub fn fetch_messages(
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows =
             stmt.query_map(params![req.conversation_id, req.before_seq, ceiling, limit], message_from_row)?;
-        let mut v = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut v = within_budget(rows.collect::<Result<Vec<_>, _>>()?);
         v.reverse();
         v
     } else {
@@ -242,13 +242,31 @@ pub fn fetch_messages(
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows =
             stmt.query_map(params![req.conversation_id, req.after_seq, ceiling, limit], message_from_row)?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        within_budget(rows.collect::<Result<Vec<_>, _>>()?)
     };
     messages.retain(|m| m.seq <= ceiling);
     let last_seq: u64 = conn
         .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
         .query_row([req.conversation_id], |r| r.get(0))?;
     Ok(v1::MessageBatch { conversation_id: req.conversation_id, messages, last_seq: last_seq.min(ceiling) })
+}
+
+/// Bytes of payload one answer may carry, well under the frame limit.
+const ANSWER_BUDGET: usize = hutong_protocol::MAX_FRAME_LEN / 2;
+
+/// The longest prefix of `messages` that fits one answer (at least one message).
+fn within_budget(mut messages: Vec<Message>) -> Vec<Message> {
+    use prost::Message as _;
+    let mut used = 0;
+    let keep = messages
+        .iter()
+        .take_while(|m| {
+            used += m.encoded_len() + 8;
+            used <= ANSWER_BUDGET
+        })
+        .count();
+    messages.truncate(keep.max(1));
+    messages
 }
 
 /// One conversation as `user_id` sees it (members and their cursors included).
@@ -313,15 +331,22 @@ pub fn sync(
     let ids = stmt
         .query_map(params![user_id, since, limit + 1], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
-    let more = ids.len() > limit as usize;
+    let mut more = ids.len() > limit as usize;
     let mut version = since;
     let mut conversations = Vec::new();
+    let mut used = 0;
     for (id, v) in ids.into_iter().take(limit as usize) {
+        if used > ANSWER_BUDGET {
+            // The rest comes with the next request.
+            more = true;
+            break;
+        }
         let mut state = conversation_state(conn, id, user_id)?;
         // The state is read after the listing; pin the reported version to the
         // listing's so paging never skips a change that happened in between.
         state.version = v;
         version = version.max(v);
+        used += prost::Message::encoded_len(&state);
         conversations.push(state);
     }
     Ok(v1::SyncResponse { conversations, version, more })
