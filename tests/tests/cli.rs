@@ -132,3 +132,47 @@ async fn cli_login_send_history_ls_tail_and_exit_codes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificate changed"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_admin_subcommands() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(server_binary())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["user", "list"], "");
+    check(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hutong-server migrate"), "says what to do");
+    check(&run(&["migrate"], ""), 0);
+    check(&run(&["user", "add", "mallory", "--name", "马洛里"], "long-enough-1\n"), 0);
+    let dup = run(&["user", "add", "mallory"], "long-enough-1\n");
+    check(&dup, 1);
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let short = run(&["user", "add", "nina"], "short\n");
+    check(&short, 1);
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"));
+    check(&run(&["user", "disable", "mallory"], ""), 0);
+    let list = run(&["user", "list", "--json"], "");
+    check(&list, 0);
+    let users: Vec<serde_json::Value> =
+        stdout(&list).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["account"], "mallory");
+    assert_eq!(users[0]["display_name"], "马洛里");
+    assert_eq!(users[0]["disabled"], true);
+    check(&run(&["user", "passwd", "mallory"], "another-one-2\n"), 0);
+    check(&run(&["user", "disable", "nobody"], ""), 1);
+    let version = run(&["version"], "");
+    check(&version, 0);
+    assert!(stdout(&version).contains("protocol 1"));
+}

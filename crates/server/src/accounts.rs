@@ -151,19 +151,11 @@ pub fn set_disabled(conn: &Connection, account: &str, disabled: bool) -> anyhow:
 }
 
 /// Sets a new password and ends every session of the account.
-pub fn set_password(
-    conn: &Connection,
-    account: &str,
-    password: &str,
-    must_change: bool,
-) -> anyhow::Result<()> {
+pub fn set_password(conn: &Connection, account: &str, password: &str) -> anyhow::Result<()> {
     check_password_policy(password)?;
     let id = user_id(conn, account)?;
     let hash = hash_password(password)?;
-    conn.execute(
-        "UPDATE users SET password_hash = ?2, must_change_password = ?3 WHERE id = ?1",
-        params![id, hash, must_change],
-    )?;
+    conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, hash])?;
     conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     revoke(conn, id, None, ErrorCode::SessionRevoked)?;
     Ok(())

@@ -57,12 +57,7 @@ enum UserCommand {
     /// Enable a disabled account.
     Enable { account: String },
     /// Set a new password (from HUTONG_NEW_PASSWORD or standard input); ends all sessions.
-    Passwd {
-        account: String,
-        /// Make the person choose a new password at next login.
-        #[arg(long)]
-        temporary: bool,
-    },
+    Passwd { account: String },
     /// List accounts.
     List {
         #[arg(long)]
@@ -195,9 +190,9 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
             accounts::set_disabled(&conn, &account, false)?;
             println!("enabled {account}");
         }
-        UserCommand::Passwd { account, temporary } => {
+        UserCommand::Passwd { account } => {
             let password = read_new_password()?;
-            accounts::set_password(&conn, &account, &password, temporary)?;
+            accounts::set_password(&conn, &account, &password)?;
             println!("password of {account} changed; its sessions are closed");
         }
         UserCommand::List { json } => {
