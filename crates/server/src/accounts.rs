@@ -273,11 +273,34 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// A client's login. Refused with `PasswordChangeRequired` while the
+    /// person must choose a new password (see [`Authenticator::change_password`]).
     pub async fn login(
         &self,
         db: &crate::storage::Db,
         req: hutong_protocol::v1::Login,
         addr: Option<IpAddr>,
+    ) -> Result<Authenticated, ServiceError> {
+        self.login_with(db, req, addr, false).await
+    }
+
+    /// The console's login: lets a person who must change their password in,
+    /// but the API then allows nothing else until they have.
+    pub async fn login_allowing_password_change(
+        &self,
+        db: &crate::storage::Db,
+        req: hutong_protocol::v1::Login,
+        addr: Option<IpAddr>,
+    ) -> Result<Authenticated, ServiceError> {
+        self.login_with(db, req, addr, true).await
+    }
+
+    async fn login_with(
+        &self,
+        db: &crate::storage::Db,
+        req: hutong_protocol::v1::Login,
+        addr: Option<IpAddr>,
+        allow_must_change: bool,
     ) -> Result<Authenticated, ServiceError> {
         use hutong_protocol::v1::login::Secret;
         if req.account.len() > 64 || req.device.len() > 64 {
@@ -290,12 +313,13 @@ impl Authenticator {
         let result = match req.secret {
             Some(Secret::Token(token)) => {
                 let account = req.account.clone();
-                db.read(move |conn| token_login(conn, &account, &token, &device)).await
+                db.read(move |conn| token_login(conn, &account, &token, &device, allow_must_change)).await
             }
             Some(Secret::Password(password)) => {
                 let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
                 let account = req.account.clone();
-                db.read(move |conn| password_login(conn, &account, &password, &device)).await
+                db.read(move |conn| password_login(conn, &account, &password, &device, allow_must_change))
+                    .await
             }
             None => Err(ServiceError::BadRequest("a login needs a password or a token".into())),
         };
@@ -306,19 +330,87 @@ impl Authenticator {
         }
         result
     }
+
+    /// Hashes a password on the blocking pool, within the hashing limit.
+    pub async fn hash(&self, password: String) -> Result<String, ServiceError> {
+        let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
+        tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Sets a new password after checking the old one (throttled like a
+    /// login). Ends every session of the person except `keep`.
+    pub async fn change_password(
+        &self,
+        db: &crate::storage::Db,
+        account: &str,
+        old: &str,
+        new: &str,
+        keep: Option<u64>,
+    ) -> Result<(), ServiceError> {
+        check_password_policy(new).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        if old == new {
+            return Err(ServiceError::BadRequest("the new password must differ from the old one".into()));
+        }
+        self.throttle.check(account, None)?;
+        let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
+        let (account, old, new) = (account.to_owned(), old.to_owned(), new.to_owned());
+        let result = db
+            .read({
+                let account = account.clone();
+                move |conn| {
+                    let row: Option<(u64, String, bool)> = conn
+                        .query_row(
+                            "SELECT id, password_hash, disabled FROM users WHERE account = ?1",
+                            [&account],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    let Some((id, _, disabled)) = row.filter(|(_, h, _)| verify_password(&old, h)) else {
+                        return Err(ServiceError::BadCredentials);
+                    };
+                    if disabled {
+                        return Err(ServiceError::AccountDisabled);
+                    }
+                    let new_hash = hash_password(&new).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    conn.execute(
+                        "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
+                        params![id, new_hash],
+                    )?;
+                    end_other_sessions(conn, id, keep)?;
+                    Ok(())
+                }
+            })
+            .await;
+        match &result {
+            Err(ServiceError::BadCredentials) => self.throttle.fail(&account, None),
+            Ok(_) => self.throttle.succeed(&account),
+            Err(_) => {}
+        }
+        result
+    }
 }
+
+/// Stored instead of a hash for people who have no password yet (imported
+/// without one): no password matches it.
+pub const NO_PASSWORD: &str = "!";
 
 fn password_login(
     conn: &Connection,
     account: &str,
     password: &str,
     device: &str,
+    allow_must_change: bool,
 ) -> Result<Authenticated, ServiceError> {
-    let row: Option<(u64, String, String, bool)> = conn
-        .prepare_cached("SELECT id, display_name, password_hash, disabled FROM users WHERE account = ?1")?
-        .query_row([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    let row: Option<(u64, String, String, bool, bool)> = conn
+        .prepare_cached(
+            "SELECT id, display_name, password_hash, disabled, must_change_password FROM users WHERE account = ?1",
+        )?
+        .query_row([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?;
-    let Some((user_id, display_name, hash, disabled)) = row else {
+    let Some((user_id, display_name, hash, disabled, must_change)) = row else {
         // Spend the same time as a real check so account names cannot be probed.
         let _ = verify_password(password, DUMMY_HASH);
         return Err(ServiceError::BadCredentials);
@@ -328,6 +420,9 @@ fn password_login(
     }
     if disabled {
         return Err(ServiceError::AccountDisabled);
+    }
+    if must_change && !allow_must_change {
+        return Err(ServiceError::PasswordChangeRequired);
     }
     let token = new_token();
     let now = now_ms();
@@ -352,19 +447,25 @@ fn token_login(
     account: &str,
     token: &str,
     device: &str,
+    allow_must_change: bool,
 ) -> Result<Authenticated, ServiceError> {
-    let row: Option<(u64, u64, String, bool, String)> = conn
+    let row: Option<(u64, u64, String, bool, String, bool)> = conn
         .prepare_cached(
-            "SELECT s.id, u.id, u.display_name, u.disabled, s.device FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND u.account = ?2",
+            "SELECT s.id, u.id, u.display_name, u.disabled, s.device, u.must_change_password
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1 AND u.account = ?2",
         )?
-        .query_row(params![token_hash(token), account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_row(params![token_hash(token), account], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
         .optional()?;
-    let Some((session_id, user_id, display_name, disabled, session_device)) = row else {
+    let Some((session_id, user_id, display_name, disabled, session_device, must_change)) = row else {
         return Err(ServiceError::SessionRevoked);
     };
     if disabled {
         return Err(ServiceError::AccountDisabled);
+    }
+    if must_change && !allow_must_change {
+        return Err(ServiceError::PasswordChangeRequired);
     }
     if session_device != device {
         return Err(ServiceError::BadRequest("this token belongs to another device".into()));
@@ -374,6 +475,77 @@ fn token_login(
         .prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![session_id, now_ms()]));
     Ok(Authenticated { user_id, session_id, display_name, token: None })
+}
+
+/// The administration API's caller, from a console session token.
+pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<crate::admin::Caller>, ServiceError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT u.id, u.account, s.id, u.roles, u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND u.disabled = 0 AND u.deleted = 0",
+        )?
+        .query_row([token_hash(token)], |r| {
+            let roles: String = r.get(3)?;
+            Ok(crate::admin::Caller {
+                user_id: r.get(0)?,
+                account: r.get(1)?,
+                session_id: r.get(2)?,
+                roles: roles.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
+                must_change_password: r.get(4)?,
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
+/// Ends every session of a person and closes their live connections.
+pub fn end_all_sessions(conn: &Connection, user_id: u64, reason: ErrorCode) -> Result<(), ServiceError> {
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+    revoke(conn, user_id, None, reason)?;
+    Ok(())
+}
+
+/// Ends every session but `keep` (after a password change) and closes their connections.
+fn end_other_sessions(conn: &Connection, user_id: u64, keep: Option<u64>) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND id IS NOT ?2")?;
+    let others: Vec<u64> = stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for id in others {
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+        revoke(conn, user_id, Some(id), ErrorCode::SessionRevoked)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionRow {
+    pub id: u64,
+    pub user_id: u64,
+    pub account: String,
+    pub display_name: String,
+    pub device: String,
+    pub created_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub online: bool,
+}
+
+pub fn sessions(conn: &Connection) -> Result<Vec<SessionRow>, ServiceError> {
+    let mut stmt = conn.prepare(
+        "SELECT s.id, s.user_id, u.account, u.display_name, s.device, s.created_at, s.last_seen_at
+         FROM sessions s JOIN users u ON u.id = s.user_id ORDER BY s.last_seen_at DESC LIMIT 10000",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SessionRow {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            account: r.get(2)?,
+            display_name: r.get(3)?,
+            device: r.get(4)?,
+            created_at_ms: r.get(5)?,
+            last_seen_at_ms: r.get(6)?,
+            online: false,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Ends one session (logout); the token stops working at once.

@@ -25,6 +25,8 @@ pub enum ServiceError {
     AccountDisabled,
     #[error("too many failed logins; try again in {} s", .0.div_ceil(1000))]
     RateLimited(u64),
+    #[error("the password must be changed before logging in")]
+    PasswordChangeRequired,
     #[error("the session was revoked; log in again")]
     SessionRevoked,
     #[error("the server is shutting down")]
@@ -46,6 +48,7 @@ impl ServiceError {
             ServiceError::AccountDisabled => ErrorCode::AccountDisabled,
             ServiceError::RateLimited(_) => ErrorCode::RateLimited,
             ServiceError::SessionRevoked => ErrorCode::SessionRevoked,
+            ServiceError::PasswordChangeRequired => ErrorCode::PasswordChangeRequired,
             ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
             ServiceError::Internal(_) => ErrorCode::Internal,
         }

@@ -103,10 +103,12 @@ pub struct HttpState {
 }
 
 pub fn http_router(state: HttpState) -> axum::Router {
+    let admin = crate::admin::router().with_state(state.shared.clone());
     axum::Router::new()
         .route("/ws", axum::routing::get(ws_upgrade))
         .route("/health", axum::routing::get(|| async { "ok" }))
         .with_state(state)
+        .merge(admin)
 }
 
 async fn ws_upgrade(
@@ -316,6 +318,10 @@ pub async fn serve<S, K>(
                         }
                         Payload::Ping(p) => {
                             deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce }))))).await
+                        }
+                        Payload::ChangePassword(c) => {
+                            let result = shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None).await;
+                            deliver(&outbound, id, result.map(|()| Some((Lane::Control, Payload::Done(v1::Done {}))))).await
                         }
                         _ => {
                             let err = Envelope::error(id, ErrorCode::NotAuthenticated, "log in first");

@@ -119,6 +119,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::Sync(r) => Step::Pending(sync(s.clone(), r).boxed()),
         Payload::FetchMessages(r) => Step::Pending(fetch_messages(s.clone(), r).boxed()),
         Payload::LookupUsers(r) => Step::Pending(lookup_users(s.clone(), r).boxed()),
+        Payload::DirectorySync(r) => Step::Pending(directory_sync(s.clone(), r).boxed()),
         Payload::Typing(r) => Step::Pending(typing(s.clone(), r).boxed()),
         Payload::SubscribePresence(r) => Step::Ready(subscribe_presence(s, r)),
         Payload::SetPresence(r) => Step::Ready(set_presence(s, r)),
@@ -220,6 +221,17 @@ async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
     }
     let list = s.shared.db.read(move |conn| storage::lookup_users(conn, &r)).await?;
     Ok(Some((Lane::Live, Payload::UserList(list))))
+}
+
+async fn directory_sync(s: Session, r: v1::DirectorySync) -> Reply {
+    let user = s.user_id;
+    let limit = if r.limit == 0 { 1000 } else { r.limit };
+    let delta = s
+        .shared
+        .db
+        .read(move |conn| crate::directory::sync(conn, user, r.since_version, r.epoch, limit))
+        .await?;
+    Ok(Some((Lane::Bulk, Payload::DirectoryDelta(delta))))
 }
 
 /// Typing is relayed to the other members' devices and never stored.

@@ -151,4 +151,13 @@ impl Hub {
             }
         }
     }
+
+    pub fn is_online(&self, user_id: u64) -> bool {
+        self.lock().sessions.get(&user_id).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Session ids with a live connection.
+    pub fn live_sessions(&self) -> HashSet<u64> {
+        self.lock().sessions.values().flatten().map(|l| l.session_id).collect()
+    }
 }

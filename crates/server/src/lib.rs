@@ -3,11 +3,15 @@
 //! 0 many times in one process. `main.rs` is a thin CLI around it.
 
 pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod config;
+pub mod directory;
 pub mod error;
 mod gateway;
 mod handlers;
 mod hub;
+pub mod import;
 mod outbound;
 pub mod storage;
 pub mod tls;
@@ -35,6 +39,10 @@ pub struct Shared {
     hub: hub::Hub,
     auth: accounts::Authenticator,
     next_conn_id: AtomicU64,
+    /// Key of the audit log's hash chain.
+    audit_key: audit::AuditKey,
+    /// Wakes the retention job when the rules change.
+    retention_changed: tokio::sync::Notify,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -126,6 +134,7 @@ pub async fn run(
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
     let shared = Arc::new(Shared {
         config,
         db,
@@ -133,6 +142,8 @@ pub async fn run(
         hub: hub::Hub::default(),
         auth,
         next_conn_id: AtomicU64::new(1),
+        audit_key,
+        retention_changed: tokio::sync::Notify::new(),
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -161,6 +172,7 @@ pub async fn run(
         }
     });
     tracker.spawn(watch_revocations(shared.clone(), token.clone()));
+    tracker.spawn(apply_retention(shared.clone(), token.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -205,6 +217,31 @@ async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
+        }
+    }
+}
+
+/// Applies the retention rules at start, hourly, and whenever they change.
+async fn apply_retention(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let command =
+            writer::Command::ApplyRetention { now: storage::now_ms(), key: shared.audit_key.clone() };
+        match shared.writer.submit(command).await {
+            Ok(_) => {
+                let key = shared.audit_key.clone();
+                let _ = shared
+                    .db
+                    .read(move |c| {
+                        key.write_head(c).map_err(|e| error::ServiceError::Internal(e.to_string()))
+                    })
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "applying retention failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shared.retention_changed.notified() => {}
         }
     }
 }

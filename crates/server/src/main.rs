@@ -36,10 +36,20 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Create or upgrade the database, then exit.
     Migrate,
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain of the action log and name every edited, inserted
+    /// or deleted entry. Exit code 0 when intact, 1 otherwise.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +129,27 @@ fn real_main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user_command(&config, cmd),
+        Command::Audit(AuditCommand::Verify) => {
+            let db = config.database_path();
+            if !db.exists() {
+                anyhow::bail!("no database at {}", db.display());
+            }
+            let conn = storage::open_connection(&db)?;
+            let key = hutong_server::audit::AuditKey::load_or_create(&config.data_dir)?;
+            let (entries, problems) = hutong_server::audit::verify(&conn, &key)?;
+            if problems.is_empty() {
+                println!("audit log intact: {entries} entries verified");
+                Ok(())
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                anyhow::bail!(
+                    "the audit log was tampered with: {} problem(s) in {entries} entries",
+                    problems.len()
+                )
+            }
+        }
     }
 }
 

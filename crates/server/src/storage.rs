@@ -13,7 +13,8 @@ use crate::error::ServiceError;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -80,7 +81,68 @@ CREATE TABLE messages (
     PRIMARY KEY (conversation_id, seq)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX messages_dedupe ON messages (sender_id, client_msg_id);
-"#];
+"#,
+    r#"
+-- Directory: departments, people's directory fields, roles.
+CREATE TABLE departments (
+    id INTEGER PRIMARY KEY,
+    parent_id INTEGER REFERENCES departments(id),
+    name TEXT NOT NULL,
+    sort_order INTEGER NOT NULL DEFAULT 0,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL
+);
+CREATE INDEX departments_by_parent ON departments (parent_id);
+CREATE INDEX departments_by_version ON departments (version);
+ALTER TABLE users ADD COLUMN employee_no TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN title TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN phone TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN avatar TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN primary_department_id INTEGER REFERENCES departments(id);
+ALTER TABLE users ADD COLUMN manager_id INTEGER REFERENCES users(id);
+-- Comma-separated: admin, auditor, agent. Everyone is staff.
+ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN dir_version INTEGER NOT NULL DEFAULT 0;
+-- Search keys: full pinyin and initials of the display name, lower case.
+ALTER TABLE users ADD COLUMN pinyin TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN initials TEXT NOT NULL DEFAULT '';
+UPDATE users SET roles = 'admin' WHERE is_admin = 1;
+CREATE INDEX users_by_dir_version ON users (dir_version);
+CREATE INDEX users_by_department ON users (primary_department_id);
+-- Further departments beyond the primary one.
+CREATE TABLE user_departments (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    department_id INTEGER NOT NULL REFERENCES departments(id),
+    PRIMARY KEY (user_id, department_id)
+) WITHOUT ROWID;
+CREATE INDEX user_departments_by_department ON user_departments (department_id);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO settings (key, value) VALUES ('dir_version', '0'), ('dir_epoch', '1'),
+    ('retention_direct_days', '0'), ('retention_group_days', '0');
+-- Append-only, hash-chained (HMAC-SHA-256) log of administrator and auditor actions.
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor_id INTEGER,
+    actor_account TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+-- Retention removes the oldest entries; seqs below first_seq are gone on purpose.
+ALTER TABLE conversations ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 1;
+-- Keyword search of the archive: trigram full-text index keyed by
+-- (conversation_id << 32 | seq); queries shorter than three characters use LIKE.
+CREATE VIRTUAL TABLE message_text USING fts5 (text, content = '', contentless_delete = 1, tokenize = 'trigram');
+INSERT INTO message_text (rowid, text) SELECT (conversation_id << 32) | seq, text FROM messages WHERE kind = 0;
+CREATE INDEX messages_by_time ON messages (sent_at);
+"#,
+];
 
 /// Opens a connection with the pragmas every connection needs.
 pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -275,9 +337,9 @@ pub fn conversation_state(
     conversation_id: u64,
     user_id: u64,
 ) -> Result<ConversationState, ServiceError> {
-    let (kind, name, last_seq, cversion): (i32, String, u64, u64) = conn
-        .prepare_cached("SELECT kind, name, last_seq, version FROM conversations WHERE id = ?1")?
-        .query_row([conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    let (kind, name, last_seq, cversion, first_seq): (i32, String, u64, u64, u64) = conn
+        .prepare_cached("SELECT kind, name, last_seq, version, first_seq FROM conversations WHERE id = ?1")?
+        .query_row([conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .optional()?
         .ok_or(ServiceError::NotFound("conversation"))?;
     let mut stmt = conn.prepare_cached(
@@ -311,6 +373,7 @@ pub fn conversation_state(
         members: if active { members } else { Vec::new() },
         active,
         version: if active { cversion.max(mversion) } else { mversion },
+        first_seq,
     })
 }
 

@@ -87,6 +87,11 @@ pub enum Command {
         delivered: u64,
         read: u64,
     },
+    /// Removes messages older than the retention rules allow and records it.
+    ApplyRetention {
+        now: i64,
+        key: crate::audit::AuditKey,
+    },
 }
 
 /// What a committed command changed, so the caller can answer and fan out.
@@ -370,6 +375,10 @@ fn append(
     if inserted == 0 {
         return Ok(None);
     }
+    if extra.kind == MessageKind::Text as i32 {
+        conn.prepare_cached("INSERT INTO message_text (rowid, text) VALUES ((?1 << 32) | ?2, ?3)")?
+            .execute(params![conversation_id, seq, extra.text])?;
+    }
     Ok(Some(Message {
         conversation_id,
         seq,
@@ -448,6 +457,18 @@ fn apply(
         }
         Command::UpdateCursor { user, conversation_id, delivered, read } => {
             update_cursor(conn, cache, version, *user, *conversation_id, *delivered, *read)
+        }
+        Command::ApplyRetention { now, key } => {
+            let removed = crate::audit::apply_retention(conn, key, *now)?;
+            if removed > 0 {
+                // first_seq moved: clients learn of it through the conversation version.
+                let v = next_version(version);
+                conn.execute(
+                    "UPDATE conversations SET version = ?1 WHERE first_seq > 1 AND version < ?1",
+                    [v],
+                )?;
+            }
+            Ok(Committed::default())
         }
     }
 }

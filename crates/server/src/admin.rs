@@ -1,0 +1,849 @@
+//! The administration HTTP API (`/api/admin/v1/...`), its OpenAPI document
+//! and the console's static files (`/admin`).
+//!
+//! Every request is checked in the same order: who is calling (bearer token,
+//! else 401), may their role do this (else 403), then the input (400, 404,
+//! 409, 422). Bodies are read as bytes and parsed only after the role check,
+//! so a caller without the role learns nothing about the input rules.
+//! Every change and every audit search or export is recorded in the audit
+//! log in the same transaction as the change itself.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rusqlite::Connection;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::audit::{self, Actor};
+use crate::directory::{self, DepartmentInput, PersonInput};
+use crate::error::ServiceError;
+use crate::import::{self, ImportError};
+use crate::Shared;
+
+include!(concat!(env!("OUT_DIR"), "/admin_files.rs"));
+
+pub const OPENAPI: &str = include_str!("admin/openapi.json");
+
+/// An error as the API answers it: a status and `{code, message}`.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    rows: Option<Vec<import::RowError>>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), rows: None }
+    }
+
+    fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "log in first")
+    }
+
+    fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "your role does not allow this")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = match &e {
+            ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ServiceError::NotMember | ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE"),
+            ServiceError::Conflict(_) | ServiceError::RecallWindowPassed => {
+                (StatusCode::CONFLICT, "CONFLICT")
+            }
+            ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, "BAD_CREDENTIALS"),
+            ServiceError::AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED"),
+            ServiceError::PasswordChangeRequired => (StatusCode::FORBIDDEN, "PASSWORD_CHANGE_REQUIRED"),
+            ServiceError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ServiceError::SessionRevoked => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ServiceError::ShuttingDown | ServiceError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+            }
+        };
+        ApiError { status, code, message: e.client_message(), rows: None }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Service(e) => e.into(),
+            ImportError::Invalid(rows) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "IMPORT_INVALID",
+                message: format!("{} problem(s) found; nothing was imported", rows.len()),
+                rows: Some(rows),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code, "message": self.message });
+        if let Some(rows) = self.rows {
+            body["errors"] = json!(rows);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Who is calling, from the bearer token.
+pub struct Caller {
+    pub user_id: u64,
+    pub account: String,
+    pub session_id: u64,
+    pub roles: Vec<String>,
+    pub must_change_password: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Admin,
+    Auditor,
+    AdminOrAuditor,
+}
+
+impl Caller {
+    fn require(&self, need: Need) -> ApiResult<()> {
+        if self.must_change_password {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "PASSWORD_CHANGE_REQUIRED",
+                "choose a new password first",
+            ));
+        }
+        let has = |r: &str| self.roles.iter().any(|x| x == r);
+        let ok = match need {
+            Need::Admin => has("admin"),
+            Need::Auditor => has("auditor"),
+            Need::AdminOrAuditor => has("admin") || has("auditor"),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor { id: Some(self.user_id), account: self.account.clone() }
+    }
+}
+
+impl FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 128)
+            .ok_or_else(ApiError::unauthenticated)?
+            .to_owned();
+        shared
+            .db
+            .read(move |conn| crate::accounts::caller_by_token(conn, &token))
+            .await?
+            .ok_or_else(ApiError::unauthenticated)
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", format!("invalid JSON body: {e}")))
+}
+
+/// Runs `f` in an IMMEDIATE transaction on a pooled connection; on success
+/// the audit chain's head file is brought up to date.
+async fn write<T, F>(shared: &Arc<Shared>, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+{
+    let key = shared.audit_key.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shared
+        .db
+        .read(move |conn| {
+            let result = (|| {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                match f(conn) {
+                    Ok(v) => {
+                        conn.execute_batch("COMMIT")?;
+                        if let Err(e) = key.write_head(conn) {
+                            tracing::error!(error = %e, "cannot write the audit head file");
+                        }
+                        Ok(Ok(v))
+                    }
+                    Err(e) => {
+                        conn.execute_batch("ROLLBACK")?;
+                        Ok(Err(e))
+                    }
+                }
+            })();
+            let _ = tx.send(result.map_err(|e: rusqlite::Error| ServiceError::from(e)));
+            Ok(())
+        })
+        .await?;
+    rx.await.map_err(|_| ApiError::from(ServiceError::Internal("admin write lost".into())))??
+}
+
+fn record(
+    conn: &Connection,
+    shared_key: &audit::AuditKey,
+    caller: &Actor,
+    action: &str,
+    target: impl Into<String>,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    audit::record(conn, shared_key, caller, action, &target.into(), detail)?;
+    Ok(())
+}
+
+pub fn router() -> Router<Arc<Shared>> {
+    let api = Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .route("/me/password", post(change_my_password))
+        .route("/departments", get(list_departments).post(create_department))
+        .route("/departments/{id}", axum::routing::patch(update_department).delete(delete_department))
+        .route("/people", get(list_people).post(create_person))
+        .route("/people/{id}", get(get_person).patch(update_person).delete(delete_person))
+        .route("/people/{id}/reset-password", post(reset_password))
+        .route("/people/{id}/logout", post(force_logout))
+        .route("/sessions", get(list_sessions))
+        .route("/import", post(import_people))
+        .route("/export", get(export_people))
+        .route("/audit/messages", get(search_messages))
+        .route("/audit/messages/export", get(export_messages))
+        .route("/audit/log", get(action_log))
+        .route("/retention", get(get_retention).put(set_retention))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .layer(axum::extract::DefaultBodyLimit::max(import::MAX_IMPORT_BYTES + 1024));
+    Router::new()
+        .nest("/api/admin/v1", api)
+        .route("/admin", get(|| console_file(String::new())))
+        .route("/admin/", get(|| console_file(String::new())))
+        .route("/admin/{*path}", get(|Path(path): Path<String>| console_file(path)))
+}
+
+async fn console_file(path: String) -> Response {
+    let path = if path.is_empty() { "index.html".to_owned() } else { path };
+    let found = ADMIN_FILES.iter().find(|(name, _)| *name == path);
+    // Unknown paths without an extension are client-side routes: serve the app.
+    let (name, bytes) = match found {
+        Some(f) => *f,
+        None if !path.contains('.') => match ADMIN_FILES.iter().find(|(n, _)| *n == "index.html") {
+            Some(f) => *f,
+            None => return StatusCode::NOT_FOUND.into_response(),
+        },
+        None => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let mime = match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("json") => "application/json",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    };
+    let cache = if name == "index.html" { "no-cache" } else { "public, max-age=31536000, immutable" };
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, cache),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'",
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+// ------------------------------------------------------------------ session
+
+#[derive(serde::Deserialize)]
+struct LoginBody {
+    account: String,
+    password: String,
+}
+
+async fn login(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let body: LoginBody = parse(&body)?;
+    let request = hutong_protocol::v1::Login {
+        account: body.account.clone(),
+        secret: Some(hutong_protocol::v1::login::Secret::Password(body.password)),
+        // Each console login is its own session, so two browsers do not log each other out.
+        device: format!("console-{}", &crate::accounts::new_token()[..12]),
+    };
+    let auth = shared.auth.login_allowing_password_change(&shared.db, request, Some(peer.ip())).await?;
+    let token = auth.token.clone().unwrap_or_default();
+    let me = shared
+        .db
+        .read(move |conn| crate::accounts::caller_by_token(conn, &token))
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let key = shared.audit_key.clone();
+    let actor = me.actor();
+    write(&shared, move |conn| record(conn, &key, &actor, "console.login", actor.account.clone(), json!({})))
+        .await?;
+    let mut me = me_json(&me);
+    me["display_name"] = json!(auth.display_name);
+    Ok(Json(json!({ "token": auth.token, "me": me })))
+}
+
+fn me_json(c: &Caller) -> serde_json::Value {
+    let display: String = c.account.clone();
+    json!({ "id": c.user_id, "account": c.account, "display_name": display, "roles": c.roles, "must_change_password": c.must_change_password })
+}
+
+async fn logout(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<StatusCode> {
+    let id = caller.session_id;
+    shared.db.read(move |conn| Ok(crate::accounts::end_session(conn, id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+    let id = caller.user_id;
+    let name = shared.db.read(move |conn| Ok(directory::person(conn, id)?.display_name)).await?;
+    let mut v = me_json(&caller);
+    v["display_name"] = json!(name);
+    Ok(Json(v))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    old_password: String,
+    new_password: String,
+}
+
+async fn change_my_password(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let body: PasswordBody = parse(&body)?;
+    shared
+        .auth
+        .change_password(
+            &shared.db,
+            &caller.account,
+            &body.old_password,
+            &body.new_password,
+            Some(caller.session_id),
+        )
+        .await?;
+    let key = shared.audit_key.clone();
+    let actor = caller.actor();
+    write(&shared, move |conn| {
+        record(conn, &key, &actor, "password.change", actor.account.clone(), json!({}))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ departments
+
+async fn list_departments(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let list = shared.db.read(directory::departments).await?;
+    Ok(Json(json!({ "departments": list })))
+}
+
+fn check_department_name(input: &DepartmentInput) -> ApiResult<()> {
+    if input.name.as_deref().is_some_and(|n| n.contains('/')) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a department name cannot contain '/'",
+        ));
+    }
+    Ok(())
+}
+
+async fn create_department(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<directory::Department>)> {
+    caller.require(Need::Admin)?;
+    let input: DepartmentInput = parse(&body)?;
+    check_department_name(&input)?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let d = write(&shared, move |conn| {
+        let id = directory::create_department(conn, &input)?;
+        let d = directory::department(conn, id)?;
+        record(conn, &key, &actor, "department.create", format!("department:{id}"), json!(d))?;
+        Ok(d)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(d)))
+}
+
+async fn update_department(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> ApiResult<Json<directory::Department>> {
+    caller.require(Need::Admin)?;
+    let input: DepartmentInput = parse(&body)?;
+    check_department_name(&input)?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let d = write(&shared, move |conn| {
+        let before = directory::department(conn, id)?;
+        directory::update_department(conn, id, &input)?;
+        let after = directory::department(conn, id)?;
+        record(
+            conn,
+            &key,
+            &actor,
+            "department.update",
+            format!("department:{id}"),
+            json!({ "before": before, "after": after }),
+        )?;
+        Ok(after)
+    })
+    .await?;
+    Ok(Json(d))
+}
+
+async fn delete_department(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Admin)?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    write(&shared, move |conn| {
+        let d = directory::department(conn, id)?;
+        directory::delete_department(conn, id)?;
+        record(conn, &key, &actor, "department.delete", format!("department:{id}"), json!(d))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ people
+
+fn with_online(shared: &Shared, mut p: directory::Person) -> directory::Person {
+    p.online = shared.hub.is_online(p.id);
+    p
+}
+
+async fn list_people(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Query(q): Query<directory::PeopleQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let (people, total) = shared.db.read(move |conn| directory::search_people(conn, &q)).await?;
+    let people: Vec<_> = people.into_iter().map(|p| with_online(&shared, p)).collect();
+    Ok(Json(json!({ "people": people, "total": total })))
+}
+
+async fn get_person(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<directory::Person>> {
+    caller.require(Need::Admin)?;
+    let p = shared.db.read(move |conn| directory::person(conn, id)).await?;
+    Ok(Json(with_online(&shared, p)))
+}
+
+async fn create_person(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    caller.require(Need::Admin)?;
+    let input: PersonInput = parse(&body)?;
+    if input.disabled.is_some() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "a new person starts active"));
+    }
+    let (password, generated) = match input.password.clone() {
+        Some(p) => {
+            crate::accounts::check_password_policy(&p)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string()))?;
+            (p, false)
+        }
+        None => (crate::accounts::new_password(), true),
+    };
+    let hash = shared.auth.hash(password.clone()).await?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let person = write(&shared, move |conn| {
+        let id = directory::create_person(conn, &input, &hash, generated)?;
+        let p = directory::person(conn, id)?;
+        record(conn, &key, &actor, "person.create", format!("person:{}", p.account), json!(p))?;
+        Ok(p)
+    })
+    .await?;
+    let mut body = json!({ "person": with_online(&shared, person) });
+    if generated {
+        body["initial_password"] = json!(password);
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn update_person(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> ApiResult<Json<directory::Person>> {
+    caller.require(Need::Admin)?;
+    let input: PersonInput = parse(&body)?;
+    if input.password.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "use reset-password to change a password",
+        ));
+    }
+    if id == caller.user_id
+        && (input.disabled == Some(true)
+            || input.roles.as_ref().is_some_and(|r| !r.iter().any(|x| x == "admin")))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "you cannot disable yourself or drop your own admin role",
+        ));
+    }
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let p = write(&shared, move |conn| {
+        let before = directory::person(conn, id)?;
+        let disabled_now = directory::update_person(conn, id, &input)?;
+        if disabled_now {
+            crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::AccountDisabled)?;
+        }
+        let after = directory::person(conn, id)?;
+        record(
+            conn,
+            &key,
+            &actor,
+            "person.update",
+            format!("person:{}", after.account),
+            json!({ "before": before, "after": after }),
+        )?;
+        Ok(after)
+    })
+    .await?;
+    Ok(Json(with_online(&shared, p)))
+}
+
+async fn delete_person(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Admin)?;
+    if id == caller.user_id {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "you cannot delete yourself"));
+    }
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    write(&shared, move |conn| {
+        let p = directory::person(conn, id)?;
+        directory::delete_person(conn, id)?;
+        crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::AccountDisabled)?;
+        record(conn, &key, &actor, "person.delete", format!("person:{}", p.account), json!({ "id": id }))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn reset_password(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let password = crate::accounts::new_password();
+    let hash = shared.auth.hash(password.clone()).await?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    write(&shared, move |conn| {
+        let p = directory::person(conn, id)?;
+        if p.status == "deleted" {
+            return Err(ServiceError::NotFound("person").into());
+        }
+        conn.execute(
+            "UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE id = ?1",
+            rusqlite::params![id, hash],
+        )
+        .map_err(ServiceError::from)?;
+        crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
+        record(conn, &key, &actor, "person.reset_password", format!("person:{}", p.account), json!({}))
+    })
+    .await?;
+    Ok(Json(json!({ "password": password })))
+}
+
+async fn force_logout(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Admin)?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    write(&shared, move |conn| {
+        let p = directory::person(conn, id)?;
+        crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
+        record(conn, &key, &actor, "person.logout", format!("person:{}", p.account), json!({}))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_sessions(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let mut sessions = shared.db.read(crate::accounts::sessions).await?;
+    let live = shared.hub.live_sessions();
+    for s in &mut sessions {
+        s.online = live.contains(&s.id);
+    }
+    sessions.sort_by_key(|s| (!s.online, std::cmp::Reverse(s.last_seen_at_ms)));
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+#[derive(serde::Deserialize)]
+struct ImportQuery {
+    initial_password: Option<String>,
+}
+
+async fn import_people(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> ApiResult<Json<import::ImportSummary>> {
+    caller.require(Need::Admin)?;
+    let initial = match q.initial_password {
+        Some(p) => {
+            crate::accounts::check_password_policy(&p)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string()))?;
+            Some(shared.auth.hash(p).await?)
+        }
+        None => None,
+    };
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let bytes = body.len();
+    let summary = write(&shared, move |conn| {
+        let summary = import::import(conn, &body, initial.as_deref())?;
+        record(
+            conn,
+            &key,
+            &actor,
+            "directory.import",
+            "people",
+            json!({ "bytes": bytes, "summary": summary }),
+        )?;
+        Ok(summary)
+    })
+    .await?;
+    Ok(Json(summary))
+}
+
+async fn export_people(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Need::Admin)?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let csv = write(&shared, move |conn| {
+        let csv = import::export(conn)?;
+        record(conn, &key, &actor, "directory.export", "people", json!({ "bytes": csv.len() }))?;
+        Ok(csv)
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"hutong-people.csv\""),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+// ------------------------------------------------------------------ audit
+
+async fn search_messages(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Query(q): Query<audit::MessageQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Auditor)?;
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let messages = write(&shared, move |conn| {
+        let mut found = Vec::new();
+        audit::search_messages(conn, &q, 1000, |m| {
+            found.push(m);
+            Ok(())
+        })?;
+        record(
+            conn,
+            &key,
+            &actor,
+            "audit.search",
+            "messages",
+            json!({ "query": query_json(&q), "results": found.len() }),
+        )?;
+        Ok(found)
+    })
+    .await?;
+    Ok(Json(json!({ "messages": messages })))
+}
+
+fn query_json(q: &audit::MessageQuery) -> serde_json::Value {
+    json!({ "q": q.q, "person": q.person, "conversation_id": q.conversation_id, "from_ms": q.from_ms, "to_ms": q.to_ms })
+}
+
+/// Most messages one export holds.
+const EXPORT_MAX: u64 = 5_000_000;
+
+async fn export_messages(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Query(q): Query<audit::MessageQuery>,
+) -> ApiResult<Response> {
+    caller.require(Need::Auditor)?;
+    let csv = match q.format.as_deref() {
+        Some("csv") => true,
+        Some("jsonl") => false,
+        _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "format is jsonl or csv")),
+    };
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let body = write(&shared, move |conn| {
+        let mut out = if csv { format!("\u{feff}{}", audit::CSV_HEADER) } else { String::new() };
+        let mut count = 0u64;
+        audit::search_messages(
+            conn,
+            &audit::MessageQuery { limit: Some(EXPORT_MAX), offset: None, ..q.clone() },
+            EXPORT_MAX,
+            |m| {
+                count += 1;
+                if csv {
+                    out.push_str(&audit::csv_line(&m));
+                } else {
+                    out.push_str(
+                        &serde_json::to_string(&m).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                    );
+                    out.push('\n');
+                }
+                Ok(())
+            },
+        )?;
+        record(
+            conn,
+            &key,
+            &actor,
+            "audit.export",
+            "messages",
+            json!({ "query": query_json(&q), "format": if csv { "csv" } else { "jsonl" }, "results": count }),
+        )?;
+        Ok(out)
+    })
+    .await?;
+    let (mime, name) = if csv {
+        ("text/csv; charset=utf-8", "messages.csv")
+    } else {
+        ("application/x-ndjson", "messages.jsonl")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn action_log(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Query(p): Query<Page>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::AdminOrAuditor)?;
+    let (entries, total) = shared
+        .db
+        .read(move |conn| audit::entries(conn, p.offset.unwrap_or(0), p.limit.unwrap_or(100)))
+        .await?;
+    Ok(Json(json!({ "entries": entries, "total": total })))
+}
+
+async fn get_retention(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> ApiResult<Json<audit::Retention>> {
+    caller.require(Need::Admin)?;
+    Ok(Json(shared.db.read(audit::retention).await?))
+}
+
+async fn set_retention(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Json<audit::Retention>> {
+    caller.require(Need::Admin)?;
+    let rules: audit::Retention = parse(&body)?;
+    if rules.direct_days > 36_500 || rules.group_days > 36_500 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "keep messages at most 36500 days (0 = forever)",
+        ));
+    }
+    let (key, actor) = (shared.audit_key.clone(), caller.actor());
+    let saved = write(&shared, move |conn| {
+        let before = audit::retention(conn)?;
+        directory::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
+            .map_err(ServiceError::from)?;
+        directory::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
+            .map_err(ServiceError::from)?;
+        record(conn, &key, &actor, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
+        Ok(rules)
+    })
+    .await?;
+    shared.retention_changed.notify_one();
+    Ok(Json(saved))
+}

@@ -1,0 +1,525 @@
+//! The audit side of the server: the append-only log of administrator and
+//! auditor actions, hash-chained with a key kept in the data directory so
+//! that an edited, inserted or deleted entry is detected (`verify`); search
+//! and export of the message archive; and the retention rules.
+
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::directory::{like_escape, setting};
+use crate::error::ServiceError;
+use crate::storage::now_ms;
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chain's key and the file that remembers the newest entry (so that
+/// removing the last entries is detected too).
+#[derive(Clone)]
+pub struct AuditKey {
+    key: Vec<u8>,
+    head_path: PathBuf,
+}
+
+impl AuditKey {
+    /// Loads `audit.key` from the data directory, making it on first use.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<AuditKey> {
+        let path = data_dir.join("audit.key");
+        if !path.exists() {
+            use rand::RngCore as _;
+            let mut key = [0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(&path)?, hex::encode(key).as_bytes())?;
+        }
+        let key = hex::decode(std::fs::read_to_string(&path)?.trim())?;
+        Ok(AuditKey { key, head_path: data_dir.join("audit.head") })
+    }
+
+    fn mac(&self, prev: &str, e: &EntryFields<'_>) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        for part in [
+            prev,
+            &e.id.to_string(),
+            &e.at.to_string(),
+            &e.actor_id.map(|a| a.to_string()).unwrap_or_default(),
+            e.actor_account,
+            e.action,
+            e.target,
+            e.detail,
+        ] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part.as_bytes());
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Records the newest entry after the transaction that wrote it committed.
+    pub fn write_head(&self, conn: &Connection) -> anyhow::Result<()> {
+        let head: Option<(u64, String)> = conn
+            .query_row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, hash)) = head {
+            let tmp = self.head_path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{id} {hash}\n"))?;
+            std::fs::rename(tmp, &self.head_path)?;
+        }
+        Ok(())
+    }
+}
+
+struct EntryFields<'a> {
+    id: u64,
+    at: i64,
+    actor_id: Option<u64>,
+    actor_account: &'a str,
+    action: &'a str,
+    target: &'a str,
+    detail: &'a str,
+}
+
+/// Who did something: a person, or the server itself (retention).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: Option<u64>,
+    pub account: String,
+}
+
+impl Actor {
+    pub fn server() -> Actor {
+        Actor { id: None, account: "server".into() }
+    }
+}
+
+/// Appends one entry, inside the caller's transaction, so an action and its
+/// record commit together.
+pub fn record(
+    conn: &Connection,
+    key: &AuditKey,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<u64, ServiceError> {
+    let (prev_id, prev): (u64, String) = conn
+        .query_row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, GENESIS.to_owned()));
+    let detail = detail.to_string();
+    let fields = EntryFields {
+        id: prev_id + 1,
+        at: now_ms(),
+        actor_id: actor.id,
+        actor_account: &actor.account,
+        action,
+        target,
+        detail: &detail,
+    };
+    let hash = key.mac(&prev, &fields);
+    conn.execute(
+        "INSERT INTO audit_log (id, at, actor_id, actor_account, action, target, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![fields.id, fields.at, actor.id, actor.account, action, target, detail, prev, hash],
+    )?;
+    Ok(fields.id)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub at_ms: i64,
+    pub actor_id: Option<u64>,
+    pub actor_account: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+pub fn entries(conn: &Connection, offset: u64, limit: u64) -> Result<(Vec<AuditEntry>, u64), ServiceError> {
+    let total: u64 = conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, actor_id, actor_account, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+    )?;
+    let rows = stmt.query_map(params![limit.clamp(1, 1000), offset], |r| {
+        let detail: String = r.get(6)?;
+        Ok(AuditEntry {
+            id: r.get(0)?,
+            at_ms: r.get(1)?,
+            actor_id: r.get(2)?,
+            actor_account: r.get(3)?,
+            action: r.get(4)?,
+            target: r.get(5)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        })
+    })?;
+    Ok((rows.collect::<Result<_, _>>()?, total))
+}
+
+/// Walks the chain and names every entry that was edited, inserted or
+/// deleted. An empty list means the log is intact.
+pub fn verify(conn: &Connection, key: &AuditKey) -> anyhow::Result<(u64, Vec<String>)> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, actor_id, actor_account, action, target, detail, prev_hash, hash FROM audit_log ORDER BY id",
+    )?;
+    struct Row {
+        id: u64,
+        at: i64,
+        actor_id: Option<u64>,
+        actor_account: String,
+        action: String,
+        target: String,
+        detail: String,
+        prev_hash: String,
+        hash: String,
+    }
+    let rows: Vec<Row> = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor_id: r.get(2)?,
+                actor_account: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                detail: r.get(6)?,
+                prev_hash: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut problems = Vec::new();
+    // The newest entry the chain vouches for, and entries that failed their check since.
+    let (mut good_id, mut good_hash) = (0u64, GENESIS.to_owned());
+    let mut suspects: Vec<&Row> = Vec::new();
+    for row in &rows {
+        let fields = EntryFields {
+            id: row.id,
+            at: row.at,
+            actor_id: row.actor_id,
+            actor_account: &row.actor_account,
+            action: &row.action,
+            target: &row.target,
+            detail: &row.detail,
+        };
+        if key.mac(&row.prev_hash, &fields) != row.hash {
+            suspects.push(row);
+            continue;
+        }
+        // A sound entry: how does it link to what came before?
+        if row.prev_hash == good_hash {
+            for s in suspects.drain(..) {
+                problems.push(format!("entry {}: inserted (not written by the server)", s.id));
+            }
+        } else if let Some(pos) = suspects.iter().position(|s| s.hash == row.prev_hash) {
+            for (i, s) in suspects.drain(..).enumerate() {
+                if i == pos {
+                    problems.push(format!("entry {}: edited (its content no longer matches its hash)", s.id));
+                } else {
+                    problems.push(format!("entry {}: inserted (not written by the server)", s.id));
+                }
+            }
+        } else {
+            for s in suspects.drain(..) {
+                problems.push(format!("entry {}: inserted or edited", s.id));
+            }
+            problems.push(format!(
+                "entries deleted between entry {good_id} and entry {} (the chain is broken there)",
+                row.id
+            ));
+        }
+        good_id = row.id;
+        good_hash = row.hash.clone();
+    }
+    // The file written after every commit vouches for the newest entry.
+    let head = std::fs::read_to_string(&key.head_path).ok();
+    let head = head
+        .as_deref()
+        .and_then(|h| h.split_once(' '))
+        .map(|(id, hash)| (id.parse::<u64>().unwrap_or(0), hash.trim().to_owned()));
+    for s in suspects.drain(..) {
+        let edited_last = head.as_ref().is_some_and(|(id, hash)| *id == s.id && *hash == s.hash);
+        problems.push(if edited_last {
+            format!("entry {}: edited (its content no longer matches its hash)", s.id)
+        } else {
+            format!("entry {}: inserted (not written by the server)", s.id)
+        });
+    }
+    if let Some((head_id, head_hash)) = head {
+        let present = rows.iter().any(|r| r.id == head_id && r.hash == head_hash);
+        if !present && head_id > good_id {
+            problems.push(format!("entries after entry {good_id} up to entry {head_id} were deleted"));
+        }
+    }
+    Ok((rows.len() as u64, problems))
+}
+
+// ------------------------------------------------------------------ message archive
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct MessageQuery {
+    pub q: Option<String>,
+    pub person: Option<String>,
+    pub conversation_id: Option<u64>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub offset: Option<u64>,
+    pub limit: Option<u64>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchivedMessage {
+    pub conversation_id: u64,
+    pub conversation_kind: &'static str,
+    pub conversation_name: String,
+    pub seq: u64,
+    pub sender_id: u64,
+    pub sender_account: String,
+    pub sender_name: String,
+    pub sent_at_ms: i64,
+    pub kind: &'static str,
+    pub text: String,
+    pub recalled: bool,
+}
+
+/// Finds archived messages, newest first. Keywords of three or more
+/// characters use the trigram index; shorter ones (one or two Chinese
+/// characters) scan with LIKE within the other filters.
+pub fn search_messages(
+    conn: &Connection,
+    q: &MessageQuery,
+    max: u64,
+    mut each: impl FnMut(ArchivedMessage) -> Result<(), ServiceError>,
+) -> Result<(), ServiceError> {
+    let mut clauses = vec!["1 = 1".to_owned()];
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        if text.chars().count() > 200 {
+            return Err(ServiceError::BadRequest("a keyword has at most 200 characters".into()));
+        }
+        if text.chars().count() >= 3 {
+            // A phrase query: the words in this order, as a substring.
+            clauses.push(
+                "((m.conversation_id << 32) | m.seq) IN (SELECT rowid FROM message_text WHERE message_text MATCH ?)".into(),
+            );
+            args.push(format!("\"{}\"", text.replace('"', "\"\"")).into());
+        } else {
+            clauses.push("m.kind = 0 AND m.text LIKE ? ESCAPE '\\'".into());
+            args.push(format!("%{}%", like_escape(text)).into());
+        }
+    }
+    if let Some(account) = q.person.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let id: Option<u64> =
+            conn.query_row("SELECT id FROM users WHERE account = ?1", [account], |r| r.get(0)).optional()?;
+        let Some(id) = id else {
+            return Err(ServiceError::NotFound("person"));
+        };
+        clauses.push("(m.sender_id = ? OR m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = ?))".into());
+        args.push((id as i64).into());
+        args.push((id as i64).into());
+    }
+    if let Some(c) = q.conversation_id {
+        clauses.push("m.conversation_id = ?".into());
+        args.push((c as i64).into());
+    }
+    if let Some(from) = q.from_ms {
+        clauses.push("m.sent_at >= ?".into());
+        args.push(from.into());
+    }
+    if let Some(to) = q.to_ms {
+        clauses.push("m.sent_at < ?".into());
+        args.push(to.into());
+    }
+    let sql = format!(
+        "SELECT m.conversation_id, c.kind, c.name, m.seq, m.sender_id, coalesce(u.account, ''), coalesce(u.display_name, ''),
+                m.sent_at, m.kind, m.text, m.recalled
+         FROM messages m JOIN conversations c ON c.id = m.conversation_id LEFT JOIN users u ON u.id = m.sender_id
+         WHERE {} ORDER BY m.sent_at DESC, m.conversation_id, m.seq DESC LIMIT {} OFFSET {}",
+        clauses.join(" AND "),
+        q.limit.unwrap_or(max).clamp(1, max),
+        q.offset.unwrap_or(0)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    while let Some(r) = rows.next()? {
+        let kind: i32 = r.get(8)?;
+        let ckind: i32 = r.get(1)?;
+        each(ArchivedMessage {
+            conversation_id: r.get(0)?,
+            conversation_kind: if ckind == 1 { "group" } else { "direct" },
+            conversation_name: r.get(2)?,
+            seq: r.get(3)?,
+            sender_id: r.get(4)?,
+            sender_account: r.get(5)?,
+            sender_name: r.get(6)?,
+            sent_at_ms: r.get(7)?,
+            kind: match kind {
+                0 => "text",
+                2 => "recall",
+                _ => "system",
+            },
+            text: r.get(9)?,
+            recalled: r.get(10)?,
+        })?;
+    }
+    Ok(())
+}
+
+/// One CSV line (with a header line when `header`), quoting as RFC 4180 asks.
+pub fn csv_line(m: &ArchivedMessage) -> String {
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    let _ = w.write_record([
+        m.conversation_id.to_string(),
+        m.conversation_kind.to_owned(),
+        m.conversation_name.clone(),
+        m.seq.to_string(),
+        m.sender_account.clone(),
+        m.sender_name.clone(),
+        m.sent_at_ms.to_string(),
+        m.kind.to_owned(),
+        m.text.clone(),
+        m.recalled.to_string(),
+    ]);
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+pub const CSV_HEADER: &str =
+    "conversation_id,conversation_kind,conversation_name,seq,sender_account,sender_name,sent_at_ms,kind,text,recalled\n";
+
+// ------------------------------------------------------------------ retention
+
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub direct_days: u32,
+    pub group_days: u32,
+}
+
+pub fn retention(conn: &Connection) -> Result<Retention, ServiceError> {
+    Ok(Retention {
+        direct_days: setting(conn, "retention_direct_days")?.parse().unwrap_or(0),
+        group_days: setting(conn, "retention_group_days")?.parse().unwrap_or(0),
+    })
+}
+
+/// Removes messages older than the rules allow (inside the caller's
+/// transaction) and records what went in the audit log. Returns how many.
+pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u64, ServiceError> {
+    let rules = retention(conn)?;
+    let mut removed_total = 0;
+    let mut detail = serde_json::Map::new();
+    for (kind, days, name) in [(0, rules.direct_days, "direct"), (1, rules.group_days, "group")] {
+        if days == 0 {
+            continue;
+        }
+        let cutoff = now - i64::from(days) * 86_400_000;
+        let mut stmt = conn.prepare(
+            "SELECT m.conversation_id, max(m.seq), count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.kind = ?1 AND m.sent_at < ?2 GROUP BY m.conversation_id",
+        )?;
+        let victims: Vec<(u64, u64, u64)> = stmt
+            .query_map(params![kind, cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut removed = 0;
+        for (conversation, up_to, count) in &victims {
+            conn.execute(
+                "DELETE FROM message_text WHERE rowid BETWEEN (?1 << 32) AND ((?1 << 32) | ?2)",
+                params![conversation, up_to],
+            )?;
+            conn.execute(
+                "DELETE FROM messages WHERE conversation_id = ?1 AND seq <= ?2",
+                params![conversation, up_to],
+            )?;
+            conn.execute(
+                "UPDATE conversations SET first_seq = max(first_seq, ?2 + 1) WHERE id = ?1",
+                params![conversation, up_to],
+            )?;
+            removed += count;
+        }
+        if removed > 0 {
+            detail.insert(
+                name.into(),
+                serde_json::json!({ "days": days, "messages": removed, "conversations": victims.len() }),
+            );
+        }
+        removed_total += removed;
+    }
+    if removed_total > 0 {
+        record(
+            conn,
+            key,
+            &Actor::server(),
+            "retention.apply",
+            "messages",
+            serde_json::Value::Object(detail),
+        )?;
+    }
+    Ok(removed_total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Connection, AuditKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        crate::storage::migrate(&db).unwrap();
+        let conn = crate::storage::open_connection(&db).unwrap();
+        let key = AuditKey::load_or_create(dir.path()).unwrap();
+        (dir, conn, key)
+    }
+
+    fn write(conn: &Connection, key: &AuditKey, n: usize) {
+        let actor = Actor { id: Some(1), account: "admin".into() };
+        for i in 0..n {
+            record(conn, key, &actor, "person.create", &format!("user{i}"), serde_json::json!({ "i": i }))
+                .unwrap();
+        }
+        key.write_head(conn).unwrap();
+    }
+
+    #[test]
+    fn intact_log_verifies() {
+        let (_d, conn, key) = setup();
+        write(&conn, &key, 5);
+        assert_eq!(verify(&conn, &key).unwrap(), (5, vec![]));
+    }
+
+    #[test]
+    fn edits_inserts_and_deletions_are_named() {
+        let (_d, conn, key) = setup();
+        write(&conn, &key, 8);
+        conn.execute("UPDATE audit_log SET target = 'someone else' WHERE id = 3", []).unwrap();
+        conn.execute("DELETE FROM audit_log WHERE id = 5", []).unwrap();
+        conn.execute(
+            "INSERT INTO audit_log (id, at, actor_id, actor_account, action, target, detail, prev_hash, hash)
+             SELECT 100, at, actor_id, actor_account, 'person.delete', 'x', detail, hash, hash FROM audit_log WHERE id = 8",
+            [],
+        )
+        .unwrap();
+        let (_, problems) = verify(&conn, &key).unwrap();
+        assert!(problems.iter().any(|p| p.starts_with("entry 3: edited")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("deleted between entry 4 and entry 6")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("entry 100: inserted")), "{problems:?}");
+    }
+
+    #[test]
+    fn removing_the_newest_entries_is_detected() {
+        let (_d, conn, key) = setup();
+        write(&conn, &key, 4);
+        conn.execute("DELETE FROM audit_log WHERE id >= 3", []).unwrap();
+        let (_, problems) = verify(&conn, &key).unwrap();
+        assert_eq!(problems, vec!["entries after entry 2 up to entry 4 were deleted".to_owned()]);
+    }
+}
