@@ -67,6 +67,31 @@ CREATE TABLE IF NOT EXISTS outbox (
     error TEXT
 );
 CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, account TEXT NOT NULL, display_name TEXT NOT NULL);
+-- The directory as this person may see it, kept current by directory sync.
+CREATE TABLE IF NOT EXISTS departments (
+    id INTEGER PRIMARY KEY,
+    parent_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    sort_order INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    employee_no TEXT NOT NULL,
+    title TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    avatar TEXT NOT NULL,
+    primary_department_id INTEGER NOT NULL,
+    department_ids TEXT NOT NULL,
+    manager_id INTEGER NOT NULL,
+    disabled INTEGER NOT NULL,
+    roles TEXT NOT NULL,
+    pinyin TEXT NOT NULL,
+    initials TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS people_by_department ON people (primary_department_id);
 "#;
 
 /// A message as the UI sees it.
@@ -219,6 +244,14 @@ impl Cache {
                  ON CONFLICT (id) DO UPDATE SET kind = ?2, name = ?3, last_seq = max(last_seq, ?4), active = ?5",
                 params![s.id, s.kind, s.name, s.last_seq, s.active],
             )?;
+            if s.first_seq > 1 {
+                // Entries below first_seq were removed by retention: not a gap to fill.
+                tx.execute(
+                    "UPDATE conversations SET contig_seq = max(contig_seq, ?2 - 1) WHERE id = ?1",
+                    params![s.id, s.first_seq],
+                )?;
+                advance_contig(&tx, s.id)?;
+            }
             if s.active {
                 tx.execute("DELETE FROM members WHERE conversation_id = ?1", [s.id])?;
                 let mut stmt = tx.prepare_cached(
@@ -520,6 +553,204 @@ impl Cache {
 
     pub fn account_of(&self, id: u64) -> Result<Option<String>, ClientError> {
         Ok(self.conn.query_row("SELECT account FROM users WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    }
+}
+
+/// A department as the directory browser shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectoryDepartment {
+    pub id: u64,
+    pub parent_id: u64,
+    pub name: String,
+    pub sort_order: i64,
+}
+
+/// A person from the cached directory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectoryPerson {
+    pub id: u64,
+    pub account: String,
+    pub display_name: String,
+    pub employee_no: String,
+    pub title: String,
+    pub phone: String,
+    pub email: String,
+    pub avatar: String,
+    pub primary_department_id: u64,
+    pub department_ids: Vec<u64>,
+    pub manager_id: u64,
+    pub disabled: bool,
+    pub roles: Vec<String>,
+}
+
+const PERSON_COLUMNS: &str = "id, account, display_name, employee_no, title, phone, email, avatar, primary_department_id, department_ids, manager_id, disabled, roles";
+
+fn person_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DirectoryPerson> {
+    let roles: String = r.get(12)?;
+    Ok(DirectoryPerson {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        display_name: r.get(2)?,
+        employee_no: r.get(3)?,
+        title: r.get(4)?,
+        phone: r.get(5)?,
+        email: r.get(6)?,
+        avatar: r.get(7)?,
+        primary_department_id: r.get(8)?,
+        department_ids: decode_ids(&r.get::<_, String>(9)?),
+        manager_id: r.get(10)?,
+        disabled: r.get(11)?,
+        roles: roles.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
+    })
+}
+
+impl Cache {
+    /// (version, epoch) of the cached directory.
+    pub fn directory_version(&self) -> Result<(u64, u64), ClientError> {
+        let get =
+            |k| -> Result<u64, ClientError> { Ok(self.meta(k)?.and_then(|v| v.parse().ok()).unwrap_or(0)) };
+        Ok((get("dir_version")?, get("dir_epoch")?))
+    }
+
+    /// Applies one directory answer; `reset` drops the old copy first.
+    pub fn apply_directory(&mut self, d: &v1::DirectoryDelta) -> Result<bool, ClientError> {
+        let tx = self.conn.transaction()?;
+        if d.reset {
+            tx.execute("DELETE FROM departments", [])?;
+            tx.execute("DELETE FROM people", [])?;
+        }
+        for dep in &d.departments {
+            tx.execute(
+                "INSERT INTO departments (id, parent_id, name, sort_order) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET parent_id = ?2, name = ?3, sort_order = ?4",
+                params![dep.id, dep.parent_id, dep.name, dep.sort_order],
+            )?;
+        }
+        for p in &d.people {
+            tx.execute(
+                "INSERT OR REPLACE INTO people (id, account, display_name, employee_no, title, phone, email, avatar,
+                    primary_department_id, department_ids, manager_id, disabled, roles, pinyin, initials)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    p.id,
+                    p.account,
+                    p.display_name,
+                    p.employee_no,
+                    p.title,
+                    p.phone,
+                    p.email,
+                    p.avatar,
+                    p.primary_department_id,
+                    encode_ids(&p.department_ids),
+                    p.manager_id,
+                    p.disabled,
+                    p.roles.join(","),
+                    p.pinyin,
+                    p.pinyin_initials
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO users (id, account, display_name) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET account = ?2, display_name = ?3",
+                params![p.id, p.account, p.display_name],
+            )?;
+        }
+        for id in &d.removed_departments {
+            tx.execute("DELETE FROM departments WHERE id = ?1", [id])?;
+        }
+        for id in &d.removed_people {
+            tx.execute("DELETE FROM people WHERE id = ?1", [id])?;
+        }
+        for (k, v) in [("dir_version", d.version), ("dir_epoch", d.epoch)] {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![k, v.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(d.reset
+            || !d.departments.is_empty()
+            || !d.people.is_empty()
+            || !d.removed_departments.is_empty()
+            || !d.removed_people.is_empty())
+    }
+
+    /// Sub-departments and people of a department (0: the top level), in display order.
+    pub fn directory_children(
+        &self,
+        parent: u64,
+    ) -> Result<(Vec<DirectoryDepartment>, Vec<DirectoryPerson>), ClientError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, parent_id, name, sort_order FROM departments WHERE parent_id = ?1 ORDER BY sort_order, id",
+        )?;
+        let departments = stmt
+            .query_map([parent], |r| {
+                Ok(DirectoryDepartment {
+                    id: r.get(0)?,
+                    parent_id: r.get(1)?,
+                    name: r.get(2)?,
+                    sort_order: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE primary_department_id = ?1
+                OR (',' || department_ids || ',') LIKE '%,' || ?1 || ',%' ORDER BY pinyin, id"
+        );
+        let people = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map([parent], person_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok((departments, people))
+    }
+
+    pub fn directory_department(&self, id: u64) -> Result<Option<DirectoryDepartment>, ClientError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id, parent_id, name, sort_order FROM departments WHERE id = ?1", [id], |r| {
+                Ok(DirectoryDepartment {
+                    id: r.get(0)?,
+                    parent_id: r.get(1)?,
+                    name: r.get(2)?,
+                    sort_order: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn directory_person(&self, account: &str) -> Result<Option<DirectoryPerson>, ClientError> {
+        let sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE account = ?1 COLLATE NOCASE");
+        Ok(self.conn.query_row(&sql, [account], person_from_row).optional()?)
+    }
+
+    /// Finds people by name (Chinese characters), full pinyin or initials
+    /// (张三: "zhangsan", "zs"), account, title or department name.
+    pub fn search_directory(&self, query: &str, limit: usize) -> Result<Vec<DirectoryPerson>, ClientError> {
+        let q = query.trim();
+        if q.is_empty() {
+            return Ok(Vec::new());
+        }
+        let escape = |s: &str| s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let contains = format!("%{}%", escape(q));
+        let prefix = format!("{}%", escape(&q.to_lowercase()));
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE display_name LIKE ?1 ESCAPE '\\' OR account LIKE ?2 ESCAPE '\\'
+                OR pinyin LIKE ?2 ESCAPE '\\' OR initials LIKE ?2 ESCAPE '\\' OR title LIKE ?1 ESCAPE '\\'
+                OR employee_no = ?3
+                OR primary_department_id IN (SELECT id FROM departments WHERE name LIKE ?1 ESCAPE '\\')
+             ORDER BY (display_name = ?3 OR account = ?3 OR pinyin = ?4 OR initials = ?4) DESC, pinyin, id LIMIT ?5"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows =
+            stmt.query_map(params![contains, prefix, q, q.to_lowercase(), limit as i64], person_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn directory_counts(&self) -> Result<(u64, u64), ClientError> {
+        let d = self.conn.query_row("SELECT count(*) FROM departments", [], |r| r.get(0))?;
+        let p = self.conn.query_row("SELECT count(*) FROM people", [], |r| r.get(0))?;
+        Ok((d, p))
     }
 }
 

@@ -26,7 +26,9 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-pub use cache::{Cache, CachedMessage, ConversationSummary, OutboxEntry};
+pub use cache::{
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry,
+};
 pub use error::ClientError;
 pub use transport::ServerAddr;
 
@@ -127,6 +129,8 @@ pub enum Event {
         user_id: u64,
     },
     ConversationsChanged,
+    /// The cached directory changed.
+    DirectoryChanged,
     /// A sync round finished: the cache holds everything the server had.
     Synced,
 }
@@ -363,6 +367,32 @@ impl Client {
         Ok(())
     }
 
+    /// Sub-departments and people of a department (0: the top level), from the cache.
+    pub fn directory_children(
+        &self,
+        parent: u64,
+    ) -> Result<(Vec<DirectoryDepartment>, Vec<DirectoryPerson>), ClientError> {
+        self.inner.cache().directory_children(parent)
+    }
+
+    pub fn directory_department(&self, id: u64) -> Result<Option<DirectoryDepartment>, ClientError> {
+        self.inner.cache().directory_department(id)
+    }
+
+    pub fn directory_person(&self, account: &str) -> Result<Option<DirectoryPerson>, ClientError> {
+        self.inner.cache().directory_person(account)
+    }
+
+    /// Searches the cached directory: Chinese name, pinyin (zhangsan), initials (zs), account, title, department.
+    pub fn search_directory(&self, query: &str, limit: usize) -> Result<Vec<DirectoryPerson>, ClientError> {
+        self.inner.cache().search_directory(query, limit.clamp(1, 1000))
+    }
+
+    /// (departments, people) in the cached directory.
+    pub fn directory_counts(&self) -> Result<(u64, u64), ClientError> {
+        self.inner.cache().directory_counts()
+    }
+
     /// Member cursors (user, delivered, read) as last known.
     pub fn member_cursors(&self, conversation_id: u64) -> Result<Vec<(u64, u64, u64)>, ClientError> {
         self.inner.cache().member_cursors(conversation_id)
@@ -552,6 +582,18 @@ impl Client {
     pub fn sync_rounds(&self) -> u64 {
         self.inner.sync_rounds.load(Ordering::Relaxed)
     }
+}
+
+/// Changes a password without logging in: the answer to a login refused
+/// with `PASSWORD_CHANGE_REQUIRED` (after an administrator's reset).
+pub async fn change_password(
+    server: &ServerAddr,
+    pinned_fingerprint: Option<&str>,
+    account: &str,
+    old_password: &str,
+    new_password: &str,
+) -> Result<(), ClientError> {
+    session::change_password(server, pinned_fingerprint, account, old_password, new_password).await
 }
 
 /// Options of one outgoing message.

@@ -195,6 +195,45 @@ async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<
     result
 }
 
+pub(crate) async fn change_password(
+    server: &transport::ServerAddr,
+    pinned: Option<&str>,
+    account: &str,
+    old: &str,
+    new: &str,
+) -> Result<(), ClientError> {
+    let connected = transport::connect(server, pinned).await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let conn = Arc::new(Connection::new(tx));
+    let writer = tokio::spawn(write_loop(connected.sink, rx));
+    let mut stream = connected.stream;
+    let reader_conn = conn.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(body)) = stream.next().await {
+            let Ok(env) = decode_envelope(&body) else { break };
+            if let (Some(payload), true) = (env.payload, env.response_to != 0) {
+                if let Some(tx) = reader_conn.pending().remove(&env.response_to) {
+                    let _ = tx.send(payload);
+                }
+            }
+        }
+    });
+    let result = async {
+        let hello = v1::Hello { protocol_version: PROTOCOL_VERSION, client_name: "hutong-client".into() };
+        conn.call(Payload::Hello(hello)).await?;
+        let req = v1::ChangePassword {
+            account: account.to_owned(),
+            old_password: old.to_owned(),
+            new_password: new.to_owned(),
+        };
+        conn.call(Payload::ChangePassword(req)).await.map(drop)
+    }
+    .await;
+    reader.abort();
+    writer.abort();
+    result
+}
+
 async fn write_loop(mut sink: FrameSink, mut rx: mpsc::Receiver<Bytes>) {
     while let Some(frame) = rx.recv().await {
         if sink.feed(frame).await.is_err() {
@@ -363,6 +402,7 @@ async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError>
             break;
         }
     }
+    sync_directory(inner, conn).await?;
     let gaps = inner.cache().gaps()?;
     for (conversation_id, contig, last) in gaps {
         let mut after = contig;
@@ -387,6 +427,29 @@ async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError>
         }
     }
     inner.cursors_dirty.notify_one();
+    Ok(())
+}
+
+/// Brings the cached directory up to the server's version, a page at a time.
+async fn sync_directory(inner: &Inner, conn: &Connection) -> Result<(), ClientError> {
+    let mut changed = false;
+    loop {
+        let (since, epoch) = inner.cache().directory_version()?;
+        let req = v1::DirectorySync { since_version: since, epoch, limit: 1000 };
+        let delta = match conn.call(Payload::DirectorySync(req)).await? {
+            Payload::DirectoryDelta(d) => d,
+            other => {
+                return Err(ClientError::Protocol(format!("expected a directory answer, got {other:?}")))
+            }
+        };
+        changed |= inner.cache().apply_directory(&delta)?;
+        if !delta.more {
+            break;
+        }
+    }
+    if changed {
+        inner.emit(Event::DirectoryChanged);
+    }
     Ok(())
 }
 

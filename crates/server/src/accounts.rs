@@ -109,9 +109,22 @@ pub fn add_user(
     if exists {
         anyhow::bail!("the account {account:?} already exists");
     }
+    let (pinyin, initials) = crate::directory::pinyin_keys(display_name);
+    let version = crate::directory::next_version(conn)?;
     conn.execute(
-        "INSERT INTO users (account, display_name, password_hash, is_admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![account, display_name, hash, is_admin, now_ms()],
+        "INSERT INTO users (account, display_name, password_hash, is_admin, roles, pinyin, initials, dir_version, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            account,
+            display_name,
+            hash,
+            is_admin,
+            if is_admin { "admin" } else { "" },
+            pinyin,
+            initials,
+            version,
+            now_ms()
+        ],
     )?;
     Ok(conn.last_insert_rowid() as u64)
 }
@@ -142,7 +155,11 @@ fn user_id(conn: &Connection, account: &str) -> anyhow::Result<u64> {
 /// connections within a fraction of a second.
 pub fn set_disabled(conn: &Connection, account: &str, disabled: bool) -> anyhow::Result<()> {
     let id = user_id(conn, account)?;
-    conn.execute("UPDATE users SET disabled = ?2 WHERE id = ?1", params![id, disabled])?;
+    let version = crate::directory::next_version(conn)?;
+    conn.execute(
+        "UPDATE users SET disabled = ?2, dir_version = ?3 WHERE id = ?1",
+        params![id, disabled, version],
+    )?;
     if disabled {
         conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
         revoke(conn, id, None, ErrorCode::AccountDisabled)?;

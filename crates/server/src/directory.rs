@@ -709,7 +709,7 @@ pub fn sync(
     let people: Vec<Person> =
         stmt.query_map(params![since, limit + 1], person_from_row)?.collect::<Result<_, _>>()?;
     delta.more = people.len() > limit as usize;
-    let page_top = if delta.more { people[limit as usize - 1].version } else { u64::MAX };
+    let page_top = if delta.more { people[limit as usize - 1].version } else { i64::MAX as u64 };
     for p in people.into_iter().take(limit as usize) {
         delta.version = delta.version.max(p.version);
         let id = p.id;

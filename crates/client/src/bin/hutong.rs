@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         fingerprint: Option<String>,
         /// Read the password from standard input (else HUTONG_PASSWORD, else a prompt).
+        /// When the administrator requires a new password, it is read the same
+        /// way next (or from HUTONG_NEW_PASSWORD).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -101,6 +103,33 @@ enum Command {
     Group(GroupCommand),
     /// Recall one of your messages.
     Recall { target: String, seq: u64 },
+    /// Browse and search the company directory (from the local copy).
+    #[command(subcommand)]
+    Org(OrgCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// List a department's sub-departments and people (the top level without an id).
+    Browse {
+        department: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one person.
+    Show {
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search by name, pinyin (zhangsan), initials (zs), account, title or department.
+    Search {
+        text: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -268,12 +297,36 @@ async fn login(
     for name in ["cache.db", "cache.db-wal", "cache.db-shm"] {
         let _ = std::fs::remove_file(dir.join(name));
     }
-    let mut options = ClientOptions::new(addr.clone(), account, dir.join("cache.db"));
-    options.device = device.to_owned();
-    options.pinned_fingerprint = fingerprint.clone();
-    let client = Client::start(options, Credential::Password(password))?;
-    let outcome = tokio::time::timeout(timeout, client.wait_online()).await;
+    let start = |password: String| -> Result<Client, Failure> {
+        let mut options = ClientOptions::new(addr.clone(), account, dir.join("cache.db"));
+        options.device = device.to_owned();
+        options.pinned_fingerprint = fingerprint.clone();
+        Ok(Client::start(options, Credential::Password(password))?)
+    };
+    let mut client = start(password.clone())?;
+    let mut outcome = tokio::time::timeout(timeout, client.wait_online()).await;
     client.shutdown();
+    if let Ok(Err(e)) = &outcome {
+        if e.remote_code() == Some(hutong_protocol::ErrorCode::PasswordChangeRequired) {
+            eprintln!("The administrator requires a new password for {account}.");
+            let new = match std::env::var("HUTONG_NEW_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    eprint!("New password (at least 8 characters): ");
+                    std::io::stderr().flush()?;
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let pinned = fingerprint.clone().or_else(|| client.fingerprint());
+            hutong_client::change_password(&addr, pinned.as_deref(), account, &password, &new).await?;
+            eprintln!("Password changed.");
+            client = start(new)?;
+            outcome = tokio::time::timeout(timeout, client.wait_online()).await;
+            client.shutdown();
+        }
+    }
     match outcome {
         Err(_) => return Err(fail(4, format!("could not reach {addr} within {} s", timeout.as_secs()))),
         Ok(Err(e)) => return Err(e.into()),
@@ -527,6 +580,7 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             .await;
             Ok(())
         }
+        Command::Org(org) => org_command(client, org),
         Command::Recall { target, seq } => {
             let conversation = resolve_target(client, &target, online).await?;
             client.recall(conversation, seq).await?;
@@ -566,4 +620,73 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             Ok(())
         }
     }
+}
+
+fn org_command(client: &Client, command: OrgCommand) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let person_line = |p: &hutong_client::DirectoryPerson| {
+        let title = if p.title.is_empty() { String::new() } else { format!(" · {}", p.title) };
+        let state = if p.disabled { " (disabled)" } else { "" };
+        format!("  {} ({}){title}{state}", p.display_name, p.account)
+    };
+    match command {
+        OrgCommand::Browse { department, json } => {
+            let id = department.unwrap_or(0);
+            if id != 0 && client.directory_department(id)?.is_none() {
+                return Err(fail(3, format!("no department {id} in your directory")));
+            }
+            let (departments, people) = client.directory_children(id)?;
+            if json {
+                writeln!(out, "{}", serde_json::json!({ "departments": departments, "people": people }))?;
+            } else {
+                if let Some(d) = client.directory_department(id)? {
+                    writeln!(out, "{} (#{})", d.name, d.id)?;
+                }
+                for d in &departments {
+                    writeln!(out, "  [#{}] {}/", d.id, d.name)?;
+                }
+                for p in &people {
+                    writeln!(out, "{}", person_line(p))?;
+                }
+                if departments.is_empty() && people.is_empty() {
+                    writeln!(out, "  (empty)")?;
+                }
+            }
+        }
+        OrgCommand::Show { account, json } => {
+            let p = client
+                .directory_person(&account)?
+                .ok_or_else(|| fail(3, format!("no {account:?} in your directory")))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&p)?)?;
+            } else {
+                let dept = |id: u64| {
+                    client.directory_department(id).ok().flatten().map(|d| d.name).unwrap_or_default()
+                };
+                writeln!(out, "{} ({})", p.display_name, p.account)?;
+                for (label, value) in [
+                    ("title", p.title.clone()),
+                    ("department", dept(p.primary_department_id)),
+                    ("also in", p.department_ids.iter().map(|d| dept(*d)).collect::<Vec<_>>().join(", ")),
+                    ("employee no", p.employee_no.clone()),
+                    ("phone", p.phone.clone()),
+                    ("email", p.email.clone()),
+                ] {
+                    if !value.is_empty() {
+                        writeln!(out, "  {label:<12} {value}")?;
+                    }
+                }
+            }
+        }
+        OrgCommand::Search { text, limit, json } => {
+            for p in client.search_directory(&text, limit)? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&p)?)?;
+                } else {
+                    writeln!(out, "{}", person_line(&p))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,70 @@
+//! `hutong-bench`: a load generator for the Hutong server.
+//!
+//! It starts the release `hutong-server` as a child process on loopback,
+//! speaks the raw protocol to it over plain TCP, and prints a table and JSON
+//! lines. `throughput` measures durable message rate and latency; `idle`
+//! measures server memory per idle authenticated connection. Everything runs
+//! on this machine's loopback and stops by itself: every loop is bounded by a
+//! step length, a drain timeout or a connection count.
+
+mod idle;
+mod procfs;
+mod report;
+mod server;
+mod throughput;
+mod wire;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hutong-bench", version, about = "Load generator for the Hutong server")]
+struct Cli {
+    /// Runtime threads of the load generator. It shares the machine with the
+    /// server, so every thread given to it is taken from the server.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Message rate and latency between pairs of users.
+    Throughput(throughput::ThroughputArgs),
+    /// Server memory per idle, authenticated connection.
+    Idle(idle::IdleArgs),
+    /// One process of the idle test's connections (started by `idle`).
+    #[command(hide = true)]
+    IdleWorker(idle::WorkerArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_)) {
+        // Workers only hold sockets; one thread each keeps them off the server's cores.
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Throughput(args) => throughput::run(args).await,
+            Command::Idle(args) => idle::run(args).await,
+            Command::IdleWorker(args) => idle::worker(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
