@@ -176,3 +176,47 @@ async fn server_admin_subcommands() {
     check(&version, 0);
     assert!(stdout(&version).contains("protocol 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_org_browse_show_and_search() {
+    let server = TestServer::start().await;
+    server.add_users(&["viewer"]);
+    {
+        use hutong_server::directory::{self, DepartmentInput, PersonInput};
+        let db = server.db();
+        let dept = directory::create_department(
+            &db,
+            &DepartmentInput { name: Some("研发部".into()), ..Default::default() },
+        )
+        .unwrap();
+        let input = PersonInput {
+            account: Some("zhangsan".into()),
+            display_name: Some("张三".into()),
+            title: Some("架构师".into()),
+            primary_department_id: Some(Some(dept)),
+            ..Default::default()
+        };
+        directory::create_person(&db, &input, hutong_server::accounts::NO_PASSWORD, true).unwrap();
+    }
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    check(&hutong(h, "v", &["login", "--server", &addr, "--account", "viewer"]).await, 0);
+    let top = hutong(h, "v", &["org", "browse", "--json"]).await;
+    check(&top, 0);
+    let top: serde_json::Value = serde_json::from_str(stdout(&top).trim()).unwrap();
+    assert_eq!(top["departments"][0]["name"], "研发部");
+    let dept = top["departments"][0]["id"].as_u64().unwrap().to_string();
+    let inside = hutong(h, "v", &["org", "browse", &dept]).await;
+    check(&inside, 0);
+    assert!(stdout(&inside).contains("张三 (zhangsan) · 架构师"), "{}", stdout(&inside));
+    for q in ["zs", "zhangsan", "张"] {
+        let found = hutong(h, "v", &["org", "search", q]).await;
+        check(&found, 0);
+        assert!(stdout(&found).contains("zhangsan"), "{q}: {}", stdout(&found));
+    }
+    let show = hutong(h, "v", &["org", "show", "zhangsan"]).await;
+    assert!(stdout(&show).contains("研发部"), "{}", stdout(&show));
+    check(&hutong(h, "v", &["org", "show", "nobody"]).await, 3);
+    server.stop().await;
+}
