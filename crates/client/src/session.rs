@@ -321,6 +321,8 @@ fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> 
             Payload::Typing(t) => {
                 inner.emit(Event::Typing { conversation_id: t.conversation_id, user_id: t.user_id })
             }
+            // The directory changed: the next sync round fetches what this person may see.
+            Payload::DirectoryDelta(_) => conn.sync_wanted.notify_one(),
             Payload::Error(e) => tracing::warn!(error = %e, "the server reported an error"),
             other => tracing::debug!(?other, "ignoring an unexpected push"),
         }

@@ -205,6 +205,13 @@ where
     rx.await.map_err(|_| ApiError::from(ServiceError::Internal("admin write lost".into())))??
 }
 
+/// Tells every online client that the directory changed; each syncs what it may see.
+fn directory_changed(shared: &Shared) {
+    let notice =
+        hutong_protocol::Envelope::new(0, hutong_protocol::Payload::DirectoryDelta(Default::default()));
+    shared.hub.push_all(crate::outbound::Lane::Live, &hutong_protocol::encode_envelope(&notice));
+}
+
 fn record(
     conn: &Connection,
     shared_key: &audit::AuditKey,
@@ -409,6 +416,7 @@ async fn create_department(
         Ok(d)
     })
     .await?;
+    directory_changed(&shared);
     Ok((StatusCode::CREATED, Json(d)))
 }
 
@@ -437,6 +445,7 @@ async fn update_department(
         Ok(after)
     })
     .await?;
+    directory_changed(&shared);
     Ok(Json(d))
 }
 
@@ -453,6 +462,7 @@ async fn delete_department(
         record(conn, &key, &actor, "department.delete", format!("department:{id}"), json!(d))
     })
     .await?;
+    directory_changed(&shared);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -511,6 +521,7 @@ async fn create_person(
         Ok(p)
     })
     .await?;
+    directory_changed(&shared);
     let mut body = json!({ "person": with_online(&shared, person) });
     if generated {
         body["initial_password"] = json!(password);
@@ -562,6 +573,7 @@ async fn update_person(
         Ok(after)
     })
     .await?;
+    directory_changed(&shared);
     Ok(Json(with_online(&shared, p)))
 }
 
@@ -582,6 +594,7 @@ async fn delete_person(
         record(conn, &key, &actor, "person.delete", format!("person:{}", p.account), json!({ "id": id }))
     })
     .await?;
+    directory_changed(&shared);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -676,6 +689,7 @@ async fn import_people(
         Ok(summary)
     })
     .await?;
+    directory_changed(&shared);
     Ok(Json(summary))
 }
 

@@ -303,16 +303,15 @@ pub fn search_messages(
 ) -> Result<(), ServiceError> {
     let mut clauses = vec!["1 = 1".to_owned()];
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut fts: Option<String> = None;
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         if text.chars().count() > 200 {
             return Err(ServiceError::BadRequest("a keyword has at most 200 characters".into()));
         }
         if text.chars().count() >= 3 {
-            // A phrase query: the words in this order, as a substring.
-            clauses.push(
-                "((m.conversation_id << 32) | m.seq) IN (SELECT rowid FROM message_text WHERE message_text MATCH ?)".into(),
-            );
-            args.push(format!("\"{}\"", text.replace('"', "\"\"")).into());
+            // A phrase query: the words in this order, as a substring. The
+            // index drives the query (see `source` below).
+            fts = Some(format!("\"{}\"", text.replace('"', "\"\"")));
         } else {
             clauses.push("m.kind = 0 AND m.text LIKE ? ESCAPE '\\'".into());
             args.push(format!("%{}%", like_escape(text)).into());
@@ -340,10 +339,22 @@ pub fn search_messages(
         clauses.push("m.sent_at < ?".into());
         args.push(to.into());
     }
+    // With a keyword of three or more characters, start from the index's
+    // matches and look each message up by its key; otherwise scan messages.
+    let source = match &fts {
+        Some(_) => {
+            "(SELECT rowid AS r FROM message_text WHERE message_text MATCH ?) f
+             JOIN messages m ON m.conversation_id = (f.r >> 32) AND m.seq = (f.r & 4294967295)"
+        }
+        None => "messages m",
+    };
+    if let Some(phrase) = fts {
+        args.insert(0, phrase.into());
+    }
     let sql = format!(
         "SELECT m.conversation_id, c.kind, c.name, m.seq, m.sender_id, coalesce(u.account, ''), coalesce(u.display_name, ''),
                 m.sent_at, m.kind, m.text, m.recalled
-         FROM messages m JOIN conversations c ON c.id = m.conversation_id LEFT JOIN users u ON u.id = m.sender_id
+         FROM {source} JOIN conversations c ON c.id = m.conversation_id LEFT JOIN users u ON u.id = m.sender_id
          WHERE {} ORDER BY m.sent_at DESC, m.conversation_id, m.seq DESC LIMIT {} OFFSET {}",
         clauses.join(" AND "),
         q.limit.unwrap_or(max).clamp(1, max),

@@ -152,6 +152,15 @@ impl Hub {
         }
     }
 
+    /// Queues `frame` on every live session (rare, small notices such as
+    /// "the directory changed").
+    pub fn push_all(&self, lane: Lane, frame: &Bytes) {
+        let inner = self.lock();
+        for l in inner.sessions.values().flatten() {
+            l.outbound.push(lane, frame.clone());
+        }
+    }
+
     pub fn is_online(&self, user_id: u64) -> bool {
         self.lock().sessions.get(&user_id).is_some_and(|v| !v.is_empty())
     }
