@@ -178,31 +178,25 @@ where
     F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
 {
     let key = shared.audit_key.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
     shared
         .db
         .read(move |conn| {
-            let result = (|| {
-                conn.execute_batch("BEGIN IMMEDIATE")?;
-                match f(conn) {
-                    Ok(v) => {
-                        conn.execute_batch("COMMIT")?;
-                        if let Err(e) = key.write_head(conn) {
-                            tracing::error!(error = %e, "cannot write the audit head file");
-                        }
-                        Ok(Ok(v))
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            match f(conn) {
+                Ok(v) => {
+                    conn.execute_batch("COMMIT")?;
+                    if let Err(e) = key.write_head(conn) {
+                        tracing::error!(error = %e, "cannot write the audit head file");
                     }
-                    Err(e) => {
-                        conn.execute_batch("ROLLBACK")?;
-                        Ok(Err(e))
-                    }
+                    Ok(Ok(v))
                 }
-            })();
-            let _ = tx.send(result.map_err(|e: rusqlite::Error| ServiceError::from(e)));
-            Ok(())
+                Err(e) => {
+                    conn.execute_batch("ROLLBACK")?;
+                    Ok(Err(e))
+                }
+            }
         })
-        .await?;
-    rx.await.map_err(|_| ApiError::from(ServiceError::Internal("admin write lost".into())))??
+        .await?
 }
 
 /// Tells every online client that the directory changed; each syncs what it may see.
