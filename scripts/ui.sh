@@ -21,7 +21,10 @@ deps() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
   fi
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund
+    # `npm install` rather than `npm ci`: it keeps the locked versions, and npm ci
+    # refuses this lock file over a Windows-only optional package of vite's that
+    # npm leaves out of the lock on Linux.
+    npm install --no-audit --no-fund
   fi
 }
 
