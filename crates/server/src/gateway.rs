@@ -21,11 +21,13 @@ use hutong_protocol::v1::{self, Hello};
 use hutong_protocol::{
     decode_envelope, encode_envelope, Envelope, ErrorCode, FrameCodec, FrameError, Payload,
 };
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::codec::Framed;
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -71,10 +73,11 @@ pub async fn accept_tcp(
         tracker.spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_io(shared, socket, peer, shutdown).await,
+                // Boxed: the TLS branch must not size the plain one.
+                None => Box::pin(serve_io(shared, socket, peer, shutdown)).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => serve_io(shared, stream, peer, shutdown).await,
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(socket))).await {
+                        Ok(Ok(stream)) => Box::pin(serve_io(shared, stream, peer, shutdown)).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -88,9 +91,61 @@ async fn serve_io<IO>(shared: Arc<Shared>, io: IO, peer: SocketAddr, shutdown: C
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    // A small first read buffer keeps idle connections cheap; it grows on demand.
-    let (sink, stream) = Framed::with_capacity(io, FrameCodec, 256).split();
+    // Idle connections must stay cheap: a small read buffer that grows on
+    // demand, and a write buffer that exists only while a batch is written.
+    let (read, write) = tokio::io::split(io);
+    let stream = FramedRead::with_capacity(read, FrameCodec, 256);
+    let sink = FrameWriter { io: write, buf: Vec::new() };
     serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), shutdown).await;
+}
+
+/// Writes length-prefixed frames. Unlike a codec's `FramedWrite`, which keeps
+/// an 8 KiB buffer per connection for its whole life, this one gathers a
+/// batch, writes it, and frees the buffer.
+struct FrameWriter<W> {
+    io: W,
+    buf: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> Sink<Bytes> for FrameWriter<W> {
+    type Error = std::io::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, frame: Bytes) -> std::io::Result<()> {
+        if frame.len() > hutong_protocol::MAX_FRAME_LEN {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame over the size limit"));
+        }
+        let this = self.get_mut();
+        this.buf.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        this.buf.extend_from_slice(&frame);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let mut written = 0;
+        while written < this.buf.len() {
+            match Pin::new(&mut this.io).poll_write(cx, &this.buf[written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    this.buf.drain(..written);
+                    return Poll::Pending;
+                }
+            }
+        }
+        this.buf = Vec::new();
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// State shared by the HTTP routes.
@@ -156,7 +211,8 @@ where
     K: Sink<Bytes> + Unpin,
     K::Error: std::fmt::Display,
 {
-    let mut batch = Vec::with_capacity(64);
+    // Grows only under load; an idle connection keeps no batch buffer.
+    let mut batch = Vec::new();
     loop {
         match outbound.next(&mut batch, 64).await {
             Next::Frames => {
@@ -210,6 +266,8 @@ pub async fn serve<S, K>(
     K: Sink<Bytes> + Unpin + Send + 'static,
     K::Error: std::fmt::Display,
 {
+    // The futures of rare or heavy steps (login, routing a request) are boxed
+    // where they are awaited, so this task stays small while a connection idles.
     let config = &shared.config;
     let outbound = Arc::new(Outbound::new(config.outbound_queue_frames));
     let mut writer = tokio::spawn(write_loop(sink, outbound.clone()));
@@ -287,13 +345,13 @@ pub async fn serve<S, K>(
                     continue;
                 }
                 match &session {
-                    Some(s) => match handlers::route(s, id, payload).await {
+                    Some(s) => match Box::pin(handlers::route(s, id, payload)).await {
                         Step::Ready(reply) => deliver(&outbound, id, reply).await,
                         Step::Pending(fut) => in_flight.push(async move { (id, fut.await) }),
                     },
                     None => match payload {
                         Payload::Login(login) => {
-                            let result = shared.auth.login(&shared.db, login, peer.map(|p| p.ip())).await;
+                            let result = Box::pin(shared.auth.login(&shared.db, login, peer.map(|p| p.ip()))).await;
                             match result {
                                 Ok(auth) => {
                                     shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
@@ -320,7 +378,7 @@ pub async fn serve<S, K>(
                             deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce }))))).await
                         }
                         Payload::ChangePassword(c) => {
-                            let result = shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None).await;
+                            let result = Box::pin(shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None)).await;
                             deliver(&outbound, id, result.map(|()| Some((Lane::Control, Payload::Done(v1::Done {}))))).await
                         }
                         _ => {
