@@ -1,5 +1,7 @@
 // The administration API client: one place that knows the URL layout, the
-// bearer token and how errors come back ({code, message, errors?}).
+// bearer token and how errors come back ({code, message, errors?}). The types
+// mirror crates/server/src/admin/openapi.json.
+import { isErrorCode, type ErrorCode } from './errors';
 
 export type Role = 'admin' | 'auditor' | 'agent' | 'staff';
 
@@ -68,6 +70,7 @@ export interface ArchivedMessage {
   conversation_kind: 'direct' | 'group';
   conversation_name: string;
   seq: number;
+  sender_id: number;
   sender_account: string;
   sender_name: string;
   sent_at_ms: number;
@@ -79,6 +82,7 @@ export interface ArchivedMessage {
 export interface AuditEntry {
   id: number;
   at_ms: number;
+  actor_id: number | null;
   actor_account: string;
   action: string;
   target: string;
@@ -102,12 +106,13 @@ export interface ImportSummary {
   departments_created: number;
 }
 
+/** A failed call: the HTTP status (0 when the server was not reached), the server's code and sentence. */
 export class ApiError extends Error {
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly rows: RowError[];
 
-  constructor(status: number, code: string, message: string, rows: RowError[] = []) {
+  constructor(status: number, code: ErrorCode, message: string, rows: RowError[] = []) {
     super(message);
     this.status = status;
     this.code = code;
@@ -115,8 +120,51 @@ export class ApiError extends Error {
   }
 }
 
-function isErrorBody(v: unknown): v is { code: string; message: string; errors?: RowError[] } {
-  return typeof v === 'object' && v !== null && typeof (v as { code?: unknown }).code === 'string';
+interface ErrorBody {
+  code: string;
+  message: string;
+  errors?: RowError[];
+}
+
+function isErrorBody(v: unknown): v is ErrorBody {
+  if (typeof v !== 'object' || v === null) return false;
+  const body = v as { code?: unknown; message?: unknown };
+  return typeof body.code === 'string' && typeof body.message === 'string';
+}
+
+function isRowError(v: unknown): v is RowError {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as { row?: unknown; column?: unknown; reason?: unknown };
+  return typeof r.row === 'number' && typeof r.column === 'string' && typeof r.reason === 'string';
+}
+
+const BY_STATUS: Partial<Record<number, ErrorCode>> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  409: 'CONFLICT',
+  413: 'TOO_LARGE',
+  422: 'IMPORT_INVALID',
+  429: 'RATE_LIMITED',
+};
+
+/** The ApiError for a failed response's status and (possibly missing or malformed) body. */
+export function errorFrom(status: number, body: unknown): ApiError {
+  if (!isErrorBody(body)) {
+    // A plain-text refusal (the server's framework rejecting a malformed query
+    // or path) or a proxy's page: the status still says what kind of failure it is.
+    return new ApiError(status, BY_STATUS[status] ?? 'INTERNAL', '');
+  }
+  const rows = Array.isArray(body.errors) ? body.errors.filter(isRowError) : [];
+  // A code newer than this console is shown with the server's sentence.
+  return new ApiError(status, isErrorCode(body.code) ? body.code : 'UNKNOWN', body.message, rows);
+}
+
+/** The file name of a Content-Disposition header (`filename="x.csv"`), if any. */
+export function filenameOf(disposition: string | null): string | null {
+  const m = disposition ? /filename="?([^";]+)"?/i.exec(disposition) : null;
+  return m?.[1] ?? null;
 }
 
 export type Query = Record<string, string | number | undefined>;
@@ -130,6 +178,8 @@ export function queryString(q: Query): string {
 
 export class Api {
   token: string | null = null;
+  /** Called when a request that carried a token is answered 401: the session ended. */
+  onUnauthenticated: (() => void) | null = null;
   private readonly base: string;
   private readonly fetcher: typeof fetch;
 
@@ -147,18 +197,21 @@ export class Api {
     return (await response.json()) as T;
   }
 
-  /** Downloads a file (export) as a Blob with the bearer token. */
-  async download(path: string): Promise<Blob> {
-    return (await this.send('GET', path)).blob();
+  /** Downloads a file (export) with the bearer token, which a plain link could not send. */
+  async download(path: string): Promise<{ blob: Blob; filename: string | null }> {
+    const response = await this.send('GET', path);
+    return { blob: await response.blob(), filename: filenameOf(response.headers.get('Content-Disposition')) };
   }
 
-  async upload<T>(path: string, body: Blob | ArrayBuffer, contentType: string): Promise<T> {
+  /** Sends a file (a Blob is streamed by the browser, never read into a string here). */
+  async upload<T>(path: string, body: Blob, contentType: string): Promise<T> {
     return (await (await this.send('POST', path, body, contentType)).json()) as T;
   }
 
   private async send(method: string, path: string, body?: BodyInit, contentType?: string): Promise<Response> {
     const headers: Record<string, string> = {};
-    if (this.token) headers['Authorization'] = `Bearer ${this.token}`;
+    const token = this.token;
+    if (token) headers['Authorization'] = `Bearer ${token}`;
     if (body !== undefined && contentType) headers['Content-Type'] = contentType;
     let response: Response;
     try {
@@ -173,10 +226,12 @@ export class Api {
       } catch {
         parsed = null;
       }
-      if (isErrorBody(parsed)) {
-        throw new ApiError(response.status, parsed.code, parsed.message, parsed.errors ?? []);
-      }
-      throw new ApiError(response.status, 'INTERNAL', `HTTP ${response.status}`);
+      const error = errorFrom(response.status, parsed);
+      // The session ended: only UNAUTHENTICATED says so (a wrong current password
+      // when changing it is a 401 BAD_CREDENTIALS), and only for the current token
+      // (a late answer to a request made with an old one does not count).
+      if (error.code === 'UNAUTHENTICATED' && token && token === this.token) this.onUnauthenticated?.();
+      throw error;
     }
     return response;
   }

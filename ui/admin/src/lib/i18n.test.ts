@@ -1,35 +1,41 @@
 import { describe, expect, it } from 'vitest';
 import { defaultLang, errorText, translate } from './i18n';
-import { validatePerson } from './validate';
+import { explain, locale, setLang, t } from './locale.svelte';
+import { ApiError } from './api';
 
 describe('i18n', () => {
   it('translates with parameters in both languages', () => {
-    expect(translate('zh', 'dir.confirmDelete', { name: '研发部' })).toBe('确定删除部门“研发部”？');
-    expect(translate('en', 'dir.confirmDelete', { name: 'R&D' })).toBe('Delete the department “R&D”?');
+    expect(translate('zh', 'dir.confirmDelete', { name: '研发部' })).toBe('确定删除部门“研发部”？此操作不可撤销。');
+    expect(translate('en', 'dir.confirmDelete', { name: 'R&D' })).toBe('Delete the department “R&D”? This cannot be undone.');
+    expect(translate('en', 'people.total', {})).toBe('{n} people');
   });
 
   it('follows the browser language', () => {
     expect(defaultLang(['zh-CN', 'en'])).toBe('zh');
-    expect(defaultLang(['en-US'])).toBe('en');
+    expect(defaultLang(['zh-TW'])).toBe('zh');
+    expect(defaultLang(['en-US', 'zh-CN'])).toBe('en');
+    expect(defaultLang(['de'])).toBe('en');
     expect(defaultLang([])).toBe('zh');
   });
 
-  it('explains error codes, keeping server detail for input errors', () => {
+  it('explains error codes, keeping the server’s detail where it says what to fix', () => {
     expect(errorText('zh', 'FORBIDDEN', 'your role does not allow this')).toBe('您的角色无权执行此操作');
+    expect(errorText('en', 'BAD_CREDENTIALS', 'wrong account or password')).toBe('Wrong account or password');
     expect(errorText('en', 'BAD_REQUEST', 'name is required')).toBe('Invalid input: name is required');
-    expect(errorText('en', 'SOMETHING_NEW', 'as sent')).toBe('as sent');
+    expect(errorText('zh', 'CONFLICT', 'account taken')).toBe('操作冲突：account taken');
+    expect(errorText('en', 'UNKNOWN', 'as sent')).toBe('as sent');
   });
-});
 
-describe('person form checks', () => {
-  it('flags what the server would refuse', () => {
-    expect(validatePerson({ account: 'bad name', display_name: '', email: 'x', password: 'short' }, true)).toEqual({
-      account: 'form.err.account',
-      display_name: 'form.err.name',
-      password: 'form.err.password',
-      email: 'form.err.email',
-    });
-    expect(validatePerson({ account: 'zhang.san', display_name: '张三', email: 'z@a.cn', password: '' }, true)).toEqual({});
-    expect(validatePerson({ display_name: '张三' }, false)).toEqual({});
+  it('switches language for everything that reads it, and remembers the choice', () => {
+    setLang('zh');
+    expect(t('nav.directory')).toBe('组织架构');
+    expect(explain(new ApiError(403, 'FORBIDDEN', 'x'))).toBe('您的角色无权执行此操作');
+    expect(document.documentElement.lang).toBe('zh-CN');
+    setLang('en');
+    expect(locale.lang).toBe('en');
+    expect(t('nav.directory')).toBe('Directory');
+    expect(explain(new ApiError(403, 'FORBIDDEN', 'x'))).toBe('Your role cannot do this');
+    expect(document.documentElement.lang).toBe('en');
+    expect(localStorage.getItem('hutong.admin.lang')).toBe('en');
   });
 });
