@@ -714,6 +714,8 @@ async fn search_messages(
     Query(q): Query<audit::MessageQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Auditor)?;
+    // Messages sent a moment ago may still wait for the keyword index.
+    shared.writer.submit(crate::writer::Command::FlushIndex).await?;
     let (key, actor) = (shared.audit_key.clone(), caller.actor());
     let messages = write(&shared, move |conn| {
         let mut found = Vec::new();
@@ -748,6 +750,8 @@ async fn export_messages(
     Query(q): Query<audit::MessageQuery>,
 ) -> ApiResult<Response> {
     caller.require(Need::Auditor)?;
+    // Messages sent a moment ago may still wait for the keyword index.
+    shared.writer.submit(crate::writer::Command::FlushIndex).await?;
     let csv = match q.format.as_deref() {
         Some("csv") => true,
         Some("jsonl") => false,

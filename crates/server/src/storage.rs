@@ -142,6 +142,15 @@ CREATE VIRTUAL TABLE message_text USING fts5 (text, content = '', contentless_de
 INSERT INTO message_text (rowid, text) SELECT (conversation_id << 32) | seq, text FROM messages WHERE kind = 0;
 CREATE INDEX messages_by_time ON messages (sent_at);
 "#,
+    r#"
+-- Text messages not yet in the keyword index. The writer indexes them when it
+-- has nothing else to do, so indexing never delays an acknowledgement.
+CREATE TABLE message_text_pending (
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.

@@ -87,6 +87,8 @@ pub enum Command {
         delivered: u64,
         read: u64,
     },
+    /// Brings the keyword index up to date (before an audit search).
+    FlushIndex,
     /// Removes messages older than the retention rules allow and records it.
     ApplyRetention {
         now: i64,
@@ -127,13 +129,33 @@ impl Writer {
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
         let handle = std::thread::Builder::new().name("hutong-writer".into()).spawn(move || {
             let mut batch = Vec::with_capacity(batch_max);
-            while let Some(first) = rx.blocking_recv() {
+            loop {
+                // With index work waiting, take commands without blocking and
+                // index a slice whenever none is queued.
+                let first = if state.index_waiting {
+                    match rx.try_recv() {
+                        Ok(cmd) => cmd,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            state.index_step();
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    }
+                } else {
+                    match rx.blocking_recv() {
+                        Some(cmd) => cmd,
+                        None => break,
+                    }
+                };
                 batch.push(first);
                 while batch.len() < batch_max {
                     match rx.try_recv() {
                         Ok(cmd) => batch.push(cmd),
                         Err(_) => break,
                     }
+                }
+                if batch.iter().any(|(c, _)| matches!(c, Command::Send { .. })) {
+                    state.index_waiting = true;
                 }
                 state.apply_batch(&mut batch);
             }
@@ -175,6 +197,9 @@ impl ConvMembers {
 
 struct WriterState {
     conn: Connection,
+    /// Messages may be waiting for the keyword index (true at start: a
+    /// crash may have left some).
+    index_waiting: bool,
     version: u64,
     recall_window_ms: i64,
     members: HashMap<u64, ConvMembers>,
@@ -183,7 +208,7 @@ struct WriterState {
 impl WriterState {
     fn load(conn: Connection, recall_window_ms: i64) -> anyhow::Result<Self> {
         let version = Self::max_version(&conn)?;
-        Ok(WriterState { conn, version, recall_window_ms, members: HashMap::new() })
+        Ok(WriterState { conn, index_waiting: true, version, recall_window_ms, members: HashMap::new() })
     }
 
     fn max_version(conn: &Connection) -> rusqlite::Result<u64> {
@@ -192,6 +217,24 @@ impl WriterState {
             [],
             |r| r.get(0),
         )
+    }
+
+    /// Indexes one slice of waiting messages in its own short transaction.
+    fn index_step(&mut self) {
+        const SLICE: usize = 256;
+        let result = (|| -> rusqlite::Result<usize> {
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = index_pending(&tx, SLICE)?;
+            tx.commit()?;
+            Ok(n)
+        })();
+        match result {
+            Ok(n) => self.index_waiting = n == SLICE,
+            Err(e) => {
+                tracing::error!(error = %e, "indexing messages failed; retrying with the next batch");
+                self.index_waiting = false;
+            }
+        }
     }
 
     fn apply_batch(&mut self, batch: &mut Vec<(Command, Reply)>) {
@@ -376,8 +419,9 @@ fn append(
         return Ok(None);
     }
     if extra.kind == MessageKind::Text as i32 {
-        conn.prepare_cached("INSERT INTO message_text (rowid, text) VALUES ((?1 << 32) | ?2, ?3)")?
-            .execute(params![conversation_id, seq, extra.text])?;
+        // Indexed later, when the writer is idle (see `index_pending`).
+        conn.prepare_cached("INSERT INTO message_text_pending (conversation_id, seq) VALUES (?1, ?2)")?
+            .execute(params![conversation_id, seq])?;
     }
     Ok(Some(Message {
         conversation_id,
@@ -457,6 +501,10 @@ fn apply(
         }
         Command::UpdateCursor { user, conversation_id, delivered, read } => {
             update_cursor(conn, cache, version, *user, *conversation_id, *delivered, *read)
+        }
+        Command::FlushIndex => {
+            index_pending(conn, usize::MAX)?;
+            Ok(Committed::default())
         }
         Command::ApplyRetention { now, key } => {
             let removed = crate::audit::apply_retention(conn, key, *now)?;
@@ -873,4 +921,27 @@ fn update_cursor(
         cursor: Some(v1::Cursor { conversation_id, user_id: user, delivered_seq: delivered, read_seq: read }),
         ..Default::default()
     })
+}
+
+/// Moves up to `limit` waiting text messages into the keyword index; returns how many.
+fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.conversation_id, p.seq, m.text FROM message_text_pending p
+         LEFT JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.seq LIMIT ?1",
+    )?;
+    let rows: Vec<(u64, u64, Option<String>)> = stmt
+        .query_map([limit.min(i64::MAX as usize) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut insert =
+        conn.prepare_cached("INSERT INTO message_text (rowid, text) VALUES ((?1 << 32) | ?2, ?3)")?;
+    let mut done =
+        conn.prepare_cached("DELETE FROM message_text_pending WHERE conversation_id = ?1 AND seq = ?2")?;
+    for (conversation, seq, text) in &rows {
+        // A message removed by retention before it was indexed has no text left.
+        if let Some(text) = text {
+            insert.execute(params![conversation, seq, text])?;
+        }
+        done.execute(params![conversation, seq])?;
+    }
+    Ok(rows.len())
 }
