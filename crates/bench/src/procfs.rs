@@ -145,3 +145,15 @@ pub async fn wait_for_quiet(limit: std::time::Duration, busy_pct: f64, ticks: u6
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let s = sample(0).unwrap();
+        assert!(s.rss_kib > 0);
+        assert!(system_sample(None).busy_ticks > 0);
+    }
+}

@@ -91,3 +91,26 @@ pub fn print_json<T: Serialize>(items: &[T]) {
 pub fn fixed(x: f64, digits: usize) -> String {
     format!("{x:.digits$}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_picks_a_measured_value() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn latency_percentiles_are_in_milliseconds() {
+        let mut h = new_histogram();
+        for us in 1..=1000 {
+            record(&mut h, us);
+        }
+        let l = Latency::of(&h);
+        assert!((l.p50 - 0.5).abs() < 0.01, "{l:?}");
+        assert!((l.max - 1.0).abs() < 0.01, "{l:?}");
+    }
+}

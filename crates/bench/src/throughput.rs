@@ -684,6 +684,10 @@ async fn one_run(args: &ThroughputArgs, run: usize, ticks: u64) -> anyhow::Resul
     Ok(results)
 }
 
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
 /// The median of each figure over the runs of one step.
 fn median_step(runs: &[&StepResult]) -> StepResult {
     let m = |f: &dyn Fn(&StepResult) -> f64| report::median(runs.iter().map(|r| f(r)));
@@ -766,16 +770,8 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<()> {
                     fixed(r.flushes_per_s, 0),
                     fixed(r.disk_write_ms_avg, 2),
                     r.errors.to_string(),
-                    if r.mode == "rate" {
-                        if r.sustained {
-                            "yes"
-                        } else {
-                            "no"
-                        }
-                    } else {
-                        "-"
-                    }
-                    .into(),
+                    if r.mode == "rate" { yes_no(r.sustained) } else { "-".into() },
+                    yes_no(r.disturbed),
                 ]
             })
             .collect()
@@ -820,4 +816,18 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         report::print_json(&medians);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_time_round_trips_through_the_text() {
+        let due = base() + Duration::from_micros(123_456_789);
+        let text = text_for(due, 100);
+        assert_eq!(text.len(), 100);
+        assert_eq!(due_of(&text), Some(due));
+        assert_eq!(due_of("not a time"), None);
+    }
 }

@@ -221,6 +221,7 @@ impl WriterState {
 
     /// Indexes one slice of waiting messages in its own short transaction.
     fn index_step(&mut self) {
+        // Small slices: a command that arrives meanwhile waits at most one slice.
         const SLICE: usize = 256;
         let result = (|| -> rusqlite::Result<usize> {
             let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
