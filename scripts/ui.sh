@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The web front ends (ui/): install their tools, build, and test.
 #   scripts/ui.sh deps    Node.js + npm, Chromium and CJK fonts (Debian packages) when missing,
-#                         then the npm packages (npm ci) when node_modules is missing or stale
+#                         then the npm packages (npm install) when node_modules is missing or stale
 #   scripts/ui.sh build   deps, then build the administration console into ui/dist/admin
 #                         (the server embeds that directory when it is compiled)
 #   scripts/ui.sh test    deps, type checks, component tests, and the browser test against the
@@ -46,7 +46,10 @@ deps() {
   apt_install fonts-noto-cjk
   check_node
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund
+    # `npm install` rather than `npm ci`: it keeps the locked versions, and npm ci
+    # refuses this lock file over a Windows-only optional package of vite's that
+    # npm leaves out of the lock on Linux.
+    npm install --no-audit --no-fund
   fi
 }
 
