@@ -171,17 +171,32 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// How often a condition that no event announces (server-side state) is re-checked.
+const RECHECK: Duration = Duration::from_millis(25);
+
 /// Waits until `check` holds, re-checking whenever `client` reports an event
-/// and at least every 100 ms; panics with `what` at the deadline.
+/// (and every [`RECHECK`] for state the client does not announce); panics
+/// with `what` at the deadline.
 pub async fn until(client: &Client, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let mut events = client.events();
     let deadline = tokio::time::Instant::now() + limit;
+    let mut recheck = tokio::time::interval(RECHECK);
     while !check() {
         tokio::select! {
             _ = events.recv() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = recheck.tick() => {}
             _ = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}"),
         }
+    }
+}
+
+/// Polls `check` every [`RECHECK`] until it holds; panics with `what` at the deadline.
+pub async fn poll_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut recheck = tokio::time::interval(RECHECK);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        recheck.tick().await;
     }
 }
 

@@ -220,9 +220,9 @@ async fn recall_within_window_only() {
             |r| r.get(0),
         )
         .unwrap();
-    while hutong_server::storage::now_ms() - sent_at <= 1000 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The window is wall-clock time on the server: let exactly that much pass.
+    let expires_in = (sent_at + 1001 - hutong_server::storage::now_ms()).max(0) as u64;
+    tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_millis(expires_in)).await;
     assert_eq!(x.recall(conv.id, seq).await.unwrap_err().remote_code(), Some(ErrorCode::RecallWindowPassed));
     server.stop().await;
 }
