@@ -206,16 +206,34 @@ fn directory_changed(shared: &Shared) {
     shared.hub.push_all(crate::outbound::Lane::Live, &hutong_protocol::encode_envelope(&notice));
 }
 
-fn record(
-    conn: &Connection,
-    shared_key: &audit::AuditKey,
-    caller: &Actor,
-    action: &str,
-    target: impl Into<String>,
-    detail: serde_json::Value,
-) -> ApiResult<()> {
-    audit::record(conn, shared_key, caller, action, &target.into(), detail)?;
-    Ok(())
+/// Records actions of one caller in the audit log (inside [`audited`]).
+struct AuditLog {
+    key: audit::AuditKey,
+    actor: Actor,
+}
+
+impl AuditLog {
+    fn record(
+        &self,
+        conn: &Connection,
+        action: &str,
+        target: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> ApiResult<()> {
+        audit::record(conn, &self.key, &self.actor, action, &target.into(), detail)?;
+        Ok(())
+    }
+}
+
+/// [`write`] for an action of `caller`: `f` records it through the given log,
+/// in the same transaction as the action itself.
+async fn audited<T, F>(shared: &Arc<Shared>, caller: &Caller, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection, &AuditLog) -> Result<T, ApiError> + Send + 'static,
+{
+    let log = AuditLog { key: shared.audit_key.clone(), actor: caller.actor() };
+    write(shared, move |conn| f(conn, &log)).await
 }
 
 pub fn router() -> Router<Arc<Shared>> {
@@ -312,18 +330,19 @@ async fn login(
         .read(move |conn| crate::accounts::caller_by_token(conn, &token))
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
-    let key = shared.audit_key.clone();
-    let actor = me.actor();
-    write(&shared, move |conn| record(conn, &key, &actor, "console.login", actor.account.clone(), json!({})))
-        .await?;
-    let mut me = me_json(&me);
-    me["display_name"] = json!(auth.display_name);
-    Ok(Json(json!({ "token": auth.token, "me": me })))
+    let account = me.account.clone();
+    audited(&shared, &me, move |conn, log| log.record(conn, "console.login", account, json!({}))).await?;
+    Ok(Json(json!({ "token": auth.token, "me": me_json(&me, &auth.display_name) })))
 }
 
-fn me_json(c: &Caller) -> serde_json::Value {
-    let display: String = c.account.clone();
-    json!({ "id": c.user_id, "account": c.account, "display_name": display, "roles": c.roles, "must_change_password": c.must_change_password })
+fn me_json(c: &Caller, display_name: &str) -> serde_json::Value {
+    json!({
+        "id": c.user_id,
+        "account": c.account,
+        "display_name": display_name,
+        "roles": c.roles,
+        "must_change_password": c.must_change_password,
+    })
 }
 
 async fn logout(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<StatusCode> {
@@ -335,9 +354,7 @@ async fn logout(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<
 async fn me(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
     let id = caller.user_id;
     let name = shared.db.read(move |conn| Ok(directory::person(conn, id)?.display_name)).await?;
-    let mut v = me_json(&caller);
-    v["display_name"] = json!(name);
-    Ok(Json(v))
+    Ok(Json(me_json(&caller, &name)))
 }
 
 #[derive(serde::Deserialize)]
@@ -363,12 +380,9 @@ async fn change_my_password(
             Some(caller.session_id),
         )
         .await?;
-    let key = shared.audit_key.clone();
-    let actor = caller.actor();
-    write(&shared, move |conn| {
-        record(conn, &key, &actor, "password.change", actor.account.clone(), json!({}))
-    })
-    .await?;
+    let account = caller.account.clone();
+    audited(&shared, &caller, move |conn, log| log.record(conn, "password.change", account, json!({})))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -402,11 +416,10 @@ async fn create_department(
     caller.require(Need::Admin)?;
     let input: DepartmentInput = parse(&body)?;
     check_department_name(&input)?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let d = write(&shared, move |conn| {
+    let d = audited(&shared, &caller, move |conn, log| {
         let id = directory::create_department(conn, &input)?;
         let d = directory::department(conn, id)?;
-        record(conn, &key, &actor, "department.create", format!("department:{id}"), json!(d))?;
+        log.record(conn, "department.create", format!("department:{id}"), json!(d))?;
         Ok(d)
     })
     .await?;
@@ -423,15 +436,12 @@ async fn update_department(
     caller.require(Need::Admin)?;
     let input: DepartmentInput = parse(&body)?;
     check_department_name(&input)?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let d = write(&shared, move |conn| {
+    let d = audited(&shared, &caller, move |conn, log| {
         let before = directory::department(conn, id)?;
         directory::update_department(conn, id, &input)?;
         let after = directory::department(conn, id)?;
-        record(
+        log.record(
             conn,
-            &key,
-            &actor,
             "department.update",
             format!("department:{id}"),
             json!({ "before": before, "after": after }),
@@ -449,11 +459,10 @@ async fn delete_department(
     Path(id): Path<u64>,
 ) -> ApiResult<StatusCode> {
     caller.require(Need::Admin)?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    write(&shared, move |conn| {
+    audited(&shared, &caller, move |conn, log| {
         let d = directory::department(conn, id)?;
         directory::delete_department(conn, id)?;
-        record(conn, &key, &actor, "department.delete", format!("department:{id}"), json!(d))
+        log.record(conn, "department.delete", format!("department:{id}"), json!(d))
     })
     .await?;
     directory_changed(&shared);
@@ -507,11 +516,10 @@ async fn create_person(
         None => (crate::accounts::new_password(), true),
     };
     let hash = shared.auth.hash(password.clone()).await?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let person = write(&shared, move |conn| {
+    let person = audited(&shared, &caller, move |conn, log| {
         let id = directory::create_person(conn, &input, &hash, generated)?;
         let p = directory::person(conn, id)?;
-        record(conn, &key, &actor, "person.create", format!("person:{}", p.account), json!(p))?;
+        log.record(conn, "person.create", format!("person:{}", p.account), json!(p))?;
         Ok(p)
     })
     .await?;
@@ -548,18 +556,15 @@ async fn update_person(
             "you cannot disable yourself or drop your own admin role",
         ));
     }
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let p = write(&shared, move |conn| {
+    let p = audited(&shared, &caller, move |conn, log| {
         let before = directory::person(conn, id)?;
         let disabled_now = directory::update_person(conn, id, &input)?;
         if disabled_now {
             crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::AccountDisabled)?;
         }
         let after = directory::person(conn, id)?;
-        record(
+        log.record(
             conn,
-            &key,
-            &actor,
             "person.update",
             format!("person:{}", after.account),
             json!({ "before": before, "after": after }),
@@ -580,12 +585,11 @@ async fn delete_person(
     if id == caller.user_id {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "you cannot delete yourself"));
     }
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    write(&shared, move |conn| {
+    audited(&shared, &caller, move |conn, log| {
         let p = directory::person(conn, id)?;
         directory::delete_person(conn, id)?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::AccountDisabled)?;
-        record(conn, &key, &actor, "person.delete", format!("person:{}", p.account), json!({ "id": id }))
+        log.record(conn, "person.delete", format!("person:{}", p.account), json!({ "id": id }))
     })
     .await?;
     directory_changed(&shared);
@@ -600,8 +604,7 @@ async fn reset_password(
     caller.require(Need::Admin)?;
     let password = crate::accounts::new_password();
     let hash = shared.auth.hash(password.clone()).await?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    write(&shared, move |conn| {
+    audited(&shared, &caller, move |conn, log| {
         let p = directory::person(conn, id)?;
         if p.status == "deleted" {
             return Err(ServiceError::NotFound("person").into());
@@ -612,7 +615,7 @@ async fn reset_password(
         )
         .map_err(ServiceError::from)?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
-        record(conn, &key, &actor, "person.reset_password", format!("person:{}", p.account), json!({}))
+        log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
     .await?;
     Ok(Json(json!({ "password": password })))
@@ -624,11 +627,10 @@ async fn force_logout(
     Path(id): Path<u64>,
 ) -> ApiResult<StatusCode> {
     caller.require(Need::Admin)?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    write(&shared, move |conn| {
+    audited(&shared, &caller, move |conn, log| {
         let p = directory::person(conn, id)?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
-        record(conn, &key, &actor, "person.logout", format!("person:{}", p.account), json!({}))
+        log.record(conn, "person.logout", format!("person:{}", p.account), json!({}))
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -668,18 +670,10 @@ async fn import_people(
         }
         None => None,
     };
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
     let bytes = body.len();
-    let summary = write(&shared, move |conn| {
+    let summary = audited(&shared, &caller, move |conn, log| {
         let summary = import::import(conn, &body, initial.as_deref())?;
-        record(
-            conn,
-            &key,
-            &actor,
-            "directory.import",
-            "people",
-            json!({ "bytes": bytes, "summary": summary }),
-        )?;
+        log.record(conn, "directory.import", "people", json!({ "bytes": bytes, "summary": summary }))?;
         Ok(summary)
     })
     .await?;
@@ -689,10 +683,9 @@ async fn import_people(
 
 async fn export_people(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<Response> {
     caller.require(Need::Admin)?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let csv = write(&shared, move |conn| {
+    let csv = audited(&shared, &caller, move |conn, log| {
         let csv = import::export(conn)?;
-        record(conn, &key, &actor, "directory.export", "people", json!({ "bytes": csv.len() }))?;
+        log.record(conn, "directory.export", "people", json!({ "bytes": csv.len() }))?;
         Ok(csv)
     })
     .await?;
@@ -716,17 +709,14 @@ async fn search_messages(
     caller.require(Need::Auditor)?;
     // Messages sent a moment ago may still wait for the keyword index.
     shared.writer.submit(crate::writer::Command::FlushIndex).await?;
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let messages = write(&shared, move |conn| {
+    let messages = audited(&shared, &caller, move |conn, log| {
         let mut found = Vec::new();
         audit::search_messages(conn, &q, 1000, |m| {
             found.push(m);
             Ok(())
         })?;
-        record(
+        log.record(
             conn,
-            &key,
-            &actor,
             "audit.search",
             "messages",
             json!({ "query": query_json(&q), "results": found.len() }),
@@ -757,8 +747,7 @@ async fn export_messages(
         Some("jsonl") => false,
         _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "format is jsonl or csv")),
     };
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let body = write(&shared, move |conn| {
+    let body = audited(&shared, &caller, move |conn, log| {
         let mut out = if csv { format!("\u{feff}{}", audit::CSV_HEADER) } else { String::new() };
         let mut count = 0u64;
         audit::search_messages(
@@ -778,10 +767,8 @@ async fn export_messages(
                 Ok(())
             },
         )?;
-        record(
+        log.record(
             conn,
-            &key,
-            &actor,
             "audit.export",
             "messages",
             json!({ "query": query_json(&q), "format": if csv { "csv" } else { "jsonl" }, "results": count }),
@@ -845,14 +832,13 @@ async fn set_retention(
             "keep messages at most 36500 days (0 = forever)",
         ));
     }
-    let (key, actor) = (shared.audit_key.clone(), caller.actor());
-    let saved = write(&shared, move |conn| {
+    let saved = audited(&shared, &caller, move |conn, log| {
         let before = audit::retention(conn)?;
         directory::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
             .map_err(ServiceError::from)?;
         directory::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
             .map_err(ServiceError::from)?;
-        record(conn, &key, &actor, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
+        log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
         Ok(rules)
     })
     .await?;

@@ -2,7 +2,7 @@
 //! connections. All writes to conversation logs go through [`crate::writer`];
 //! this module owns the schema and the read queries.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -180,7 +180,6 @@ pub fn migrate(path: &Path) -> anyhow::Result<usize> {
 /// A few read connections; WAL lets them read while the writer commits.
 #[derive(Clone)]
 pub struct Db {
-    path: PathBuf,
     readers: Arc<Vec<Mutex<Connection>>>,
     next: Arc<AtomicUsize>,
 }
@@ -189,11 +188,7 @@ impl Db {
     pub fn open(path: &Path, readers: usize) -> anyhow::Result<Db> {
         let readers =
             (0..readers.max(1)).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
-        Ok(Db { path: path.to_owned(), readers: Arc::new(readers), next: Arc::new(AtomicUsize::new(0)) })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Db { readers: Arc::new(readers), next: Arc::new(AtomicUsize::new(0)) })
     }
 
     /// Runs `f` on a read connection on the blocking pool.
