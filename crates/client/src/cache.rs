@@ -112,6 +112,25 @@ pub struct CachedMessage {
     pub target_seq: u64,
 }
 
+impl From<&Message> for CachedMessage {
+    fn from(m: &Message) -> Self {
+        CachedMessage {
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            client_msg_id: m.client_msg_id.clone(),
+            sent_at_ms: m.sent_at_ms,
+            kind: kind_name(m.kind),
+            text: if m.recalled { String::new() } else { m.text.clone() },
+            mentions: m.mentions.clone(),
+            reply_to_seq: m.reply_to_seq,
+            recalled: m.recalled,
+            system: m.system.as_ref().map(describe_system),
+            target_seq: m.target_seq,
+        }
+    }
+}
+
 /// A conversation row for lists, with the unread count.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConversationSummary {
@@ -344,7 +363,13 @@ impl Cache {
     }
 
     /// Moves the server's answer to a send from the outbox into the log, in one transaction.
-    pub fn ack(&mut self, entry: &OutboxEntry, ack: &v1::SendAck, me: u64) -> Result<(), ClientError> {
+    /// Returns the message when this stored it (not when a sync got there first).
+    pub fn ack(
+        &mut self,
+        entry: &OutboxEntry,
+        ack: &v1::SendAck,
+        me: u64,
+    ) -> Result<Option<Message>, ClientError> {
         let message = Message {
             conversation_id: ack.conversation_id,
             seq: ack.seq,
@@ -357,11 +382,11 @@ impl Cache {
             reply_to_seq: entry.reply_to_seq,
             ..Default::default()
         };
-        self.insert_messages(std::slice::from_ref(&message))?;
+        let fresh = self.insert_messages(std::slice::from_ref(&message))?.pop();
         self.conn.execute("DELETE FROM outbox WHERE id = ?1", [entry.id])?;
         // What I sent, I have read.
         self.mark_read(ack.conversation_id, ack.seq)?;
-        Ok(())
+        Ok(fresh)
     }
 
     pub fn enqueue(

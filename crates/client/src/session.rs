@@ -348,10 +348,8 @@ fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> 
         }
         fresh
     };
-    for m in fresh {
-        if let Some(cm) = inner.cache().history(m.conversation_id, Some(m.seq + 1), 1)?.pop() {
-            inner.emit(Event::Message(cm));
-        }
+    for m in &fresh {
+        inner.emit(Event::Message(m.into()));
     }
     if need_sync {
         conn.sync_wanted.notify_one();
@@ -420,10 +418,8 @@ async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError>
             };
             let Some(newest) = batch.messages.last().map(|m| m.seq) else { break };
             let fresh = inner.cache().insert_messages(&batch.messages)?;
-            for m in fresh {
-                if let Some(cm) = inner.cache().history(m.conversation_id, Some(m.seq + 1), 1)?.pop() {
-                    inner.emit(Event::Message(cm));
-                }
+            for m in &fresh {
+                inner.emit(Event::Message(m.into()));
             }
             after = newest;
         }
@@ -482,15 +478,14 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
         for (entry, rx) in entries.iter().zip(waiting) {
             match conn.finish(rx).await {
                 Ok(Payload::SendAck(ack)) => {
-                    inner.cache().ack(entry, &ack, me)?;
+                    let stored = inner.cache().ack(entry, &ack, me)?;
                     inner.emit(Event::Acked {
                         client_msg_id: ack.client_msg_id.clone(),
                         conversation_id: ack.conversation_id,
                         seq: ack.seq,
                     });
-                    if let Some(cm) = inner.cache().history(ack.conversation_id, Some(ack.seq + 1), 1)?.pop()
-                    {
-                        inner.emit(Event::Message(cm));
+                    if let Some(m) = stored {
+                        inner.emit(Event::Message((&m).into()));
                     }
                 }
                 Ok(other) => return Err(ClientError::Protocol(format!("expected an ack, got {other:?}"))),
