@@ -119,13 +119,24 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<String, Servic
 
 /// All live departments with member counts, in tree order of siblings.
 pub fn departments(conn: &Connection) -> Result<Vec<Department>, ServiceError> {
+    departments_matching(conn, None)
+}
+
+pub fn department(conn: &Connection, id: u64) -> Result<Department, ServiceError> {
+    departments_matching(conn, Some(id))?.pop().ok_or(ServiceError::NotFound("department"))
+}
+
+/// Live departments (all, or one) with member counts. The two counts use
+/// the indexes on primary and further departments, not a scan of everyone.
+fn departments_matching(conn: &Connection, id: Option<u64>) -> Result<Vec<Department>, ServiceError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, d.parent_id, d.name, d.sort_order, d.hidden,
-            (SELECT count(*) FROM users u WHERE u.deleted = 0 AND (u.primary_department_id = d.id
-                OR EXISTS (SELECT 1 FROM user_departments ud WHERE ud.user_id = u.id AND ud.department_id = d.id)))
-         FROM departments d WHERE d.deleted = 0 ORDER BY d.parent_id, d.sort_order, d.id",
+            (SELECT count(*) FROM users u WHERE u.primary_department_id = d.id AND u.deleted = 0)
+            + (SELECT count(*) FROM user_departments ud JOIN users u ON u.id = ud.user_id
+               WHERE ud.department_id = d.id AND u.deleted = 0 AND u.primary_department_id IS NOT d.id)
+         FROM departments d WHERE d.deleted = 0 AND (?1 IS NULL OR d.id = ?1) ORDER BY d.parent_id, d.sort_order, d.id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map([id], |r| {
         Ok(Department {
             id: r.get(0)?,
             parent_id: r.get(1)?,
@@ -136,10 +147,6 @@ pub fn departments(conn: &Connection) -> Result<Vec<Department>, ServiceError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-pub fn department(conn: &Connection, id: u64) -> Result<Department, ServiceError> {
-    departments(conn)?.into_iter().find(|d| d.id == id).ok_or(ServiceError::NotFound("department"))
 }
 
 fn department_exists(conn: &Connection, id: u64) -> Result<(), ServiceError> {
