@@ -3,7 +3,9 @@
 # Idempotent: installs only what is missing, so it is safe to run every time.
 set -euo pipefail
 
-packages=(build-essential pkg-config ca-certificates curl git)
+packages=(build-essential pkg-config ca-certificates curl git
+  # The desktop app (Tauri 2: WebKitGTK, the tray, notifications over D-Bus).
+  libwebkit2gtk-4.1-dev libssl-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 
-# The server embeds the administration console, so build it first.
+# The server embeds the administration console and the desktop app its UI: build them first.
 ./scripts/ui.sh build
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The end-to-end tests start the real `hutong-server` and `hutong` binaries.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
-# The console: type checks, component tests, and the browser test against the real server.
+# The web UIs: type checks, component tests, and the console's browser test against the real server.
 ./scripts/ui.sh test
+# The desktop app binary end to end under Xvfb (WebDriver), against the real server and CLI.
+./scripts/desktop-e2e.sh

@@ -3,7 +3,8 @@
 #   scripts/ui.sh deps    Node.js + npm, Chromium and CJK fonts (Debian packages) when missing,
 #                         then the npm packages (npm install) when node_modules is missing or stale
 #   scripts/ui.sh build   deps, then build the administration console into ui/dist/admin
-#                         (the server embeds that directory when it is compiled)
+#                         (the server embeds it) and the desktop app's UI into
+#                         ui/dist/desktop (the desktop binary embeds it)
 #   scripts/ui.sh test    deps, type checks, component tests, and the browser test against the
 #                         real server (needs the debug hutong-server and hutong binaries built)
 set -euo pipefail
@@ -58,6 +59,7 @@ case "${1:-}" in
   build)
     deps
     npm run build:admin
+    npm run build:desktop
     ;;
   test)
     deps

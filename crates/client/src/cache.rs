@@ -92,6 +92,12 @@ CREATE TABLE IF NOT EXISTS people (
     initials TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS people_by_department ON people (primary_department_id);
+-- This device's own view of a conversation (never sent to the server).
+CREATE TABLE IF NOT EXISTS conversation_prefs (
+    conversation_id INTEGER PRIMARY KEY,
+    pinned INTEGER NOT NULL DEFAULT 0,
+    muted INTEGER NOT NULL DEFAULT 0
+);
 "#;
 
 /// A message as the UI sees it.
@@ -142,6 +148,10 @@ pub struct ConversationSummary {
     pub active: bool,
     pub members: Vec<u64>,
     pub last_text: Option<String>,
+    pub last_sender_id: u64,
+    pub last_at_ms: i64,
+    pub pinned: bool,
+    pub muted: bool,
 }
 
 /// An outbox entry that has not been acknowledged yet.
@@ -527,8 +537,13 @@ impl Cache {
                 (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.seq > c.read_seq
                     AND m.sender_id != ?1 AND m.kind = 0 AND m.recalled = 0),
                 (SELECT group_concat(user_id) FROM members WHERE conversation_id = c.id),
-                (SELECT text FROM messages m WHERE m.conversation_id = c.id AND m.kind = 0 ORDER BY seq DESC LIMIT 1)
-             FROM conversations c ORDER BY c.last_activity DESC, c.id",
+                l.text, coalesce(l.sender_id, 0), coalesce(l.sent_at, 0),
+                coalesce(p.pinned, 0), coalesce(p.muted, 0)
+             FROM conversations c
+             LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = (SELECT max(seq) FROM messages m
+                WHERE m.conversation_id = c.id AND m.kind = 0)
+             LEFT JOIN conversation_prefs p ON p.conversation_id = c.id
+             ORDER BY coalesce(p.pinned, 0) DESC, c.last_activity DESC, c.id",
         )?;
         let rows = stmt.query_map([me], |r| {
             Ok(ConversationSummary {
@@ -544,6 +559,10 @@ impl Cache {
                 unread: r.get(5)?,
                 members: decode_ids(&r.get::<_, Option<String>>(6)?.unwrap_or_default()),
                 last_text: r.get(7)?,
+                last_sender_id: r.get(8)?,
+                last_at_ms: r.get(9)?,
+                pinned: r.get(10)?,
+                muted: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -578,6 +597,70 @@ impl Cache {
 
     pub fn account_of(&self, id: u64) -> Result<Option<String>, ClientError> {
         Ok(self.conn.query_row("SELECT account FROM users WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    }
+
+    /// The name to show for a user: the directory's display name, else the
+    /// looked-up user's, else the account; `None` if this user is unknown here.
+    pub fn display_name(&self, id: u64) -> Result<Option<String>, ClientError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT coalesce(
+                    (SELECT nullif(display_name, '') FROM people WHERE id = ?1),
+                    (SELECT coalesce(nullif(display_name, ''), account) FROM users WHERE id = ?1))",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn set_pinned(&self, conversation_id: u64, pinned: bool) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO conversation_prefs (conversation_id, pinned) VALUES (?1, ?2)
+             ON CONFLICT (conversation_id) DO UPDATE SET pinned = ?2",
+            params![conversation_id, pinned],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_muted(&self, conversation_id: u64, muted: bool) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO conversation_prefs (conversation_id, muted) VALUES (?1, ?2)
+             ON CONFLICT (conversation_id) DO UPDATE SET muted = ?2",
+            params![conversation_id, muted],
+        )?;
+        Ok(())
+    }
+
+    pub fn is_muted(&self, conversation_id: u64) -> Result<bool, ClientError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT muted FROM conversation_prefs WHERE conversation_id = ?1",
+                [conversation_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Text messages containing `query` (any language, case-insensitive for
+    /// ASCII), newest first. A substring scan: the cache of one person stays
+    /// in the low hundreds of thousands of messages.
+    pub fn search_messages(&self, query: &str, limit: usize) -> Result<Vec<CachedMessage>, ClientError> {
+        let q = query.trim();
+        if q.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE kind = 0 AND recalled = 0 AND text LIKE ?1 ESCAPE '\\'
+             ORDER BY sent_at DESC LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![pattern, limit as i64], message_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -744,6 +827,21 @@ impl Cache {
             .optional()?)
     }
 
+    pub fn directory_person_by_id(&self, id: u64) -> Result<Option<DirectoryPerson>, ClientError> {
+        let sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], person_from_row).optional()?)
+    }
+
+    /// People in a department and all departments below it.
+    pub fn department_member_count(&self, id: u64) -> Result<u64, ClientError> {
+        Ok(self.conn.query_row(
+            "WITH RECURSIVE sub(id) AS (SELECT ?1 UNION SELECT d.id FROM departments d JOIN sub ON d.parent_id = sub.id)
+             SELECT count(*) FROM people WHERE disabled = 0 AND primary_department_id IN (SELECT id FROM sub)",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn directory_person(&self, account: &str) -> Result<Option<DirectoryPerson>, ClientError> {
         let sql = format!("SELECT {PERSON_COLUMNS} FROM people WHERE account = ?1 COLLATE NOCASE");
         Ok(self.conn.query_row(&sql, [account], person_from_row).optional()?)
@@ -865,5 +963,63 @@ mod tests {
         let all = c.all_messages(1).unwrap();
         assert!(all[0].recalled);
         assert_eq!(all[0].text, "");
+    }
+
+    #[test]
+    fn pinned_conversations_lead_and_muting_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        let at = |conv, seq, sent_at_ms| Message { sent_at_ms, ..msg(conv, seq) };
+        c.insert_messages(&[at(1, 1, 1_000), at(2, 1, 2_000)]).unwrap();
+        let order = |c: &Cache| c.conversations().unwrap().iter().map(|x| x.id).collect::<Vec<_>>();
+        assert_eq!(order(&c), vec![2, 1], "the most recent first");
+        c.set_pinned(1, true).unwrap();
+        assert_eq!(order(&c), vec![1, 2], "pinned first");
+        c.set_muted(2, true).unwrap();
+        let list = c.conversations().unwrap();
+        assert!(list[0].pinned && !list[0].muted && list[1].muted && !list[1].pinned);
+        assert_eq!(
+            (list[1].last_sender_id, list[1].last_at_ms, list[1].last_text.as_deref()),
+            (2, 2_000, Some("t1"))
+        );
+        assert!(c.is_muted(2).unwrap() && !c.is_muted(1).unwrap());
+        c.set_pinned(1, false).unwrap();
+        assert_eq!(order(&c), vec![2, 1]);
+    }
+
+    #[test]
+    fn message_search_finds_chinese_and_treats_wildcards_literally() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        let text = |seq, t: &str| Message { text: t.into(), sent_at_ms: seq as i64, ..msg(1, seq) };
+        c.insert_messages(&[
+            text(1, "请把季度报告发给财务部"),
+            text(2, "100% done"),
+            text(3, "1000 done"),
+            text(4, "Report ready"),
+        ])
+        .unwrap();
+        let found = |q: &str| c.search_messages(q, 10).unwrap().iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(found("季度"), vec![1]);
+        assert_eq!(found("100%"), vec![2], "% is not a wildcard");
+        assert_eq!(found("report"), vec![4], "ASCII case does not matter");
+        assert!(found("  ").is_empty());
+    }
+
+    #[test]
+    fn display_names_prefer_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(&dir.path().join("c.db")).unwrap();
+        assert_eq!(c.display_name(7).unwrap(), None);
+        c.remember_users(&[v1::User { id: 7, account: "lina".into(), ..Default::default() }]).unwrap();
+        assert_eq!(c.display_name(7).unwrap().as_deref(), Some("lina"));
+        c.remember_users(&[v1::User {
+            id: 7,
+            account: "lina".into(),
+            display_name: "李娜".into(),
+            ..Default::default()
+        }])
+        .unwrap();
+        assert_eq!(c.display_name(7).unwrap().as_deref(), Some("李娜"));
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod profile;
 mod session;
 pub mod transport;
 
@@ -30,6 +31,7 @@ pub use cache::{
     Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry,
 };
 pub use error::ClientError;
+pub use profile::Profile;
 pub use transport::ServerAddr;
 
 /// How to log in on the next connection.
@@ -391,6 +393,43 @@ impl Client {
     /// (departments, people) in the cached directory.
     pub fn directory_counts(&self) -> Result<(u64, u64), ClientError> {
         self.inner.cache().directory_counts()
+    }
+
+    pub fn directory_person_by_id(&self, user_id: u64) -> Result<Option<DirectoryPerson>, ClientError> {
+        self.inner.cache().directory_person_by_id(user_id)
+    }
+
+    /// People in a department and every department below it.
+    pub fn department_member_count(&self, id: u64) -> Result<u64, ClientError> {
+        self.inner.cache().department_member_count(id)
+    }
+
+    /// The name to show for a user, from the cache (`None` when unknown here).
+    pub fn display_name(&self, user_id: u64) -> Result<Option<String>, ClientError> {
+        self.inner.cache().display_name(user_id)
+    }
+
+    /// Text messages in the cache containing `query`, newest first.
+    pub fn search_messages(&self, query: &str, limit: usize) -> Result<Vec<CachedMessage>, ClientError> {
+        self.inner.cache().search_messages(query, limit.clamp(1, 500))
+    }
+
+    /// Pins a conversation to the top of this device's list.
+    pub fn set_pinned(&self, conversation_id: u64, pinned: bool) -> Result<(), ClientError> {
+        self.inner.cache().set_pinned(conversation_id, pinned)?;
+        self.inner.emit(Event::ConversationsChanged);
+        Ok(())
+    }
+
+    /// Mutes a conversation on this device: no notifications, no unread in the total.
+    pub fn set_muted(&self, conversation_id: u64, muted: bool) -> Result<(), ClientError> {
+        self.inner.cache().set_muted(conversation_id, muted)?;
+        self.inner.emit(Event::ConversationsChanged);
+        Ok(())
+    }
+
+    pub fn is_muted(&self, conversation_id: u64) -> Result<bool, ClientError> {
+        self.inner.cache().is_muted(conversation_id)
     }
 
     /// Member cursors (user, delivered, read) as last known.

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hutong_client::{
-    CachedMessage, Client, ClientError, ClientOptions, Credential, Event, SendOptions, ServerAddr,
+    CachedMessage, Client, ClientError, ClientOptions, Credential, Event, Profile, SendOptions, ServerAddr,
 };
-use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
 #[command(
@@ -150,15 +149,6 @@ enum GroupCommand {
     Rename { group: String, name: String },
 }
 
-#[derive(Serialize, Deserialize)]
-struct Profile {
-    server: String,
-    account: String,
-    device: String,
-    fingerprint: Option<String>,
-    token: String,
-}
-
 struct Failure {
     code: u8,
     message: String,
@@ -224,24 +214,15 @@ fn profile_dir(cli: &Cli) -> PathBuf {
     home.join("profiles").join(&cli.profile)
 }
 
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())
-}
-
 async fn real_main(cli: Cli) -> Result<(), Failure> {
     let dir = profile_dir(&cli);
     let timeout = Duration::from_secs(cli.timeout);
     if let Command::Login { server, account, device, fingerprint, password_stdin } = &cli.command {
         return login(&dir, server, account, device, fingerprint.clone(), *password_stdin, timeout).await;
     }
-    let text = std::fs::read_to_string(dir.join("profile.json")).map_err(|_| {
+    let profile = Profile::load(&dir)?.ok_or_else(|| {
         fail(2, format!("not logged in (profile {:?}); run `hutong login` first", cli.profile))
     })?;
-    let profile: Profile = serde_json::from_str(&text)?;
     let mut options = ClientOptions::new(profile.server.parse()?, &profile.account, dir.join("cache.db"));
     options.device = profile.device.clone();
     options.pinned_fingerprint = profile.fingerprint.clone();
@@ -341,7 +322,7 @@ async fn login(
         fingerprint: fingerprint.or(seen.clone()),
         token,
     };
-    write_private(&dir.join("profile.json"), &serde_json::to_string_pretty(&profile)?)?;
+    profile.save(dir)?;
     if let Some(fp) = seen {
         println!("server certificate fingerprint (SHA-256, now pinned): {fp}");
     }

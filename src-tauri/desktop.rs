@@ -1,0 +1,328 @@
+//! The app around the window: start-up and the remembered session, the tray
+//! with the unread total, native notifications, taskbar attention, a single
+//! instance, the remembered window geometry and start with the system.
+
+use std::collections::BTreeMap;
+
+use hutong_client::{Client, Credential, Profile};
+use serde_json::json;
+use tauri::menu::{Menu, MenuItem};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
+use tauri::{AppHandle, Manager as _, UserAttentionType, WindowEvent, Wry};
+
+use crate::commands;
+use crate::events::emit;
+use crate::state::{lock, AppState};
+use crate::views::{AppError, MessageView, Settings};
+
+const TRAY: &str = "main";
+const BODY_CHARS: usize = 120;
+
+struct TrayItems {
+    show: MenuItem<Wry>,
+    quit: MenuItem<Wry>,
+}
+
+fn labels(chinese: bool) -> (&'static str, &'static str) {
+    if chinese {
+        ("显示 Hutong", "退出")
+    } else {
+        ("Show Hutong", "Quit")
+    }
+}
+
+pub fn run() {
+    let launched_minimized = std::env::args().any(|a| a == "--minimized");
+    tauri::Builder::default()
+        // First: a second start only brings the running window forward.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_main(app)))
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::SIZE
+                        | tauri_plugin_window_state::StateFlags::POSITION
+                        | tauri_plugin_window_state::StateFlags::MAXIMIZED,
+                )
+                .build(),
+        )
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--minimized"]),
+        ))
+        .setup(move |app| {
+            let home = match std::env::var_os("HUTONG_DESKTOP_HOME") {
+                Some(dir) => dir.into(),
+                None => app.path().app_data_dir()?,
+            };
+            std::fs::create_dir_all(&home)?;
+            app.manage(AppState::new(home, launched_minimized));
+            build_tray(app.handle())?;
+            restore_session(app.handle());
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps the app running in the tray, as messengers do.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                if window.label() == "main" {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::session_state,
+            commands::probe_server,
+            commands::sign_in,
+            commands::change_password,
+            commands::sign_out,
+            commands::conversations,
+            commands::history,
+            commands::outbox,
+            commands::read_state,
+            commands::send_text,
+            commands::retry,
+            commands::mark_read,
+            commands::recall,
+            commands::typing,
+            commands::set_pinned,
+            commands::set_muted,
+            commands::set_focus,
+            commands::directory_children,
+            commands::person,
+            commands::search,
+            commands::open_direct,
+            commands::create_group,
+            commands::rename_group,
+            commands::add_members,
+            commands::remove_member,
+            commands::leave_group,
+            commands::settings,
+            commands::save_settings,
+            commands::ui_ready,
+        ])
+        .run(tauri::generate_context!())
+        .unwrap_or_else(|e| {
+            eprintln!("hutong-desktop: {e}");
+            std::process::exit(1);
+        });
+}
+
+/// Signs in again with the remembered token; works offline too (the cache
+/// shows history and the client keeps trying to connect).
+fn restore_session(app: &AppHandle) {
+    let state = app.state::<AppState>();
+    let profile = match Profile::load(&state.home) {
+        Ok(Some(p)) => p,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("the remembered sign-in is unreadable, signing in afresh: {e}");
+            return;
+        }
+    };
+    let token = profile.token.clone();
+    // Client::start spawns onto the async runtime.
+    let started = tauri::async_runtime::block_on(async {
+        commands::start_session(app, &state, &profile, Credential::Token(token))
+    });
+    if let Err(e) = started {
+        tracing::warn!("could not restore the session: {}", e.message);
+    }
+}
+
+fn build_tray(app: &AppHandle) -> tauri::Result<()> {
+    let state = app.state::<AppState>();
+    let (show_label, quit_label) = labels(state.settings().chinese(&state.system_locale));
+    let show = MenuItem::with_id(app, "show", show_label, true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", quit_label, true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&show, &quit])?;
+    let mut tray = TrayIconBuilder::with_id(TRAY)
+        .tooltip("Hutong")
+        .menu(&menu)
+        .show_menu_on_left_click(false)
+        .on_menu_event(|app, event| match event.id.as_ref() {
+            "show" => show_main(app),
+            "quit" => app.exit(0),
+            _ => {}
+        })
+        .on_tray_icon_event(|tray, event| {
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = event
+            {
+                show_main(tray.app_handle());
+            }
+        });
+    if let Some(icon) = app.default_window_icon() {
+        tray = tray.icon(icon.clone());
+    }
+    tray.build(app)?;
+    app.manage(TrayItems { show, quit });
+    Ok(())
+}
+
+pub fn relabel_tray(app: &AppHandle, settings: &Settings, system_locale: &str) {
+    let (show, quit) = labels(settings.chinese(system_locale));
+    if let Some(items) = app.try_state::<TrayItems>() {
+        let _ = items.show.set_text(show);
+        let _ = items.quit.set_text(quit);
+    }
+}
+
+pub fn show_main(app: &AppHandle) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+    }
+}
+
+/// The unread total on the tray and in the window title.
+pub fn set_unread(app: &AppHandle, unread: u64) {
+    let title = if unread == 0 { "Hutong".to_owned() } else { format!("Hutong ({unread})") };
+    if let Some(tray) = app.tray_by_id(TRAY) {
+        let _ = tray.set_tooltip(Some(&title));
+        let _ = tray.set_title((unread > 0).then(|| {
+            if unread > 99 {
+                "99+".to_owned()
+            } else {
+                unread.to_string()
+            }
+        }));
+    }
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.set_title(&title);
+    }
+}
+
+/// Unread messages in conversations that are not muted.
+pub fn refresh_unread(app: &AppHandle, client: &Client) {
+    match client.conversations() {
+        Ok(list) => set_unread(app, list.iter().filter(|c| !c.muted).map(|c| c.unread).sum()),
+        Err(e) => tracing::warn!("counting unread messages: {e}"),
+    }
+}
+
+pub fn set_autostart(app: &AppHandle, enabled: bool) -> Result<(), AppError> {
+    use tauri_plugin_autostart::ManagerExt as _;
+    let launcher = app.autolaunch();
+    let result = if enabled { launcher.enable() } else { launcher.disable() };
+    result.map_err(|e| AppError::new("AUTOSTART", e.to_string()))
+}
+
+/// One notification per conversation with new messages from others, unless
+/// it is muted, notifications are off, or it is on screen in a focused window.
+pub fn notify_messages(app: &AppHandle, client: &Client, messages: &[MessageView]) {
+    let state = app.state::<AppState>();
+    let settings = state.settings();
+    let me = client.user_id();
+    let window = app.get_webview_window("main");
+    let focused = window.as_ref().and_then(|w| w.is_focused().ok()).unwrap_or(false);
+    let visible = window.as_ref().and_then(|w| w.is_visible().ok()).unwrap_or(false);
+    let on_screen = if focused && visible { *lock(&state.focus) } else { None };
+    let mut per_conversation: BTreeMap<u64, Vec<&MessageView>> = BTreeMap::new();
+    for m in messages {
+        if m.sender_id != me && m.kind == "text" && !m.recalled && Some(m.conversation_id) != on_screen {
+            per_conversation.entry(m.conversation_id).or_default().push(m);
+        }
+    }
+    if per_conversation.is_empty() {
+        return;
+    }
+    let conversations = client.conversations().unwrap_or_default();
+    let mut shown = false;
+    for (conversation_id, items) in per_conversation {
+        let Some(summary) = conversations.iter().find(|c| c.id == conversation_id) else { continue };
+        if summary.muted || !settings.notifications {
+            continue;
+        }
+        let last = items[items.len() - 1];
+        let title = if summary.kind == "group" && !summary.name.is_empty() {
+            summary.name.clone()
+        } else {
+            last.sender_name.clone()
+        };
+        let mut body = if summary.kind == "group" {
+            format!("{}: {}", last.sender_name, last.text)
+        } else {
+            last.text.clone()
+        };
+        if body.chars().count() > BODY_CHARS {
+            body = body.chars().take(BODY_CHARS).chain(['…']).collect();
+        }
+        if items.len() > 1 {
+            let chinese = settings.chinese(&state.system_locale);
+            body = if chinese {
+                format!("[{} 条新消息] {body}", items.len())
+            } else {
+                format!("[{} new messages] {body}", items.len())
+            };
+        }
+        show_notification(app.clone(), conversation_id, title, body);
+        shown = true;
+    }
+    if shown {
+        if settings.sound && settings.notifications {
+            emit(app, json!({ "event": "sound" }));
+        }
+        if let Some(w) = window.filter(|_| !focused) {
+            let _ = w.request_user_attention(Some(UserAttentionType::Informational));
+        }
+    }
+}
+
+/// Notification servers may read the body as markup: never let message text
+/// become markup.
+fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn show_notification(app: AppHandle, conversation_id: u64, title: String, body: String) {
+    // Showing blocks on the session bus and waiting for a click blocks until
+    // the notification closes: both happen off the async runtime.
+    std::thread::spawn(move || {
+        let mut n = notify_rust::Notification::new();
+        n.appname("Hutong").summary(&title).body(&escape_markup(&body)).icon("hutong");
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            n.action("default", "Open").hint(notify_rust::Hint::Category("im.received".into()));
+        }
+        match n.show() {
+            #[cfg(all(unix, not(target_os = "macos")))]
+            Ok(handle) => handle.wait_for_action(|action| {
+                if action == "default" {
+                    show_main(&app);
+                    emit(&app, json!({ "event": "openConversation", "conversationId": conversation_id }));
+                }
+            }),
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            Ok(_) => {
+                let _ = (&app, conversation_id);
+            }
+            Err(e) => tracing::warn!("no desktop notification: {e}"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_text_is_never_markup() {
+        assert_eq!(escape_markup("<b>hi</b> & <a href=x>"), "&lt;b&gt;hi&lt;/b&gt; &amp; &lt;a href=x&gt;");
+    }
+
+    #[test]
+    fn settings_follow_the_system_language_unless_chosen() {
+        let mut s = Settings::default();
+        assert!(s.chinese("zh-CN") && s.chinese("zh_TW") && !s.chinese("en-US"));
+        s.locale = "en".into();
+        assert!(!s.chinese("zh-CN"));
+        s.locale = "zh-CN".into();
+        assert!(s.chinese("de-DE"));
+        s.locale = "fr".into();
+        assert!(s.validate().is_err());
+    }
+}

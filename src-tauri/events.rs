@@ -1,0 +1,132 @@
+//! Client events to UI events. Events are taken in batches (everything
+//! already queued, up to a bound), so a burst of a thousand incoming messages
+//! reaches the UI as a few `messages` events rather than a thousand IPC calls;
+//! each batch then decides notifications and the unread total once.
+
+use hutong_client::{Client, Event, Status};
+use serde_json::json;
+use tauri::async_runtime::JoinHandle;
+use tauri::{AppHandle, Emitter as _, Manager as _};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::desktop;
+use crate::state::{lock, AppState};
+use crate::views::{MessageView, Names};
+
+pub const EVENT: &str = "hutong://event";
+const MAX_BATCH: usize = 512;
+
+pub fn status_json(status: &Status) -> serde_json::Value {
+    match status {
+        Status::Connecting => json!({ "state": "connecting" }),
+        Status::Online => json!({ "state": "online" }),
+        Status::Reconnecting { in_ms, reason } => {
+            json!({ "state": "reconnecting", "inMs": in_ms, "reason": reason })
+        }
+        Status::Offline { code, reason } => json!({ "state": "offline", "code": code, "reason": reason }),
+    }
+}
+
+pub fn emit(app: &AppHandle, payload: serde_json::Value) {
+    if let Err(e) = app.emit(EVENT, payload) {
+        tracing::warn!("could not deliver an event to the UI: {e}");
+    }
+}
+
+pub fn spawn_forwarder(app: AppHandle, client: Client) -> JoinHandle<()> {
+    let mut rx = client.events();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let mut batch = Vec::new();
+            match rx.recv().await {
+                Ok(e) => batch.push(e),
+                // Missed events: the UI re-reads from the cache.
+                Err(RecvError::Lagged(_)) => {
+                    emit(&app, json!({ "event": "conversationsChanged" }));
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(TryRecvError::Lagged(_)) => emit(&app, json!({ "event": "conversationsChanged" })),
+                    Err(_) => break,
+                }
+            }
+            forward(&app, &client, batch).await;
+        }
+    })
+}
+
+async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
+    let me = client.user_id();
+    let mut names = Names::new(client);
+    names
+        .prefetch(batch.iter().filter_map(|e| match e {
+            Event::Message(m) => Some(m.sender_id),
+            Event::Typing { user_id, .. } => Some(*user_id),
+            _ => None,
+        }))
+        .await;
+    let mut messages: Vec<MessageView> = Vec::new();
+    let mut unread_changed = false;
+    let (mut conversations_changed, mut directory_changed, mut synced) = (false, false, false);
+    for event in batch {
+        match event {
+            Event::Message(m) => {
+                unread_changed = true;
+                messages.push(names.message(&m));
+            }
+            Event::Status(s) => emit(app, json!({ "event": "status", "status": status_json(&s) })),
+            Event::Acked { client_msg_id, conversation_id, seq } => emit(
+                app,
+                json!({ "event": "acked", "clientMsgId": client_msg_id, "conversationId": conversation_id, "seq": seq }),
+            ),
+            Event::SendFailed { client_msg_id, code, message } => emit(
+                app,
+                json!({ "event": "sendFailed", "clientMsgId": client_msg_id, "code": code, "message": message }),
+            ),
+            Event::Cursor { conversation_id, user_id, read_seq, .. } => {
+                unread_changed |= user_id == me;
+                emit(
+                    app,
+                    json!({ "event": "cursor", "conversationId": conversation_id, "userId": user_id, "readSeq": read_seq }),
+                )
+            }
+            Event::Presence { user_id, status } => {
+                lock(&app.state::<AppState>().presence).insert(user_id, status);
+                emit(app, json!({ "event": "presence", "userId": user_id, "status": status }));
+            }
+            Event::Typing { conversation_id, user_id } if user_id != me => emit(
+                app,
+                json!({ "event": "typing", "conversationId": conversation_id, "userId": user_id, "name": names.get(user_id) }),
+            ),
+            Event::Typing { .. } => {}
+            Event::ConversationsChanged => conversations_changed = true,
+            Event::DirectoryChanged => directory_changed = true,
+            Event::Synced => {
+                synced = true;
+                unread_changed = true;
+            }
+        }
+    }
+    if !messages.is_empty() {
+        for chunk in messages.chunks(MAX_BATCH) {
+            emit(app, json!({ "event": "messages", "messages": chunk }));
+        }
+        desktop::notify_messages(app, client, &messages);
+    }
+    if conversations_changed {
+        emit(app, json!({ "event": "conversationsChanged" }));
+    }
+    if directory_changed {
+        emit(app, json!({ "event": "directoryChanged" }));
+    }
+    if synced {
+        emit(app, json!({ "event": "synced" }));
+    }
+    if unread_changed || conversations_changed {
+        desktop::refresh_unread(app, client);
+    }
+}

@@ -1,0 +1,308 @@
+//! What the UI receives: camelCase views of the client core's types, with
+//! the names people see resolved from the cache. The TypeScript side of this
+//! contract is `ui/desktop/src/lib/types.ts`.
+
+use std::collections::HashMap;
+
+use hutong_client::{CachedMessage, Client, ClientError, ConversationSummary, DirectoryPerson, OutboxEntry};
+use serde::{Deserialize, Serialize};
+
+/// What every failed command answers: a stable code and a sentence.
+#[derive(Debug, Serialize)]
+pub struct AppError {
+    pub code: String,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        AppError { code: code.to_owned(), message: message.into() }
+    }
+}
+
+impl From<ClientError> for AppError {
+    fn from(e: ClientError) -> Self {
+        AppError { code: e.code().to_owned(), message: e.to_string() }
+    }
+}
+
+pub type CmdResult<T> = Result<T, AppError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    pub locale: String,
+    pub theme: String,
+    pub enter_sends: bool,
+    pub notifications: bool,
+    pub sound: bool,
+    pub autostart: bool,
+    pub start_minimized: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            locale: "auto".into(),
+            theme: "system".into(),
+            enter_sends: true,
+            notifications: true,
+            sound: true,
+            autostart: false,
+            start_minimized: false,
+        }
+    }
+}
+
+impl Settings {
+    pub fn validate(&self) -> CmdResult<()> {
+        if !["auto", "zh-CN", "en"].contains(&self.locale.as_str()) {
+            return Err(AppError::new("BAD_REQUEST", format!("unknown language {:?}", self.locale)));
+        }
+        if !["system", "light", "dark"].contains(&self.theme.as_str()) {
+            return Err(AppError::new("BAD_REQUEST", format!("unknown theme {:?}", self.theme)));
+        }
+        Ok(())
+    }
+
+    /// Chinese unless the person chose English or the system speaks something else.
+    pub fn chinese(&self, system_locale: &str) -> bool {
+        match self.locale.as_str() {
+            "zh-CN" => true,
+            "en" => false,
+            _ => system_locale.to_ascii_lowercase().starts_with("zh"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionState {
+    pub signed_in: bool,
+    pub server: Option<String>,
+    pub account: Option<String>,
+    pub user_id: u64,
+    pub display_name: Option<String>,
+    pub status: serde_json::Value,
+    pub system_locale: String,
+    pub settings: Settings,
+    /// The server address to offer on the sign-in screen (`HUTONG_SERVER`,
+    /// set by the run script), else the last one used.
+    pub default_server: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerProbe {
+    pub server: String,
+    pub fingerprint: Option<String>,
+    pub known: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: u64,
+    pub kind: &'static str,
+    pub name: String,
+    pub peer_id: Option<u64>,
+    pub last_seq: u64,
+    pub unread: u64,
+    pub active: bool,
+    pub members: Vec<u64>,
+    pub last_text: Option<String>,
+    pub last_sender_name: Option<String>,
+    pub last_at_ms: Option<i64>,
+    pub pinned: bool,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub conversation_id: u64,
+    pub seq: u64,
+    pub sender_id: u64,
+    pub sender_name: String,
+    pub client_msg_id: String,
+    pub sent_at_ms: i64,
+    pub kind: &'static str,
+    pub text: String,
+    pub mentions: Vec<u64>,
+    pub reply_to_seq: u64,
+    pub recalled: bool,
+    pub system: Option<String>,
+    pub state: &'static str,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchMessage {
+    #[serde(flatten)]
+    pub message: MessageView,
+    pub conversation_name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRead {
+    pub user_id: u64,
+    pub name: String,
+    pub read_seq: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DepartmentView {
+    pub id: u64,
+    pub parent_id: u64,
+    pub name: String,
+    pub member_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonView {
+    pub user_id: u64,
+    pub account: String,
+    pub display_name: String,
+    pub title: String,
+    pub department_id: u64,
+    pub department_name: String,
+    pub phone: String,
+    pub email: String,
+    pub presence: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchResults {
+    pub people: Vec<PersonView>,
+    pub conversations: Vec<ConversationView>,
+    pub messages: Vec<SearchMessage>,
+}
+
+/// Resolves user ids to the names people see, asking the cache once per id.
+pub struct Names<'a> {
+    client: &'a Client,
+    known: HashMap<u64, String>,
+}
+
+impl<'a> Names<'a> {
+    pub fn new(client: &'a Client) -> Self {
+        Names { client, known: HashMap::new() }
+    }
+
+    /// Fetches names the cache does not have from the server (when online).
+    pub async fn prefetch(&mut self, ids: impl IntoIterator<Item = u64>) {
+        let mut missing: Vec<u64> = Vec::new();
+        for id in ids {
+            if id != 0 && !self.known.contains_key(&id) && !missing.contains(&id) {
+                match self.client.display_name(id) {
+                    Ok(Some(name)) => {
+                        self.known.insert(id, name);
+                    }
+                    _ => missing.push(id),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let _ = self.client.names(&missing).await;
+        }
+    }
+
+    pub fn get(&mut self, id: u64) -> String {
+        if let Some(n) = self.known.get(&id) {
+            return n.clone();
+        }
+        let name = self.client.display_name(id).ok().flatten().unwrap_or_else(|| format!("#{id}"));
+        self.known.insert(id, name.clone());
+        name
+    }
+
+    pub fn message(&mut self, m: &CachedMessage) -> MessageView {
+        MessageView {
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            sender_name: if m.sender_id == 0 { String::new() } else { self.get(m.sender_id) },
+            client_msg_id: m.client_msg_id.clone(),
+            sent_at_ms: m.sent_at_ms,
+            kind: m.kind,
+            text: m.text.clone(),
+            mentions: m.mentions.clone(),
+            reply_to_seq: m.reply_to_seq,
+            recalled: m.recalled,
+            system: m.system.clone(),
+            state: "sent",
+            error: None,
+        }
+    }
+
+    pub fn pending(&mut self, e: &OutboxEntry, me: u64, now_ms: i64) -> MessageView {
+        MessageView {
+            conversation_id: e.conversation_id,
+            seq: 0,
+            sender_id: me,
+            sender_name: self.get(me),
+            client_msg_id: e.client_msg_id.clone(),
+            sent_at_ms: now_ms,
+            kind: "text",
+            text: e.text.clone(),
+            mentions: e.mentions.clone(),
+            reply_to_seq: e.reply_to_seq,
+            recalled: false,
+            system: None,
+            state: if e.state == "failed" { "failed" } else { "sending" },
+            error: e.error.clone(),
+        }
+    }
+
+    pub fn conversation(&mut self, c: &ConversationSummary, me: u64) -> ConversationView {
+        let peer_id = (c.kind == "direct")
+            .then(|| c.members.iter().copied().find(|&m| m != me).or(c.members.first().copied()))
+            .flatten();
+        let name = match peer_id {
+            Some(peer) => self.get(peer),
+            None if c.name.is_empty() => format!("#{}", c.id),
+            None => c.name.clone(),
+        };
+        ConversationView {
+            id: c.id,
+            kind: c.kind,
+            name,
+            peer_id,
+            last_seq: c.last_seq,
+            unread: c.unread,
+            active: c.active,
+            members: c.members.clone(),
+            last_text: c.last_text.clone(),
+            last_sender_name: (c.last_sender_id != 0).then(|| self.get(c.last_sender_id)),
+            last_at_ms: (c.last_at_ms != 0).then_some(c.last_at_ms),
+            pinned: c.pinned,
+            muted: c.muted,
+        }
+    }
+
+    pub fn person(&mut self, p: &DirectoryPerson, presence: &'static str) -> PersonView {
+        let department_name = self
+            .client
+            .directory_department(p.primary_department_id)
+            .ok()
+            .flatten()
+            .map(|d| d.name)
+            .unwrap_or_default();
+        PersonView {
+            user_id: p.id,
+            account: p.account.clone(),
+            display_name: if p.display_name.is_empty() { p.account.clone() } else { p.display_name.clone() },
+            title: p.title.clone(),
+            department_id: p.primary_department_id,
+            department_name,
+            phone: p.phone.clone(),
+            email: p.email.clone(),
+            presence,
+        }
+    }
+}

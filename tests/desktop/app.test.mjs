@@ -1,0 +1,192 @@
+// The desktop app end to end: the real app binary (started by tauri-driver
+// under Xvfb, with a session bus and a notification daemon), the real server
+// with TLS, and a colleague on the hutong CLI.
+//
+//  1. First sign-in: the certificate fingerprint is shown and confirmed; the
+//     administrator's reset forces a new password, which the app sets.
+//  2. A message from the CLI arrives (and a notification reaches the daemon);
+//     the reply reaches the CLI; the read state changes when the CLI reads it.
+//  3. Contacts: the org tree expands lazily, the person card opens a chat.
+//  4. Restart with the server stopped: history from the cache and the offline
+//     banner; messages typed offline are delivered exactly once when the
+//     server returns.
+//  5. A changed server certificate is refused with a warning.
+// Screenshots of the main screens go to docs/screenshots/desktop-*.png.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  Admin,
+  App,
+  cli,
+  freePort,
+  startDriver,
+  startServer,
+  stopProcess,
+  until,
+  watchNotifications,
+} from './harness.mjs';
+
+const adminPassword = 'admin-desktop-1';
+const scratch = mkdtempSync(join(tmpdir(), 'hutong-desktop-'));
+const dataDir = join(scratch, 'server');
+const home = join(scratch, 'app');
+const shots = 'docs/screenshots';
+const lina = cli(join(scratch, 'cli'));
+
+let port;
+let server;
+let driver;
+let app;
+let notifications;
+let people = {};
+let newPassword = 'zhangwei-new-pass-1';
+
+before(async () => {
+  port = await freePort();
+  server = await startServer(dataDir, port, adminPassword);
+  const admin = new Admin(server.http);
+  await admin.login(adminPassword);
+  const { departments } = await admin.call('GET', '/departments');
+  const root = departments[0].id;
+  const rd = (await admin.call('POST', '/departments', { name: '研发中心', parent_id: root })).id;
+  const product = (await admin.call('POST', '/departments', { name: '产品部', parent_id: root })).id;
+  for (const [account, display_name, title, dept, phone] of [
+    ['zhangwei', '张伟', '技术总监', rd, '13800010001'],
+    ['lina', '李娜', '产品经理', product, '13800010002'],
+    ['liuyang', '刘洋', '前端工程师', rd, '13800010003'],
+  ]) {
+    const p = await admin.call('POST', '/people', {
+      account,
+      display_name,
+      title,
+      primary_department_id: dept,
+      phone,
+      email: `${account}@hutong.example`,
+      password: `${account}-pass-1`,
+    });
+    people[account] = p.id ?? p.person?.id;
+  }
+  // The administrator resets 张伟's password: the app must make him choose a new one.
+  const reset = await admin.call('POST', `/people/${people.zhangwei}/reset-password`);
+  people.zhangweiOneTime = reset.password;
+  await lina(['login', '--server', `tls://${server.tls}`, '--account', 'lina'], { HUTONG_PASSWORD: 'lina-pass-1' });
+  notifications = watchNotifications();
+  driver = await startDriver({ HUTONG_DESKTOP_HOME: home, HUTONG_LOG: 'warn,hutong=info', LANG: 'zh_CN.UTF-8' });
+});
+
+after(async () => {
+  await app?.quit();
+  await stopProcess(driver?.child);
+  await stopProcess(notifications?.child);
+  await stopProcess(server?.child);
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+test('first sign-in confirms the certificate fingerprint and sets the new password', async () => {
+  app = await App.launch(driver.url);
+  await app.type('#server', `tls://${server.tls}`);
+  await app.type('#account', 'zhangwei');
+  await app.type('#password', people.zhangweiOneTime);
+  await app.screenshot(`${shots}/desktop-sign-in.png`);
+  await app.click('#sign-in');
+  await app.waitFor('#fingerprint');
+  const shown = (await app.text('#fingerprint')).replace(/\s+/g, '');
+  assert.equal(shown.replaceAll(':', ''), server.fingerprint.replaceAll(':', ''));
+  await app.screenshot(`${shots}/desktop-fingerprint.png`);
+  await app.click('#confirm-fingerprint');
+  await app.type('#new-password', newPassword);
+  await app.type('#repeat-password', newPassword);
+  await app.click('#change-password');
+  await app.waitFor('#conversation-list', 30_000);
+  const profile = JSON.parse(readFileSync(join(home, 'profile.json'), 'utf8'));
+  assert.equal(profile.account, 'zhangwei');
+  assert.equal(profile.fingerprint, server.fingerprint);
+  assert.ok(profile.token.length > 10);
+  // The new password works for the CLI too; the one-time one no longer does.
+  const other = cli(join(scratch, 'cli-zhangwei'));
+  await other(['login', '--server', `tls://${server.tls}`, '--account', 'zhangwei'], { HUTONG_PASSWORD: newPassword });
+});
+
+test('a message from the CLI arrives with a notification; the reply and the read state reach the CLI', async () => {
+  await lina(['send', 'zhangwei', '你好，下午三点开会，<b>别迟到</b>']);
+  await app.waitForText('#conversation-list .conversation', '下午三点开会');
+  await until('the notification on the session bus', () =>
+    notifications.seen.some((s) => s.includes('下午三点开会') && s.includes('&lt;b&gt;')),
+  );
+  assert.ok(notifications.seen.includes('李娜'), `notification title: ${notifications.seen.join(' | ')}`);
+  await app.click('#conversation-list .conversation');
+  await app.waitForText('#messages .message .text', '下午三点开会');
+  // Untrusted text is text: the <b> arrives literally, no element is made of it.
+  assert.equal(await app.exec("return document.querySelectorAll('#messages .message .text b').length;"), 0);
+  await app.type('#composer', '收到，准时参加\uE007');
+  await until('the reply at the CLI', async () => (await lina(['history', 'zhangwei', '--json'])).includes('收到，准时参加'));
+  // lina's `history` marked everything read: the app shows it.
+  await until('the read state', async () => {
+    const states = await app.texts('#messages .message .read-state');
+    return states.length > 0 && /已读|Read/.test(states[states.length - 1]) && !/未读|Unread/.test(states[states.length - 1]);
+  });
+  await app.screenshot(`${shots}/desktop-chat.png`);
+});
+
+test('contacts: the org tree expands lazily and the person card opens a chat', async () => {
+  await app.click('[data-nav="contacts"]');
+  await app.waitForText('#contacts .department', '研发中心');
+  await app.exec(
+    "[...document.querySelectorAll('#contacts .department')].find((e) => e.textContent.includes('研发中心')).click();",
+  );
+  await app.waitForText('#contacts .person', '刘洋');
+  await app.exec(
+    "[...document.querySelectorAll('#contacts .person')].find((e) => e.textContent.includes('刘洋')).click();",
+  );
+  await app.waitForText('#person-card', '前端工程师');
+  await app.screenshot(`${shots}/desktop-contacts.png`);
+  await app.click('#send-message');
+  await app.waitFor('#composer');
+  await app.waitForText('#conversation-list .conversation', '刘洋');
+});
+
+test('offline restart shows cached history and a banner; offline messages go out exactly once', async () => {
+  await app.click('[data-nav="chats"]');
+  await app.quit();
+  await stopProcess(server.child);
+  app = await App.launch(driver.url);
+  await app.waitForText('#conversation-list .conversation', '李娜');
+  await until('the offline banner', async () => /重新连接|离线|reconnect|offline/i.test(await app.text('#connection-banner')));
+  await app.exec(
+    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('李娜')).click();",
+  );
+  await app.waitForText('#messages .message .text', '下午三点开会');
+  await app.type('#composer', '离线消息一\uE007');
+  await app.type('#composer', '离线消息二\uE007');
+  await app.waitForText('#messages .message .text', '离线消息二');
+  await app.screenshot(`${shots}/desktop-offline.png`);
+  server = await startServer(dataDir, port, adminPassword);
+  await until('the banner to go', async () => {
+    const shown = await app.exec("const b = document.querySelector('#connection-banner'); return !!b && b.offsetParent !== null;");
+    return !shown;
+  }, 60_000);
+  const texts = await until('both offline messages at the CLI', async () => {
+    const out = await lina(['history', 'zhangwei', '--json']);
+    const texts = out.split('\n').filter(Boolean).map((l) => JSON.parse(l).text);
+    return texts.includes('离线消息一') && texts.includes('离线消息二') ? texts : null;
+  }, 60_000);
+  assert.equal(texts.filter((t) => t === '离线消息一').length, 1);
+  assert.equal(texts.filter((t) => t === '离线消息二').length, 1);
+  assert.ok(texts.indexOf('离线消息一') < texts.indexOf('离线消息二'), 'kept in order');
+});
+
+test('a changed server certificate is refused with a warning', async () => {
+  await app.quit();
+  await stopProcess(server.child);
+  // A new certificate: the server makes one when its files are gone.
+  for (const f of ['tls-cert.der', 'tls-key.der']) rmSync(join(dataDir, f), { force: true });
+  server = await startServer(dataDir, port, adminPassword);
+  if (!server.fingerprint || server.fingerprint === JSON.parse(readFileSync(join(home, 'profile.json'), 'utf8')).fingerprint) {
+    assert.fail(`the server kept its certificate; files in ${dataDir}: ${existsSync(dataDir)}`);
+  }
+  app = await App.launch(driver.url);
+  await until('the certificate warning', async () => /证书|certificate/i.test(await app.text('#connection-banner')), 30_000);
+});

@@ -1,0 +1,164 @@
+// The desktop app's performance figures (docs/PERFORMANCE.md), measured on
+// the real app binary under Xvfb with a cache of 100,000 messages in 500
+// conversations prepared by hutong-bench-desktop-seed (a real server in that
+// process). Run with scripts/bench-desktop.sh, which builds what it needs.
+//
+//  - cold start: process start to the first usable screen (the conversation
+//    list drawn), median of several starts;
+//  - opening the conversation of 10,000 messages: click to its newest message
+//    drawn, median;
+//  - a burst of 1,000 incoming messages in the open conversation: the longest
+//    gap between animation frames while it lands, and the time until the last
+//    one is on screen;
+//  - memory of all the app's processes (the app, WebKit's web and network
+//    processes): RSS and PSS summed.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { App, appBin, startDriver, stopProcess, until } from './harness.mjs';
+
+const target = process.env.CARGO_TARGET_DIR ?? 'target';
+const seedBin = process.env.HUTONG_SEED_BIN ?? join(target, 'release', 'hutong-bench-desktop-seed');
+const starts = Number(process.env.STARTS ?? 7);
+const opens = Number(process.env.OPENS ?? 7);
+const scratch = mkdtempSync(join(tmpdir(), 'hutong-desktop-bench-'));
+const home = join(scratch, 'home');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function lines(stream) {
+  const waiting = [];
+  const seen = [];
+  createInterface({ input: stream }).on('line', (line) => {
+    seen.push(line);
+    for (const w of [...waiting]) {
+      const m = w.re.exec(line);
+      if (m) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  });
+  return (re) =>
+    new Promise((resolve) => {
+      const hit = seen.map((l) => re.exec(l)).find(Boolean);
+      if (hit) resolve(hit);
+      else waiting.push({ re, resolve });
+    });
+}
+
+/** Pids of `root` and every process below it. */
+function tree(root) {
+  const children = new Map();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [];
+  const stack = [root];
+  while (stack.length) {
+    const pid = stack.pop();
+    out.push(pid);
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+function memory(pids) {
+  let rss = 0;
+  let pss = 0;
+  const names = [];
+  for (const pid of pids) {
+    try {
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      rss += Number(/^Rss:\s+(\d+)/m.exec(rollup)[1]);
+      pss += Number(/^Pss:\s+(\d+)/m.exec(rollup)[1]);
+      names.push(readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { rssMb: rss / 1024, pssMb: pss / 1024, names };
+}
+
+const seed = spawn(seedBin, ['--home', home], { stdio: ['pipe', 'pipe', 'inherit'] });
+const seedLine = lines(seed.stdout);
+const [, server, bigId] = await seedLine(/^ready (\S+) (\d+)/);
+console.log(`seeded: server ${server}, big conversation #${bigId}`);
+const env = { ...process.env, HUTONG_DESKTOP_HOME: home, HUTONG_LOG: 'warn' };
+
+// 1. Cold start, the app alone (no WebDriver in between).
+const startTimes = [];
+for (let i = 0; i < starts; i++) {
+  const t0 = performance.now();
+  const child = spawn(appBin, [], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const m = await lines(child.stdout)(/ui ready in (\d+) ms/);
+  startTimes.push(performance.now() - t0);
+  console.log(`start ${i + 1}: ${(performance.now() - t0).toFixed(0)} ms (app's own clock ${m[1]} ms)`);
+  await stopProcess(child);
+}
+
+// 2-4. Through WebDriver.
+const driver = await startDriver(env);
+const app = await App.launch(driver.url);
+await app.waitFor(`#conversation-list .conversation[data-id="${bigId}"]`, 60_000);
+const openTimes = [];
+for (let i = 0; i < opens; i++) {
+  // Open another conversation first, so each measurement is a real switch.
+  await app.exec(`document.querySelector('#conversation-list .conversation:not([data-id="${bigId}"])').click();`);
+  await app.waitFor('#composer');
+  const ms = await app.cmd('POST', '/execute/async', {
+    script: `const done = arguments[arguments.length - 1];
+      const t0 = performance.now();
+      document.querySelector('#conversation-list .conversation[data-id="${bigId}"]').click();
+      const check = () => document.querySelector('#messages .message[data-seq="${10_000}"]')
+        ? requestAnimationFrame(() => done(performance.now() - t0)) : requestAnimationFrame(check);
+      requestAnimationFrame(check);`,
+    args: [],
+  });
+  openTimes.push(ms);
+  console.log(`open #${bigId}: ${ms.toFixed(1)} ms`);
+}
+const domNodes = await app.exec("return document.querySelectorAll('#messages .message').length;");
+
+// The burst: watch frame gaps while 1,000 messages land in the open conversation.
+await app.exec(`window.__gaps = { max: 0, last: performance.now(), frames: 0, on: true };
+  const tick = (t) => { const g = window.__gaps; if (!g.on) return; g.max = Math.max(g.max, t - g.last); g.last = t; g.frames++; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);`);
+const burstStart = performance.now();
+seed.stdin.write('burst 1000\n');
+await seedLine(/^burst-sent 1000/);
+const sentMs = performance.now() - burstStart;
+await until('the last burst message on screen', async () =>
+  (await app.texts('#messages .message .text')).some((t) => t.includes('#999')), 60_000, 20);
+const shownMs = performance.now() - burstStart;
+const gaps = await app.exec('window.__gaps.on = false; return window.__gaps;');
+
+const appPid = tree(driver.child.pid).find((pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('hutong-desktop');
+  } catch {
+    return false;
+  }
+});
+const mem = memory(tree(appPid));
+
+console.log('\n== desktop app ==');
+console.log(`cold start to a usable window: median ${median(startTimes).toFixed(0)} ms (${startTimes.map((t) => t.toFixed(0)).join(', ')})`);
+console.log(`open a 10,000-message conversation: median ${median(openTimes).toFixed(1)} ms (${openTimes.map((t) => t.toFixed(1)).join(', ')}); ${domNodes} message nodes in the DOM`);
+console.log(`burst of 1,000 incoming: server took them in ${sentMs.toFixed(0)} ms, last on screen after ${shownMs.toFixed(0)} ms; longest frame gap ${gaps.max.toFixed(0)} ms over ${gaps.frames} frames`);
+console.log(`memory, all app processes (${mem.names.join(', ')}): RSS ${mem.rssMb.toFixed(0)} MB, PSS ${mem.pssMb.toFixed(0)} MB`);
+
+await app.quit();
+await stopProcess(driver.child);
+seed.stdin.end();
+await stopProcess(seed);
+rmSync(scratch, { recursive: true, force: true });

@@ -1,0 +1,236 @@
+// What the desktop end-to-end tests stand on: the real hutong-server and
+// hutong CLI binaries, the real app binary started by tauri-driver (which
+// drives WebKitWebDriver), and a small W3C WebDriver client over fetch.
+//
+// scripts/desktop-e2e.sh provides the display (Xvfb), the session bus with a
+// notification daemon, and tauri-driver on PATH; the binaries come from
+// ${CARGO_TARGET_DIR:-target}/debug.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+
+const target = process.env.CARGO_TARGET_DIR ?? 'target';
+export const serverBin = process.env.HUTONG_SERVER_BIN ?? join(target, 'debug', 'hutong-server');
+export const cliBin = process.env.HUTONG_CLI_BIN ?? join(target, 'debug', 'hutong');
+export const appBin = process.env.HUTONG_DESKTOP_BIN ?? join(target, 'debug', 'hutong-desktop');
+const run = promisify(execFile);
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
+
+/** Polls `check` until it returns a truthy value (which it returns) or the deadline passes. */
+export async function until(what, check, timeoutMs = 20_000, everyMs = 100) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A free TCP port on loopback (for a server that must come back on the same address). */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts hutong-server with TLS on `tcpPort` and reads the addresses and fingerprint it prints. */
+export async function startServer(dataDir, tcpPort, adminPassword) {
+  for (const bin of [serverBin, cliBin, appBin]) {
+    assert.ok(existsSync(bin), `${bin} is missing: run scripts/desktop-e2e.sh (it builds what it needs)`);
+  }
+  const child = spawn(
+    serverBin,
+    ['--data-dir', dataDir, 'serve', '--tcp-listen', `127.0.0.1:${tcpPort}`, '--http-listen', '127.0.0.1:0'],
+    { env: { ...process.env, HUTONG_ADMIN_PASSWORD: adminPassword, HUTONG_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const lines = createInterface({ input: child.stdout });
+  let fingerprint = null;
+  const [tls, http] = await new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => reject(new Error(`hutong-server exited early (${code ?? signal})`)));
+    lines.on('line', (line) => {
+      const f = /fingerprint \(SHA-256\): (\S+)/.exec(line);
+      if (f) fingerprint = f[1];
+      const m = /^listening tls:\/\/(\S+) ws:\/\/(\S+)\/ws/.exec(line);
+      if (m) resolve([m[1], m[2]]);
+    });
+  });
+  return { child, tls, http, fingerprint };
+}
+
+export async function stopProcess(child, signal = 'SIGTERM') {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** The administration API, to seed the org tree and accounts. */
+export class Admin {
+  constructor(http) {
+    this.http = http;
+  }
+  async login(password) {
+    const r = await fetch(`http://${this.http}/api/admin/v1/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ account: 'admin', password }),
+    });
+    assert.equal(r.status, 200, 'admin login');
+    this.token = (await r.json()).token;
+  }
+  async call(method, path, body) {
+    const r = await fetch(`http://${this.http}/api/admin/v1${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
+    return text ? JSON.parse(text) : undefined;
+  }
+}
+
+/** The hutong CLI with its own home; resolves with stdout. */
+export function cli(home) {
+  return async (args, env = {}) => {
+    const { stdout } = await run(cliBin, ['--timeout', '20', ...args], {
+      env: { ...process.env, HUTONG_HOME: home, ...env },
+      timeout: 60_000,
+    });
+    return stdout;
+  };
+}
+
+/** tauri-driver on a free port, with the environment the app inherits. */
+export async function startDriver(env) {
+  const port = await freePort();
+  const child = spawn('tauri-driver', ['--port', String(port)], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await until('tauri-driver', async () => (await fetch(`${url}/status`)).ok, 30_000);
+  return { child, url };
+}
+
+/** One WebDriver session: one run of the app. */
+export class App {
+  static async launch(driverUrl, args = []) {
+    const r = await fetch(`${driverUrl}/session`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        capabilities: { alwaysMatch: { 'tauri:options': { application: appBin, args } } },
+      }),
+    });
+    const body = await r.json();
+    assert.ok(r.ok, `new session: ${JSON.stringify(body)}`);
+    return new App(driverUrl, body.value.sessionId);
+  }
+
+  constructor(driverUrl, id) {
+    this.base = `${driverUrl}/session/${id}`;
+  }
+
+  async cmd(method, path, body) {
+    const r = await fetch(`${this.base}${path}`, {
+      method,
+      headers: { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await r.json();
+    if (!r.ok) {
+      const err = new Error(`${method} ${path}: ${json.value?.error}: ${json.value?.message}`);
+      err.webdriver = json.value?.error;
+      throw err;
+    }
+    return json.value;
+  }
+
+  /** Runs `script` (a function body) in the page with `args`. */
+  exec(script, ...args) {
+    return this.cmd('POST', '/execute/sync', { script, args });
+  }
+
+  async find(css) {
+    const v = await this.cmd('POST', '/element', { using: 'css selector', value: css });
+    return v[ELEMENT];
+  }
+
+  /** Waits for an element to exist and be displayed; returns its id. */
+  async waitFor(css, timeoutMs = 20_000) {
+    return until(`element ${css}`, async () => {
+      const id = await this.find(css);
+      return (await this.cmd('GET', `/element/${id}/displayed`)) ? id : null;
+    }, timeoutMs);
+  }
+
+  async click(css) {
+    const id = await this.waitFor(css);
+    await this.cmd('POST', `/element/${id}/click`, {});
+  }
+
+  async type(css, text) {
+    const id = await this.waitFor(css);
+    await this.cmd('POST', `/element/${id}/value`, { text });
+  }
+
+  async text(css) {
+    return this.cmd('GET', `/element/${await this.find(css)}/text`);
+  }
+
+  /** Texts of every element matching `css`, in document order. */
+  texts(css) {
+    return this.exec('return [...document.querySelectorAll(arguments[0])].map((e) => e.textContent.trim());', css);
+  }
+
+  /** Waits until some element matching `css` has text containing `needle`. */
+  waitForText(css, needle, timeoutMs = 20_000) {
+    return until(`"${needle}" in ${css}`, async () => (await this.texts(css)).some((t) => t.includes(needle)), timeoutMs);
+  }
+
+  async screenshot(path) {
+    mkdirSync('docs/screenshots', { recursive: true });
+    writeFileSync(path, Buffer.from(await this.cmd('GET', '/screenshot'), 'base64'));
+  }
+
+  /** Ends the session: tauri-driver stops the app. */
+  async quit() {
+    await fetch(this.base, { method: 'DELETE' }).catch(() => {});
+  }
+}
+
+/** Watches the session bus for Notify calls (what reached the notification daemon). */
+export function watchNotifications() {
+  const child = spawn(
+    'dbus-monitor',
+    ['--session', "type='method_call',interface='org.freedesktop.Notifications',member='Notify'"],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const seen = [];
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const m = /^\s*string "(.*)"$/.exec(line);
+    if (m) seen.push(m[1]);
+  });
+  return { child, seen };
+}

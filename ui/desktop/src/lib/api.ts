@@ -1,0 +1,72 @@
+// Typed wrappers over the shell's commands. Components import from here and
+// never call `invoke` directly, so tests can replace this module.
+import { invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type {
+  AppEvent,
+  ConversationView,
+  Department,
+  MemberRead,
+  MessageView,
+  Person,
+  SearchResults,
+  ServerProbe,
+  SessionState,
+  Settings,
+} from './types';
+
+export const api = {
+  sessionState: () => invoke<SessionState>('session_state'),
+  probeServer: (server: string) => invoke<ServerProbe>('probe_server', { server }),
+  signIn: (server: string, account: string, password: string, fingerprint: string | null) =>
+    invoke<SessionState>('sign_in', { server, account, password, fingerprint }),
+  changePassword: (
+    server: string,
+    account: string,
+    oldPassword: string,
+    newPassword: string,
+    fingerprint: string | null,
+  ) => invoke<void>('change_password', { server, account, oldPassword, newPassword, fingerprint }),
+  signOut: () => invoke<void>('sign_out'),
+  conversations: () => invoke<ConversationView[]>('conversations'),
+  /** Oldest first; `beforeSeq` null means the newest page. Pending and failed outbox entries are not included. */
+  history: (conversationId: number, beforeSeq: number | null, limit: number) =>
+    invoke<MessageView[]>('history', { conversationId, beforeSeq, limit }),
+  /** This conversation's messages still in the outbox (sending or failed), oldest first. */
+  outbox: (conversationId: number) => invoke<MessageView[]>('outbox', { conversationId }),
+  readState: (conversationId: number) => invoke<MemberRead[]>('read_state', { conversationId }),
+  sendText: (conversationId: number, text: string, mentions: number[], replyToSeq: number) =>
+    invoke<MessageView>('send_text', { conversationId, text, mentions, replyToSeq }),
+  retry: (clientMsgId: string) => invoke<void>('retry', { clientMsgId }),
+  markRead: (conversationId: number, seq: number) => invoke<void>('mark_read', { conversationId, seq }),
+  recall: (conversationId: number, seq: number) => invoke<void>('recall', { conversationId, seq }),
+  typing: (conversationId: number) => invoke<void>('typing', { conversationId }),
+  setPinned: (conversationId: number, pinned: boolean) =>
+    invoke<void>('set_pinned', { conversationId, pinned }),
+  setMuted: (conversationId: number, muted: boolean) => invoke<void>('set_muted', { conversationId, muted }),
+  /** The conversation on screen (null: none); no notification is shown for it while the window has focus. */
+  setFocus: (conversationId: number | null) => invoke<void>('set_focus', { conversationId }),
+  directoryChildren: (parentId: number) =>
+    invoke<{ departments: Department[]; people: Person[] }>('directory_children', { parentId }),
+  person: (userId: number) => invoke<Person | null>('person', { userId }),
+  /** People, conversations and message text in the local cache (Chinese and pinyin too). */
+  search: (query: string) => invoke<SearchResults>('search', { query }),
+  /** Opens (or creates) the direct chat with a person; returns its conversation id. */
+  openDirect: (userId: number) => invoke<number>('open_direct', { userId }),
+  createGroup: (name: string, memberIds: number[]) => invoke<number>('create_group', { name, memberIds }),
+  renameGroup: (conversationId: number, name: string) =>
+    invoke<void>('rename_group', { conversationId, name }),
+  addMembers: (conversationId: number, userIds: number[]) =>
+    invoke<void>('add_members', { conversationId, userIds }),
+  removeMember: (conversationId: number, userId: number) =>
+    invoke<void>('remove_member', { conversationId, userId }),
+  leaveGroup: (conversationId: number) => invoke<void>('leave_group', { conversationId }),
+  settings: () => invoke<Settings>('settings'),
+  saveSettings: (settings: Settings) => invoke<Settings>('save_settings', { settings }),
+  /** Called once the first screen is drawn (the shell records start-up time). */
+  uiReady: () => invoke<void>('ui_ready'),
+  onEvent: (handler: (e: AppEvent) => void): Promise<UnlistenFn> =>
+    listen<AppEvent>('hutong://event', (e) => handler(e.payload)),
+};
+
+export type Api = typeof api;

@@ -1,0 +1,143 @@
+// The contract between the desktop UI and its Rust shell (src-tauri/). Every
+// command is a thin call into the client core; every name here is camelCase on
+// the wire. Errors from any command arrive as `AppError`.
+
+/** What every failed command rejects with. `code` is stable (see ClientError::code). */
+export interface AppError {
+  code: string;
+  message: string;
+}
+
+/** The connection as the banner shows it. */
+export type Status =
+  | { state: 'connecting' }
+  | { state: 'online' }
+  | { state: 'reconnecting'; inMs: number; reason: string }
+  | { state: 'offline'; code: string; reason: string };
+
+export type Locale = 'zh-CN' | 'en';
+
+export interface Settings {
+  /** 'auto' follows the system locale. */
+  locale: 'auto' | Locale;
+  theme: 'system' | 'light' | 'dark';
+  /** true: Enter sends and Shift+Enter breaks the line; false: Ctrl/Cmd+Enter sends. */
+  enterSends: boolean;
+  notifications: boolean;
+  sound: boolean;
+  autostart: boolean;
+  startMinimized: boolean;
+}
+
+export interface SessionState {
+  signedIn: boolean;
+  server: string | null;
+  account: string | null;
+  userId: number;
+  displayName: string | null;
+  status: Status;
+  /** The system locale as the OS reports it (e.g. "zh-CN", "en-US"). */
+  systemLocale: string;
+  settings: Settings;
+  /** The server address to prefill on the sign-in screen, if any. */
+  defaultServer: string | null;
+}
+
+/** Answer of probe_server: what the server presented on first contact. */
+export interface ServerProbe {
+  /** The address, normalised (tls://host:port). */
+  server: string;
+  /** SHA-256 fingerprint of the server certificate; null for plain tcp:// or ws://. */
+  fingerprint: string | null;
+  /** The fingerprint remembered from an earlier sign-in to this server, if any. */
+  known: string | null;
+}
+
+export interface ConversationView {
+  id: number;
+  kind: 'direct' | 'group';
+  /** Display name: the group's name, or the other person's name in a direct chat. */
+  name: string;
+  /** For direct chats: the other person's user id (for the avatar and presence). */
+  peerId: number | null;
+  lastSeq: number;
+  unread: number;
+  active: boolean;
+  members: number[];
+  lastText: string | null;
+  lastSenderName: string | null;
+  lastAtMs: number | null;
+  pinned: boolean;
+  muted: boolean;
+}
+
+export type MessageState = 'sending' | 'sent' | 'failed';
+
+export interface MessageView {
+  conversationId: number;
+  /** 0 while it is still in the outbox. */
+  seq: number;
+  senderId: number;
+  senderName: string;
+  clientMsgId: string;
+  sentAtMs: number;
+  kind: 'text' | 'system' | 'recall' | 'unknown';
+  text: string;
+  mentions: number[];
+  replyToSeq: number;
+  recalled: boolean;
+  /** For system entries: the sentence describing the event. */
+  system: string | null;
+  state: MessageState;
+  /** Why it failed (state 'failed'). */
+  error: string | null;
+}
+
+export interface MemberRead {
+  userId: number;
+  name: string;
+  readSeq: number;
+}
+
+export interface Department {
+  id: number;
+  parentId: number;
+  name: string;
+  /** People in this department and below. */
+  memberCount: number;
+}
+
+export interface Person {
+  userId: number;
+  account: string;
+  displayName: string;
+  title: string;
+  departmentId: number;
+  departmentName: string;
+  phone: string;
+  email: string;
+  presence: 'online' | 'away' | 'offline' | 'unknown';
+}
+
+export interface SearchResults {
+  people: Person[];
+  conversations: ConversationView[];
+  messages: Array<MessageView & { conversationName: string }>;
+}
+
+/** Payload of the `hutong://event` event. */
+export type AppEvent =
+  | { event: 'status'; status: Status }
+  | { event: 'messages'; messages: MessageView[] }
+  | { event: 'acked'; clientMsgId: string; conversationId: number; seq: number }
+  | { event: 'sendFailed'; clientMsgId: string; code: string; message: string }
+  | { event: 'cursor'; conversationId: number; userId: number; readSeq: number }
+  | { event: 'presence'; userId: number; status: Person['presence'] }
+  | { event: 'typing'; conversationId: number; userId: number; name: string }
+  | { event: 'conversationsChanged' }
+  | { event: 'directoryChanged' }
+  | { event: 'synced' }
+  /** A notification was shown and sound is on: play assets/message.wav. */
+  | { event: 'sound' }
+  /** A notification was clicked, or the tray asked for a conversation. */
+  | { event: 'openConversation'; conversationId: number };
