@@ -424,19 +424,17 @@ pub fn save_settings(app: AppHandle, state: State<'_, AppState>, settings: Setti
     Ok(settings)
 }
 
-/// The first screen is drawn: show the window (unless starting minimised)
-/// and report the start-up time once.
+/// The first screen is drawn: report the start-up time once.
 #[tauri::command]
-pub fn ui_ready(app: AppHandle, state: State<'_, AppState>) {
+pub fn ui_ready(state: State<'_, AppState>) {
     let mut ready = lock(&state.ready);
     if *ready {
         return;
     }
     *ready = true;
     let elapsed = state.started.elapsed();
-    // A plain line on stdout: the start-up benchmark reads it.
-    println!("hutong-desktop: ui ready in {} ms", elapsed.as_millis());
-    if !(state.launched_minimized || state.settings().start_minimized) {
-        desktop::show_main(&app);
-    }
+    // A plain line on stdout for the start-up benchmark. Stdout may be closed
+    // (a launcher's, a WebDriver's), which `println!` would turn into a panic.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "hutong-desktop: ui ready in {} ms", elapsed.as_millis());
 }

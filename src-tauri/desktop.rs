@@ -55,7 +55,14 @@ pub fn run() {
                 None => app.path().app_data_dir()?,
             };
             std::fs::create_dir_all(&home)?;
-            app.manage(AppState::new(home, launched_minimized));
+            let state = AppState::new(home);
+            if launched_minimized || state.settings().start_minimized {
+                // Straight to the tray (started with the system, or asked to).
+                if let Some(window) = app.get_webview_window("main") {
+                    window.hide()?;
+                }
+            }
+            app.manage(state);
             build_tray(app.handle())?;
             restore_session(app.handle());
             Ok(())

@@ -27,8 +27,6 @@ pub struct AppState {
     pub home: PathBuf,
     pub started: Instant,
     pub system_locale: String,
-    /// Started with `--minimized` (by the system at log-in).
-    pub launched_minimized: bool,
     pub session: Mutex<Option<Session>>,
     pub settings: Mutex<Settings>,
     /// The conversation on screen; no notifications for it while focused.
@@ -43,13 +41,12 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub fn new(home: PathBuf, launched_minimized: bool) -> Self {
+    pub fn new(home: PathBuf) -> Self {
         let settings = read_json(&home.join("settings.json")).unwrap_or_default();
         AppState {
             system_locale: sys_locale::get_locale().unwrap_or_else(|| "en-US".into()),
             home,
             started: Instant::now(),
-            launched_minimized,
             session: Mutex::new(None),
             settings: Mutex::new(settings),
             focus: Mutex::new(None),

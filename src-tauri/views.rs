@@ -132,6 +132,8 @@ pub struct MessageView {
     pub reply_to_seq: u64,
     pub recalled: bool,
     pub system: Option<String>,
+    /// For a recall entry: the seq of the message it recalls.
+    pub target_seq: u64,
     pub state: &'static str,
     pub error: Option<String>,
 }
@@ -235,6 +237,7 @@ impl<'a> Names<'a> {
             reply_to_seq: m.reply_to_seq,
             recalled: m.recalled,
             system: m.system.clone(),
+            target_seq: m.target_seq,
             state: "sent",
             error: None,
         }
@@ -254,6 +257,7 @@ impl<'a> Names<'a> {
             reply_to_seq: e.reply_to_seq,
             recalled: false,
             system: None,
+            target_seq: 0,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
         }

@@ -49,8 +49,7 @@ before(async () => {
   server = await startServer(dataDir, port, adminPassword);
   const admin = new Admin(server.http);
   await admin.login(adminPassword);
-  const { departments } = await admin.call('GET', '/departments');
-  const root = departments[0].id;
+  const root = (await admin.call('POST', '/departments', { name: '胡同科技' })).id;
   const rd = (await admin.call('POST', '/departments', { name: '研发中心', parent_id: root })).id;
   const product = (await admin.call('POST', '/departments', { name: '产品部', parent_id: root })).id;
   for (const [account, display_name, title, dept, phone] of [
@@ -75,7 +74,7 @@ before(async () => {
   await lina(['login', '--server', `tls://${server.tls}`, '--account', 'lina'], { HUTONG_PASSWORD: 'lina-pass-1' });
   notifications = watchNotifications();
   driver = await startDriver({ HUTONG_DESKTOP_HOME: home, HUTONG_LOG: 'warn,hutong=info', LANG: 'zh_CN.UTF-8' });
-});
+}, { timeout: 120_000 });
 
 after(async () => {
   await app?.quit();
@@ -83,9 +82,9 @@ after(async () => {
   await stopProcess(notifications?.child);
   await stopProcess(server?.child);
   rmSync(scratch, { recursive: true, force: true });
-});
+}, { timeout: 60_000 });
 
-test('first sign-in confirms the certificate fingerprint and sets the new password', async () => {
+test('first sign-in confirms the certificate fingerprint and sets the new password', { timeout: 180_000 }, async () => {
   app = await App.launch(driver.url);
   await app.type('#server', `tls://${server.tls}`);
   await app.type('#account', 'zhangwei');
@@ -110,7 +109,7 @@ test('first sign-in confirms the certificate fingerprint and sets the new passwo
   await other(['login', '--server', `tls://${server.tls}`, '--account', 'zhangwei'], { HUTONG_PASSWORD: newPassword });
 });
 
-test('a message from the CLI arrives with a notification; the reply and the read state reach the CLI', async () => {
+test('a message from the CLI arrives with a notification; the reply and the read state reach the CLI', { timeout: 180_000 }, async () => {
   await lina(['send', 'zhangwei', '你好，下午三点开会，<b>别迟到</b>']);
   await app.waitForText('#conversation-list .conversation', '下午三点开会');
   await until('the notification on the session bus', () =>
@@ -131,11 +130,13 @@ test('a message from the CLI arrives with a notification; the reply and the read
   await app.screenshot(`${shots}/desktop-chat.png`);
 });
 
-test('contacts: the org tree expands lazily and the person card opens a chat', async () => {
-  await app.click('[data-nav="contacts"]');
-  await app.waitForText('#contacts .department', '研发中心');
+test('contacts: the org tree expands lazily and the person card opens a chat', { timeout: 180_000 }, async () => {
+  await app.click('#nav-contacts');
+  // The company root opens by itself (it is the only top department); 研发中心 loads on click.
+  await app.waitForText('#contacts .dept-name', '研发中心');
+  assert.ok(!(await app.texts('#contacts .person')).some((t) => t.includes('刘洋')), 'people load only when their department opens');
   await app.exec(
-    "[...document.querySelectorAll('#contacts .department')].find((e) => e.textContent.includes('研发中心')).click();",
+    "[...document.querySelectorAll('#contacts .dept-row')].find((e) => e.querySelector('.dept-name').textContent === '研发中心').click();",
   );
   await app.waitForText('#contacts .person', '刘洋');
   await app.exec(
@@ -148,8 +149,8 @@ test('contacts: the org tree expands lazily and the person card opens a chat', a
   await app.waitForText('#conversation-list .conversation', '刘洋');
 });
 
-test('offline restart shows cached history and a banner; offline messages go out exactly once', async () => {
-  await app.click('[data-nav="chats"]');
+test('offline restart shows cached history and a banner; offline messages go out exactly once', { timeout: 180_000 }, async () => {
+  await app.click('#nav-chats');
   await app.quit();
   await stopProcess(server.child);
   app = await App.launch(driver.url);
@@ -178,7 +179,7 @@ test('offline restart shows cached history and a banner; offline messages go out
   assert.ok(texts.indexOf('离线消息一') < texts.indexOf('离线消息二'), 'kept in order');
 });
 
-test('a changed server certificate is refused with a warning', async () => {
+test('a changed server certificate is refused with a warning', { timeout: 180_000 }, async () => {
   await app.quit();
   await stopProcess(server.child);
   // A new certificate: the server makes one when its files are gone.
@@ -188,5 +189,11 @@ test('a changed server certificate is refused with a warning', async () => {
     assert.fail(`the server kept its certificate; files in ${dataDir}: ${existsSync(dataDir)}`);
   }
   app = await App.launch(driver.url);
-  await until('the certificate warning', async () => /证书|certificate/i.test(await app.text('#connection-banner')), 30_000);
+  await app.waitFor('#connection-banner');
+  await until('the certificate warning', async () => /证书|certificate/i.test(await app.text('#connection-banner')), 30_000).catch(async (e) => {
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('import', ['-window', 'root', '/tmp/desktop-certificate-failure.png']);
+    throw new Error(`${e.message}; the banner says: ${await app.text('#connection-banner')}`);
+  });
+  await app.screenshot(`${shots}/desktop-certificate-changed.png`);
 });

@@ -124,7 +124,8 @@ export function cli(home) {
 /** tauri-driver on a free port, with the environment the app inherits. */
 export async function startDriver(env) {
   const port = await freePort();
-  const child = spawn('tauri-driver', ['--port', String(port)], {
+  const nativePort = await freePort();
+  const child = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -138,6 +139,7 @@ export class App {
   static async launch(driverUrl, args = []) {
     const r = await fetch(`${driverUrl}/session`, {
       method: 'POST',
+      signal: AbortSignal.timeout(60_000),
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({
         capabilities: { alwaysMatch: { 'tauri:options': { application: appBin, args } } },
@@ -157,6 +159,9 @@ export class App {
       method,
       headers: { 'Content-Type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(60_000),
+    }).catch((e) => {
+      throw new Error(`${method} ${path}: ${e.message}`);
     });
     const json = await r.json();
     if (!r.ok) {
@@ -211,7 +216,23 @@ export class App {
 
   async screenshot(path) {
     mkdirSync('docs/screenshots', { recursive: true });
-    writeFileSync(path, Buffer.from(await this.cmd('GET', '/screenshot'), 'base64'));
+    // WebKitGTK takes the picture on the next repaint, and an idle page (no
+    // caret blinking, nothing animating) may not repaint: keep one going.
+    await this.exec(`const dot = document.createElement('div');
+      dot.id = '__repaint';
+      dot.style.cssText = 'position:fixed;left:0;top:0;width:1px;height:1px;opacity:0.01;pointer-events:none';
+      document.body.append(dot);
+      let n = 0;
+      const step = () => { if (!dot.isConnected) return; dot.style.transform = 'translateX(' + (n++ % 2) + 'px)'; requestAnimationFrame(step); };
+      requestAnimationFrame(step);`);
+    try {
+      writeFileSync(path, Buffer.from(await this.cmd('GET', '/screenshot'), 'base64'));
+      await this.exec("document.getElementById('__repaint')?.remove();");
+    } catch (e) {
+      // What the screen showed when the web view could not take its picture.
+      await run('import', ['-window', 'root', '/tmp/hutong-screenshot-failed.png']).catch(() => {});
+      throw e;
+    }
   }
 
   /** Ends the session: tauri-driver stops the app. */

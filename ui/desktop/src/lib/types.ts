@@ -88,6 +88,8 @@ export interface MessageView {
   recalled: boolean;
   /** For system entries: the sentence describing the event. */
   system: string | null;
+  /** For a recall entry (kind 'recall'): the seq of the message it recalls. */
+  targetSeq: number;
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;

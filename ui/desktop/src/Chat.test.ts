@@ -1,0 +1,248 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { mount, unmount } from 'svelte';
+import Chat from './Chat.svelte';
+import { setLocale } from './lib/locale.svelte';
+import { convos } from './lib/convos.svelte';
+import { session } from './lib/session.svelte';
+import { click, conv, emit, fakeApi, key, ME, msg, resetFake, settle, type } from './lib/testing';
+import type { MessageView } from './lib/types';
+
+vi.mock('./lib/api', async () => (await import('./lib/fake-api')).apiModule);
+
+beforeEach(() => {
+  resetFake();
+  setLocale('en');
+});
+afterEach(() => {
+  document.body.innerHTML = '';
+});
+
+async function render(history: MessageView[], opts: { kind?: 'direct' | 'group'; outbox?: MessageView[]; reads?: Array<[number, number]> } = {}) {
+  const kind = opts.kind ?? 'direct';
+  convos.list = [conv({ id: 10, kind, name: kind === 'group' ? 'Team' : '李四', members: [ME, 2, 3, 4] })];
+  fakeApi.history.mockResolvedValue(history);
+  fakeApi.outbox.mockResolvedValue(opts.outbox ?? []);
+  fakeApi.readState.mockResolvedValue(
+    (opts.reads ?? []).map(([userId, readSeq]) => ({ userId, name: `user${userId}`, readSeq })),
+  );
+  const target = document.body.appendChild(document.createElement('div'));
+  const app = mount(Chat, { target, props: { conversationId: 10 } });
+  await settle();
+  return { target, app };
+}
+
+const texts = (t: HTMLElement) => [...t.querySelectorAll('.message .text')].map((e) => e.textContent);
+
+describe('Chat', () => {
+  it('loads history and the outbox, focuses the conversation, shows days and text literally', async () => {
+    const day1 = new Date(2024, 0, 1, 9, 0).getTime();
+    const day2 = new Date(2024, 0, 2, 9, 0).getTime();
+    const { target, app } = await render(
+      [
+        msg({ seq: 1, sentAtMs: day1, text: '<script>alert(1)</script>' }),
+        msg({ seq: 2, sentAtMs: day1 + 1000, text: '<b>bold</b>' }),
+        msg({ seq: 3, sentAtMs: day2, senderId: ME, senderName: 'me', text: 'mine' }),
+      ],
+      { outbox: [msg({ seq: 0, clientMsgId: 'p', senderId: ME, state: 'sending', text: 'pending', sentAtMs: day2 + 1000 })] },
+    );
+    expect(fakeApi.history).toHaveBeenCalledWith(10, null, 50);
+    expect(fakeApi.outbox).toHaveBeenCalledWith(10);
+    expect(fakeApi.setFocus).toHaveBeenCalledWith(10);
+    expect(texts(target)).toEqual(['<script>alert(1)</script>', '<b>bold</b>', 'mine', 'pending']);
+    expect(target.querySelector('#messages script, #messages b')).toBeNull();
+    expect(target.querySelectorAll('.day-separator')).toHaveLength(2);
+    expect(target.querySelector('.message[data-seq="3"]')?.classList.contains('mine')).toBe(true);
+    expect(target.querySelector('.message[data-seq="1"]')?.classList.contains('mine')).toBe(false);
+    expect(target.querySelector('.message[data-client-id="p"] .spinner')).not.toBeNull();
+    // The second message of the same sender within 5 minutes is grouped (no name).
+    expect(target.querySelector('.message[data-seq="2"]')?.classList.contains('grouped')).toBe(true);
+    unmount(app);
+  });
+
+  it('shows Read/Unread in direct chats and follows cursor events', async () => {
+    setLocale('zh-CN');
+    const { target, app } = await render(
+      [msg({ seq: 5, senderId: ME }), msg({ seq: 6, senderId: ME })],
+      { reads: [[ME, 6], [2, 5]] },
+    );
+    const state = (seq: number) => target.querySelector(`.message[data-seq="${seq}"] .read-state`)?.textContent?.trim();
+    expect(state(5)).toBe('已读');
+    expect(state(6)).toBe('未读');
+    await emit({ event: 'cursor', conversationId: 10, userId: 2, readSeq: 6 });
+    expect(state(6)).toBe('已读');
+    await emit({ event: 'cursor', conversationId: 99, userId: 2, readSeq: 60 });
+    unmount(app);
+  });
+
+  it('counts readers in groups, excluding me', async () => {
+    const { target, app } = await render([msg({ seq: 5, senderId: ME }), msg({ seq: 7, senderId: ME })], {
+      kind: 'group',
+      reads: [[ME, 7], [2, 7], [3, 5], [4, 1]],
+    });
+    const state = (seq: number) => target.querySelector(`.message[data-seq="${seq}"] .read-state`)?.textContent?.trim();
+    expect(state(5)).toBe('2 read');
+    expect(state(7)).toBe('1 read');
+    expect(target.querySelector('.member-count')?.textContent).toBe('4 members');
+    await emit({ event: 'cursor', conversationId: 10, userId: 4, readSeq: 9 });
+    expect(state(7)).toBe('2 read');
+    unmount(app);
+  });
+
+  it('shows recalled messages, recalls own recent ones and resends failed ones', async () => {
+    const { target, app } = await render(
+      [
+        msg({ seq: 1, senderName: '王五', recalled: true, text: '' }),
+        msg({ seq: 2, senderId: ME, text: 'oops' }),
+        msg({ seq: 3, senderId: ME, text: 'old', sentAtMs: Date.now() - 10 * 60_000 }),
+      ],
+      { outbox: [msg({ seq: 0, senderId: ME, clientMsgId: 'f1', state: 'failed', error: 'too large', text: 'big' })] },
+    );
+    expect(target.querySelector('.message[data-seq="1"]')?.textContent?.trim()).toBe('王五 recalled a message');
+    expect(target.querySelector('.message[data-seq="3"] .recall')).toBeNull();
+    click(target.querySelector('.message[data-seq="2"] .recall'));
+    await settle();
+    expect(fakeApi.recall).toHaveBeenCalledWith(10, 2);
+    expect(target.querySelector('.message[data-seq="2"]')?.textContent?.trim()).toBe('You recalled a message');
+    click(target.querySelector('.message[data-client-id="f1"] .retry'));
+    await settle();
+    expect(fakeApi.retry).toHaveBeenCalledWith('f1');
+    expect(target.querySelector('.message[data-client-id="f1"]')?.getAttribute('data-state')).toBe('sending');
+    // The shell's answers: acknowledged, then another one fails.
+    await emit({ event: 'acked', clientMsgId: 'f1', conversationId: 10, seq: 4 });
+    expect(target.querySelector('.message[data-client-id="f1"]')?.getAttribute('data-seq')).toBe('4');
+    unmount(app);
+  });
+
+  it('renders only a window of a 10,000-message conversation', async () => {
+    const base = Date.now() - 20_000_000;
+    const history = Array.from({ length: 10_000 }, (_, i) =>
+      msg({ seq: i + 1, clientMsgId: `h${i + 1}`, sentAtMs: base + i * 1000, senderId: i % 3 === 0 ? ME : 2 }),
+    );
+    const { target, app } = await render(history);
+    const list = target.querySelector('#messages');
+    expect(list?.getAttribute('data-count')).toBe(String(10_000 + 1)); // one day separator
+    const rendered = target.querySelectorAll('.message').length;
+    expect(rendered).toBeGreaterThan(0);
+    expect(rendered).toBeLessThan(60);
+    // Opened at the bottom: the newest message is in the DOM, the oldest not.
+    expect(target.querySelector('.message[data-seq="10000"]')).not.toBeNull();
+    expect(target.querySelector('.message[data-seq="1"]')).toBeNull();
+    unmount(app);
+  });
+
+  it('appends a burst of 1,000 messages from one event and stays at the bottom', async () => {
+    const { target, app } = await render([msg({ seq: 1, clientMsgId: 'first' })]);
+    const burst = Array.from({ length: 1000 }, (_, i) => msg({ seq: i + 2, clientMsgId: `b${i}`, text: `burst ${i}` }));
+    burst.push(msg({ conversationId: 11, seq: 5000, clientMsgId: 'elsewhere' }));
+    await emit({ event: 'messages', messages: burst });
+    expect(target.querySelector('#messages')?.getAttribute('data-count')).toBe(String(1001 + 1));
+    expect(target.querySelectorAll('.message').length).toBeLessThan(60);
+    expect(target.querySelector('.message[data-seq="1001"] .text')?.textContent).toBe('burst 999');
+    expect(target.querySelector('[data-client-id="elsewhere"]')).toBeNull();
+    unmount(app);
+  });
+
+  it('marks read when the window is focused and the end is visible', async () => {
+    const { target, app } = await render([msg({ seq: 4 }), msg({ seq: 8 })], { reads: [[ME, 4]] });
+    expect(fakeApi.markRead).not.toHaveBeenCalled(); // the window has no focus yet
+    (target.querySelector('#composer') as HTMLTextAreaElement).focus();
+    await settle();
+    expect(fakeApi.markRead).toHaveBeenCalledWith(10, 8);
+    await emit({ event: 'messages', messages: [msg({ seq: 9 })] });
+    expect(fakeApi.markRead).toHaveBeenLastCalledWith(10, 9);
+    unmount(app);
+  });
+
+  it('shows who is typing', async () => {
+    const { target, app } = await render([]);
+    await emit({ event: 'typing', conversationId: 10, userId: 2, name: '李四' });
+    expect(target.querySelector('.typing-line')?.textContent).toBe('李四 is typing…');
+    unmount(app);
+  });
+
+  describe('composer', () => {
+    it('sends on Enter, breaks the line on Shift+Enter, never during IME composition', async () => {
+      const { target, app } = await render([]);
+      const box = target.querySelector('#composer') as HTMLTextAreaElement;
+      type(box, 'hello');
+      expect(key(box, { key: 'Enter', shiftKey: true }).defaultPrevented).toBe(false);
+      expect(key(box, { key: 'Enter', isComposing: true }).defaultPrevented).toBe(false);
+      expect(key(box, { key: 'Enter', keyCode: 229 }).defaultPrevented).toBe(false);
+      await settle();
+      expect(fakeApi.sendText).not.toHaveBeenCalled();
+      expect(key(box, { key: 'Enter' }).defaultPrevented).toBe(true);
+      await settle();
+      expect(fakeApi.sendText).toHaveBeenCalledWith(10, 'hello', [], 0);
+      expect(box.value).toBe('');
+      expect(texts(target)).toContain('hello');
+      unmount(app);
+    });
+
+    it('with enterSends off, Enter is a new line and Ctrl+Enter sends', async () => {
+      session.settings = { ...session.settings, enterSends: false };
+      const { target, app } = await render([]);
+      const box = target.querySelector('#composer') as HTMLTextAreaElement;
+      type(box, 'line');
+      expect(key(box, { key: 'Enter' }).defaultPrevented).toBe(false);
+      await settle();
+      expect(fakeApi.sendText).not.toHaveBeenCalled();
+      key(box, { key: 'Enter', ctrlKey: true });
+      await settle();
+      expect(fakeApi.sendText).toHaveBeenCalledWith(10, 'line', [], 0);
+      unmount(app);
+    });
+
+    it('keeps the text and explains when sending fails', async () => {
+      fakeApi.sendText.mockRejectedValue({ code: 'TOO_LARGE', message: 'too large' });
+      const { target, app } = await render([]);
+      const box = target.querySelector('#composer') as HTMLTextAreaElement;
+      type(box, 'keep me');
+      await settle();
+      click(target.querySelector('#send'));
+      await settle();
+      expect(box.value).toBe('keep me');
+      expect(target.querySelector('#send-error')?.textContent).toBe('The message is too long');
+      unmount(app);
+    });
+
+    it('replies with a quote and shows it on the sent message', async () => {
+      fakeApi.sendText.mockImplementation(async (conversationId, text, mentions, replyToSeq) =>
+        msg({ conversationId, text, mentions, replyToSeq, seq: 0, senderId: ME, state: 'sending', clientMsgId: 'r1' }),
+      );
+      const { target, app } = await render([msg({ seq: 3, text: 'question?', senderName: '李四' })]);
+      click(target.querySelector('.message[data-seq="3"] .reply'));
+      await settle();
+      expect(target.querySelector('#reply-preview')?.textContent).toContain('question?');
+      type(target.querySelector('#composer'), 'answer');
+      key(target.querySelector('#composer'), { key: 'Enter' });
+      await settle();
+      expect(fakeApi.sendText).toHaveBeenCalledWith(10, 'answer', [], 3);
+      expect(target.querySelector('.message[data-client-id="r1"] .quote')?.textContent).toContain('question?');
+      expect(target.querySelector('#reply-preview')).toBeNull();
+      unmount(app);
+    });
+
+    it('inserts emoji and @mentions members in groups', async () => {
+      const { target, app } = await render([], { kind: 'group', reads: [[ME, 0], [2, 0], [3, 0]] });
+      const box = target.querySelector('#composer') as HTMLTextAreaElement;
+      type(box, 'hi @user');
+      await settle();
+      const options = [...target.querySelectorAll('.mention-option')].map((o) => o.getAttribute('data-id'));
+      expect(options).toEqual(['2', '3']);
+      click(target.querySelector('.mention-option[data-id="3"]'));
+      await settle();
+      expect(box.value).toBe('hi @user3 ');
+      click(target.querySelector('#emoji-button'));
+      await settle();
+      const emoji = target.querySelectorAll('.emoji');
+      expect(emoji.length).toBeGreaterThanOrEqual(80);
+      click(emoji[0] ?? null);
+      await settle();
+      expect(box.value).toBe('hi @user3 😀');
+      key(box, { key: 'Enter' });
+      await settle();
+      expect(fakeApi.sendText).toHaveBeenCalledWith(10, 'hi @user3 😀', [3], 0);
+      unmount(app);
+    });
+  });
+});

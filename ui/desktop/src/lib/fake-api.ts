@@ -1,0 +1,112 @@
+// The stand-in for the shell used by the component tests: every command a
+// vi.fn with a harmless default answer; events go to whoever subscribed.
+// It imports nothing that imports ./api, so `vi.mock('./lib/api', …)` can load it.
+import { vi, type Mock } from 'vitest';
+import type { Api } from './api';
+import type { AppEvent, MessageView, SessionState, Settings } from './types';
+import { DEFAULT_SETTINGS } from './session.svelte';
+
+export const ME = 1;
+
+export type FakeApi = { [K in keyof Api]: Mock<Api[K]> };
+
+export const bus: { listener: ((e: AppEvent) => void) | null } = { listener: null };
+
+
+export function sessionState(over: Partial<SessionState> = {}): SessionState {
+  return {
+    signedIn: true,
+    server: 'tls://chat.example.com:7300',
+    account: 'me',
+    userId: ME,
+    displayName: '我自己',
+    status: { state: 'online' },
+    systemLocale: 'en-US',
+    settings: { ...DEFAULT_SETTINGS },
+    defaultServer: null,
+    ...over,
+  };
+}
+
+function defaults(): { [K in keyof Api]: Api[K] } {
+  return {
+    sessionState: async () => sessionState(),
+    probeServer: async (server) => ({ server, fingerprint: null, known: null }),
+    signIn: async () => sessionState(),
+    changePassword: async () => {},
+    signOut: async () => {},
+    conversations: async () => [],
+    history: async () => [],
+    outbox: async () => [],
+    readState: async () => [],
+    sendText: async (conversationId, text, mentions, replyToSeq) =>
+      msg({ conversationId, text, mentions, replyToSeq, seq: 0, state: 'sending', senderId: ME, clientMsgId: `c-${text}` }),
+    retry: async () => {},
+    markRead: async () => {},
+    recall: async () => {},
+    typing: async () => {},
+    setPinned: async () => {},
+    setMuted: async () => {},
+    setFocus: async () => {},
+    directoryChildren: async () => ({ departments: [], people: [] }),
+    person: async () => null,
+    search: async () => ({ people: [], conversations: [], messages: [] }),
+    openDirect: async () => 1,
+    createGroup: async () => 1,
+    renameGroup: async () => {},
+    addMembers: async () => {},
+    removeMember: async () => {},
+    leaveGroup: async () => {},
+    settings: async () => ({ ...DEFAULT_SETTINGS }),
+    saveSettings: async (s: Settings) => s,
+    uiReady: async () => {},
+    onEvent: async (handler) => {
+      bus.listener = handler;
+      return () => {
+        if (bus.listener === handler) bus.listener = null;
+      };
+    },
+  };
+}
+
+export const fakeApi = Object.fromEntries(Object.keys(defaults()).map((k) => [k, vi.fn()])) as unknown as FakeApi;
+
+/** Puts every command back to its default answer and forgets the calls. */
+export function resetApi(): void {
+  const d = defaults();
+  for (const key of Object.keys(d) as Array<keyof Api>) {
+    const mock = fakeApi[key] as unknown as Mock<(...args: unknown[]) => unknown>;
+    mock.mockReset();
+    mock.mockImplementation(d[key] as (...args: unknown[]) => unknown);
+  }
+  bus.listener = null;
+}
+
+/** What `vi.mock('./lib/api', …)` should return. */
+export const apiModule = { api: fakeApi };
+
+
+let nextSeq = 1000;
+
+export function msg(over: Partial<MessageView> = {}): MessageView {
+  const seq = over.seq ?? nextSeq++;
+  return {
+    conversationId: 10,
+    seq,
+    senderId: 2,
+    senderName: '李四',
+    clientMsgId: `m-${seq}-${Math.random().toString(36).slice(2)}`,
+    sentAtMs: Date.now(),
+    kind: 'text',
+    text: `message ${seq}`,
+    mentions: [],
+    replyToSeq: 0,
+    recalled: false,
+    system: null,
+    targetSeq: 0,
+    state: 'sent',
+    error: null,
+    ...over,
+  };
+}
+

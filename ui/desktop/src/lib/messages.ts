@@ -1,0 +1,149 @@
+// A conversation's messages as the chat shows them (pure, tested): merging
+// pages, events and the outbox without duplicates, the rows with day
+// separators and sender grouping, read receipts and the recall window.
+import { dayKey } from './time';
+import type { MemberRead, MessageView } from './types';
+
+/** Consecutive messages of one sender within this interval share one header. */
+export const GROUP_MS = 5 * 60_000;
+/** Own messages can be recalled this long after sending. */
+export const RECALL_MS = 2 * 60_000;
+
+/** Stable identity of a message, from the outbox to its acknowledgement. */
+export function messageKey(m: Pick<MessageView, 'clientMsgId' | 'seq'>): string {
+  return m.clientMsgId ? `c:${m.clientMsgId}` : `s:${m.seq}`;
+}
+
+/** The seq a recall entry targets (0: none). */
+function recallTarget(m: MessageView): number {
+  return m.targetSeq > 0 ? m.targetSeq : 0;
+}
+
+/**
+ * `existing` with `incoming` merged in: a message already present is replaced
+ * (a sent copy is never replaced by its pending one), recall entries naming
+ * their target blank it, and the result is ordered by seq with messages still
+ * in the outbox (seq 0) last, in their order.
+ */
+export function mergeMessages(existing: readonly MessageView[], incoming: readonly MessageView[]): MessageView[] {
+  const byKey = new Map<string, MessageView>();
+  for (const m of existing) byKey.set(messageKey(m), m);
+  const recalls: number[] = [];
+  for (const m of incoming) {
+    if (m.kind === 'recall' && recallTarget(m) > 0) {
+      recalls.push(recallTarget(m));
+      continue;
+    }
+    const key = messageKey(m);
+    const old = byKey.get(key);
+    if (old && old.seq > 0 && m.seq === 0) continue;
+    byKey.set(key, m);
+  }
+  let out = [...byKey.values()];
+  if (recalls.length > 0) {
+    const targets = new Set(recalls);
+    out = out.map((m) => (m.seq > 0 && targets.has(m.seq) ? { ...m, recalled: true, text: '' } : m));
+  }
+  // Already in order in the common case (a page prepended, news appended).
+  let sorted = true;
+  for (let i = 1; i < out.length && sorted; i++) sorted = order(out[i - 1] as MessageView, out[i] as MessageView) <= 0;
+  return sorted ? out : out.sort(order);
+}
+
+function order(a: MessageView, b: MessageView): number {
+  const x = a.seq > 0 ? a.seq : Number.MAX_SAFE_INTEGER;
+  const y = b.seq > 0 ? b.seq : Number.MAX_SAFE_INTEGER;
+  return x - y;
+}
+
+/** The server acknowledged a message from the outbox. */
+export function applyAck(list: readonly MessageView[], clientMsgId: string, seq: number): MessageView[] {
+  const updated = list.map((m) =>
+    m.clientMsgId === clientMsgId && m.seq === 0 ? { ...m, seq, state: 'sent' as const, error: null } : m,
+  );
+  return mergeMessages([], updated);
+}
+
+/** Sending a message failed for good (until retried). */
+export function applyFailure(list: readonly MessageView[], clientMsgId: string, error: string): MessageView[] {
+  return list.map((m) => (m.clientMsgId === clientMsgId && m.seq === 0 ? { ...m, state: 'failed' as const, error } : m));
+}
+
+export function markSending(list: readonly MessageView[], clientMsgId: string): MessageView[] {
+  return list.map((m) => (m.clientMsgId === clientMsgId ? { ...m, state: 'sending' as const, error: null } : m));
+}
+
+export interface DayRow {
+  type: 'day';
+  key: string;
+  ms: number;
+}
+
+export interface MessageRow {
+  type: 'message';
+  key: string;
+  message: MessageView;
+  /** Continues the previous message of the same sender (no name, no avatar). */
+  grouped: boolean;
+}
+
+export type Row = DayRow | MessageRow;
+
+function isChat(m: MessageView): boolean {
+  return m.kind === 'text' && !m.recalled;
+}
+
+/** The chat's rows: a separator before each new day, messages grouped by sender. */
+export function buildRows(messages: readonly MessageView[]): Row[] {
+  const rows: Row[] = [];
+  let prev: MessageView | undefined;
+  let prevDay = '';
+  for (const m of messages) {
+    const day = dayKey(m.sentAtMs);
+    if (day !== prevDay) {
+      rows.push({ type: 'day', key: `d:${messageKey(m)}`, ms: m.sentAtMs });
+      prevDay = day;
+      prev = undefined;
+    }
+    const grouped =
+      prev !== undefined &&
+      isChat(prev) &&
+      isChat(m) &&
+      prev.senderId === m.senderId &&
+      m.sentAtMs - prev.sentAtMs < GROUP_MS;
+    rows.push({ type: 'message', key: messageKey(m), message: m, grouped });
+    prev = m;
+  }
+  return rows;
+}
+
+/** How many members other than me have read up to a message. */
+export function readCount(m: Pick<MessageView, 'seq'>, reads: readonly MemberRead[], me: number): number {
+  if (m.seq <= 0) return 0;
+  let n = 0;
+  for (const r of reads) if (r.userId !== me && r.readSeq >= m.seq) n++;
+  return n;
+}
+
+/** A member's read position moved (a `cursor` event). */
+export function applyCursor(reads: readonly MemberRead[], userId: number, readSeq: number): MemberRead[] {
+  if (!reads.some((r) => r.userId === userId)) return [...reads, { userId, name: '', readSeq }];
+  return reads.map((r) => (r.userId === userId ? { ...r, readSeq: Math.max(r.readSeq, readSeq) } : r));
+}
+
+export function canRecall(m: MessageView, me: number, now: number): boolean {
+  return m.senderId === me && m.seq > 0 && m.kind === 'text' && !m.recalled && now - m.sentAtMs <= RECALL_MS;
+}
+
+/** The newest seq on the server side of a list (0 for none). */
+export function lastSeq(messages: readonly MessageView[]): number {
+  let max = 0;
+  for (const m of messages) if (m.seq > max) max = m.seq;
+  return max;
+}
+
+/** The oldest seq loaded (null when none is). */
+export function oldestSeq(messages: readonly MessageView[]): number | null {
+  for (const m of messages) if (m.seq > 0) return m.seq;
+  return null;
+}
