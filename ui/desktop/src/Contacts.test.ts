@@ -37,14 +37,14 @@ describe('Contacts', () => {
     fakeApi.openDirect.mockResolvedValue(42);
     const { target, app } = render(Contacts, {});
     await settle();
-    expect(fakeApi.directoryChildren).toHaveBeenCalledTimes(1);
-    expect(fakeApi.directoryChildren).toHaveBeenCalledWith(0);
+    // The company, the only top department, opens by itself; R&D waits for a click.
+    expect(fakeApi.directoryChildren).toHaveBeenCalledTimes(2);
+    expect(fakeApi.directoryChildren).toHaveBeenNthCalledWith(1, 0);
+    expect(fakeApi.directoryChildren).toHaveBeenLastCalledWith(1);
     const company = target.querySelector('.department[data-id="1"]') as HTMLElement;
     expect(company.querySelector('.count')?.textContent).toBe('3');
-    expect(target.querySelector('.department[data-id="2"]')).toBeNull();
-    click(company.querySelector('button'));
-    await settle();
-    expect(fakeApi.directoryChildren).toHaveBeenLastCalledWith(1);
+    expect(target.querySelector('.department[data-id="2"]')).not.toBeNull();
+    expect(target.querySelector('.person[data-id="2"]')).toBeNull();
     click(target.querySelector('.department[data-id="2"] button'));
     await settle();
     expect(fakeApi.directoryChildren).toHaveBeenCalledTimes(3);
@@ -95,8 +95,6 @@ describe('NewGroup', () => {
     fakeApi.createGroup.mockResolvedValue(77);
     const onClose = vi.fn();
     const { app } = render(NewGroup, { onClose });
-    await settle();
-    click(document.querySelector('.department[data-id="1"] button'));
     await settle();
     click(document.querySelector('.department[data-id="2"] button'));
     await settle();
