@@ -228,22 +228,14 @@ pub fn notify_messages(app: &AppHandle, client: &Client, messages: &[MessageView
     let focused = window.as_ref().and_then(|w| w.is_focused().ok()).unwrap_or(false);
     let visible = window.as_ref().and_then(|w| w.is_visible().ok()).unwrap_or(false);
     let on_screen = if focused && visible { *lock(&state.focus) } else { None };
-    let mut per_conversation: BTreeMap<u64, Vec<&MessageView>> = BTreeMap::new();
-    for m in messages {
-        if m.sender_id != me && m.kind == "text" && !m.recalled && Some(m.conversation_id) != on_screen {
-            per_conversation.entry(m.conversation_id).or_default().push(m);
-        }
-    }
-    if per_conversation.is_empty() {
+    if !settings.notifications {
         return;
     }
     let conversations = client.conversations().unwrap_or_default();
+    let muted = |id: u64| conversations.iter().any(|c| c.id == id && c.muted);
     let mut shown = false;
-    for (conversation_id, items) in per_conversation {
+    for (conversation_id, items) in worth_notifying(messages, me, on_screen, muted) {
         let Some(summary) = conversations.iter().find(|c| c.id == conversation_id) else { continue };
-        if summary.muted || !settings.notifications {
-            continue;
-        }
         let last = items[items.len() - 1];
         let title = if summary.kind == "group" && !summary.name.is_empty() {
             summary.name.clone()
@@ -277,6 +269,28 @@ pub fn notify_messages(app: &AppHandle, client: &Client, messages: &[MessageView
             let _ = w.request_user_attention(Some(UserAttentionType::Informational));
         }
     }
+}
+
+/// New text from others, by conversation, leaving out the conversation on
+/// screen in the focused window and muted ones.
+fn worth_notifying(
+    messages: &[MessageView],
+    me: u64,
+    on_screen: Option<u64>,
+    muted: impl Fn(u64) -> bool,
+) -> BTreeMap<u64, Vec<&MessageView>> {
+    let mut out: BTreeMap<u64, Vec<&MessageView>> = BTreeMap::new();
+    for m in messages {
+        if m.sender_id != me
+            && m.kind == "text"
+            && !m.recalled
+            && Some(m.conversation_id) != on_screen
+            && !muted(m.conversation_id)
+        {
+            out.entry(m.conversation_id).or_default().push(m);
+        }
+    }
+    out
 }
 
 /// Notification servers may read the body as markup: never let message text
@@ -315,6 +329,45 @@ fn show_notification(app: AppHandle, conversation_id: u64, title: String, body: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(conversation_id: u64, sender_id: u64, kind: &'static str) -> MessageView {
+        MessageView {
+            conversation_id,
+            seq: 1,
+            sender_id,
+            sender_name: "李娜".into(),
+            client_msg_id: String::new(),
+            sent_at_ms: 0,
+            kind,
+            text: "下午开会".into(),
+            mentions: vec![],
+            reply_to_seq: 0,
+            recalled: false,
+            system: None,
+            target_seq: 0,
+            state: "sent",
+            error: None,
+        }
+    }
+
+    #[test]
+    fn notifies_only_for_others_text_off_screen_and_not_muted() {
+        let me = 1;
+        let batch = [
+            message(10, 2, "text"),
+            message(10, 3, "text"),
+            message(11, me, "text"),  // my own, from another device
+            message(12, 2, "system"), // group changes
+            message(13, 2, "text"),   // on screen
+            message(14, 2, "text"),   // muted
+            MessageView { recalled: true, ..message(15, 2, "text") },
+        ];
+        let picked = worth_notifying(&batch, me, Some(13), |id| id == 14);
+        assert_eq!(picked.keys().copied().collect::<Vec<_>>(), vec![10]);
+        assert_eq!(picked[&10].len(), 2, "one notification per conversation, counting its messages");
+        let unfocused = worth_notifying(&batch, me, None, |_| false);
+        assert_eq!(unfocused.keys().copied().collect::<Vec<_>>(), vec![10, 13, 14]);
+    }
 
     #[test]
     fn notification_text_is_never_markup() {

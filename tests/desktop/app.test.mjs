@@ -4,22 +4,27 @@
 //
 //  1. First sign-in: the certificate fingerprint is shown and confirmed; the
 //     administrator's reset forces a new password, which the app sets.
-//  2. A message from the CLI arrives (and a notification reaches the daemon);
-//     the reply reaches the CLI; the read state changes when the CLI reads it.
-//  3. Contacts: the org tree expands lazily, the person card opens a chat.
-//  4. Restart with the server stopped: history from the cache and the offline
+//  2. A message from the CLI arrives and a notification reaches the daemon;
+//     clicking it opens the conversation; the reply reaches the CLI; the read
+//     state changes when the CLI reads it.
+//  3. A second start of the app hands over to the running one and exits.
+//  4. Contacts: the org tree expands lazily, the person card opens a chat.
+//  5. Restart with the server stopped: history from the cache and the offline
 //     banner; messages typed offline are delivered exactly once when the
 //     server returns.
-//  5. A changed server certificate is refused with a warning.
+//  6. A changed server certificate is refused with a warning.
 // Screenshots of the main screens go to docs/screenshots/desktop-*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   Admin,
   App,
+  appBin,
   cli,
   freePort,
   startDriver,
@@ -35,6 +40,7 @@ const dataDir = join(scratch, 'server');
 const home = join(scratch, 'app');
 const shots = 'docs/screenshots';
 const lina = cli(join(scratch, 'cli'));
+const run = promisify(execFile);
 
 let port;
 let server;
@@ -116,7 +122,8 @@ test('a message from the CLI arrives with a notification; the reply and the read
     notifications.seen.some((s) => s.includes('下午三点开会') && s.includes('&lt;b&gt;')),
   );
   assert.ok(notifications.seen.includes('李娜'), `notification title: ${notifications.seen.join(' | ')}`);
-  await app.click('#conversation-list .conversation');
+  // Clicking the notification (its default action, through the daemon) opens the conversation.
+  await run('dunstctl', ['action', '0']);
   await app.waitForText('#messages .message .text', '下午三点开会');
   // Untrusted text is text: the <b> arrives literally, no element is made of it.
   assert.equal(await app.exec("return document.querySelectorAll('#messages .message .text b').length;"), 0);
@@ -128,6 +135,14 @@ test('a message from the CLI arrives with a notification; the reply and the read
     return states.length > 0 && /已读|Read/.test(states[states.length - 1]) && !/未读|Unread/.test(states[states.length - 1]);
   });
   await app.screenshot(`${shots}/desktop-chat.png`);
+});
+
+test('a second start brings the running app forward and exits', { timeout: 60_000 }, async () => {
+  const second = spawn(appBin, [], { env: { ...process.env, HUTONG_DESKTOP_HOME: home }, stdio: 'ignore' });
+  const code = await new Promise((resolve) => second.once('exit', (c) => resolve(c)));
+  assert.equal(code, 0);
+  // The first one is still there and answering.
+  await app.waitFor('#conversation-list');
 });
 
 test('contacts: the org tree expands lazily and the person card opens a chat', { timeout: 180_000 }, async () => {

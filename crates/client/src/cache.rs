@@ -317,7 +317,7 @@ impl Cache {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
             )?;
             let mut ensure_conv = tx.prepare_cached(
-                "INSERT INTO conversations (id, kind, last_seq) VALUES (?1, 0, ?2)
+                "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
                  ON CONFLICT (id) DO UPDATE SET last_seq = max(last_seq, ?2), last_activity = max(last_activity, ?3)",
             )?;
             for m in messages {
