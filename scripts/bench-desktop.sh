@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 ./scripts/ui.sh build
-cargo build --release --locked --bin hutong-desktop --bin hutong-bench-desktop-seed
+cargo build --release --locked -p hutong-desktop -p hutong-bench --bin hutong-desktop --bin hutong-bench-desktop-seed
 target_dir="${CARGO_TARGET_DIR:-target}"
 HUTONG_DESKTOP_BIN="$target_dir/release/hutong-desktop" ./scripts/desktop-e2e.sh tests/desktop/bench.mjs

@@ -63,6 +63,7 @@ pub fn run() {
                 }
             }
             app.manage(state);
+            lighten_webview(app.handle());
             build_tray(app.handle())?;
             restore_session(app.handle());
             Ok(())
@@ -112,6 +113,26 @@ pub fn run() {
             eprintln!("hutong-desktop: {e}");
             std::process::exit(1);
         });
+}
+
+/// WebKitGTK's default cache model is a web browser's (memory caches for
+/// many pages and a back-forward cache); the app shows one page, so the
+/// document viewer's model saves tens of megabytes in the web process.
+fn lighten_webview(app: &AppHandle) {
+    #[cfg(target_os = "linux")]
+    if let Some(window) = app.get_webview_window("main") {
+        let result = window.with_webview(|webview| {
+            use webkit2gtk::{WebContextExt as _, WebViewExt as _};
+            if let Some(context) = webview.inner().context() {
+                context.set_cache_model(webkit2gtk::CacheModel::DocumentViewer);
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!("could not set the web view's cache model: {e}");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = app;
 }
 
 /// Signs in again with the remembered token; works offline too (the cache

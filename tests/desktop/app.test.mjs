@@ -9,10 +9,11 @@
 //     state changes when the CLI reads it.
 //  3. A second start of the app hands over to the running one and exits.
 //  4. Contacts: the org tree expands lazily, the person card opens a chat.
-//  5. Restart with the server stopped: history from the cache and the offline
+//  5. Settings: English and the dark theme apply at once and are saved.
+//  6. Restart with the server stopped: history from the cache and the offline
 //     banner; messages typed offline are delivered exactly once when the
 //     server returns.
-//  6. A changed server certificate is refused with a warning.
+//  7. A changed server certificate is refused with a warning.
 // Screenshots of the main screens go to docs/screenshots/desktop-*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -162,6 +163,34 @@ test('contacts: the org tree expands lazily and the person card opens a chat', {
   await app.click('#send-message');
   await app.waitFor('#composer');
   await app.waitForText('#conversation-list .conversation', '刘洋');
+});
+
+test('settings: English and the dark theme apply at once and are kept', { timeout: 60_000 }, async () => {
+  await app.click('#nav-settings');
+  const choose = (id, value) =>
+    app.exec(
+      `const s = document.getElementById(arguments[0]); s.value = arguments[1]; s.dispatchEvent(new Event('change', { bubbles: true }));`,
+      id,
+      value,
+    );
+  await choose('setting-locale', 'en');
+  await choose('setting-theme', 'dark');
+  await until('English and dark', async () =>
+    (await app.exec('return document.documentElement.dataset.theme;')) === 'dark' && /Sign out/.test(await app.text('#sign-out')),
+  );
+  await app.click('#nav-chats');
+  await app.exec(
+    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('李娜')).click();",
+  );
+  await app.waitForText('#messages .message .text', '收到，准时参加');
+  await app.screenshot(`${shots}/desktop-dark-en.png`);
+  const saved = JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8'));
+  assert.equal(saved.locale, 'en');
+  assert.equal(saved.theme, 'dark');
+  await app.click('#nav-settings');
+  await choose('setting-locale', 'auto');
+  await choose('setting-theme', 'system');
+  await until('back to Chinese', async () => /退出登录/.test(await app.text('#sign-out')));
 });
 
 test('offline restart shows cached history and a banner; offline messages go out exactly once', { timeout: 180_000 }, async () => {

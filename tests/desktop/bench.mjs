@@ -72,6 +72,7 @@ function tree(root) {
   return out;
 }
 
+/** RSS and PSS summed over `pids` (PSS shares the libraries the processes map in common fairly). */
 function memory(pids) {
   let rss = 0;
   let pss = 0;
@@ -79,9 +80,11 @@ function memory(pids) {
   for (const pid of pids) {
     try {
       const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-      rss += Number(/^Rss:\s+(\d+)/m.exec(rollup)[1]);
-      pss += Number(/^Pss:\s+(\d+)/m.exec(rollup)[1]);
-      names.push(readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+      const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(rollup)[1]);
+      rss += kb('Rss');
+      pss += kb('Pss');
+      const name = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      names.push(`${name} ${(kb('Pss') / 1024).toFixed(0)} MB (anonymous ${(kb('Pss_Anon') / 1024).toFixed(0)} MB)`);
     } catch {
       // gone meanwhile
     }
@@ -110,6 +113,14 @@ for (let i = 0; i < starts; i++) {
 const driver = await startDriver(env);
 const app = await App.launch(driver.url);
 await app.waitFor(`#conversation-list .conversation[data-id="${bigId}"]`, 60_000);
+const appPid = tree(driver.child.pid).find((pid) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('hutong-desktop');
+  } catch {
+    return false;
+  }
+});
+const memAtStart = memory(tree(appPid));
 const openTimes = [];
 for (let i = 0; i < opens; i++) {
   // Open another conversation first, so each measurement is a real switch.
@@ -142,20 +153,14 @@ await until('the last burst message on screen', async () =>
 const shownMs = performance.now() - burstStart;
 const gaps = await app.exec('window.__gaps.on = false; return window.__gaps;');
 
-const appPid = tree(driver.child.pid).find((pid) => {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('hutong-desktop');
-  } catch {
-    return false;
-  }
-});
 const mem = memory(tree(appPid));
 
 console.log('\n== desktop app ==');
 console.log(`cold start to a usable window: median ${median(startTimes).toFixed(0)} ms (${startTimes.map((t) => t.toFixed(0)).join(', ')})`);
 console.log(`open a 10,000-message conversation: median ${median(openTimes).toFixed(1)} ms (${openTimes.map((t) => t.toFixed(1)).join(', ')}); ${domNodes} message nodes in the DOM`);
 console.log(`burst of 1,000 incoming: server took them in ${sentMs.toFixed(0)} ms, last on screen after ${shownMs.toFixed(0)} ms; longest frame gap ${gaps.max.toFixed(0)} ms over ${gaps.frames} frames`);
-console.log(`memory, all app processes (${mem.names.join(', ')}): RSS ${mem.rssMb.toFixed(0)} MB, PSS ${mem.pssMb.toFixed(0)} MB`);
+console.log(`memory after start (list drawn): RSS ${memAtStart.rssMb.toFixed(0)} MB, PSS ${memAtStart.pssMb.toFixed(0)} MB (PSS: ${memAtStart.names.join(', ')})`);
+console.log(`memory, all app processes, after the opens and the burst: RSS ${mem.rssMb.toFixed(0)} MB, PSS ${mem.pssMb.toFixed(0)} MB (PSS: ${mem.names.join(', ')})`);
 
 await app.quit();
 await stopProcess(driver.child);

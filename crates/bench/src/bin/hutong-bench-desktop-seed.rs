@@ -146,11 +146,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let big = conversations[0];
-    let rest = (args.messages - args.big) / (args.conversations - 1);
+    // The rest spread evenly, the remainder one each over the first ones.
+    let others = args.conversations - 1;
+    let (rest, extra) = ((args.messages - args.big) / others, (args.messages - args.big) % others);
     let mut mine = Vec::new();
     let mut theirs = Vec::new();
     for (c, &id) in conversations.iter().enumerate() {
-        let n = if c == 0 { args.big } else { rest };
+        let n = if c == 0 { args.big } else { rest + usize::from(c <= extra) };
         for k in 0..n {
             let text = format!("{} ({k})", LINES[(c + k) % LINES.len()]);
             if k % 2 == 0 {
