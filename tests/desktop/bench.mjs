@@ -112,7 +112,15 @@ for (let i = 0; i < starts; i++) {
 // 2-4. Through WebDriver.
 const driver = await startDriver(env);
 const app = await App.launch(driver.url);
-await app.waitFor(`#conversation-list .conversation[data-id="${bigId}"]`, 60_000);
+await app.waitFor('#conversation-list .conversation', 60_000);
+// The big conversation's messages are the oldest: scroll the list until its row is drawn.
+await until('the big conversation in the list', () =>
+  app.exec(
+    `const list = document.getElementById('conversation-list');
+     list.scrollTop = list.scrollHeight;
+     list.dispatchEvent(new Event('scroll'));
+     return !!list.querySelector('.conversation[data-id="${bigId}"]');`,
+  ), 60_000);
 const appPid = tree(driver.child.pid).find((pid) => {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('hutong-desktop');

@@ -108,6 +108,24 @@ describe('App', () => {
     unmount(app);
   });
 
+  it('draws a long conversation list a page at a time as it is scrolled', async () => {
+    fakeApi.conversations.mockResolvedValue(
+      Array.from({ length: 150 }, (_, i) => conv({ id: i + 1, name: `群 ${i + 1}`, lastAtMs: 1_000_000 - i })),
+    );
+    const { target, app } = await renderApp();
+    expect(ids(target)).toHaveLength(60);
+    expect(ids(target)[0]).toBe(1);
+    const list = target.querySelector('#conversation-list') as HTMLElement;
+    list.dispatchEvent(new Event('scroll'));
+    await settle();
+    expect(ids(target)).toHaveLength(120);
+    list.dispatchEvent(new Event('scroll'));
+    list.dispatchEvent(new Event('scroll'));
+    await settle();
+    expect(ids(target)).toHaveLength(150);
+    unmount(app);
+  });
+
   it('reloads the list once for a burst of events', async () => {
     const { app } = await renderApp();
     fakeApi.conversations.mockClear();
