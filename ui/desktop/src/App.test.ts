@@ -113,12 +113,12 @@ describe('App', () => {
       Array.from({ length: 150 }, (_, i) => conv({ id: i + 1, name: `群 ${i + 1}`, lastAtMs: 1_000_000 - i })),
     );
     const { target, app } = await renderApp();
-    expect(ids(target)).toHaveLength(60);
+    expect(ids(target)).toHaveLength(40);
     expect(ids(target)[0]).toBe(1);
     const list = target.querySelector('#conversation-list') as HTMLElement;
     list.dispatchEvent(new Event('scroll'));
     await settle();
-    expect(ids(target)).toHaveLength(120);
+    expect(ids(target)).toHaveLength(80);
     list.dispatchEvent(new Event('scroll'));
     list.dispatchEvent(new Event('scroll'));
     await settle();

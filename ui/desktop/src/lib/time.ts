@@ -4,6 +4,22 @@ import type { Locale } from './types';
 
 const DAY = 86_400_000;
 
+/**
+ * One formatter per (language, options): building an Intl.DateTimeFormat
+ * loads locale data and costs far more than formatting, and a list or a chat
+ * formats hundreds of times.
+ */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function formatter(locale: Locale, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+  const key = `${locale} ${JSON.stringify(options)}`;
+  let f = formatters.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat(locale, options);
+    formatters.set(key, f);
+  }
+  return f;
+}
+
 function startOfDay(ms: number): number {
   const d = new Date(ms);
   d.setHours(0, 0, 0, 0);
@@ -17,16 +33,16 @@ export function daysBetween(earlier: number, later: number): number {
 
 /** HH:mm, 24-hour. */
 export function clock(ms: number, locale: Locale): string {
-  return new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(ms);
+  return formatter(locale, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(ms);
 }
 
 function weekday(ms: number, locale: Locale): string {
-  return new Intl.DateTimeFormat(locale, { weekday: locale === 'zh-CN' ? 'short' : 'long' }).format(ms);
+  return formatter(locale, { weekday: locale === 'zh-CN' ? 'short' : 'long' }).format(ms);
 }
 
 function date(ms: number, now: number, locale: Locale): string {
   const sameYear = new Date(ms).getFullYear() === new Date(now).getFullYear();
-  return new Intl.DateTimeFormat(
+  return formatter(
     locale,
     sameYear ? { month: 'numeric', day: 'numeric' } : { year: 'numeric', month: 'numeric', day: 'numeric' },
   ).format(ms);
@@ -46,7 +62,7 @@ export function dayLabel(ms: number, now: number, locale: Locale): string {
   const days = daysBetween(ms, now);
   if (days <= 0) return locale === 'zh-CN' ? '今天' : 'Today';
   if (days === 1) return locale === 'zh-CN' ? '昨天' : 'Yesterday';
-  const full = new Intl.DateTimeFormat(
+  const full = formatter(
     locale,
     new Date(ms).getFullYear() === new Date(now).getFullYear()
       ? { month: 'long', day: 'numeric', weekday: 'short' }
