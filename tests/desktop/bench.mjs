@@ -162,12 +162,16 @@ const shownMs = performance.now() - burstStart;
 const gaps = await app.exec('window.__gaps.on = false; return window.__gaps;');
 
 const mem = memory(tree(appPid));
+// And once the page has been idle a while (JavaScriptCore collects garbage lazily).
+await new Promise((r) => setTimeout(r, 20_000));
+const memIdle = memory(tree(appPid));
 
 console.log('\n== desktop app ==');
 console.log(`cold start to a usable window: median ${median(startTimes).toFixed(0)} ms (${startTimes.map((t) => t.toFixed(0)).join(', ')})`);
 console.log(`open a 10,000-message conversation: median ${median(openTimes).toFixed(1)} ms (${openTimes.map((t) => t.toFixed(1)).join(', ')}); ${domNodes} message nodes in the DOM`);
 console.log(`burst of 1,000 incoming: server took them in ${sentMs.toFixed(0)} ms, last on screen after ${shownMs.toFixed(0)} ms; longest frame gap ${gaps.max.toFixed(0)} ms over ${gaps.frames} frames`);
 console.log(`memory after start (list drawn): RSS ${memAtStart.rssMb.toFixed(0)} MB, PSS ${memAtStart.pssMb.toFixed(0)} MB (PSS: ${memAtStart.names.join(', ')})`);
+console.log(`memory, all app processes, 20 s later, idle: RSS ${memIdle.rssMb.toFixed(0)} MB, PSS ${memIdle.pssMb.toFixed(0)} MB (PSS: ${memIdle.names.join(', ')})`);
 console.log(`memory, all app processes, after the opens and the burst: RSS ${mem.rssMb.toFixed(0)} MB, PSS ${mem.pssMb.toFixed(0)} MB (PSS: ${mem.names.join(', ')})`);
 
 await app.quit();
