@@ -4,8 +4,9 @@
 //
 //  1. First sign-in: the certificate fingerprint is shown and confirmed; the
 //     administrator's reset forces a new password, which the app sets.
-//  2. A message from the CLI arrives and a notification reaches the daemon;
-//     clicking it opens the conversation; the reply reaches the CLI; the read
+//  2. A message from the CLI arrives, the unread count shows in the window
+//     title and a notification reaches the daemon; clicking it opens the
+//     conversation (and the count goes); the reply reaches the CLI; the read
 //     state changes when the CLI reads it.
 //  3. A second start of the app hands over to the running one and exits.
 //  4. Contacts: the org tree expands lazily, the person card opens a chat.
@@ -123,9 +124,17 @@ test('a message from the CLI arrives with a notification; the reply and the read
     notifications.seen.some((s) => s.includes('下午三点开会') && s.includes('&lt;b&gt;')),
   );
   assert.ok(notifications.seen.includes('李娜'), `notification title: ${notifications.seen.join(' | ')}`);
+  // The unread total is in the native window title (and the tray's tooltip and label, set together).
+  const windowNames = async () => (await run('xwininfo', ['-root', '-tree'])).stdout;
+  await until('the unread count in the window title', async () => (await windowNames()).includes('"Hutong (1)"'));
   // Clicking the notification (its default action, through the daemon) opens the conversation.
   await run('dunstctl', ['action', '0']);
   await app.waitForText('#messages .message .text', '下午三点开会');
+  // Read on screen: the count goes.
+  await until('the window title without a count', async () => {
+    const names = await windowNames();
+    return names.includes('"Hutong"') && !names.includes('"Hutong (');
+  });
   // Untrusted text is text: the <b> arrives literally, no element is made of it.
   assert.equal(await app.exec("return document.querySelectorAll('#messages .message .text b').length;"), 0);
   await app.type('#composer', '收到，准时参加\uE007');
