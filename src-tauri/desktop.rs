@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use hutong_client::{Client, Credential, Profile};
+use hutong_client::{Client, ConversationSummary, Credential, Profile};
 use serde_json::json;
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -225,9 +225,13 @@ pub fn set_unread(app: &AppHandle, unread: u64) {
 }
 
 /// Unread messages in conversations that are not muted.
+pub fn unread_total(conversations: &[ConversationSummary]) -> u64 {
+    conversations.iter().filter(|c| !c.muted).map(|c| c.unread).sum()
+}
+
 pub fn refresh_unread(app: &AppHandle, client: &Client) {
     match client.conversations() {
-        Ok(list) => set_unread(app, list.iter().filter(|c| !c.muted).map(|c| c.unread).sum()),
+        Ok(list) => set_unread(app, unread_total(&list)),
         Err(e) => tracing::warn!("counting unread messages: {e}"),
     }
 }
@@ -241,10 +245,14 @@ pub fn set_autostart(app: &AppHandle, enabled: bool) -> Result<(), AppError> {
 
 /// One notification per conversation with new messages from others, unless
 /// it is muted, notifications are off, or it is on screen in a focused window.
-pub fn notify_messages(app: &AppHandle, client: &Client, messages: &[MessageView]) {
+pub fn notify_messages(
+    app: &AppHandle,
+    me: u64,
+    conversations: &[ConversationSummary],
+    messages: &[MessageView],
+) {
     let state = app.state::<AppState>();
     let settings = state.settings();
-    let me = client.user_id();
     let window = app.get_webview_window("main");
     let focused = window.as_ref().and_then(|w| w.is_focused().ok()).unwrap_or(false);
     let visible = window.as_ref().and_then(|w| w.is_visible().ok()).unwrap_or(false);
@@ -252,7 +260,6 @@ pub fn notify_messages(app: &AppHandle, client: &Client, messages: &[MessageView
     if !settings.notifications {
         return;
     }
-    let conversations = client.conversations().unwrap_or_default();
     let muted = |id: u64| conversations.iter().any(|c| c.id == id && c.muted);
     let mut shown = false;
     for (conversation_id, items) in worth_notifying(messages, me, on_screen, muted) {

@@ -111,11 +111,20 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
             }
         }
     }
+    // One read of the conversation list serves the notifications and the unread total.
+    let conversations = if !messages.is_empty() || unread_changed || conversations_changed {
+        client.conversations().unwrap_or_else(|e| {
+            tracing::warn!("reading the conversation list: {e}");
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
     if !messages.is_empty() {
         for chunk in messages.chunks(MAX_BATCH) {
             emit(app, json!({ "event": "messages", "messages": chunk }));
         }
-        desktop::notify_messages(app, client, &messages);
+        desktop::notify_messages(app, me, &conversations, &messages);
     }
     if conversations_changed {
         emit(app, json!({ "event": "conversationsChanged" }));
@@ -127,6 +136,6 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
         emit(app, json!({ "event": "synced" }));
     }
     if unread_changed || conversations_changed {
-        desktop::refresh_unread(app, client);
+        desktop::set_unread(app, desktop::unread_total(&conversations));
     }
 }
