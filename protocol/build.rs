@@ -5,6 +5,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(["hutong.proto"], ["proto"])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    prost_build::Config::new()
+        // Chunk data is sliced out of the received frame, not copied.
+        .bytes([".hutong.v1.PutChunk.data", ".hutong.v1.ChunkData.data"])
+        .compile_fds(descriptors)?;
     Ok(())
 }

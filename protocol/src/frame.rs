@@ -12,9 +12,13 @@ use crate::Envelope;
 /// separate streams, so control and chat frames stay far below this.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 
+/// Largest frame on a bulk connection (`Login.bulk`): one file chunk and its
+/// envelope.
+pub const MAX_BULK_FRAME_LEN: usize = crate::files::CHUNK_SIZE as usize + 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")]
+    #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(usize),
     #[error("malformed frame: {0}")]
     Malformed(#[from] prost::DecodeError),
@@ -32,6 +36,15 @@ pub fn decode_envelope(body: &[u8]) -> Result<Envelope, FrameError> {
     Ok(Envelope::decode(body)?)
 }
 
+/// Decodes one frame body of up to `max_len` bytes without copying its
+/// `bytes` fields that are declared as `Bytes` (chunk data).
+pub fn decode_frame(body: Bytes, max_len: usize) -> Result<Envelope, FrameError> {
+    if body.len() > max_len {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    Ok(Envelope::decode(body)?)
+}
+
 /// Encodes one frame body (without the length prefix).
 pub fn encode_envelope(envelope: &Envelope) -> Bytes {
     let mut buf = BytesMut::with_capacity(envelope.encoded_len());
@@ -44,8 +57,32 @@ pub fn encode_envelope(envelope: &Envelope) -> Bytes {
 /// with an error frame instead of tearing the connection down; encodes
 /// pre-encoded bodies so fan-out encodes once. A length over the limit is
 /// refused as soon as the prefix arrives, before any body is buffered.
-#[derive(Default)]
-pub struct FrameCodec;
+pub struct FrameCodec {
+    max_len: usize,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec { max_len: MAX_FRAME_LEN }
+    }
+}
+
+impl FrameCodec {
+    /// A codec for a bulk connection (frames up to [`MAX_BULK_FRAME_LEN`]).
+    pub fn bulk() -> Self {
+        FrameCodec { max_len: MAX_BULK_FRAME_LEN }
+    }
+
+    /// Changes the limit, as a server does once a connection turns out to be
+    /// a bulk connection.
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
 
 impl Decoder for FrameCodec {
     type Item = BytesMut;
@@ -56,7 +93,7 @@ impl Decoder for FrameCodec {
             return Ok(None);
         }
         let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-        if len > MAX_FRAME_LEN {
+        if len > self.max_len {
             return Err(FrameError::TooLarge(len));
         }
         if src.len() < 4 + len {
@@ -72,7 +109,7 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, body: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        if body.len() > MAX_FRAME_LEN {
+        if body.len() > self.max_len {
             return Err(FrameError::TooLarge(body.len()));
         }
         dst.reserve(4 + body.len());
@@ -93,9 +130,9 @@ mod tests {
         #[test]
         fn send_message_round_trips(id in any::<u64>(), conv in any::<u64>(), text in ".{0,200}", mentions in proptest::collection::vec(any::<u64>(), 0..8)) {
             let env = Envelope::new(id, Payload::SendMessage(SendMessage {
-                conversation_id: conv, client_msg_id: format!("m{id}"), text, mentions, reply_to_seq: 0, priority: 0,
+                conversation_id: conv, client_msg_id: format!("m{id}"), text, mentions, reply_to_seq: 0, priority: 0, attachment: None,
             }));
-            let mut codec = FrameCodec;
+            let mut codec = FrameCodec::default();
             let mut buf = BytesMut::new();
             codec.encode(encode_envelope(&env), &mut buf).unwrap();
             let body = codec.decode(&mut buf).unwrap().unwrap();
@@ -112,7 +149,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_envelope(&bytes);
-            let mut codec = FrameCodec;
+            let mut codec = FrameCodec::default();
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(body)) = codec.decode(&mut buf) {
                 let _ = decode_envelope(&body);
@@ -122,7 +159,7 @@ mod tests {
 
     #[test]
     fn frames_split_across_reads_decode() {
-        let mut codec = FrameCodec;
+        let mut codec = FrameCodec::default();
         let mut whole = BytesMut::new();
         for i in 0..3u8 {
             codec.encode(Bytes::from(vec![i; 300]), &mut whole).unwrap();
@@ -142,7 +179,7 @@ mod tests {
 
     #[test]
     fn oversized_length_prefix_is_refused_before_buffering() {
-        let mut codec = FrameCodec;
+        let mut codec = FrameCodec::default();
         let mut buf = BytesMut::from(&((MAX_FRAME_LEN as u32 + 1).to_be_bytes())[..]);
         assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge(_))));
     }

@@ -5,6 +5,7 @@
 //! helpers that turn envelopes into bytes and back with a size limit. It knows
 //! nothing of sockets or storage.
 
+pub mod files;
 pub mod frame;
 
 /// Generated protobuf types of package `hutong.v1`.
@@ -13,7 +14,9 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/hutong.v1.rs"));
 }
 
-pub use frame::{decode_envelope, encode_envelope, FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use frame::{
+    decode_envelope, decode_frame, encode_envelope, FrameCodec, FrameError, MAX_BULK_FRAME_LEN, MAX_FRAME_LEN,
+};
 pub use v1::envelope::Payload;
 pub use v1::{Envelope, ErrorCode};
 

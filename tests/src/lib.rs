@@ -229,7 +229,9 @@ pub struct RawConn {
 
 impl RawConn {
     pub async fn connect(addr: SocketAddr) -> RawConn {
-        RawConn { framed: Framed::new(TcpStream::connect(addr).await.expect("connect"), FrameCodec) }
+        RawConn {
+            framed: Framed::new(TcpStream::connect(addr).await.expect("connect"), FrameCodec::default()),
+        }
     }
 
     pub async fn send(&mut self, env: Envelope) {
@@ -275,6 +277,7 @@ impl RawConn {
             account: account.into(),
             secret: Some(Secret::Password(password.into())),
             device: "raw".into(),
+            bulk: false,
         };
         self.send(Envelope::new(2, Payload::Login(login))).await;
         self.recv().await.expect("login answer")

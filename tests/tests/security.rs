@@ -198,7 +198,12 @@ async fn logout_revokes_the_token() {
     judy.logout().await.unwrap();
     let mut raw = RawConn::connect(server.tcp).await;
     raw.hello().await;
-    let login = v1::Login { account: "judy".into(), secret: Some(Secret::Token(token)), device: "d".into() };
+    let login = v1::Login {
+        account: "judy".into(),
+        secret: Some(Secret::Token(token)),
+        device: "d".into(),
+        bulk: false,
+    };
     raw.send(Envelope::new(2, Payload::Login(login))).await;
     assert_eq!(error_code(&raw.recv().await.unwrap()), ErrorCode::SessionRevoked);
     server.stop().await;

@@ -40,7 +40,7 @@ impl Conn {
         // Latency is the point of the exercise: never let Nagle hold a frame back.
         stream.set_nodelay(true)?;
         // A small first read buffer keeps thousands of idle bench connections cheap.
-        Ok(Conn { framed: Framed::with_capacity(stream, FrameCodec, 512), next_id: 1 })
+        Ok(Conn { framed: Framed::with_capacity(stream, FrameCodec::default(), 512), next_id: 1 })
     }
 
     /// A fresh, non-zero request id.
@@ -106,7 +106,8 @@ impl Conn {
     }
 
     pub async fn login(&mut self, account: &str, secret: Secret) -> anyhow::Result<v1::LoginOk> {
-        let login = v1::Login { account: account.into(), secret: Some(secret), device: DEVICE.into() };
+        let login =
+            v1::Login { account: account.into(), secret: Some(secret), device: DEVICE.into(), bulk: false };
         match self.call(Payload::Login(login)).await.with_context(|| format!("logging in as {account}"))? {
             Payload::LoginOk(ok) => Ok(ok),
             other => bail!("expected LoginOk, got {other:?}"),

@@ -185,6 +185,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(MessageKind::Text) => "text",
         Ok(MessageKind::System) => "system",
         Ok(MessageKind::Recall) => "recall",
+        Ok(MessageKind::File) => "file",
         Err(_) => "unknown",
     }
 }

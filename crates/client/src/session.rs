@@ -162,6 +162,7 @@ async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<
             account: options.account.clone(),
             secret: Some(secret),
             device: options.device.clone(),
+            bulk: false,
         };
         let ok = match conn.call(Payload::Login(login)).await? {
             Payload::LoginOk(ok) => ok,
@@ -459,6 +460,7 @@ fn send_request(e: &OutboxEntry) -> Payload {
         mentions: e.mentions.clone(),
         reply_to_seq: e.reply_to_seq,
         priority: e.priority,
+        attachment: None,
     })
 }
 

@@ -147,7 +147,7 @@ fn framed<IO>(io: IO) -> (FrameSink, FrameStream)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let (sink, stream) = Framed::new(io, FrameCodec).split();
+    let (sink, stream) = Framed::new(io, FrameCodec::default()).split();
     let sink = sink.sink_map_err(|e| ClientError::Transport(e.to_string()));
     let stream =
         stream.map(|r| r.map(bytes::BytesMut::freeze).map_err(|e| ClientError::Transport(e.to_string())));

@@ -322,6 +322,7 @@ async fn login(
         secret: Some(hutong_protocol::v1::login::Secret::Password(body.password)),
         // Each console login is its own session, so two browsers do not log each other out.
         device: format!("console-{}", &crate::accounts::new_token()[..12]),
+        bulk: false,
     };
     let auth = shared.auth.login_allowing_password_change(&shared.db, request, Some(peer.ip())).await?;
     let token = auth.token.clone().unwrap_or_default();

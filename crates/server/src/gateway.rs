@@ -94,7 +94,7 @@ where
     // Idle connections must stay cheap: a small read buffer that grows on
     // demand, and a write buffer that exists only while a batch is written.
     let (read, write) = tokio::io::split(io);
-    let stream = FramedRead::with_capacity(read, FrameCodec, 256);
+    let stream = FramedRead::with_capacity(read, FrameCodec::default(), 256);
     let sink = FrameWriter { io: write, buf: Vec::new() };
     serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), shutdown).await;
 }

@@ -246,6 +246,7 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         system: system.and_then(|b| v1::SystemEvent::decode(&b[..]).ok()),
         target_seq: row.get(11)?,
         priority: row.get(12)?,
+        attachment: None,
     })
 }
 

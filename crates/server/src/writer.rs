@@ -438,6 +438,7 @@ fn append(
         system: extra.system,
         target_seq: extra.target_seq,
         priority: extra.priority,
+        attachment: None,
     }))
 }
 

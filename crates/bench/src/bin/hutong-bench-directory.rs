@@ -84,7 +84,7 @@ async fn raw_directory_sync(
     since: u64,
     epoch: u64,
 ) -> anyhow::Result<(usize, Duration, u64, u64, usize)> {
-    let mut conn = Framed::new(tokio::net::TcpStream::connect(addr).await?, FrameCodec);
+    let mut conn = Framed::new(tokio::net::TcpStream::connect(addr).await?, FrameCodec::default());
     let call = |id: u64, payload: Payload| encode_envelope(&Envelope::new(id, payload));
     conn.send(call(1, Payload::Hello(v1::Hello { protocol_version: 1, client_name: "bench".into() })))
         .await?;
@@ -93,6 +93,7 @@ async fn raw_directory_sync(
         account: "u000000".into(),
         secret: Some(Secret::Token(token.into())),
         device: "raw".into(),
+        bulk: false,
     };
     conn.send(call(2, Payload::Login(login))).await?;
     match decode_envelope(&conn.next().await.context("login")??)?.payload {
@@ -299,6 +300,7 @@ async fn raw_token(tcp: std::net::SocketAddr) -> anyhow::Result<String> {
         account: "u000000".into(),
         secret: Some(Secret::Password(PASSWORD.into())),
         device: "raw".into(),
+        bulk: false,
     };
     conn.send(encode_envelope(&Envelope::new(2, Payload::Login(login)))).await?;
     match decode_envelope(&conn.next().await.context("login")??)?.payload {

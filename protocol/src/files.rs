@@ -1,0 +1,289 @@
+//! The rules both sides apply to files and folders: chunking, the file id,
+//! and which folder entries may be written. The server checks a folder when
+//! it is sent; every receiver checks it again before writing anything.
+
+use std::collections::HashMap;
+
+use crate::v1::{EntryKind, FileManifest, FolderManifest};
+
+/// Size of every chunk but a file's last, in bytes.
+pub const CHUNK_SIZE: u32 = 4 * 1024 * 1024;
+
+/// Largest thumbnail carried inside an image message, in bytes.
+pub const MAX_THUMBNAIL_LEN: usize = 64 * 1024;
+
+/// Longest file or folder name (one path component), in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Longest relative path inside a folder, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// Most entries a folder may hold.
+pub const MAX_FOLDER_ENTRIES: usize = 100_000;
+
+/// Largest folder manifest, in bytes (it is stored as a file of its own).
+pub const MAX_FOLDER_MANIFEST_LEN: u64 = 32 * 1024 * 1024;
+
+/// Largest number of files one `PrepareUpload` may announce.
+pub const MAX_FILES_PER_UPLOAD: usize = MAX_FOLDER_ENTRIES + 1;
+
+/// A BLAKE3 hash.
+pub type Hash = [u8; 32];
+
+/// The id of a file: BLAKE3 over a fixed prefix, the size, the chunk size,
+/// the content hash and every chunk hash. Two uploads of the same content get
+/// the same id; an id names exactly one list of chunks.
+pub fn file_id(size: u64, chunk_size: u32, content_hash: &Hash, chunks: &[Hash]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"hutong/file/v1\0");
+    h.update(&size.to_le_bytes());
+    h.update(&chunk_size.to_le_bytes());
+    h.update(content_hash);
+    for c in chunks {
+        h.update(c);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Why a manifest or a folder entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("{0}")]
+    BadManifest(&'static str),
+    #[error("unsafe path {path:?}: {reason}")]
+    UnsafePath { path: String, reason: &'static str },
+}
+
+/// A manifest whose fields agree with each other and with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedManifest {
+    pub id: Hash,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub content_hash: Hash,
+    pub chunks: Vec<Hash>,
+}
+
+impl CheckedManifest {
+    /// Builds the manifest of content already hashed.
+    pub fn new(size: u64, chunk_size: u32, content_hash: Hash, chunks: Vec<Hash>) -> Self {
+        let id = file_id(size, chunk_size, &content_hash, &chunks);
+        CheckedManifest { id, size, chunk_size, content_hash, chunks }
+    }
+
+    /// Length of chunk `index`.
+    pub fn chunk_len(&self, index: usize) -> u64 {
+        let start = index as u64 * u64::from(self.chunk_size);
+        (self.size - start).min(u64::from(self.chunk_size))
+    }
+
+    pub fn to_wire(&self) -> FileManifest {
+        FileManifest {
+            id: self.id.to_vec(),
+            size: self.size,
+            chunk_size: self.chunk_size,
+            content_hash: self.content_hash.to_vec(),
+            chunks: self.chunks.iter().map(|c| c.to_vec()).collect(),
+        }
+    }
+}
+
+/// Hashes content already in memory (small files, folder manifests).
+pub fn manifest_of(bytes: &[u8]) -> CheckedManifest {
+    let chunks = bytes.chunks(CHUNK_SIZE as usize).map(|c| *blake3::hash(c).as_bytes()).collect();
+    CheckedManifest::new(bytes.len() as u64, CHUNK_SIZE, *blake3::hash(bytes).as_bytes(), chunks)
+}
+
+/// Parses a 32-byte hash.
+pub fn hash_from(bytes: &[u8]) -> Result<Hash, FileError> {
+    bytes.try_into().map_err(|_| FileError::BadManifest("a hash is not 32 bytes long"))
+}
+
+/// Checks a manifest from the wire: hash lengths, chunk size, chunk count and
+/// the id.
+pub fn check_manifest(m: &FileManifest) -> Result<CheckedManifest, FileError> {
+    if m.chunk_size == 0 || m.chunk_size > CHUNK_SIZE {
+        return Err(FileError::BadManifest("the chunk size is out of range"));
+    }
+    let expected = m.size.div_ceil(u64::from(m.chunk_size));
+    if m.chunks.len() as u64 != expected {
+        return Err(FileError::BadManifest("the number of chunks does not match the size"));
+    }
+    let chunks = m.chunks.iter().map(|c| hash_from(c)).collect::<Result<Vec<_>, _>>()?;
+    let content_hash = hash_from(&m.content_hash)?;
+    let checked = CheckedManifest::new(m.size, m.chunk_size, content_hash, chunks);
+    if checked.id[..] != m.id[..] {
+        return Err(FileError::BadManifest("the file id does not match its manifest"));
+    }
+    Ok(checked)
+}
+
+const WINDOWS_RESERVED: [&str; 22] = [
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
+    "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
+/// Checks one file or folder name (a single path component) so that it can
+/// be written on Windows, macOS and Linux alike.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("an empty name");
+    }
+    if name == "." || name == ".." {
+        return Err("a name that points outside the folder");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("a name longer than 255 bytes");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*'))
+    {
+        return Err("a character not allowed in file names");
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Err("a name ending in a dot or a space");
+    }
+    let stem = name.split('.').next().unwrap_or(name).trim_end();
+    if WINDOWS_RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem)) {
+        return Err("a name Windows reserves for devices");
+    }
+    Ok(())
+}
+
+/// Checks a relative path inside a folder: "/"-separated components, each a
+/// valid name; never absolute, never `.` or `..`.
+pub fn check_relative_path(path: &str) -> Result<(), FileError> {
+    let unsafe_path = |reason| FileError::UnsafePath { path: path.to_string(), reason };
+    if path.is_empty() {
+        return Err(unsafe_path("an empty path"));
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(unsafe_path("a path longer than 4096 bytes"));
+    }
+    if path.starts_with('/') || path.starts_with('\\') || path.as_bytes().get(1) == Some(&b':') {
+        return Err(unsafe_path("an absolute path"));
+    }
+    for component in path.split('/') {
+        check_name(component).map_err(unsafe_path)?;
+    }
+    Ok(())
+}
+
+/// Checks a whole folder manifest: every path, every entry kind, no two
+/// paths equal but for case, every file's parent listed as a directory, and
+/// file ids of the right length. Returns the total size of its files.
+pub fn check_folder(folder: &FolderManifest) -> Result<u64, FileError> {
+    if folder.entries.len() > MAX_FOLDER_ENTRIES {
+        return Err(FileError::BadManifest("the folder holds more than 100,000 entries"));
+    }
+    let mut seen: HashMap<String, (&str, bool)> = HashMap::with_capacity(folder.entries.len());
+    let mut total = 0u64;
+    for entry in &folder.entries {
+        check_relative_path(&entry.path)?;
+        let unsafe_path = |reason| FileError::UnsafePath { path: entry.path.clone(), reason };
+        let is_dir = match EntryKind::try_from(entry.kind) {
+            Ok(EntryKind::EntryFile) => {
+                hash_from(&entry.file_id)?;
+                total =
+                    total.checked_add(entry.size).ok_or(FileError::BadManifest("the folder is too large"))?;
+                false
+            }
+            Ok(EntryKind::EntryDirectory) => true,
+            Ok(EntryKind::EntrySymlink) => return Err(unsafe_path("a symbolic link")),
+            Ok(EntryKind::EntrySpecial) | Err(_) => {
+                return Err(unsafe_path("neither a file nor a directory"))
+            }
+        };
+        let folded = entry.path.to_lowercase();
+        if let Some((other, _)) = seen.insert(folded, (&entry.path, is_dir)) {
+            let reason = if other == entry.path {
+                "listed twice"
+            } else {
+                "the same name as another entry but for case"
+            };
+            return Err(unsafe_path(reason));
+        }
+    }
+    // Every parent must be a listed directory, so a file can never stand
+    // where a directory is expected (or the reverse).
+    for entry in &folder.entries {
+        if let Some((parent, _)) = entry.path.rsplit_once('/') {
+            match seen.get(&parent.to_lowercase()) {
+                Some((_, true)) => {}
+                _ => {
+                    return Err(FileError::UnsafePath {
+                        path: entry.path.clone(),
+                        reason: "its parent is not a directory of the folder",
+                    })
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::FolderEntry;
+
+    fn file(path: &str) -> FolderEntry {
+        FolderEntry { path: path.into(), kind: EntryKind::EntryFile as i32, size: 1, file_id: vec![0; 32] }
+    }
+
+    fn dir(path: &str) -> FolderEntry {
+        FolderEntry { path: path.into(), kind: EntryKind::EntryDirectory as i32, size: 0, file_id: vec![] }
+    }
+
+    fn refused(entries: Vec<FolderEntry>) -> bool {
+        matches!(check_folder(&FolderManifest { entries }), Err(FileError::UnsafePath { .. }))
+    }
+
+    #[test]
+    fn a_unicode_tree_is_accepted() {
+        let entries =
+            vec![dir("设计"), dir("设计/图纸 2026"), file("设计/图纸 2026/总图.dwg"), file("Ωmega.txt")];
+        assert_eq!(check_folder(&FolderManifest { entries }).unwrap(), 2);
+    }
+
+    #[test]
+    fn unsafe_entries_are_refused() {
+        assert!(refused(vec![file("../x")]));
+        assert!(refused(vec![dir("a"), file("a/../../x")]));
+        assert!(refused(vec![file("/etc/passwd")]));
+        assert!(refused(vec![file("C:/x")]));
+        assert!(refused(vec![file("a\\..\\x")]));
+        assert!(refused(vec![file("CON.txt")]));
+        assert!(refused(vec![file("lpt1")]));
+        assert!(refused(vec![file("a."), file("b ")]));
+        assert!(refused(vec![file("a.txt"), file("A.txt")]));
+        assert!(refused(vec![file("a.txt"), file("a.txt")]));
+        assert!(refused(vec![file("x/y.txt")]));
+        assert!(refused(vec![file("x"), file("x/y.txt")]));
+        assert!(refused(vec![file("a//b")]));
+        assert!(refused(vec![file("")]));
+        let link = FolderEntry { kind: EntryKind::EntrySymlink as i32, ..file("l") };
+        assert!(refused(vec![link]));
+        let device = FolderEntry { kind: 7, ..file("d") };
+        assert!(refused(vec![device]));
+    }
+
+    #[test]
+    fn ids_bind_the_chunks() {
+        let m = manifest_of(&vec![7u8; CHUNK_SIZE as usize + 10]);
+        assert_eq!(m.chunks.len(), 2);
+        assert_eq!(m.chunk_len(1), 10);
+        let wire = m.to_wire();
+        assert_eq!(check_manifest(&wire).unwrap(), m);
+        let mut forged = wire.clone();
+        forged.chunks[1] = vec![1; 32];
+        assert!(check_manifest(&forged).is_err());
+        let mut short = wire;
+        short.chunks.pop();
+        assert!(check_manifest(&short).is_err());
+        let empty = manifest_of(b"");
+        assert!(empty.chunks.is_empty());
+        assert_eq!(check_manifest(&empty.to_wire()).unwrap(), empty);
+    }
+}
