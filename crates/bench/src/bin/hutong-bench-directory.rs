@@ -289,7 +289,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn raw_token(tcp: std::net::SocketAddr) -> anyhow::Result<String> {
-    let mut conn = Framed::new(tokio::net::TcpStream::connect(tcp).await?, FrameCodec);
+    let mut conn = Framed::new(tokio::net::TcpStream::connect(tcp).await?, FrameCodec::default());
     conn.send(encode_envelope(&Envelope::new(
         1,
         Payload::Hello(v1::Hello { protocol_version: 1, client_name: "bench".into() }),
