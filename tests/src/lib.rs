@@ -234,6 +234,35 @@ impl RawConn {
         }
     }
 
+    /// A connection that accepts bulk-sized frames (file chunks).
+    pub async fn connect_bulk(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        RawConn { framed: Framed::new(stream, FrameCodec::bulk()) }
+    }
+
+    /// Sends a request and returns the payload of its answer, skipping pushes.
+    pub async fn call(&mut self, id: u64, payload: Payload) -> Payload {
+        self.send(Envelope::new(id, payload)).await;
+        loop {
+            let env = self.recv().await.expect("an answer before the connection closed");
+            if env.response_to == id {
+                return env.payload.expect("answers carry a payload");
+            }
+        }
+    }
+
+    /// Logs in with a session token, as a bulk connection when `bulk`.
+    pub async fn login_token(&mut self, account: &str, token: &str, device: &str, bulk: bool) -> Payload {
+        use hutong_protocol::v1::{login::Secret, Login};
+        let login = Login {
+            account: account.into(),
+            secret: Some(Secret::Token(token.into())),
+            device: device.into(),
+            bulk,
+        };
+        self.call(2, Payload::Login(login)).await
+    }
+
     pub async fn send(&mut self, env: Envelope) {
         self.framed.send(encode_envelope(&env)).await.expect("send");
     }
@@ -251,7 +280,10 @@ impl RawConn {
     /// The next frame, or `None` when the server closed the connection.
     pub async fn recv(&mut self) -> Option<Envelope> {
         match within(Duration::from_secs(10), self.framed.next()).await {
-            Some(Ok(body)) => Some(decode_envelope(&body).expect("server frames decode")),
+            Some(Ok(body)) => Some(
+                hutong_protocol::decode_frame(body.freeze(), hutong_protocol::MAX_BULK_FRAME_LEN)
+                    .expect("server frames decode"),
+            ),
             _ => None,
         }
     }

@@ -55,10 +55,16 @@ impl ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         let (status, code) = match &e {
-            ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            // The administration API never handles files, so it never
+            // answers with the file-only codes.
+            ServiceError::BadRequest(_) | ServiceError::UnsafePath(_) => {
+                (StatusCode::BAD_REQUEST, "BAD_REQUEST")
+            }
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ServiceError::NotMember | ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE"),
+            ServiceError::TooLarge(_) | ServiceError::QuotaExceeded(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE")
+            }
             ServiceError::Conflict(_) | ServiceError::RecallWindowPassed => {
                 (StatusCode::CONFLICT, "CONFLICT")
             }

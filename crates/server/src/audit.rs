@@ -313,7 +313,7 @@ pub fn search_messages(
             // index drives the query (see `source` below).
             fts = Some(format!("\"{}\"", text.replace('"', "\"\"")));
         } else {
-            clauses.push("m.kind = 0 AND m.text LIKE ? ESCAPE '\\'".into());
+            clauses.push("m.kind IN (0, 3) AND m.text LIKE ? ESCAPE '\\'".into());
             args.push(format!("%{}%", like_escape(text)).into());
         }
     }
@@ -449,6 +449,11 @@ pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u6
             )?;
             conn.execute(
                 "DELETE FROM messages WHERE conversation_id = ?1 AND seq <= ?2",
+                params![conversation, up_to],
+            )?;
+            // Their files go with the next collection, once nothing else refers to them.
+            conn.execute(
+                "DELETE FROM file_refs WHERE conversation_id = ?1 AND seq <= ?2",
                 params![conversation, up_to],
             )?;
             conn.execute(

@@ -51,6 +51,18 @@ pub struct Config {
     pub login_window_secs: u64,
     /// Password checks run at once (each takes 19 MiB and tens of ms). Default 2.
     pub max_concurrent_hashing: usize,
+    /// Largest file a person may upload, in bytes. Default 4 GiB
+    /// (4294967296).
+    pub files_max_size: u64,
+    /// Bytes of files each person may have on the server (what they
+    /// uploaded and the server keeps; content shared with others counts for
+    /// each uploader). 0 means no quota. Default 20 GiB (21474836480).
+    pub files_quota_bytes: u64,
+    /// Files no message refers to are removed this many seconds after their
+    /// upload began, then chunks no file names. Default 86400 (a day).
+    pub files_orphan_grace_secs: u64,
+    /// Seconds between two collections of unreferenced files. Default 3600.
+    pub files_gc_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -71,6 +83,10 @@ impl Default for Config {
             login_failures_per_address: 30,
             login_window_secs: 300,
             max_concurrent_hashing: 2,
+            files_max_size: 4 << 30,
+            files_quota_bytes: 20 << 30,
+            files_orphan_grace_secs: 86_400,
+            files_gc_interval_secs: 3_600,
         }
     }
 }
@@ -115,7 +131,14 @@ impl Config {
         if self.max_concurrent_hashing == 0 {
             anyhow::bail!("max_concurrent_hashing must be positive");
         }
+        if self.files_max_size == 0 || self.files_gc_interval_secs == 0 {
+            anyhow::bail!("files_max_size and files_gc_interval_secs must be positive");
+        }
         Ok(())
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        crate::files::blob_root(&self.data_dir)
     }
 
     pub fn database_path(&self) -> PathBuf {

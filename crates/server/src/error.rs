@@ -15,6 +15,10 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{0}")]
+    UnsafePath(String),
     #[error("the recall window of this message has passed")]
     RecallWindowPassed,
     #[error("{0}")]
@@ -42,6 +46,8 @@ impl ServiceError {
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::NotMember | ServiceError::Forbidden(_) => ErrorCode::Forbidden,
             ServiceError::TooLarge(_) => ErrorCode::TooLarge,
+            ServiceError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            ServiceError::UnsafePath(_) => ErrorCode::UnsafePath,
             ServiceError::RecallWindowPassed => ErrorCode::RecallWindowPassed,
             ServiceError::Conflict(_) => ErrorCode::Conflict,
             ServiceError::BadCredentials => ErrorCode::BadCredentials,

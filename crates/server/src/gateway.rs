@@ -7,7 +7,7 @@
 //! [`crate::handlers`] and [`crate::accounts`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use hutong_protocol::v1::{self, Hello};
 use hutong_protocol::{
-    decode_envelope, encode_envelope, Envelope, ErrorCode, FrameCodec, FrameError, Payload,
+    decode_frame, encode_envelope, Envelope, ErrorCode, FrameCodec, FrameError, Payload, MAX_BULK_FRAME_LEN,
+    MAX_FRAME_LEN,
 };
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -27,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +40,27 @@ use crate::Shared;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time in-flight requests get to finish when a connection ends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests a bulk connection may have in flight (each may hold a 4 MiB chunk).
+const BULK_MAX_IN_FLIGHT: usize = 8;
+/// Chunk answers queued on a bulk connection before its reader waits.
+const BULK_QUEUE_FRAMES: usize = 2;
+
+/// The frame codec with a limit that grows when the connection logs in as a
+/// bulk connection; until then a frame can never exceed `MAX_FRAME_LEN`.
+struct GatewayCodec {
+    inner: FrameCodec,
+    limit: Arc<AtomicUsize>,
+}
+
+impl Decoder for GatewayCodec {
+    type Item = bytes::BytesMut;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<bytes::BytesMut>, FrameError> {
+        self.inner.set_max_len(self.limit.load(Ordering::Relaxed));
+        self.inner.decode(src)
+    }
+}
 
 /// Accepts native-protocol connections until `shutdown`.
 pub async fn accept_tcp(
@@ -94,9 +116,11 @@ where
     // Idle connections must stay cheap: a small read buffer that grows on
     // demand, and a write buffer that exists only while a batch is written.
     let (read, write) = tokio::io::split(io);
-    let stream = FramedRead::with_capacity(read, FrameCodec::default(), 256);
+    let limit = Arc::new(AtomicUsize::new(MAX_FRAME_LEN));
+    let codec = GatewayCodec { inner: FrameCodec::default(), limit: limit.clone() };
+    let stream = FramedRead::with_capacity(read, codec, 256);
     let sink = FrameWriter { io: write, buf: Vec::new() };
-    serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), shutdown).await;
+    serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), limit, shutdown).await;
 }
 
 /// Writes length-prefixed frames. Unlike a codec's `FramedWrite`, which keeps
@@ -115,7 +139,7 @@ impl<W: AsyncWrite + Unpin> Sink<Bytes> for FrameWriter<W> {
     }
 
     fn start_send(self: Pin<&mut Self>, frame: Bytes) -> std::io::Result<()> {
-        if frame.len() > hutong_protocol::MAX_FRAME_LEN {
+        if frame.len() > MAX_BULK_FRAME_LEN {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame over the size limit"));
         }
         let this = self.get_mut();
@@ -175,9 +199,10 @@ async fn ws_upgrade(
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
     let token = state.tracker.token();
-    ws.max_message_size(hutong_protocol::MAX_FRAME_LEN)
-        .max_frame_size(hutong_protocol::MAX_FRAME_LEN)
-        .on_upgrade(move |socket: WebSocket| async move {
+    // A bulk connection's frames are larger; until a connection logs in as
+    // one, `serve` refuses any frame over MAX_FRAME_LEN.
+    ws.max_message_size(MAX_BULK_FRAME_LEN).max_frame_size(MAX_BULK_FRAME_LEN).on_upgrade(
+        move |socket: WebSocket| async move {
             let _permit = permit;
             let _token = token;
             let (sink, stream) = socket.split();
@@ -197,8 +222,10 @@ async fn ws_upgrade(
                 });
             let sink =
                 sink.with(|b: Bytes| futures::future::ready(Ok::<_, axum::Error>(WsMessage::Binary(b))));
-            serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), state.shutdown).await;
-        })
+            let limit = Arc::new(AtomicUsize::new(MAX_FRAME_LEN));
+            serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), limit, state.shutdown).await;
+        },
+    )
 }
 
 fn frame(env: &Envelope) -> Bytes {
@@ -260,6 +287,7 @@ pub async fn serve<S, K>(
     mut stream: S,
     sink: K,
     peer: Option<SocketAddr>,
+    frame_limit: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 ) where
     S: Stream<Item = Result<Bytes, FrameError>> + Unpin + Send,
@@ -274,7 +302,7 @@ pub async fn serve<S, K>(
     let mut writer_done = false;
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let idle = Duration::from_millis(config.idle_timeout_ms);
-    let max_in_flight = config.max_in_flight;
+    let mut max_in_flight = config.max_in_flight;
     let mut session: Option<Session> = None;
     let mut said_hello = false;
     let mut in_flight = FuturesUnordered::new();
@@ -300,17 +328,23 @@ pub async fn serve<S, K>(
                 deadline.as_mut().reset(tokio::time::Instant::now() + idle);
                 let body = match next {
                     None => break,
+                    Some(Ok(body)) if body.len() > frame_limit.load(Ordering::Relaxed) => {
+                        let n = body.len();
+                        outbound.close(ErrorCode::TooLarge, format!("a frame of {n} bytes exceeds the limit"));
+                        break;
+                    }
                     Some(Ok(body)) => body,
                     Some(Err(FrameError::TooLarge(n))) => {
                         outbound.close(ErrorCode::TooLarge, format!("a frame of {n} bytes exceeds the limit"));
                         break;
                     }
+
                     Some(Err(e)) => {
                         outbound.close(ErrorCode::BadRequest, e.to_string());
                         break;
                     }
                 };
-                let env = match decode_envelope(&body) {
+                let env = match decode_frame(body, frame_limit.load(Ordering::Relaxed)) {
                     Ok(env) => env,
                     Err(e) => {
                         let err = Envelope::error(0, ErrorCode::BadRequest, format!("could not decode the frame: {e}"));
@@ -351,10 +385,23 @@ pub async fn serve<S, K>(
                     },
                     None => match payload {
                         Payload::Login(login) => {
+                            let bulk = login.bulk;
+                            if bulk && !matches!(login.secret, Some(v1::login::Secret::Token(_))) {
+                                let e = crate::error::ServiceError::BadRequest("a bulk connection logs in with a session token".into());
+                                deliver(&outbound, id, Err(e)).await;
+                                continue;
+                            }
                             let result = Box::pin(shared.auth.login(&shared.db, login, peer.map(|p| p.ip()))).await;
                             match result {
                                 Ok(auth) => {
-                                    shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                    if bulk {
+                                        shared.hub.register_bulk(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                        frame_limit.store(MAX_BULK_FRAME_LEN, Ordering::Relaxed);
+                                        outbound.set_bulk_cap(BULK_QUEUE_FRAMES);
+                                        max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);
+                                    } else {
+                                        shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                    }
                                     session = Some(Session {
                                         shared: shared.clone(),
                                         user_id: auth.user_id,
@@ -362,6 +409,8 @@ pub async fn serve<S, K>(
                                         conn_id,
                                         outbound: outbound.clone(),
                                         send_order_broken: Default::default(),
+                                        bulk,
+                                        readable: Default::default(),
                                     });
                                     let ok = v1::LoginOk {
                                         user_id: auth.user_id,

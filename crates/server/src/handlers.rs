@@ -31,11 +31,18 @@ pub struct Session {
     /// later sends are refused and the connection is closed, so the client
     /// retries from its outbox in order on a new connection.
     pub send_order_broken: Arc<std::sync::atomic::AtomicBool>,
+    /// A bulk connection (`Login.bulk`): file requests only, chunk data allowed.
+    pub bulk: bool,
+    /// Files this connection has been allowed to read, with their manifests.
+    pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
 }
 
 /// The answer to one request: `None` when nothing is sent back.
 pub type Reply = Result<Option<(Lane, Payload)>, ServiceError>;
 
+// Ready answers are built and consumed at once; boxing them would cost an
+// allocation per request to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     Ready(Reply),
     Pending(BoxFuture<'static, Reply>),
@@ -46,9 +53,23 @@ const FETCH_LIMIT: u32 = 500;
 
 pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
     let user = s.user_id;
+    if s.bulk {
+        return route_bulk(s, payload);
+    }
     match payload {
         Payload::SendMessage(msg) => {
-            let cmd = Command::Send { sender: user, msg, ordered: s.send_order_broken.clone() };
+            // A folder's manifest is read here, before the send is queued, so
+            // this connection's sends still enter the writer in order.
+            let folder = match &msg.attachment {
+                Some(a) if a.kind == v1::AttachmentKind::AttachmentFolder as i32 => {
+                    match crate::files::folder_contents(s, a).await {
+                        Ok(contents) => Some(contents),
+                        Err(e) => return Step::Ready(Err(e)),
+                    }
+                }
+                _ => None,
+            };
+            let cmd = Command::Send { sender: user, msg, ordered: s.send_order_broken.clone(), folder };
             match write(s, cmd, after_send).await {
                 Step::Pending(reply) => {
                     let s = s.clone();
@@ -127,11 +148,34 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PutChunk(_) | Payload::GetChunk(_) => {
+            Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
+        }
         Payload::Hello(_) | Payload::Login(_) => {
             Step::Ready(Err(ServiceError::BadRequest("this connection is already logged in".into())))
         }
         _ => {
             Step::Ready(Err(ServiceError::BadRequest("this frame is not a request a client may send".into())))
+        }
+    }
+}
+
+/// A bulk connection carries file requests (and pings) only.
+fn route_bulk(s: &Session, payload: Payload) -> Step {
+    match payload {
+        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.clone(), r).boxed()),
+        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.clone(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::Ping(p) => {
+            Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
+        }
+        _ => {
+            Step::Ready(Err(ServiceError::BadRequest("a bulk connection carries file requests only".into())))
         }
     }
 }

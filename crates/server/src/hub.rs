@@ -26,6 +26,8 @@ struct Inner {
     watchers: HashMap<u64, HashSet<u64>>,
     /// connection -> (its outbound, whom it watches)
     subscriptions: HashMap<u64, (Arc<Outbound>, Vec<u64>)>,
+    /// Bulk connections per user: no pushes, no presence; only kicked.
+    bulk: HashMap<u64, Vec<Live>>,
 }
 
 #[derive(Default)]
@@ -81,7 +83,22 @@ impl Hub {
         });
     }
 
+    /// A bulk connection (file data): closed with its session, never pushed to.
+    pub fn register_bulk(&self, user_id: u64, conn_id: u64, session_id: u64, outbound: Arc<Outbound>) {
+        let live = Live { conn_id, session_id, outbound, status: PresenceStatus::Offline };
+        self.lock().bulk.entry(user_id).or_default().push(live);
+    }
+
     pub fn unregister(&self, user_id: u64, conn_id: u64) {
+        {
+            let mut inner = self.lock();
+            if let Some(v) = inner.bulk.get_mut(&user_id) {
+                v.retain(|l| l.conn_id != conn_id);
+                if v.is_empty() {
+                    inner.bulk.remove(&user_id);
+                }
+            }
+        }
         self.with_presence(user_id, |inner| {
             if let Some(v) = inner.sessions.get_mut(&user_id) {
                 v.retain(|l| l.conn_id != conn_id);
@@ -145,7 +162,8 @@ impl Hub {
     /// Closes a user's sessions (all of them, or one) with a reason.
     pub fn kick(&self, user_id: u64, session_id: Option<u64>, code: ErrorCode, message: &str) {
         let inner = self.lock();
-        for l in inner.sessions.get(&user_id).into_iter().flatten() {
+        let bulk = inner.bulk.get(&user_id).into_iter().flatten();
+        for l in inner.sessions.get(&user_id).into_iter().flatten().chain(bulk) {
             if session_id.is_none_or(|s| s == l.session_id) {
                 l.outbound.close(code, message);
             }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod directory;
 pub mod error;
+mod files;
 mod gateway;
 mod handlers;
 mod hub;
@@ -43,6 +44,10 @@ pub struct Shared {
     audit_key: audit::AuditKey,
     /// Wakes the retention job when the rules change.
     retention_changed: tokio::sync::Notify,
+    /// Chunk files of uploaded files.
+    blobs: Arc<files::BlobStore>,
+    /// Chunks announced for upload and not yet received, per person.
+    pending_chunks: files::PendingChunks,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -135,6 +140,7 @@ pub async fn run(
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
+    let blobs = Arc::new(files::BlobStore::open(config.blob_dir())?);
     let shared = Arc::new(Shared {
         config,
         db,
@@ -144,6 +150,8 @@ pub async fn run(
         next_conn_id: AtomicU64::new(1),
         audit_key,
         retention_changed: tokio::sync::Notify::new(),
+        blobs,
+        pending_chunks: files::PendingChunks::default(),
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -173,6 +181,7 @@ pub async fn run(
     });
     tracker.spawn(watch_revocations(shared.clone(), token.clone()));
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
+    tracker.spawn(files::collector(shared.clone(), token.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");

@@ -63,6 +63,12 @@ impl Outbound {
         }
     }
 
+    /// Shrinks the bulk lane to `cap` frames (a bulk connection's frames are
+    /// file chunks of up to 4 MiB).
+    pub fn set_bulk_cap(&self, cap: usize) {
+        self.lock().caps[Lane::Bulk as usize] = cap.max(1);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

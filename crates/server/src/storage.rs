@@ -151,6 +151,36 @@ CREATE TABLE message_text_pending (
     PRIMARY KEY (conversation_id, seq)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Files (see files.rs): manifests of content-addressed chunks stored on disk.
+CREATE TABLE files (
+    id BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    content_hash BLOB NOT NULL,
+    chunks BLOB NOT NULL,          -- 32-byte BLAKE3 hashes, in order
+    committed INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Who uploaded what: quotas count it; uploaders may read their files.
+CREATE TABLE file_owners (
+    user_id INTEGER NOT NULL,
+    file_id BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, file_id)
+) WITHOUT ROWID;
+CREATE INDEX file_owners_by_file ON file_owners (file_id);
+-- Which messages hold which files (a folder's: its manifest and its files).
+CREATE TABLE file_refs (
+    file_id BLOB NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (file_id, conversation_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX file_refs_by_message ON file_refs (conversation_id, seq);
+ALTER TABLE messages ADD COLUMN attachment BLOB;
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
@@ -223,7 +253,7 @@ pub fn now_ms() -> i64 {
 
 // ------------------------------------------------------------------ row mapping
 
-pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority";
+pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment";
 
 /// Maps a `messages` row (selected with [`MESSAGE_COLUMNS`]) to the wire type.
 /// A recalled message keeps its text in the archive but never sends it.
@@ -232,6 +262,7 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let recalled: bool = row.get(9)?;
     let mentions: String = row.get(7)?;
     let system: Option<Vec<u8>> = row.get(10)?;
+    let attachment: Option<Vec<u8>> = if recalled { None } else { row.get(13)? };
     Ok(Message {
         conversation_id: row.get(0)?,
         seq: row.get(1)?,
@@ -246,7 +277,7 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         system: system.and_then(|b| v1::SystemEvent::decode(&b[..]).ok()),
         target_seq: row.get(11)?,
         priority: row.get(12)?,
-        attachment: None,
+        attachment: attachment.and_then(|b| v1::Attachment::decode(&b[..]).ok()),
     })
 }
 

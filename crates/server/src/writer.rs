@@ -33,6 +33,8 @@ const MAX_NAME_CHARS: usize = 100;
 
 pub type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
 
+// Sends dominate the queue, so the enum is as large as they are either way.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// `ordered` belongs to the sending connection: once one of its sends
     /// fails for a reason a retry may fix, the writer refuses its later sends
@@ -41,6 +43,8 @@ pub enum Command {
         sender: u64,
         msg: v1::SendMessage,
         ordered: Arc<AtomicBool>,
+        /// For a folder attachment: what its manifest lists (read before queueing).
+        folder: Option<crate::files::FolderContents>,
     },
     Recall {
         user: u64,
@@ -89,6 +93,19 @@ pub enum Command {
     },
     /// Brings the keyword index up to date (before an audit search).
     FlushIndex,
+    /// Records announced files (see `files::prepare_files`).
+    PrepareFiles {
+        user: u64,
+        files: Vec<hutong_protocol::files::CheckedManifest>,
+        quota: u64,
+    },
+    CommitFiles {
+        ids: Vec<hutong_protocol::files::Hash>,
+    },
+    /// Forgets files nobody refers to, uploaded before `cutoff_ms`.
+    CollectFiles {
+        cutoff_ms: i64,
+    },
     /// Removes messages older than the retention rules allow and records it.
     ApplyRetention {
         now: i64,
@@ -108,6 +125,9 @@ pub struct Committed {
     pub members: Arc<[u64]>,
     /// A moved cursor, pushed to the other members and the user's devices.
     pub cursor: Option<v1::Cursor>,
+    /// The number some commands answer with: bytes counted against the
+    /// quota (PrepareFiles), files forgotten (CollectFiles).
+    pub value: u64,
 }
 
 /// Cheap handle to the writer thread.
@@ -396,10 +416,11 @@ fn append(
         .query_row(params![conversation_id, v], |r| r.get(0))?;
     let sent_at = now_ms();
     let system = extra.system.as_ref().map(|s| s.encode_to_vec());
+    let attachment = extra.attachment.as_ref().map(|a| a.encode_to_vec());
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (sender_id, client_msg_id) DO NOTHING",
         )?
         .execute(params![
@@ -414,12 +435,13 @@ fn append(
             extra.reply_to_seq,
             system,
             extra.target_seq,
-            extra.priority
+            extra.priority,
+            attachment
         ])?;
     if inserted == 0 {
         return Ok(None);
     }
-    if extra.kind == MessageKind::Text as i32 {
+    if extra.kind == MessageKind::Text as i32 || extra.kind == MessageKind::File as i32 {
         // Indexed later, when the writer is idle (see `index_pending`).
         conn.prepare_cached("INSERT INTO message_text_pending (conversation_id, seq) VALUES (?1, ?2)")?
             .execute(params![conversation_id, seq])?;
@@ -438,7 +460,7 @@ fn append(
         system: extra.system,
         target_seq: extra.target_seq,
         priority: extra.priority,
-        attachment: None,
+        attachment: extra.attachment,
     }))
 }
 
@@ -452,6 +474,7 @@ struct AppendExtra {
     system: Option<v1::SystemEvent>,
     target_seq: u64,
     priority: i32,
+    attachment: Option<v1::Attachment>,
 }
 
 fn system_entry(
@@ -478,7 +501,21 @@ fn apply(
 ) -> Result<Committed, ServiceError> {
     match cmd {
         Command::Send { ordered, .. } if ordered.load(Ordering::Acquire) => Err(ServiceError::ShuttingDown),
-        Command::Send { sender, msg, .. } => send(conn, cache, version, *sender, msg),
+        Command::Send { sender, msg, folder, .. } => {
+            send(conn, cache, version, *sender, msg, folder.as_ref())
+        }
+        Command::PrepareFiles { user, files, quota } => {
+            let value = crate::files::prepare_files(conn, *user, files, *quota)?;
+            Ok(Committed { value, ..Default::default() })
+        }
+        Command::CommitFiles { ids } => {
+            crate::files::commit_files(conn, ids)?;
+            Ok(Committed::default())
+        }
+        Command::CollectFiles { cutoff_ms } => {
+            let value = crate::files::forget_unreferenced(conn, *cutoff_ms)? as u64;
+            Ok(Committed { value, ..Default::default() })
+        }
         Command::Recall { user, conversation_id, seq } => {
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
         }
@@ -529,11 +566,12 @@ fn send(
     version: &mut u64,
     sender: u64,
     msg: &v1::SendMessage,
+    folder: Option<&crate::files::FolderContents>,
 ) -> Result<Committed, ServiceError> {
     if msg.text.len() > MAX_TEXT_LEN {
         return Err(ServiceError::TooLarge(format!("a message holds at most {MAX_TEXT_LEN} bytes of text")));
     }
-    if msg.text.trim().is_empty() {
+    if msg.text.trim().is_empty() && msg.attachment.is_none() {
         return Err(ServiceError::BadRequest("the message is empty".into()));
     }
     if msg.client_msg_id.is_empty() || msg.client_msg_id.len() > 64 {
@@ -546,20 +584,31 @@ fn send(
     let mentions: Vec<u64> =
         msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).take(100).collect();
     let list = members.list.clone();
-    let extra = AppendExtra {
+    let mut extra = AppendExtra {
         text: msg.text.clone(),
         mentions,
         reply_to_seq: msg.reply_to_seq,
         priority: msg.priority,
         ..Default::default()
     };
+    let mut files = Vec::new();
+    if let Some(attachment) = &msg.attachment {
+        files = crate::files::check_attachment(conn, sender, attachment, folder)?;
+        // The name is the text: previews show it and the archive search finds it.
+        extra.kind = MessageKind::File as i32;
+        extra.text = attachment.name.clone();
+        extra.attachment = Some(attachment.clone());
+    }
     match append(conn, version, msg.conversation_id, sender, &msg.client_msg_id, extra)? {
-        Some(message) => Ok(Committed {
-            conversation_id: msg.conversation_id,
-            message: Some(message),
-            members: list,
-            ..Default::default()
-        }),
+        Some(message) => {
+            crate::files::add_refs(conn, message.conversation_id, message.seq, &files)?;
+            Ok(Committed {
+                conversation_id: msg.conversation_id,
+                message: Some(message),
+                members: list,
+                ..Default::default()
+            })
+        }
         None => {
             // A retry: the seq we took must be given back, so fail the savepoint
             // and answer from the stored original instead.

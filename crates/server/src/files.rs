@@ -1,0 +1,622 @@
+//! Files: content-addressed chunks on disk, manifests in the database.
+//!
+//! A chunk is stored once under `blobs/<first two hex digits>/<hash>`,
+//! whoever uploaded it; a file is a row in `files` naming its chunks in
+//! order. `file_owners` says who uploaded what (quotas count it, and an
+//! uploader may read their own files); `file_refs` says which messages hold
+//! which files (a folder's message holds its manifest and every file in it),
+//! which is what lets members of a conversation read them. Files nobody
+//! refers to are collected after a grace period, then chunks no file names.
+//!
+//! The database rows are written by the writer thread (the `Command`s at the
+//! bottom of this file), chunk files by the request handlers.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use hutong_protocol::files::{
+    check_folder, check_manifest, check_name, hash_from, CheckedManifest, Hash, CHUNK_SIZE,
+    MAX_FILES_PER_UPLOAD, MAX_FOLDER_MANIFEST_LEN, MAX_THUMBNAIL_LEN,
+};
+use hutong_protocol::v1::{self, AttachmentKind, EntryKind};
+use prost::Message as _;
+use rusqlite::{params, Connection, OptionalExtension as _};
+
+use crate::error::ServiceError;
+use crate::handlers::{Reply, Session};
+use crate::outbound::Lane;
+use crate::writer::Command;
+use hutong_protocol::Payload;
+
+/// Most chunks one person may have announced and not yet sent.
+const MAX_PENDING_CHUNKS: usize = 1 << 20;
+
+/// Chunk files on disk.
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn open(root: PathBuf) -> std::io::Result<BlobStore> {
+        fs::create_dir_all(root.join("tmp"))?;
+        Ok(BlobStore { root })
+    }
+
+    fn path(&self, hash: &Hash) -> PathBuf {
+        let hex = hex::encode(hash);
+        self.root.join(&hex[..2]).join(hex)
+    }
+
+    pub fn has(&self, hash: &Hash) -> bool {
+        self.path(hash).is_file()
+    }
+
+    /// Stores a chunk whose hash the caller has checked: written under a
+    /// temporary name, flushed to disk, then renamed into place, so a chunk
+    /// file is either whole or absent.
+    pub fn put(&self, hash: &Hash, data: &[u8]) -> std::io::Result<()> {
+        let target = self.path(hash);
+        if target.is_file() {
+            return Ok(());
+        }
+        let tmp = self.root.join("tmp").join(format!("{}.{}", hex::encode(hash), rand::random::<u64>()));
+        let result = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_data()?;
+            if let Some(dir) = target.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::rename(&tmp, &target)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    pub fn get(&self, hash: &Hash) -> std::io::Result<Vec<u8>> {
+        fs::read(self.path(hash))
+    }
+
+    /// Every chunk on disk with its modification time.
+    fn list(&self) -> std::io::Result<Vec<(Hash, SystemTime)>> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(&self.root)? {
+            let dir = dir?;
+            if dir.file_name().len() != 2 || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(dir.path())? {
+                let f = f?;
+                let Some(hash) = f.file_name().to_str().and_then(|n| hex::decode(n).ok()) else { continue };
+                let Ok(hash) = Hash::try_from(&hash[..]) else { continue };
+                out.push((hash, f.metadata()?.modified()?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, hash: &Hash) -> std::io::Result<()> {
+        fs::remove_file(self.path(hash))
+    }
+}
+
+/// Chunks each person announced in `PrepareUpload` and may now send.
+#[derive(Default)]
+pub struct PendingChunks {
+    by_user: Mutex<HashMap<u64, HashSet<Hash>>>,
+}
+
+impl PendingChunks {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, HashSet<Hash>>> {
+        self.by_user.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What one connection has learnt about files it may read.
+#[derive(Default)]
+pub struct ReadableFiles {
+    files: HashMap<Hash, Arc<CheckedManifest>>,
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, ServiceError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ServiceError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(format!("file task failed: {e}")))?
+}
+
+fn io_error(e: std::io::Error) -> ServiceError {
+    ServiceError::Internal(format!("blob store: {e}"))
+}
+
+fn bad_manifest(e: hutong_protocol::files::FileError) -> ServiceError {
+    match e {
+        hutong_protocol::files::FileError::UnsafePath { .. } => ServiceError::UnsafePath(e.to_string()),
+        other => ServiceError::BadRequest(other.to_string()),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+// ------------------------------------------------------------------ requests
+
+/// Checks limits and the quota, records the files, and answers which chunks
+/// the server lacks.
+pub async fn prepare_upload(s: Session, req: v1::PrepareUpload) -> Reply {
+    if req.files.is_empty() || req.files.len() > MAX_FILES_PER_UPLOAD {
+        return Err(ServiceError::BadRequest(format!("announce 1 to {MAX_FILES_PER_UPLOAD} files at once")));
+    }
+    let config = &s.shared.config;
+    let mut files = Vec::with_capacity(req.files.len());
+    for m in &req.files {
+        let m = check_manifest(m).map_err(bad_manifest)?;
+        if m.size > config.files_max_size {
+            return Err(ServiceError::TooLarge(format!(
+                "a file of {} is larger than this server's limit of {}",
+                human(m.size),
+                human(config.files_max_size)
+            )));
+        }
+        files.push(m);
+    }
+    let committed = s
+        .shared
+        .writer
+        .submit(Command::PrepareFiles {
+            user: s.user_id,
+            files: files.clone(),
+            quota: config.files_quota_bytes,
+        })
+        .await?;
+    let store = s.shared.blobs.clone();
+    let missing = blocking(move || {
+        let mut seen = HashSet::new();
+        Ok(files
+            .iter()
+            .flat_map(|f| f.chunks.iter())
+            .filter(|c| seen.insert(**c))
+            .filter(|c| !store.has(c))
+            .copied()
+            .collect::<Vec<Hash>>())
+    })
+    .await?;
+    {
+        let mut pending = s.shared.pending_chunks.lock();
+        let mine = pending.entry(s.user_id).or_default();
+        if mine.len() + missing.len() > MAX_PENDING_CHUNKS {
+            return Err(ServiceError::TooLarge("too many chunks announced and not yet sent".into()));
+        }
+        mine.extend(missing.iter().copied());
+    }
+    let plan = v1::UploadPlan {
+        missing: missing.iter().map(|h| h.to_vec()).collect(),
+        quota_used: committed.value,
+        quota_limit: config.files_quota_bytes,
+    };
+    Ok(Some((Lane::Control, Payload::UploadPlan(plan))))
+}
+
+/// Stores one announced chunk after checking its hash.
+pub async fn put_chunk(s: Session, req: v1::PutChunk) -> Reply {
+    if !s.bulk {
+        return Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into()));
+    }
+    let hash = hash_from(&req.hash).map_err(bad_manifest)?;
+    if req.data.len() > CHUNK_SIZE as usize {
+        return Err(ServiceError::TooLarge("a chunk is at most 4 MiB".into()));
+    }
+    let announced = s.shared.pending_chunks.lock().get(&s.user_id).is_some_and(|m| m.contains(&hash));
+    if !announced {
+        return Err(ServiceError::Forbidden("announce this chunk with PrepareUpload first".into()));
+    }
+    let store = s.shared.blobs.clone();
+    let data: Bytes = req.data;
+    blocking(move || {
+        if blake3::hash(&data).as_bytes() != &hash {
+            return Err(ServiceError::BadRequest("the chunk's data does not match its hash".into()));
+        }
+        store.put(&hash, &data).map_err(io_error)
+    })
+    .await?;
+    if let Some(mine) = s.shared.pending_chunks.lock().get_mut(&s.user_id) {
+        mine.remove(&hash);
+    }
+    Ok(Some((Lane::Bulk, Payload::ChunkStored(v1::ChunkStored { hash: hash.to_vec() }))))
+}
+
+/// Marks the caller's announced files complete once every chunk is stored.
+pub async fn commit_upload(s: Session, req: v1::CommitUpload) -> Reply {
+    if req.file_ids.is_empty() || req.file_ids.len() > MAX_FILES_PER_UPLOAD {
+        return Err(ServiceError::BadRequest(format!("commit 1 to {MAX_FILES_PER_UPLOAD} files at once")));
+    }
+    let ids =
+        req.file_ids.iter().map(|id| hash_from(id)).collect::<Result<Vec<_>, _>>().map_err(bad_manifest)?;
+    let user = s.user_id;
+    let ids2 = ids.clone();
+    let manifests = s
+        .shared
+        .db
+        .read(move |conn| {
+            ids2.iter()
+                .map(|id| {
+                    let owned: bool = conn
+                        .prepare_cached("SELECT 1 FROM file_owners WHERE user_id = ?1 AND file_id = ?2")?
+                        .exists(params![user, &id[..]])?;
+                    if !owned {
+                        return Err(ServiceError::NotFound("announced file"));
+                    }
+                    load_manifest(conn, id)?.ok_or(ServiceError::NotFound("announced file"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let store = s.shared.blobs.clone();
+    let missing = blocking(move || {
+        Ok(manifests.iter().flat_map(|m| m.chunks.iter()).filter(|c| !store.has(c)).count())
+    })
+    .await?;
+    if missing > 0 {
+        return Err(ServiceError::Conflict(format!(
+            "{missing} chunks are not on the server yet; announce the files again and send them"
+        )));
+    }
+    s.shared.writer.submit(Command::CommitFiles { ids: ids.clone() }).await?;
+    let answer = v1::UploadCommitted { file_ids: ids.iter().map(|h| h.to_vec()).collect() };
+    Ok(Some((Lane::Control, Payload::UploadCommitted(answer))))
+}
+
+/// The manifest of a file the caller may read.
+pub async fn get_file(s: Session, req: v1::GetFile) -> Reply {
+    let id = hash_from(&req.id).map_err(bad_manifest)?;
+    let manifest = readable(&s, id).await?;
+    Ok(Some((Lane::Control, Payload::FileManifest(manifest.to_wire()))))
+}
+
+/// One chunk of a file the caller may read.
+pub async fn get_chunk(s: Session, req: v1::GetChunk) -> Reply {
+    if !s.bulk {
+        return Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into()));
+    }
+    let id = hash_from(&req.file_id).map_err(bad_manifest)?;
+    let manifest = readable(&s, id).await?;
+    let hash = *manifest.chunks.get(req.index as usize).ok_or(ServiceError::NotFound("chunk"))?;
+    let store = s.shared.blobs.clone();
+    let data = blocking(move || match store.get(&hash) {
+        Ok(d) => Ok(d),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ServiceError::NotFound("chunk")),
+        Err(e) => Err(io_error(e)),
+    })
+    .await?;
+    let answer = v1::ChunkData { file_id: req.file_id, index: req.index, data: Bytes::from(data) };
+    Ok(Some((Lane::Bulk, Payload::ChunkData(answer))))
+}
+
+/// The manifest of `id` if the session's person may read it: they uploaded
+/// it, or a message holding it is in a conversation they may read.
+async fn readable(s: &Session, id: Hash) -> Result<Arc<CheckedManifest>, ServiceError> {
+    if let Some(m) = s.readable.lock().unwrap_or_else(|e| e.into_inner()).files.get(&id) {
+        return Ok(m.clone());
+    }
+    let user = s.user_id;
+    let manifest = s
+        .shared
+        .db
+        .read(move |conn| {
+            if !may_read(conn, user, &id)? {
+                return Err(ServiceError::NotFound("file"));
+            }
+            load_committed(conn, &id)?.ok_or(ServiceError::NotFound("file"))
+        })
+        .await?;
+    let manifest = Arc::new(manifest);
+    let mut cache = s.readable.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.files.len() >= 256 {
+        cache.files.clear();
+    }
+    cache.files.insert(id, manifest.clone());
+    Ok(manifest)
+}
+
+/// Whether `user` uploaded the file or may read a message holding it.
+pub fn may_read(conn: &Connection, user: u64, id: &Hash) -> Result<bool, ServiceError> {
+    let owned = conn
+        .prepare_cached("SELECT 1 FROM file_owners WHERE user_id = ?1 AND file_id = ?2")?
+        .exists(params![user, &id[..]])?;
+    if owned {
+        return Ok(true);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM file_refs r JOIN members m ON m.conversation_id = r.conversation_id AND m.user_id = ?2
+             WHERE r.file_id = ?1 AND (m.active = 1 OR r.seq <= coalesce(m.until_seq, 0)) LIMIT 1",
+        )?
+        .exists(params![&id[..], user])?)
+}
+
+fn manifest_from_row(id: &Hash, row: &rusqlite::Row<'_>) -> rusqlite::Result<CheckedManifest> {
+    let chunks: Vec<u8> = row.get(3)?;
+    let content: Vec<u8> = row.get(2)?;
+    Ok(CheckedManifest {
+        id: *id,
+        size: row.get(0)?,
+        chunk_size: row.get(1)?,
+        content_hash: content.try_into().unwrap_or([0; 32]),
+        chunks: chunks.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect(),
+    })
+}
+
+fn load_manifest(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
+    Ok(conn
+        .prepare_cached("SELECT size, chunk_size, content_hash, chunks FROM files WHERE id = ?1")?
+        .query_row([&id[..]], |r| manifest_from_row(id, r))
+        .optional()?)
+}
+
+fn load_committed(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT size, chunk_size, content_hash, chunks FROM files WHERE id = ?1 AND committed = 1",
+        )?
+        .query_row([&id[..]], |r| manifest_from_row(id, r))
+        .optional()?)
+}
+
+/// What a folder message refers to, read from its manifest before the send
+/// is queued (the writer only checks the rows).
+#[derive(Debug, Clone)]
+pub struct FolderContents {
+    pub file_ids: Vec<Hash>,
+    pub total: u64,
+    pub files: u32,
+}
+
+/// Reads and checks the folder manifest an attachment names. Runs inside
+/// `route`, before the send is queued, so sends keep their order.
+pub async fn folder_contents(
+    s: &Session,
+    attachment: &v1::Attachment,
+) -> Result<FolderContents, ServiceError> {
+    let id = hash_from(&attachment.file_id).map_err(bad_manifest)?;
+    let user = s.user_id;
+    let manifest = s
+        .shared
+        .db
+        .read(move |conn| {
+            if !may_read(conn, user, &id)? {
+                return Err(ServiceError::NotFound("folder manifest"));
+            }
+            load_committed(conn, &id)?.ok_or(ServiceError::NotFound("folder manifest"))
+        })
+        .await?;
+    if manifest.size > MAX_FOLDER_MANIFEST_LEN {
+        return Err(ServiceError::TooLarge("the folder's manifest is larger than 32 MiB".into()));
+    }
+    let store = s.shared.blobs.clone();
+    blocking(move || {
+        let mut bytes = Vec::with_capacity(manifest.size as usize);
+        for c in &manifest.chunks {
+            bytes.extend_from_slice(&store.get(c).map_err(io_error)?);
+        }
+        let folder = v1::FolderManifest::decode(&bytes[..])
+            .map_err(|_| ServiceError::BadRequest("the folder's manifest is not a folder manifest".into()))?;
+        let total = check_folder(&folder).map_err(bad_manifest)?;
+        let mut file_ids = vec![id];
+        let mut files = 0u32;
+        for e in &folder.entries {
+            if e.kind == EntryKind::EntryFile as i32 {
+                file_ids.push(hash_from(&e.file_id).map_err(bad_manifest)?);
+                files += 1;
+            }
+        }
+        Ok(FolderContents { file_ids, total, files })
+    })
+    .await
+}
+
+// ------------------------------------------------------------------ writer side
+
+/// Records announced files and their uploader, refusing what the quota does
+/// not allow. Returns the bytes counted against the uploader afterwards.
+pub fn prepare_files(
+    conn: &Connection,
+    user: u64,
+    files: &[CheckedManifest],
+    quota: u64,
+) -> Result<u64, ServiceError> {
+    let used: u64 = conn
+        .prepare_cached("SELECT coalesce(sum(size), 0) FROM file_owners WHERE user_id = ?1")?
+        .query_row([user], |r| r.get(0))?;
+    let mut new = HashSet::new();
+    let mut added = 0u64;
+    for f in files {
+        let owned = conn
+            .prepare_cached("SELECT 1 FROM file_owners WHERE user_id = ?1 AND file_id = ?2")?
+            .exists(params![user, &f.id[..]])?;
+        if !owned && new.insert(f.id) {
+            added += f.size;
+        }
+    }
+    if quota > 0 && used + added > quota {
+        return Err(ServiceError::QuotaExceeded(format!(
+            "this needs {} more but only {} of your {} file quota is left",
+            human(added),
+            human(quota.saturating_sub(used)),
+            human(quota)
+        )));
+    }
+    let now = crate::storage::now_ms();
+    for f in files {
+        let chunks: Vec<u8> = f.chunks.iter().flatten().copied().collect();
+        conn.prepare_cached(
+            "INSERT INTO files (id, size, chunk_size, content_hash, chunks, committed, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6) ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![&f.id[..], f.size, f.chunk_size, &f.content_hash[..], chunks, now])?;
+        conn.prepare_cached(
+            "INSERT INTO file_owners (user_id, file_id, size, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![user, &f.id[..], f.size, now])?;
+    }
+    Ok(used + added)
+}
+
+pub fn commit_files(conn: &Connection, ids: &[Hash]) -> Result<(), ServiceError> {
+    for id in ids {
+        conn.prepare_cached("UPDATE files SET committed = 1 WHERE id = ?1")?.execute([&id[..]])?;
+    }
+    Ok(())
+}
+
+/// Checks a send's attachment inside the writer's transaction: the files
+/// exist, are complete, and the sender may pass them on. Returns the file
+/// ids the message refers to.
+pub fn check_attachment(
+    conn: &Connection,
+    sender: u64,
+    attachment: &v1::Attachment,
+    folder: Option<&FolderContents>,
+) -> Result<Vec<Hash>, ServiceError> {
+    check_name(&attachment.name)
+        .map_err(|reason| ServiceError::BadRequest(format!("the file name has {reason}")))?;
+    if attachment.thumbnail.len() > MAX_THUMBNAIL_LEN {
+        return Err(ServiceError::TooLarge("a thumbnail is at most 64 KiB".into()));
+    }
+    if attachment.mime.len() > 255 {
+        return Err(ServiceError::BadRequest("the media type is too long".into()));
+    }
+    let id = hash_from(&attachment.file_id).map_err(bad_manifest)?;
+    let size: u64 = conn
+        .prepare_cached("SELECT size FROM files WHERE id = ?1 AND committed = 1")?
+        .query_row([&id[..]], |r| r.get(0))
+        .optional()?
+        .ok_or(ServiceError::NotFound("file"))?;
+    let kind = AttachmentKind::try_from(attachment.kind)
+        .map_err(|_| ServiceError::BadRequest("unknown attachment kind".into()))?;
+    let ids = match (kind, folder) {
+        (AttachmentKind::AttachmentFolder, Some(folder)) => {
+            if attachment.size != folder.total || attachment.file_count != folder.files {
+                return Err(ServiceError::BadRequest(
+                    "the folder's size or file count does not match".into(),
+                ));
+            }
+            folder.file_ids.clone()
+        }
+        (AttachmentKind::AttachmentFolder, None) => {
+            return Err(ServiceError::BadRequest("a folder without its contents".into()))
+        }
+        (_, _) => {
+            if attachment.size != size {
+                return Err(ServiceError::BadRequest("the attachment's size does not match its file".into()));
+            }
+            vec![id]
+        }
+    };
+    for id in &ids {
+        let committed =
+            conn.prepare_cached("SELECT 1 FROM files WHERE id = ?1 AND committed = 1")?.exists([&id[..]])?;
+        if !committed {
+            return Err(ServiceError::NotFound("file"));
+        }
+        if !may_read(conn, sender, id)? {
+            return Err(ServiceError::Forbidden("you may not pass on a file you cannot read".into()));
+        }
+    }
+    Ok(ids)
+}
+
+pub fn add_refs(conn: &Connection, conversation_id: u64, seq: u64, ids: &[Hash]) -> Result<(), ServiceError> {
+    for id in ids {
+        conn.prepare_cached(
+            "INSERT INTO file_refs (file_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![&id[..], conversation_id, seq])?;
+    }
+    Ok(())
+}
+
+/// Forgets files no message refers to that are older than `cutoff_ms`.
+/// Returns how many went.
+pub fn forget_unreferenced(conn: &Connection, cutoff_ms: i64) -> Result<usize, ServiceError> {
+    let orphan = "SELECT id FROM files f WHERE f.created_at < ?1
+                  AND NOT EXISTS (SELECT 1 FROM file_refs r WHERE r.file_id = f.id)";
+    conn.execute(&format!("DELETE FROM file_owners WHERE file_id IN ({orphan})"), [cutoff_ms])?;
+    Ok(conn.execute(&format!("DELETE FROM files WHERE id IN ({orphan})"), [cutoff_ms])?)
+}
+
+/// One collection pass: files nobody refers to, then chunk files no file
+/// names, both only when older than the grace period.
+pub async fn collect(shared: &crate::Shared, now_ms: i64) -> Result<(usize, usize), ServiceError> {
+    let grace_ms = (shared.config.files_orphan_grace_secs as i64).saturating_mul(1000);
+    let cutoff_ms = now_ms.saturating_sub(grace_ms);
+    let files = shared.writer.submit(Command::CollectFiles { cutoff_ms }).await?.value as usize;
+    let named: HashSet<Hash> = shared
+        .db
+        .read(|conn| {
+            let mut stmt = conn.prepare("SELECT chunks FROM files")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut set = HashSet::new();
+            for row in rows {
+                for c in row?.chunks_exact(32) {
+                    set.insert(c.try_into().unwrap_or([0; 32]));
+                }
+            }
+            Ok(set)
+        })
+        .await?;
+    let store = shared.blobs.clone();
+    let cutoff = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(cutoff_ms.max(0) as u64);
+    let chunks = blocking(move || {
+        let mut removed = 0;
+        for (hash, modified) in store.list().map_err(io_error)? {
+            if modified < cutoff && !named.contains(&hash) && store.remove(&hash).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    })
+    .await?;
+    Ok((files, chunks))
+}
+
+/// Runs [`collect`] every `files_gc_interval_secs` until shutdown.
+pub async fn collector(shared: Arc<crate::Shared>, shutdown: tokio_util::sync::CancellationToken) {
+    let every = std::time::Duration::from_secs(shared.config.files_gc_interval_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match collect(&shared, crate::storage::now_ms()).await {
+            Ok((0, 0)) => {}
+            Ok((files, chunks)) => tracing::info!(files, chunks, "collected unreferenced files"),
+            Err(e) => tracing::warn!(error = %e, "collecting unreferenced files failed"),
+        }
+    }
+}
+
+/// The blob directory inside the data directory.
+pub fn blob_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("blobs")
+}
