@@ -2,10 +2,13 @@
 //! session check happens here (no client, no access), limits and rules in
 //! the core and on the server.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hutong_client::{Client, ClientOptions, Credential, Profile, SendOptions, ServerAddr};
-use tauri::{AppHandle, State};
+use hutong_client::{
+    Client, ClientOptions, Credential, Profile, SendOptions, ServerAddr, TransferDirection, TransferState,
+};
+use tauri::{AppHandle, Manager as _, State};
 
 use crate::state::{lock, AppState, Session, DEVICE};
 use crate::views::*;
@@ -48,6 +51,7 @@ pub fn session_state_of(state: &AppState) -> SessionState {
             .ok()
             .filter(|s| !s.is_empty())
             .or_else(|| state.last_server()),
+        default_download_dir: state.default_download_dir.to_string_lossy().into_owned(),
     }
 }
 
@@ -207,13 +211,29 @@ pub async fn history(
     Ok(page.iter().map(|m| names.message(m)).collect())
 }
 
+/// This conversation's messages not yet on the server: file messages still
+/// uploading (from their transfers), then the outbox.
 #[tauri::command]
 pub fn outbox(state: State<'_, AppState>, conversation_id: u64) -> CmdResult<Vec<MessageView>> {
     let client = client(&state)?;
     let me = client.user_id();
     let now = hutong_client::cache::now_ms();
     let mut names = Names::new(&client);
-    Ok(client.outbox(Some(conversation_id))?.iter().map(|e| names.pending(e, me, now)).collect())
+    let entries = client.outbox(Some(conversation_id))?;
+    let mut uploads: Vec<_> = client
+        .transfers()?
+        .into_iter()
+        .filter(|t| {
+            t.direction == TransferDirection::Upload
+                && t.conversation_id == conversation_id
+                && !matches!(t.state, TransferState::Done | TransferState::Cancelled)
+                && !entries.iter().any(|e| e.client_msg_id == t.client_msg_id)
+        })
+        .collect();
+    uploads.sort_by_key(|t| t.created_at_ms);
+    let mut out: Vec<MessageView> = uploads.iter().map(|t| names.uploading(t, me)).collect();
+    out.extend(entries.iter().map(|e| names.pending(e, me, now)));
+    Ok(out)
 }
 
 #[tauri::command]
@@ -437,4 +457,214 @@ pub fn ui_ready(state: State<'_, AppState>) {
     // (a launcher's, a WebDriver's), which `println!` would turn into a panic.
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout(), "hutong-desktop: ui ready in {} ms", elapsed.as_millis());
+}
+
+/// Sends files and folders (a drop, a picker): each path a directory is sent
+/// as a folder, anything else as a file. Every path is tried; the first
+/// failure is the answer when one failed.
+#[tauri::command]
+pub async fn send_paths(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    paths: Vec<String>,
+) -> CmdResult<Vec<TransferView>> {
+    let client = client(&state)?;
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Walking a folder and reading a file's size may take a while on a slow disk.
+    tauri::async_runtime::spawn_blocking(move || {
+        let mut sent = Vec::new();
+        let mut failure = None;
+        for path in paths.iter().map(PathBuf::from) {
+            let result = if path.is_dir() {
+                client.send_folder(conversation_id, &path)
+            } else {
+                client.send_file(conversation_id, &path)
+            };
+            match result {
+                Ok(t) => sent.push(TransferView::from(&t)),
+                Err(e) => {
+                    tracing::warn!("sending {}: {e}", path.display());
+                    failure.get_or_insert(AppError::from(e));
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
+    })
+    .await
+    .map_err(|e| AppError::new("INTERNAL", e.to_string()))?
+}
+
+/// Sends the image on the clipboard as a PNG file (`NO_IMAGE` when it holds none).
+#[tauri::command]
+pub async fn paste_image(state: State<'_, AppState>, conversation_id: u64) -> CmdResult<TransferView> {
+    let client = client(&state)?;
+    let dir = state.tmp_dir();
+    tauri::async_runtime::spawn_blocking(move || {
+        let path = clipboard_image_to_png(&dir)?;
+        Ok(TransferView::from(&client.send_file(conversation_id, &path)?))
+    })
+    .await
+    .map_err(|e| AppError::new("INTERNAL", e.to_string()))?
+}
+
+fn clipboard_image_to_png(dir: &Path) -> CmdResult<PathBuf> {
+    let image = arboard::Clipboard::new().and_then(|mut c| c.get_image()).map_err(|e| match e {
+        arboard::Error::ContentNotAvailable => AppError::new("NO_IMAGE", "the clipboard holds no image"),
+        e => AppError::new("CLIPBOARD", format!("the clipboard could not be read: {e}")),
+    })?;
+    let (width, height) = (u32::try_from(image.width), u32::try_from(image.height));
+    let rgba = match (width, height) {
+        (Ok(w), Ok(h)) => image::RgbaImage::from_raw(w, h, image.bytes.into_owned()),
+        _ => None,
+    }
+    .ok_or_else(|| AppError::new("NO_IMAGE", "the clipboard's image is malformed"))?;
+    std::fs::create_dir_all(dir).map_err(|e| AppError::new("CACHE", e.to_string()))?;
+    let name = format!("image-{}.png", timestamp(std::time::SystemTime::now()));
+    let mut path = dir.join(&name);
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("image-{}-{n}.png", timestamp(std::time::SystemTime::now())));
+        n += 1;
+    }
+    rgba.save_with_format(&path, image::ImageFormat::Png)
+        .map_err(|e| AppError::new("CACHE", format!("the pasted image could not be stored: {e}")))?;
+    Ok(path)
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) for names of pasted images.
+fn timestamp(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest / 60 % 60, rest % 60)
+}
+
+/// Downloads a file or folder message into the download folder.
+#[tauri::command]
+pub async fn fetch_attachment(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+) -> CmdResult<TransferView> {
+    let client = client(&state)?;
+    let dir = state.download_dir();
+    tauri::async_runtime::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            AppError::new("BAD_DOWNLOAD_DIR", format!("cannot create {}: {e}", dir.display()))
+        })?;
+        Ok(TransferView::from(&client.fetch(conversation_id, seq, &dir)?))
+    })
+    .await
+    .map_err(|e| AppError::new("INTERNAL", e.to_string()))?
+}
+
+/// Every transfer the client knows, newest first.
+#[tauri::command]
+pub fn transfers(state: State<'_, AppState>) -> CmdResult<Vec<TransferView>> {
+    Ok(client(&state)?.transfers()?.iter().map(TransferView::from).collect())
+}
+
+#[tauri::command]
+pub fn pause_transfer(state: State<'_, AppState>, id: String) -> CmdResult<()> {
+    client(&state)?.pause_transfer(&id)?;
+    Ok(())
+}
+
+#[tauri::command]
+pub fn resume_transfer(state: State<'_, AppState>, id: String) -> CmdResult<()> {
+    client(&state)?.resume_transfer(&id)?;
+    Ok(())
+}
+
+#[tauri::command]
+pub fn cancel_transfer(state: State<'_, AppState>, id: String) -> CmdResult<()> {
+    client(&state)?.cancel_transfer(&id)?;
+    Ok(())
+}
+
+/// The UI may only open what a finished transfer wrote or read: never an
+/// arbitrary path it names.
+fn finished_transfer_path(state: &AppState, path: &str) -> CmdResult<PathBuf> {
+    let client = client(state)?;
+    let wanted = Path::new(path);
+    client
+        .transfers()?
+        .into_iter()
+        .find(|t| t.state == TransferState::Done && t.local_path == wanted)
+        .map(|t| t.local_path)
+        .ok_or_else(|| AppError::new("FORBIDDEN", "only finished downloads and uploads can be opened"))
+}
+
+#[tauri::command]
+pub fn open_path(state: State<'_, AppState>, path: String) -> CmdResult<()> {
+    let path = finished_transfer_path(&state, &path)?;
+    if !path.exists() {
+        return Err(AppError::new("NOT_FOUND", format!("{} is no longer there", path.display())));
+    }
+    tauri_plugin_opener::open_path(&path, None::<&str>)
+        .map_err(|e| AppError::new("OPEN_FAILED", e.to_string()))
+}
+
+#[tauri::command]
+pub fn reveal_path(state: State<'_, AppState>, path: String) -> CmdResult<()> {
+    let path = finished_transfer_path(&state, &path)?;
+    if !path.exists() {
+        return Err(AppError::new("NOT_FOUND", format!("{} is no longer there", path.display())));
+    }
+    tauri_plugin_opener::reveal_item_in_dir(&path).map_err(|e| AppError::new("OPEN_FAILED", e.to_string()))
+}
+
+/// The native picker: files (several), folders (several) or, with `single`,
+/// one folder (the download folder in the settings). Null when cancelled.
+#[tauri::command]
+pub async fn pick_paths(app: AppHandle, folders: bool, single: bool) -> CmdResult<Option<Vec<String>>> {
+    use tauri_plugin_dialog::DialogExt as _;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app.dialog().file();
+    if let Some(window) = app.get_webview_window("main") {
+        dialog = dialog.set_parent(&window);
+    }
+    let reply = move |paths: Option<Vec<tauri_plugin_dialog::FilePath>>| {
+        let paths = paths.map(|ps| {
+            ps.into_iter()
+                .filter_map(|p| p.into_path().ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect()
+        });
+        let _ = tx.send(paths);
+    };
+    match (folders, single) {
+        (true, true) => dialog.pick_folder(move |p| reply(p.map(|p| vec![p]))),
+        (true, false) => dialog.pick_folders(reply),
+        (false, true) => dialog.pick_file(move |p| reply(p.map(|p| vec![p]))),
+        (false, false) => dialog.pick_files(reply),
+    }
+    Ok(rx.await.unwrap_or(None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_images_are_named_by_their_utc_time() {
+        let at = |secs| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(timestamp(at(0)), "19700101-000000");
+        assert_eq!(timestamp(at(951_782_400 + 3_661)), "20000229-010101");
+        assert_eq!(timestamp(at(1_735_689_599)), "20241231-235959");
+    }
 }

@@ -45,6 +45,8 @@ pub fn run() {
                 )
                 .build(),
         )
+        // Its Rust API only (`commands::pick_paths`); the UI has no dialog permission.
+        .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             Some(vec!["--minimized"]),
@@ -55,7 +57,13 @@ pub fn run() {
                 None => app.path().app_data_dir()?,
             };
             std::fs::create_dir_all(&home)?;
-            let state = AppState::new(home);
+            let downloads = app
+                .path()
+                .download_dir()
+                .or_else(|_| app.path().home_dir().map(|h| h.join("Downloads")))
+                .unwrap_or_else(|_| home.join("downloads"));
+            let state = AppState::new(home, downloads.join("Hutong"));
+            forget_old_pastes(&state.tmp_dir());
             if launched_minimized || state.settings().start_minimized {
                 // Straight to the tray (started with the system, or asked to).
                 if let Some(window) = app.get_webview_window("main") {
@@ -107,12 +115,35 @@ pub fn run() {
             commands::settings,
             commands::save_settings,
             commands::ui_ready,
+            commands::send_paths,
+            commands::paste_image,
+            commands::fetch_attachment,
+            commands::transfers,
+            commands::pause_transfer,
+            commands::resume_transfer,
+            commands::cancel_transfer,
+            commands::open_path,
+            commands::reveal_path,
+            commands::pick_paths,
         ])
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {
             eprintln!("hutong-desktop: {e}");
             std::process::exit(1);
         });
+}
+
+/// Pasted images wait in `tmp/` while their upload may still need them
+/// (paused, failed, resumed after a restart); after a month they go.
+fn forget_old_pastes(dir: &std::path::Path) {
+    const KEEP: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if old.is_some_and(|age| age > KEEP) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// WebKitGTK's default cache model is a web browser's (memory caches for
@@ -270,16 +301,16 @@ pub fn notify_messages(
         } else {
             last.sender_name.clone()
         };
-        let mut body = if summary.kind == "group" {
-            format!("{}: {}", last.sender_name, last.text)
-        } else {
-            last.text.clone()
+        let chinese = settings.chinese(&state.system_locale);
+        let text = match &last.attachment {
+            Some(a) => format!("{} {}", file_label(a.kind, chinese), last.text),
+            None => last.text.clone(),
         };
+        let mut body = if summary.kind == "group" { format!("{}: {text}", last.sender_name) } else { text };
         if body.chars().count() > BODY_CHARS {
             body = body.chars().take(BODY_CHARS).chain(['…']).collect();
         }
         if items.len() > 1 {
-            let chinese = settings.chinese(&state.system_locale);
             body = if chinese {
                 format!("[{} 条新消息] {body}", items.len())
             } else {
@@ -299,7 +330,20 @@ pub fn notify_messages(
     }
 }
 
-/// New text from others, by conversation, leaving out the conversation on
+/// How a notification names a file message's kind.
+fn file_label(kind: hutong_client::AttachmentKind, chinese: bool) -> &'static str {
+    use hutong_client::AttachmentKind::*;
+    match (kind, chinese) {
+        (File, true) => "[文件]",
+        (Image, true) => "[图片]",
+        (Folder, true) => "[文件夹]",
+        (File, false) => "[File]",
+        (Image, false) => "[Image]",
+        (Folder, false) => "[Folder]",
+    }
+}
+
+/// New text and files from others, by conversation, leaving out the conversation on
 /// screen in the focused window and muted ones.
 fn worth_notifying(
     messages: &[MessageView],
@@ -310,7 +354,7 @@ fn worth_notifying(
     let mut out: BTreeMap<u64, Vec<&MessageView>> = BTreeMap::new();
     for m in messages {
         if m.sender_id != me
-            && m.kind == "text"
+            && (m.kind == "text" || m.kind == "file")
             && !m.recalled
             && Some(m.conversation_id) != on_screen
             && !muted(m.conversation_id)
@@ -375,6 +419,7 @@ mod tests {
             target_seq: 0,
             state: "sent",
             error: None,
+            attachment: None,
         }
     }
 
@@ -389,12 +434,15 @@ mod tests {
             message(13, 2, "text"),   // on screen
             message(14, 2, "text"),   // muted
             MessageView { recalled: true, ..message(15, 2, "text") },
+            message(16, 2, "file"), // a file from a colleague
         ];
         let picked = worth_notifying(&batch, me, Some(13), |id| id == 14);
-        assert_eq!(picked.keys().copied().collect::<Vec<_>>(), vec![10]);
+        assert_eq!(picked.keys().copied().collect::<Vec<_>>(), vec![10, 16]);
         assert_eq!(picked[&10].len(), 2, "one notification per conversation, counting its messages");
         let unfocused = worth_notifying(&batch, me, None, |_| false);
-        assert_eq!(unfocused.keys().copied().collect::<Vec<_>>(), vec![10, 13, 14]);
+        assert_eq!(unfocused.keys().copied().collect::<Vec<_>>(), vec![10, 13, 14, 16]);
+        assert_eq!(file_label(hutong_client::AttachmentKind::Folder, true), "[文件夹]");
+        assert_eq!(file_label(hutong_client::AttachmentKind::Image, false), "[Image]");
     }
 
     #[test]
@@ -412,5 +460,17 @@ mod tests {
         assert!(s.chinese("de-DE"));
         s.locale = "fr".into();
         assert!(s.validate().is_err());
+        s.locale = "auto".into();
+        assert!(s.validate().is_ok());
+        s.download_dir = "Downloads".into();
+        assert_eq!(s.validate().unwrap_err().code, "BAD_DOWNLOAD_DIR");
+        let dir = std::env::temp_dir();
+        s.download_dir = dir.join("hutong 下载").to_string_lossy().into_owned();
+        assert!(s.validate().is_ok(), "a folder that does not exist yet is fine");
+        let file = dir.join(format!("hutong-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        s.download_dir = file.to_string_lossy().into_owned();
+        assert_eq!(s.validate().unwrap_err().code, "BAD_DOWNLOAD_DIR");
+        std::fs::remove_file(&file).unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! Client events to UI events. Events are taken in batches (everything
 //! already queued, up to a bound), so a burst of a thousand incoming messages
 //! reaches the UI as a few `messages` events rather than a thousand IPC calls;
-//! each batch then decides notifications and the unread total once.
+//! each batch then decides notifications and the unread total once. Transfer
+//! progress is coalesced too: a batch carries the newest state of each transfer.
 
 use hutong_client::{Client, Event, Status};
 use serde_json::json;
@@ -11,7 +12,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::desktop;
 use crate::state::{lock, AppState};
-use crate::views::{MessageView, Names};
+use crate::views::{MessageView, Names, TransferView};
 
 pub const EVENT: &str = "hutong://event";
 const MAX_BATCH: usize = 512;
@@ -70,6 +71,8 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
         }))
         .await;
     let mut messages: Vec<MessageView> = Vec::new();
+    // The newest state of each transfer, in the order transfers first showed up.
+    let mut transfers: Vec<TransferView> = Vec::new();
     let mut unread_changed = false;
     let (mut conversations_changed, mut directory_changed, mut synced) = (false, false, false);
     for event in batch {
@@ -109,6 +112,7 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
                 synced = true;
                 unread_changed = true;
             }
+            Event::Transfer(t) => keep_newest(&mut transfers, TransferView::from(&t)),
         }
     }
     // One read of the conversation list serves the notifications and the unread total.
@@ -126,6 +130,9 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
         }
         desktop::notify_messages(app, me, &conversations, &messages);
     }
+    if !transfers.is_empty() {
+        emit(app, json!({ "event": "transfers", "transfers": transfers }));
+    }
     if conversations_changed {
         emit(app, json!({ "event": "conversationsChanged" }));
     }
@@ -137,5 +144,57 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
     }
     if unread_changed || conversations_changed {
         desktop::set_unread(app, desktop::unread_total(&conversations));
+    }
+}
+
+/// Adds a transfer's state to a batch, replacing an older state of the same
+/// transfer (so a batch carries each transfer once, as it is now).
+fn keep_newest(batch: &mut Vec<TransferView>, view: TransferView) {
+    match batch.iter_mut().find(|v| v.id == view.id) {
+        Some(older) => *older = view,
+        None => batch.push(view),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutong_client::{AttachmentKind, Transfer, TransferDirection, TransferState};
+
+    fn transfer(id: &str, state: TransferState, done_bytes: u64) -> TransferView {
+        TransferView::from(&Transfer {
+            id: id.into(),
+            direction: TransferDirection::Upload,
+            state,
+            conversation_id: 7,
+            seq: 0,
+            client_msg_id: format!("c-{id}"),
+            kind: AttachmentKind::Folder,
+            name: "项目资料".into(),
+            local_path: "/home/me/项目资料".into(),
+            total_bytes: 100,
+            done_bytes,
+            wire_bytes: done_bytes,
+            error: None,
+            error_code: None,
+            created_at_ms: 1,
+        })
+    }
+
+    #[test]
+    fn a_batch_keeps_the_newest_state_of_each_transfer_in_first_seen_order() {
+        let mut batch = Vec::new();
+        keep_newest(&mut batch, transfer("a", TransferState::Running, 10));
+        keep_newest(&mut batch, transfer("b", TransferState::Queued, 0));
+        keep_newest(&mut batch, transfer("a", TransferState::Running, 60));
+        keep_newest(&mut batch, transfer("a", TransferState::Done, 100));
+        let seen: Vec<_> = batch.iter().map(|t| (t.id.as_str(), t.state, t.done_bytes)).collect();
+        assert_eq!(seen, [("a", TransferState::Done, 100), ("b", TransferState::Queued, 0)]);
+        let json = serde_json::to_value(&batch[0]).unwrap();
+        assert_eq!(json["state"], "done");
+        assert_eq!(json["direction"], "upload");
+        assert_eq!(json["kind"], "folder");
+        assert_eq!(json["localPath"], "/home/me/项目资料");
+        assert_eq!(json["clientMsgId"], "c-a");
     }
 }

@@ -1,7 +1,8 @@
 //! The app's own state and files. Under the data directory (or
 //! `$HUTONG_DESKTOP_HOME`): `profile.json` (the remembered sign-in, owner-only),
 //! `settings.json`, `known_servers.json` (certificate fingerprints confirmed
-//! per server) and `accounts/<account>/cache.db` (the client core's cache).
+//! per server), `accounts/<account>/cache.db` (the client core's cache) and
+//! `tmp/` (images pasted from the clipboard, kept while they may be sent).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub struct Session {
 
 pub struct AppState {
     pub home: PathBuf,
+    /// The system's download folder + `Hutong`, where downloads go unless the settings say otherwise.
+    pub default_download_dir: PathBuf,
     pub started: Instant,
     pub system_locale: String,
     pub session: Mutex<Option<Session>>,
@@ -41,9 +44,10 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AppState {
-    pub fn new(home: PathBuf) -> Self {
+    pub fn new(home: PathBuf, default_download_dir: PathBuf) -> Self {
         let settings = read_json(&home.join("settings.json")).unwrap_or_default();
         AppState {
+            default_download_dir,
             system_locale: sys_locale::get_locale().unwrap_or_else(|| "en-US".into()),
             home,
             started: Instant::now(),
@@ -67,6 +71,21 @@ impl AppState {
         write_json(&self.home.join("settings.json"), settings)?;
         *lock(&self.settings) = settings.clone();
         Ok(())
+    }
+
+    /// Where downloads go now.
+    pub fn download_dir(&self) -> PathBuf {
+        let chosen = lock(&self.settings).download_dir.clone();
+        if chosen.is_empty() {
+            self.default_download_dir.clone()
+        } else {
+            PathBuf::from(chosen)
+        }
+    }
+
+    /// Scratch files (pasted images): `tmp/` under the app's home.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.home.join("tmp")
     }
 
     /// Where one account's cache lives (accounts never share a cache).

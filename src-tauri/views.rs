@@ -3,8 +3,13 @@
 //! contract is `ui/desktop/src/lib/types.ts`.
 
 use std::collections::HashMap;
+use std::path::Path;
 
-use hutong_client::{CachedMessage, Client, ClientError, ConversationSummary, DirectoryPerson, OutboxEntry};
+use base64::Engine as _;
+use hutong_client::{
+    Attachment, AttachmentKind, CachedMessage, Client, ClientError, ConversationSummary, DirectoryPerson,
+    OutboxEntry, Transfer, TransferDirection, TransferState,
+};
 use serde::{Deserialize, Serialize};
 
 /// What every failed command answers: a stable code and a sentence.
@@ -38,6 +43,8 @@ pub struct Settings {
     pub sound: bool,
     pub autostart: bool,
     pub start_minimized: bool,
+    /// Where downloads go; empty: the system's download folder + `Hutong`.
+    pub download_dir: String,
 }
 
 impl Default for Settings {
@@ -50,6 +57,7 @@ impl Default for Settings {
             sound: true,
             autostart: false,
             start_minimized: false,
+            download_dir: String::new(),
         }
     }
 }
@@ -61,6 +69,21 @@ impl Settings {
         }
         if !["system", "light", "dark"].contains(&self.theme.as_str()) {
             return Err(AppError::new("BAD_REQUEST", format!("unknown theme {:?}", self.theme)));
+        }
+        if !self.download_dir.is_empty() {
+            let dir = Path::new(&self.download_dir);
+            if !dir.is_absolute() || self.download_dir.trim() != self.download_dir {
+                return Err(AppError::new(
+                    "BAD_DOWNLOAD_DIR",
+                    format!("the download folder must be a full path, not {:?}", self.download_dir),
+                ));
+            }
+            if dir.exists() && !dir.is_dir() {
+                return Err(AppError::new(
+                    "BAD_DOWNLOAD_DIR",
+                    format!("{} is a file, not a folder", dir.display()),
+                ));
+            }
         }
         Ok(())
     }
@@ -89,6 +112,8 @@ pub struct SessionState {
     /// The server address to offer on the sign-in screen (`HUTONG_SERVER`,
     /// set by the run script), else the last one used.
     pub default_server: Option<String>,
+    /// Where downloads go while `settings.downloadDir` is empty.
+    pub default_download_dir: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,6 +161,86 @@ pub struct MessageView {
     pub target_seq: u64,
     pub state: &'static str,
     pub error: Option<String>,
+    /// For a file message (kind "file"): what it carries.
+    pub attachment: Option<AttachmentView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentView {
+    pub kind: AttachmentKind,
+    pub file_id: String,
+    pub name: String,
+    pub size: u64,
+    pub mime: String,
+    pub file_count: u32,
+    pub width: u32,
+    pub height: u32,
+    /// `data:image/jpeg;base64,...`, or null when there is none.
+    pub thumbnail: Option<String>,
+}
+
+impl From<&Attachment> for AttachmentView {
+    fn from(a: &Attachment) -> Self {
+        AttachmentView {
+            kind: a.kind,
+            file_id: a.file_id.clone(),
+            name: a.name.clone(),
+            size: a.size,
+            mime: a.mime.clone(),
+            file_count: a.file_count,
+            width: a.width,
+            height: a.height,
+            thumbnail: (!a.thumbnail.is_empty()).then(|| {
+                format!(
+                    "data:image/jpeg;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(&a.thumbnail)
+                )
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferView {
+    pub id: String,
+    pub direction: TransferDirection,
+    pub state: TransferState,
+    pub conversation_id: u64,
+    pub seq: u64,
+    pub client_msg_id: String,
+    pub kind: AttachmentKind,
+    pub name: String,
+    pub local_path: String,
+    pub total_bytes: u64,
+    pub done_bytes: u64,
+    pub wire_bytes: u64,
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+    pub created_at_ms: i64,
+}
+
+impl From<&Transfer> for TransferView {
+    fn from(t: &Transfer) -> Self {
+        TransferView {
+            id: t.id.clone(),
+            direction: t.direction,
+            state: t.state,
+            conversation_id: t.conversation_id,
+            seq: t.seq,
+            client_msg_id: t.client_msg_id.clone(),
+            kind: t.kind,
+            name: t.name.clone(),
+            local_path: t.local_path.to_string_lossy().into_owned(),
+            total_bytes: t.total_bytes,
+            done_bytes: t.done_bytes,
+            wire_bytes: t.wire_bytes,
+            error: t.error.clone(),
+            error_code: t.error_code.clone(),
+            created_at_ms: t.created_at_ms,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -240,6 +345,7 @@ impl<'a> Names<'a> {
             target_seq: m.target_seq,
             state: "sent",
             error: None,
+            attachment: m.attachment.as_ref().map(AttachmentView::from),
         }
     }
 
@@ -251,7 +357,7 @@ impl<'a> Names<'a> {
             sender_name: self.get(me),
             client_msg_id: e.client_msg_id.clone(),
             sent_at_ms: now_ms,
-            kind: "text",
+            kind: if e.attachment.is_some() { "file" } else { "text" },
             text: e.text.clone(),
             mentions: e.mentions.clone(),
             reply_to_seq: e.reply_to_seq,
@@ -260,6 +366,41 @@ impl<'a> Names<'a> {
             target_seq: 0,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
+            attachment: e.attachment.as_ref().map(AttachmentView::from),
+        }
+    }
+
+    /// A file message whose upload has not finished: it reaches the outbox
+    /// only afterwards, and until then the chat shows it from its transfer.
+    pub fn uploading(&mut self, t: &Transfer, me: u64) -> MessageView {
+        MessageView {
+            conversation_id: t.conversation_id,
+            seq: 0,
+            sender_id: me,
+            sender_name: self.get(me),
+            client_msg_id: t.client_msg_id.clone(),
+            sent_at_ms: t.created_at_ms,
+            kind: "file",
+            text: t.name.clone(),
+            mentions: Vec::new(),
+            reply_to_seq: 0,
+            recalled: false,
+            system: None,
+            target_seq: 0,
+            // The transfer's own state (paused, failed) is shown by the file card.
+            state: "sending",
+            error: None,
+            attachment: Some(AttachmentView {
+                kind: t.kind,
+                file_id: String::new(),
+                name: t.name.clone(),
+                size: t.total_bytes,
+                mime: String::new(),
+                file_count: 0,
+                width: 0,
+                height: 0,
+                thumbnail: None,
+            }),
         }
     }
 
@@ -308,5 +449,32 @@ impl<'a> Names<'a> {
             email: p.email.clone(),
             presence,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_reach_the_ui_in_camel_case_with_a_data_url_thumbnail() {
+        let mut a = Attachment {
+            kind: AttachmentKind::Image,
+            file_id: "ab".repeat(32),
+            name: "截图.png".into(),
+            size: 1234,
+            mime: "image/png".into(),
+            file_count: 0,
+            width: 1600,
+            height: 900,
+            thumbnail: vec![0xff, 0xd8, 0xff],
+        };
+        let json = serde_json::to_value(AttachmentView::from(&a)).unwrap();
+        assert_eq!(json["kind"], "image");
+        assert_eq!(json["fileId"], "ab".repeat(32));
+        assert_eq!(json["fileCount"], 0);
+        assert_eq!(json["thumbnail"], "data:image/jpeg;base64,/9j/");
+        a.thumbnail.clear();
+        assert!(serde_json::to_value(AttachmentView::from(&a)).unwrap()["thumbnail"].is_null());
     }
 }

@@ -2,6 +2,7 @@
 // never call `invoke` directly, so tests can replace this module.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import { getCurrentWebview } from '@tauri-apps/api/webview';
 import type {
   AppEvent,
   ConversationView,
@@ -13,6 +14,7 @@ import type {
   ServerProbe,
   SessionState,
   Settings,
+  TransferView,
 } from './types';
 
 export const api = {
@@ -63,6 +65,31 @@ export const api = {
   leaveGroup: (conversationId: number) => invoke<void>('leave_group', { conversationId }),
   settings: () => invoke<Settings>('settings'),
   saveSettings: (settings: Settings) => invoke<Settings>('save_settings', { settings }),
+  /** Sends each path: a directory as a folder, anything else as a file. */
+  sendPaths: (conversationId: number, paths: string[]) =>
+    invoke<TransferView[]>('send_paths', { conversationId, paths }),
+  /** Sends the clipboard's image as a PNG file; rejects with code NO_IMAGE when there is none. */
+  pasteImage: (conversationId: number) => invoke<TransferView>('paste_image', { conversationId }),
+  /** Downloads a file or folder message into the download folder. */
+  fetchAttachment: (conversationId: number, seq: number) =>
+    invoke<TransferView>('fetch_attachment', { conversationId, seq }),
+  /** Every transfer, newest first. */
+  transfers: () => invoke<TransferView[]>('transfers'),
+  pauseTransfer: (id: string) => invoke<void>('pause_transfer', { id }),
+  resumeTransfer: (id: string) => invoke<void>('resume_transfer', { id }),
+  cancelTransfer: (id: string) => invoke<void>('cancel_transfer', { id }),
+  /** Opens a finished transfer's file or folder (the shell refuses any other path). */
+  openPath: (path: string) => invoke<void>('open_path', { path }),
+  /** Shows a finished transfer's file or folder in the file manager. */
+  revealPath: (path: string) => invoke<void>('reveal_path', { path }),
+  /** The native picker; null when cancelled. */
+  pickPaths: (folders: boolean, single: boolean) => invoke<string[] | null>('pick_paths', { folders, single }),
+  /** Native file drops on the window (Tauri's drag-drop events for this webview). */
+  onDragDrop: (handler: (e: DragDrop) => void): Promise<UnlistenFn> =>
+    getCurrentWebview().onDragDropEvent((e) => {
+      const p = e.payload;
+      handler(p.type === 'drop' || p.type === 'enter' ? { type: p.type, paths: p.paths } : { type: p.type });
+    }),
   /** Called once the first screen is drawn (the shell records start-up time). */
   uiReady: () => invoke<void>('ui_ready'),
   onEvent: (handler: (e: AppEvent) => void): Promise<UnlistenFn> =>
@@ -70,3 +97,6 @@ export const api = {
 };
 
 export type Api = typeof api;
+
+/** A native drag over the window: files entering, moving, dropped, or leaving. */
+export type DragDrop = { type: 'enter' | 'drop'; paths: string[] } | { type: 'over' | 'leave' };

@@ -2,15 +2,18 @@
 // vi.fn with a harmless default answer; events go to whoever subscribed.
 // It imports nothing that imports ./api, so `vi.mock('./lib/api', …)` can load it.
 import { vi, type Mock } from 'vitest';
-import type { Api } from './api';
-import type { AppEvent, MessageView, SessionState, Settings } from './types';
+import type { Api, DragDrop } from './api';
+import type { AppEvent, MessageView, SessionState, Settings, TransferView } from './types';
 import { DEFAULT_SETTINGS } from './session.svelte';
 
 export const ME = 1;
 
 export type FakeApi = { [K in keyof Api]: Mock<Api[K]> };
 
-export const bus: { listener: ((e: AppEvent) => void) | null } = { listener: null };
+export const bus: { listener: ((e: AppEvent) => void) | null; drop: ((e: DragDrop) => void) | null } = {
+  listener: null,
+  drop: null,
+};
 
 
 export function sessionState(over: Partial<SessionState> = {}): SessionState {
@@ -24,6 +27,7 @@ export function sessionState(over: Partial<SessionState> = {}): SessionState {
     systemLocale: 'en-US',
     settings: { ...DEFAULT_SETTINGS },
     defaultServer: null,
+    defaultDownloadDir: '/home/me/Downloads/Hutong',
     ...over,
   };
 }
@@ -60,6 +64,24 @@ function defaults(): { [K in keyof Api]: Api[K] } {
     settings: async () => ({ ...DEFAULT_SETTINGS }),
     saveSettings: async (s: Settings) => s,
     uiReady: async () => {},
+    sendPaths: async (conversationId, paths) =>
+      paths.map((p, i) => transfer({ id: `up-${i}`, conversationId, name: p.split('/').pop() ?? p, localPath: p })),
+    pasteImage: async (conversationId) => transfer({ id: 'paste', conversationId, kind: 'image', name: 'image.png' }),
+    fetchAttachment: async (conversationId, seq) =>
+      transfer({ id: `down-${seq}`, direction: 'download', conversationId, seq, clientMsgId: '' }),
+    transfers: async () => [],
+    pauseTransfer: async () => {},
+    resumeTransfer: async () => {},
+    cancelTransfer: async () => {},
+    openPath: async () => {},
+    revealPath: async () => {},
+    pickPaths: async () => null,
+    onDragDrop: async (handler) => {
+      bus.drop = handler;
+      return () => {
+        if (bus.drop === handler) bus.drop = null;
+      };
+    },
     onEvent: async (handler) => {
       bus.listener = handler;
       return () => {
@@ -80,6 +102,7 @@ export function resetApi(): void {
     mock.mockImplementation(d[key] as (...args: unknown[]) => unknown);
   }
   bus.listener = null;
+  bus.drop = null;
 }
 
 /** What `vi.mock('./lib/api', …)` should return. */
@@ -106,6 +129,28 @@ export function msg(over: Partial<MessageView> = {}): MessageView {
     targetSeq: 0,
     state: 'sent',
     error: null,
+    attachment: null,
+    ...over,
+  };
+}
+
+export function transfer(over: Partial<TransferView> = {}): TransferView {
+  return {
+    id: 't1',
+    direction: 'upload',
+    state: 'queued',
+    conversationId: 10,
+    seq: 0,
+    clientMsgId: `c-${over.id ?? 't1'}`,
+    kind: 'file',
+    name: 'report.pdf',
+    localPath: '/home/me/report.pdf',
+    totalBytes: 1000,
+    doneBytes: 0,
+    wireBytes: 0,
+    error: null,
+    errorCode: null,
+    createdAtMs: Date.now(),
     ...over,
   };
 }

@@ -90,7 +90,7 @@ export interface MessageRow {
 export type Row = DayRow | MessageRow;
 
 function isChat(m: MessageView): boolean {
-  return m.kind === 'text' && !m.recalled;
+  return (m.kind === 'text' || m.kind === 'file') && !m.recalled;
 }
 
 /** The chat's rows: a separator before each new day, messages grouped by sender. */

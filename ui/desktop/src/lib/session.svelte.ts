@@ -10,6 +10,7 @@ export const DEFAULT_SETTINGS: Settings = {
   sound: true,
   autostart: false,
   startMinimized: false,
+  downloadDir: '',
 };
 
 export const session = $state<{
@@ -22,6 +23,8 @@ export const session = $state<{
   statusAt: number;
   systemLocale: string;
   settings: Settings;
+  /** Where downloads go while settings.downloadDir is ''. */
+  defaultDownloadDir: string;
 }>({
   userId: 0,
   displayName: '',
@@ -31,6 +34,7 @@ export const session = $state<{
   statusAt: 0,
   systemLocale: 'en',
   settings: { ...DEFAULT_SETTINGS },
+  defaultDownloadDir: '',
 });
 
 export function applySession(s: SessionState): void {
@@ -41,6 +45,7 @@ export function applySession(s: SessionState): void {
   session.server = s.server ?? s.defaultServer ?? '';
   session.systemLocale = s.systemLocale || 'en';
   session.settings = { ...DEFAULT_SETTINGS, ...s.settings };
+  session.defaultDownloadDir = s.defaultDownloadDir ?? '';
   setStatus(s.status);
 }
 

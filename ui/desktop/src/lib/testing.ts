@@ -7,7 +7,8 @@ import type { AppEvent, ConversationView, Person } from './types';
 import { DEFAULT_SETTINGS, nav, session } from './session.svelte';
 import { bus, ME, resetApi } from './fake-api';
 
-export { apiModule, fakeApi, ME, msg, sessionState, type FakeApi } from './fake-api';
+export { apiModule, bus, fakeApi, ME, msg, sessionState, transfer, type FakeApi } from './fake-api';
+import { resetTransfers } from './transfers.svelte';
 import { convos } from './convos.svelte';
 import { clearDrafts } from './drafts';
 
@@ -22,6 +23,8 @@ export function resetFake(): void {
   session.statusAt = Date.now();
   session.systemLocale = 'en-US';
   session.settings = { ...DEFAULT_SETTINGS };
+  session.defaultDownloadDir = '/home/me/Downloads/Hutong';
+  resetTransfers();
   nav.tab = 'chats';
   nav.conversationId = null;
   convos.list = [];

@@ -27,6 +27,8 @@ export interface Settings {
   sound: boolean;
   autostart: boolean;
   startMinimized: boolean;
+  /** Where downloads go (an absolute path); '' means SessionState.defaultDownloadDir. */
+  downloadDir: string;
 }
 
 export interface SessionState {
@@ -41,6 +43,8 @@ export interface SessionState {
   settings: Settings;
   /** The server address to prefill on the sign-in screen, if any. */
   defaultServer: string | null;
+  /** The system's download folder + "Hutong", used while settings.downloadDir is ''. */
+  defaultDownloadDir: string;
 }
 
 /** Answer of probe_server: what the server presented on first contact. */
@@ -81,7 +85,7 @@ export interface MessageView {
   senderName: string;
   clientMsgId: string;
   sentAtMs: number;
-  kind: 'text' | 'system' | 'recall' | 'unknown';
+  kind: 'text' | 'file' | 'system' | 'recall' | 'unknown';
   text: string;
   mentions: number[];
   replyToSeq: number;
@@ -93,6 +97,55 @@ export interface MessageView {
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;
+  /** For kind 'file': the file, image or folder it carries (`text` is its name). */
+  attachment: AttachmentView | null;
+}
+
+export type AttachmentKind = 'file' | 'image' | 'folder';
+
+export interface AttachmentView {
+  kind: AttachmentKind;
+  /** Empty while the upload is still running. */
+  fileId: string;
+  /** Untrusted: rendered as text only. */
+  name: string;
+  /** Bytes (a folder: all its files). */
+  size: number;
+  mime: string;
+  /** Folders: how many files. */
+  fileCount: number;
+  /** Images: pixels (0 when unknown). */
+  width: number;
+  height: number;
+  /** Images: a small JPEG as a data: URL, or null. */
+  thumbnail: string | null;
+}
+
+export type TransferDirection = 'upload' | 'download';
+export type TransferState = 'queued' | 'running' | 'paused' | 'done' | 'failed' | 'cancelled';
+
+/** One upload or download of the client core's transfer engine. */
+export interface TransferView {
+  id: string;
+  direction: TransferDirection;
+  state: TransferState;
+  conversationId: number;
+  /** The message's seq (a download's; an upload's once its message is on the server, else 0). */
+  seq: number;
+  /** An upload's message id (its pending message in the chat carries it). */
+  clientMsgId: string;
+  kind: AttachmentKind;
+  name: string;
+  /** An upload's source, a download's destination (a folder's top directory). */
+  localPath: string;
+  totalBytes: number;
+  doneBytes: number;
+  /** Bytes that went over the network (less than doneBytes when chunks were already there). */
+  wireBytes: number;
+  error: string | null;
+  /** Stable code of the failure (TOO_LARGE, QUOTA_EXCEEDED, UNSAFE_PATH, FORBIDDEN, NOT_FOUND...). */
+  errorCode: string | null;
+  createdAtMs: number;
 }
 
 export interface MemberRead {
@@ -139,6 +192,8 @@ export type AppEvent =
   | { event: 'conversationsChanged' }
   | { event: 'directoryChanged' }
   | { event: 'synced' }
+  /** Transfers whose state or progress changed (the newest state of each). */
+  | { event: 'transfers'; transfers: TransferView[] }
   /** A notification was shown and sound is on: play assets/message.wav. */
   | { event: 'sound' }
   /** A notification was clicked, or the tray asked for a conversation. */
