@@ -5,7 +5,7 @@
 //! Every write is idempotent (messages are keyed by conversation and seq), so
 //! a message that arrives by push, by sync and as an ack is stored once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hutong_protocol::v1::{self, ConversationState, Message, MessageKind};
 use prost::Message as _;
@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::ClientError;
+use crate::files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,6 +101,41 @@ CREATE TABLE IF NOT EXISTS conversation_prefs (
 );
 "#;
 
+/// Schema changes after the first release, applied in order once each
+/// (`PRAGMA user_version` counts them).
+const MIGRATIONS: &[&str] = &[
+    // 1: files. Attachments of messages and outbox entries (protobuf
+    // `Attachment`), and transfers with what the engine needs to resume.
+    r#"
+    ALTER TABLE messages ADD COLUMN attachment BLOB;
+    ALTER TABLE outbox ADD COLUMN attachment BLOB;
+    CREATE TABLE transfers (
+        id TEXT PRIMARY KEY,
+        direction TEXT NOT NULL,
+        state TEXT NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL DEFAULT 0,
+        client_msg_id TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        local_path BLOB NOT NULL,
+        total_bytes INTEGER NOT NULL DEFAULT 0,
+        done_bytes INTEGER NOT NULL DEFAULT 0,
+        wire_bytes INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        error_code TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        -- Download: the message's attachment (protobuf).
+        attachment BLOB,
+        -- Upload: '' while sending data, 'message' once its message is in the outbox.
+        -- Download of a folder: 'root' once its fresh top directory exists.
+        phase TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX transfers_by_client_msg ON transfers (client_msg_id);
+    "#,
+];
+
 /// A message as the UI sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CachedMessage {
@@ -116,6 +152,8 @@ pub struct CachedMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     pub target_seq: u64,
+    /// Kind "file": the file, image or folder (cleared once recalled).
+    pub attachment: Option<Attachment>,
 }
 
 impl From<&Message> for CachedMessage {
@@ -133,6 +171,7 @@ impl From<&Message> for CachedMessage {
             recalled: m.recalled,
             system: m.system.as_ref().map(describe_system),
             target_seq: m.target_seq,
+            attachment: if m.recalled { None } else { m.attachment.as_ref().map(Attachment::from_wire) },
         }
     }
 }
@@ -166,6 +205,8 @@ pub struct OutboxEntry {
     pub priority: i32,
     pub state: String,
     pub error: Option<String>,
+    /// A file message's attachment (its file is uploaded before the entry is written).
+    pub attachment: Option<Attachment>,
 }
 
 pub struct Cache {
@@ -208,7 +249,11 @@ pub fn describe_system(e: &v1::SystemEvent) -> String {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq";
+    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment";
+
+fn decode_attachment(blob: Option<Vec<u8>>) -> Option<v1::Attachment> {
+    blob.and_then(|b| v1::Attachment::decode(&b[..]).ok())
+}
 
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
     let system: Option<Vec<u8>> = r.get(10)?;
@@ -225,6 +270,7 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         recalled: r.get(9)?,
         system: system.and_then(|b| v1::SystemEvent::decode(&b[..]).ok()).map(|e| describe_system(&e)),
         target_seq: r.get(11)?,
+        attachment: decode_attachment(r.get(12)?).map(|a| Attachment::from_wire(&a)),
     })
 }
 
@@ -242,6 +288,13 @@ impl Cache {
         // switches to FULL for the one write that must survive a power cut.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
         Ok(Cache { conn })
     }
 
@@ -314,8 +367,8 @@ impl Cache {
         let mut touched = std::collections::BTreeSet::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
             )?;
             let mut ensure_conv = tx.prepare_cached(
                 "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
@@ -334,14 +387,15 @@ impl Cache {
                     m.reply_to_seq,
                     m.recalled,
                     m.system.as_ref().map(|s| s.encode_to_vec()),
-                    m.target_seq
+                    m.target_seq,
+                    m.attachment.as_ref().filter(|_| !m.recalled).map(|a| a.encode_to_vec())
                 ])?;
                 ensure_conv.execute(params![m.conversation_id, m.seq, m.sent_at_ms])?;
                 touched.insert(m.conversation_id);
                 if n == 1 {
                     if m.kind == MessageKind::Recall as i32 {
                         tx.execute(
-                            "UPDATE messages SET recalled = 1, text = '' WHERE conversation_id = ?1 AND seq = ?2",
+                            "UPDATE messages SET recalled = 1, text = '', attachment = NULL WHERE conversation_id = ?1 AND seq = ?2",
                             params![m.conversation_id, m.target_seq],
                         )?;
                     }
@@ -387,10 +441,11 @@ impl Cache {
             sender_id: me,
             client_msg_id: entry.client_msg_id.clone(),
             sent_at_ms: ack.sent_at_ms,
-            kind: MessageKind::Text as i32,
+            kind: if entry.attachment.is_some() { MessageKind::File } else { MessageKind::Text } as i32,
             text: entry.text.clone(),
             mentions: entry.mentions.clone(),
             reply_to_seq: entry.reply_to_seq,
+            attachment: entry.attachment.as_ref().map(Attachment::to_wire),
             ..Default::default()
         };
         let fresh = self.insert_messages(std::slice::from_ref(&message))?.pop();
@@ -420,10 +475,106 @@ impl Cache {
         Ok(())
     }
 
+    /// Writes an uploaded file's message to the outbox and moves its
+    /// transfer to the "message" phase, in one durable transaction, so the
+    /// message is written exactly once whatever happens around it.
+    pub(crate) fn enqueue_file_message(
+        &mut self,
+        transfer_id: &str,
+        client_msg_id: &str,
+        conversation_id: u64,
+        attachment: &v1::Attachment,
+    ) -> Result<(), ClientError> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = (|| -> Result<(), ClientError> {
+            let tx = self.conn.transaction()?;
+            let phase: Option<String> = tx
+                .query_row("SELECT phase FROM transfers WHERE id = ?1", [transfer_id], |r| r.get(0))
+                .optional()?;
+            if phase.as_deref() == Some("message") {
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT INTO outbox (client_msg_id, conversation_id, text, mentions, reply_to_seq, priority, created_at, attachment)
+                 VALUES (?1, ?2, ?3, '', 0, 0, ?4, ?5) ON CONFLICT (client_msg_id) DO NOTHING",
+                params![client_msg_id, conversation_id, attachment.name, now_ms(), attachment.encode_to_vec()],
+            )?;
+            tx.execute(
+                "UPDATE transfers SET phase = 'message', kind = ?2, name = ?3, total_bytes = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![
+                    transfer_id,
+                    AttachmentKind::from_wire(attachment.kind).as_str(),
+                    attachment.name,
+                    attachment.size,
+                    now_ms()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        result
+    }
+
+    /// Where my message with this client id stands.
+    pub(crate) fn my_message_outcome(&self, client_msg_id: &str) -> Result<SendOutcome, ClientError> {
+        let me = self.user_id()?;
+        let seq: Option<u64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM messages WHERE client_msg_id = ?1 AND sender_id = ?2 LIMIT 1",
+                params![client_msg_id, me],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(seq) = seq {
+            return Ok(SendOutcome::Sent(seq));
+        }
+        let failed: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT error_code, error FROM outbox WHERE client_msg_id = ?1 AND state = 'failed'",
+                [client_msg_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match failed {
+            Some((code, message)) => SendOutcome::Failed {
+                code: code.unwrap_or_else(|| "FAILED".into()),
+                message: message.unwrap_or_else(|| "the send failed".into()),
+            },
+            None => SendOutcome::Waiting,
+        })
+    }
+
+    /// A cached message by conversation and seq.
+    pub fn message(&self, conversation_id: u64, seq: u64) -> Result<Option<CachedMessage>, ClientError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq = ?2");
+        Ok(self.conn.query_row(&sql, params![conversation_id, seq], message_from_row).optional()?)
+    }
+
+    /// The attachment of a cached message, as it came off the wire.
+    pub(crate) fn message_attachment(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+    ) -> Result<Option<v1::Attachment>, ClientError> {
+        let blob: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row(
+                "SELECT attachment FROM messages WHERE conversation_id = ?1 AND seq = ?2 AND recalled = 0",
+                params![conversation_id, seq],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(decode_attachment(blob.flatten()))
+    }
+
     /// Pending outbox entries in the order they were written.
     pub fn outbox(&self, after_id: i64, limit: usize) -> Result<Vec<OutboxEntry>, ClientError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, client_msg_id, conversation_id, text, mentions, reply_to_seq, priority, state, error
+            "SELECT id, client_msg_id, conversation_id, text, mentions, reply_to_seq, priority, state, error, attachment
              FROM outbox WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after_id, limit as i64], outbox_from_row)?;
@@ -433,7 +584,7 @@ impl Cache {
     /// All unacknowledged entries (pending and failed), for the UI.
     pub fn outbox_all(&self, conversation_id: Option<u64>) -> Result<Vec<OutboxEntry>, ClientError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, client_msg_id, conversation_id, text, mentions, reply_to_seq, priority, state, error
+            "SELECT id, client_msg_id, conversation_id, text, mentions, reply_to_seq, priority, state, error, attachment
              FROM outbox WHERE ?1 IS NULL OR conversation_id = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map([conversation_id], outbox_from_row)?;
@@ -536,13 +687,13 @@ impl Cache {
         let mut stmt = self.conn.prepare(
             "SELECT c.id, c.kind, c.name, c.last_seq, c.active,
                 (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.seq > c.read_seq
-                    AND m.sender_id != ?1 AND m.kind = 0 AND m.recalled = 0),
+                    AND m.sender_id != ?1 AND m.kind IN (0, 3) AND m.recalled = 0),
                 (SELECT group_concat(user_id) FROM members WHERE conversation_id = c.id),
                 l.text, coalesce(l.sender_id, 0), coalesce(l.sent_at, 0),
                 coalesce(p.pinned, 0), coalesce(p.muted, 0)
              FROM conversations c
              LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = (SELECT max(seq) FROM messages m
-                WHERE m.conversation_id = c.id AND m.kind = 0)
+                WHERE m.conversation_id = c.id AND m.kind IN (0, 3))
              LEFT JOIN conversation_prefs p ON p.conversation_id = c.id
              ORDER BY coalesce(p.pinned, 0) DESC, c.last_activity DESC, c.id",
         )?;
@@ -662,6 +813,207 @@ impl Cache {
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![pattern, limit as i64], message_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Where a message I sent stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SendOutcome {
+    /// In the outbox (or not known here yet).
+    Waiting,
+    /// In the log with this seq.
+    Sent(u64),
+    /// Refused; it will not be retried on its own.
+    Failed { code: String, message: String },
+}
+
+/// A transfer row with what the engine needs beside the public view.
+#[derive(Debug, Clone)]
+pub(crate) struct TransferRecord {
+    pub transfer: Transfer,
+    /// Download: the message's attachment.
+    pub attachment: Option<v1::Attachment>,
+    pub phase: String,
+}
+
+const TRANSFER_COLUMNS: &str =
+    "id, direction, state, conversation_id, seq, client_msg_id, kind, name, local_path,
+    total_bytes, done_bytes, wire_bytes, error, error_code, created_at, attachment, phase";
+
+#[cfg(unix)]
+fn path_to_blob(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt as _;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_to_blob(p: &Path) -> Vec<u8> {
+    p.to_string_lossy().as_bytes().to_vec()
+}
+
+#[cfg(unix)]
+fn path_from_blob(b: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt as _;
+    PathBuf::from(std::ffi::OsString::from_vec(b))
+}
+
+#[cfg(not(unix))]
+fn path_from_blob(b: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&b).into_owned())
+}
+
+fn transfer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRecord> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown transfer {what}").into(),
+        )
+    };
+    let direction: String = r.get(1)?;
+    let state: String = r.get(2)?;
+    let kind: String = r.get(6)?;
+    Ok(TransferRecord {
+        transfer: Transfer {
+            id: r.get(0)?,
+            direction: TransferDirection::parse(&direction).ok_or_else(|| bad(1, "direction"))?,
+            state: TransferState::parse(&state).ok_or_else(|| bad(2, "state"))?,
+            conversation_id: r.get(3)?,
+            seq: r.get(4)?,
+            client_msg_id: r.get(5)?,
+            kind: AttachmentKind::parse(&kind).ok_or_else(|| bad(6, "kind"))?,
+            name: r.get(7)?,
+            local_path: path_from_blob(r.get(8)?),
+            total_bytes: r.get(9)?,
+            done_bytes: r.get(10)?,
+            wire_bytes: r.get(11)?,
+            error: r.get(12)?,
+            error_code: r.get(13)?,
+            created_at_ms: r.get(14)?,
+        },
+        attachment: decode_attachment(r.get(15)?),
+        phase: r.get(16)?,
+    })
+}
+
+impl Cache {
+    pub(crate) fn insert_transfer(
+        &self,
+        t: &Transfer,
+        attachment: Option<&v1::Attachment>,
+    ) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO transfers (id, direction, state, conversation_id, seq, client_msg_id, kind, name, local_path,
+                total_bytes, done_bytes, wire_bytes, created_at, updated_at, attachment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
+             ON CONFLICT (id) DO NOTHING",
+            params![
+                t.id,
+                t.direction.as_str(),
+                t.state.as_str(),
+                t.conversation_id,
+                t.seq,
+                t.client_msg_id,
+                t.kind.as_str(),
+                t.name,
+                path_to_blob(&t.local_path),
+                t.total_bytes,
+                t.done_bytes,
+                t.wire_bytes,
+                t.created_at_ms,
+                attachment.map(|a| a.encode_to_vec()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn transfer_record(&self, id: &str) -> Result<Option<TransferRecord>, ClientError> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], transfer_from_row).optional()?)
+    }
+
+    /// Every transfer, newest first.
+    pub fn transfers(&self) -> Result<Vec<Transfer>, ClientError> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY created_at DESC, id DESC");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], transfer_from_row)?;
+        Ok(rows.map(|r| r.map(|t| t.transfer)).collect::<Result<_, _>>()?)
+    }
+
+    /// Ids of transfers in these states, oldest first.
+    pub(crate) fn transfer_ids_in(&self, states: &[TransferState]) -> Result<Vec<String>, ClientError> {
+        let list = states.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
+        let sql = format!("SELECT id FROM transfers WHERE state IN ({list}) ORDER BY created_at, id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Moves a transfer to `to` if it is in one of `from`; returns whether it did.
+    /// An error (sentence and code) is stored with a failure and cleared otherwise.
+    pub(crate) fn set_transfer_state(
+        &self,
+        id: &str,
+        from: &[TransferState],
+        to: TransferState,
+        error: Option<(&str, &str)>,
+    ) -> Result<bool, ClientError> {
+        let list = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "UPDATE transfers SET state = ?2, error_code = ?3, error = ?4, updated_at = ?5
+             WHERE id = ?1 AND state IN ({list})"
+        );
+        let (code, sentence) = match error {
+            Some((c, s)) => (Some(c), Some(s)),
+            None => (None, None),
+        };
+        Ok(self.conn.execute(&sql, params![id, to.as_str(), code, sentence, now_ms()])? == 1)
+    }
+
+    pub(crate) fn set_transfer_progress(
+        &self,
+        id: &str,
+        total: u64,
+        done: u64,
+        wire: u64,
+    ) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE transfers SET total_bytes = ?2, done_bytes = ?3, wire_bytes = ?4, updated_at = ?5 WHERE id = ?1",
+            params![id, total, done, wire, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn set_transfer_path(&self, id: &str, path: &Path) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE transfers SET local_path = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, path_to_blob(path), now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn set_transfer_phase(&self, id: &str, phase: &str) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE transfers SET phase = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, phase, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn set_transfer_kind(&self, id: &str, kind: AttachmentKind) -> Result<(), ClientError> {
+        self.conn.execute("UPDATE transfers SET kind = ?2 WHERE id = ?1", params![id, kind.as_str()])?;
+        Ok(())
+    }
+
+    pub(crate) fn set_transfer_seq(&self, id: &str, seq: u64) -> Result<(), ClientError> {
+        self.conn.execute("UPDATE transfers SET seq = ?2 WHERE id = ?1", params![id, seq])?;
+        Ok(())
+    }
+
+    /// Bytes on the wire are counted per process: a new start begins at zero.
+    pub(crate) fn reset_wire_bytes(&self) -> Result<(), ClientError> {
+        self.conn.execute("UPDATE transfers SET wire_bytes = 0 WHERE wire_bytes != 0", [])?;
+        Ok(())
     }
 }
 
@@ -889,6 +1241,7 @@ fn outbox_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
         priority: r.get(6)?,
         state: r.get(7)?,
         error: r.get(8)?,
+        attachment: decode_attachment(r.get(9)?).map(|a| Attachment::from_wire(&a)),
     })
 }
 
@@ -1005,6 +1358,120 @@ mod tests {
         assert_eq!(found("100%"), vec![2], "% is not a wildcard");
         assert_eq!(found("report"), vec![4], "ASCII case does not matter");
         assert!(found("  ").is_empty());
+    }
+
+    fn attachment() -> v1::Attachment {
+        v1::Attachment {
+            kind: v1::AttachmentKind::AttachmentImage as i32,
+            file_id: vec![1; 32],
+            name: "图.png".into(),
+            size: 3,
+            mime: "image/png".into(),
+            width: 2,
+            height: 1,
+            thumbnail: vec![9, 9],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_old_cache_gains_attachments_and_keeps_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        {
+            // A cache written before files existed.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text)
+                 VALUES (1, 1, 2, 'm1', 0, 0, 'old')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut c = Cache::open(&path).unwrap();
+        let file = Message { kind: MessageKind::File as i32, attachment: Some(attachment()), ..msg(1, 2) };
+        c.insert_messages(&[file]).unwrap();
+        let all = c.all_messages(1).unwrap();
+        assert_eq!((all[0].text.as_str(), &all[0].attachment), ("old", &None));
+        assert_eq!(all[1].kind, "file");
+        assert_eq!(all[1].attachment, Some(Attachment::from_wire(&attachment())));
+        assert_eq!(all[1].attachment.as_ref().unwrap().thumbnail, vec![9, 9], "thumbnails are kept");
+        assert_eq!(c.message_attachment(1, 2).unwrap(), Some(attachment()));
+        drop(c);
+        // Opening again applies nothing twice; a recall clears the attachment.
+        let mut c = Cache::open(&path).unwrap();
+        let recall = Message { kind: MessageKind::Recall as i32, target_seq: 2, ..msg(1, 3) };
+        c.insert_messages(&[recall]).unwrap();
+        assert_eq!(c.message(1, 2).unwrap().unwrap().attachment, None);
+        assert_eq!(c.message_attachment(1, 2).unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_message_enters_the_outbox_once_and_its_transfer_moves_only_as_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        c.set_meta("user_id", "5").unwrap();
+        let t = Transfer {
+            id: "t1".into(),
+            direction: TransferDirection::Upload,
+            state: TransferState::Queued,
+            conversation_id: 1,
+            seq: 0,
+            client_msg_id: "cm1".into(),
+            kind: AttachmentKind::Image,
+            name: "图.png".into(),
+            local_path: PathBuf::from("/tmp/图.png"),
+            total_bytes: 3,
+            done_bytes: 0,
+            wire_bytes: 0,
+            error: None,
+            error_code: None,
+            created_at_ms: 1,
+        };
+        c.insert_transfer(&t, None).unwrap();
+        c.insert_transfer(&Transfer { id: "t2".into(), created_at_ms: 2, ..t.clone() }, None).unwrap();
+        let ids: Vec<String> = c.transfers().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["t2", "t1"], "newest first");
+        assert!(c.set_transfer_state("t1", &[TransferState::Queued], TransferState::Running, None).unwrap());
+        assert!(!c.set_transfer_state("t1", &[TransferState::Queued], TransferState::Paused, None).unwrap());
+        assert!(c
+            .set_transfer_state(
+                "t2",
+                &[TransferState::Queued],
+                TransferState::Failed,
+                Some(("QUOTA_EXCEEDED", "full"))
+            )
+            .unwrap());
+        let failed = c.transfer_record("t2").unwrap().unwrap().transfer;
+        assert_eq!(
+            (failed.error_code.as_deref(), failed.error.as_deref()),
+            (Some("QUOTA_EXCEEDED"), Some("full"))
+        );
+        assert_eq!(c.transfer_ids_in(&[TransferState::Running]).unwrap(), ["t1"]);
+
+        c.enqueue_file_message("t1", "cm1", 1, &attachment()).unwrap();
+        c.enqueue_file_message("t1", "cm1", 1, &attachment()).unwrap();
+        let outbox = c.outbox(0, 10).unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox[0].text, "图.png");
+        assert_eq!(outbox[0].attachment, Some(Attachment::from_wire(&attachment())));
+        assert_eq!(c.transfer_record("t1").unwrap().unwrap().phase, "message");
+        assert_eq!(c.my_message_outcome("cm1").unwrap(), SendOutcome::Waiting);
+        let ack = v1::SendAck { conversation_id: 1, seq: 7, sent_at_ms: 10, client_msg_id: "cm1".into() };
+        c.ack(&outbox[0], &ack, 5).unwrap();
+        assert_eq!(c.my_message_outcome("cm1").unwrap(), SendOutcome::Sent(7));
+        let stored = c.message(1, 7).unwrap().unwrap();
+        assert_eq!((stored.kind, stored.text.as_str()), ("file", "图.png"));
+        assert_eq!(stored.attachment.unwrap().width, 2);
+        assert!(c.outbox(0, 10).unwrap().is_empty());
+
+        // Wire bytes start again at zero in a new process; paths survive as they are.
+        c.set_transfer_progress("t1", 3, 3, 3).unwrap();
+        c.reset_wire_bytes().unwrap();
+        let again = c.transfer_record("t1").unwrap().unwrap().transfer;
+        assert_eq!((again.done_bytes, again.wire_bytes), (3, 0));
+        assert_eq!(again.local_path, PathBuf::from("/tmp/图.png"));
     }
 
     #[test]

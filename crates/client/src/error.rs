@@ -26,6 +26,10 @@ pub enum ClientError {
     Cache(String),
     #[error("the client was shut down")]
     Closed,
+    /// Something on this machine: a path, a file, the disk. `code` is stable
+    /// (`UNSAFE_PATH`, `NOT_FOUND`, `NOT_A_FILE`, `IO`, `FILE_CHANGED`, `CORRUPT`...).
+    #[error("{message}")]
+    Local { code: &'static str, message: String },
 }
 
 impl ClientError {
@@ -41,6 +45,7 @@ impl ClientError {
             ClientError::Protocol(_) => "PROTOCOL",
             ClientError::Cache(_) => "CACHE",
             ClientError::Closed => "CLOSED",
+            ClientError::Local { code, .. } => code,
         }
     }
 
@@ -77,6 +82,23 @@ impl From<hutong_protocol::v1::Error> for ClientError {
             message: e.message,
             retry_after_ms: e.retry_after_ms,
         }
+    }
+}
+
+impl ClientError {
+    /// A local error with a stable code and a sentence.
+    pub fn local(code: &'static str, message: impl Into<String>) -> Self {
+        ClientError::Local { code, message: message.into() }
+    }
+
+    /// A local input/output error about `path`.
+    pub fn io(path: &std::path::Path, e: &std::io::Error) -> Self {
+        let code = match e.kind() {
+            std::io::ErrorKind::NotFound => "NOT_FOUND",
+            std::io::ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+            _ => "IO",
+        };
+        ClientError::Local { code, message: format!("{}: {e}", path.display()) }
     }
 }
 

@@ -10,13 +10,18 @@
 //! which the server deduplicates. So it is sent exactly once, across
 //! reconnects and crashes of either side.
 
+mod bulk;
 pub mod cache;
 pub mod error;
+pub mod files;
+pub mod folder;
+pub mod media;
 pub mod profile;
 mod session;
+mod transfer;
 pub mod transport;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +36,7 @@ pub use cache::{
     Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry,
 };
 pub use error::ClientError;
+pub use files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};
 pub use profile::Profile;
 pub use transport::ServerAddr;
 
@@ -135,6 +141,8 @@ pub enum Event {
     DirectoryChanged,
     /// A sync round finished: the cache holds everything the server had.
     Synced,
+    /// A transfer changed state, or moved bytes (at most ~8 times a second).
+    Transfer(Transfer),
 }
 
 pub(crate) struct Inner {
@@ -157,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) sync_rounds: AtomicU64,
     /// Why the client gave up, when it did.
     pub(crate) fatal: Mutex<Option<ClientError>>,
+    /// Uploads and downloads.
+    pub(crate) transfers: transfer::Transfers,
 }
 
 impl Inner {
@@ -203,8 +213,11 @@ impl Client {
             shutdown: CancellationToken::new(),
             sync_rounds: AtomicU64::new(0),
             fatal: Mutex::new(None),
+            transfers: transfer::Transfers::default(),
         });
         tokio::spawn(session::run(inner.clone()));
+        // Transfers a previous run left queued or running go on by themselves.
+        transfer::resume_unfinished(&inner)?;
         Ok(Client { inner })
     }
 
@@ -610,6 +623,158 @@ impl Client {
     /// reconnects with back-off). For tests and a "reconnect now" button.
     pub fn drop_connection(&self) {
         self.inner.drop_now.notify_one();
+    }
+
+    /// Drops the bulk (file data) connection as a network failure would;
+    /// running transfers reconnect and go on. For tests.
+    pub fn drop_bulk_connection(&self) {
+        self.inner.transfers.bulk.drop_connection();
+    }
+
+    fn known_conversation(&self, conversation_id: u64) -> Result<(), ClientError> {
+        if self.inner.cache().knows_conversation(conversation_id)? {
+            Ok(())
+        } else {
+            Err(ClientError::Remote {
+                code: hutong_protocol::ErrorCode::NotFound,
+                message: format!("no conversation #{conversation_id} here"),
+                retry_after_ms: 0,
+            })
+        }
+    }
+
+    /// Sends a file (an image when its content is a PNG, JPEG, GIF, WebP or
+    /// BMP: then with its size and a thumbnail). Returns at once; the upload
+    /// runs in the background (`Event::Transfer`, [`Client::wait_transfer`])
+    /// and ends with a message of kind "file", sent exactly once.
+    pub fn send_file(&self, conversation_id: u64, path: &Path) -> Result<Transfer, ClientError> {
+        self.known_conversation(conversation_id)?;
+        let meta = std::fs::metadata(path).map_err(|e| ClientError::io(path, &e))?;
+        if !meta.is_file() {
+            return Err(ClientError::local(
+                "NOT_A_FILE",
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        let name = folder::name_of(path)?;
+        let path = std::path::absolute(path).map_err(|e| ClientError::io(path, &e))?;
+        let kind =
+            if media::sniff_image(&path).is_some() { AttachmentKind::Image } else { AttachmentKind::File };
+        let t = transfer::new_transfer(
+            TransferDirection::Upload,
+            conversation_id,
+            0,
+            kind,
+            name,
+            path,
+            meta.len(),
+        );
+        transfer::start(&self.inner, t, None)
+    }
+
+    /// Sends a whole folder: its files, empty directories and names (links,
+    /// devices, sockets and pipes inside are left out). A name another
+    /// system could not write fails here, with `UNSAFE_PATH`. Returns at once.
+    pub fn send_folder(&self, conversation_id: u64, path: &Path) -> Result<Transfer, ClientError> {
+        self.known_conversation(conversation_id)?;
+        let walked = folder::walk(path)?;
+        folder::check_walked(&walked)?;
+        let path = std::path::absolute(path).map_err(|e| ClientError::io(path, &e))?;
+        let t = transfer::new_transfer(
+            TransferDirection::Upload,
+            conversation_id,
+            0,
+            AttachmentKind::Folder,
+            walked.name,
+            path,
+            walked.total,
+        );
+        transfer::start(&self.inner, t, None)
+    }
+
+    /// Downloads the file, image or folder of a cached message into
+    /// `dest_dir` (as `<name>`, or "name (1).ext"... when taken; nothing is
+    /// ever overwritten). Returns at once; the download runs in the background.
+    pub fn fetch(&self, conversation_id: u64, seq: u64, dest_dir: &Path) -> Result<Transfer, ClientError> {
+        let attachment = self.inner.cache().message_attachment(conversation_id, seq)?.ok_or_else(|| {
+            ClientError::Remote {
+                code: hutong_protocol::ErrorCode::NotFound,
+                message: format!("no file in message {seq} of conversation #{conversation_id} here"),
+                retry_after_ms: 0,
+            }
+        })?;
+        hutong_protocol::files::check_name(&attachment.name)
+            .map_err(|reason| folder::unsafe_path(format!("unsafe name {:?}: {reason}", attachment.name)))?;
+        if attachment.file_id.len() != 32 {
+            return Err(ClientError::local("CORRUPT", "the message's file id is not 32 bytes long"));
+        }
+        let meta = std::fs::metadata(dest_dir).map_err(|e| ClientError::io(dest_dir, &e))?;
+        if !meta.is_dir() {
+            return Err(ClientError::local(
+                "NOT_A_FOLDER",
+                format!("{} is not a folder", dest_dir.display()),
+            ));
+        }
+        let dest_dir = std::path::absolute(dest_dir).map_err(|e| ClientError::io(dest_dir, &e))?;
+        let local_path = transfer::destination(&self.inner, &dest_dir, &attachment.name)?;
+        let t = transfer::new_transfer(
+            TransferDirection::Download,
+            conversation_id,
+            seq,
+            AttachmentKind::from_wire(attachment.kind),
+            attachment.name.clone(),
+            local_path,
+            attachment.size,
+        );
+        transfer::start(&self.inner, t, Some(&attachment))
+    }
+
+    /// Every transfer, newest first.
+    pub fn transfers(&self) -> Result<Vec<Transfer>, ClientError> {
+        self.inner.cache().transfers()
+    }
+
+    pub fn transfer(&self, id: &str) -> Result<Option<Transfer>, ClientError> {
+        Ok(self.inner.cache().transfer_record(id)?.map(|r| r.transfer))
+    }
+
+    /// Stops a queued or running transfer where it is; it stays paused
+    /// (across restarts too) until resumed.
+    pub fn pause_transfer(&self, id: &str) -> Result<(), ClientError> {
+        transfer::pause(&self.inner, id)
+    }
+
+    /// Goes on with a paused (or failed) transfer, from where it stopped.
+    pub fn resume_transfer(&self, id: &str) -> Result<(), ClientError> {
+        transfer::resume(&self.inner, id)
+    }
+
+    /// Gives a transfer up; a download's partial files are removed.
+    pub fn cancel_transfer(&self, id: &str) -> Result<(), ClientError> {
+        transfer::cancel(&self.inner, id)
+    }
+
+    /// Waits until a transfer is done, failed or cancelled, and returns it.
+    pub async fn wait_transfer(&self, id: &str) -> Result<Transfer, ClientError> {
+        let mut events = self.events();
+        loop {
+            let t = self.transfer(id)?.ok_or_else(|| ClientError::Remote {
+                code: hutong_protocol::ErrorCode::NotFound,
+                message: format!("no transfer {id}"),
+                retry_after_ms: 0,
+            })?;
+            if t.state.is_final() {
+                return Ok(t);
+            }
+            loop {
+                match events.recv().await {
+                    Ok(Event::Transfer(t)) if t.id == id && t.state.is_final() => break,
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Closed),
+                    Ok(_) => {}
+                }
+            }
+        }
     }
 
     /// Stops the background task; the cache stays as it is.

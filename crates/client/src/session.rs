@@ -127,8 +127,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// Exponential back-off with jitter (50–100 % of the step), never shorter
 /// than a server-requested retry delay.
 fn backoff(inner: &Inner, failures: u32, error: &ClientError) -> Duration {
-    let min = inner.options.backoff_min.as_millis() as u64;
-    let max = inner.options.backoff_max.as_millis() as u64;
+    backoff_delay(&inner.options, failures, error)
+}
+
+/// The delay before retry number `failures` (from 1) after `error`; shared
+/// with the transfer engine.
+pub(crate) fn backoff_delay(options: &crate::ClientOptions, failures: u32, error: &ClientError) -> Duration {
+    let min = options.backoff_min.as_millis() as u64;
+    let max = options.backoff_max.as_millis() as u64;
     let step = min.saturating_mul(1u64 << failures.saturating_sub(1).min(20)).min(max).max(1);
     let jittered = rand::rng().random_range(step / 2..=step);
     let floor = match error {
@@ -460,7 +466,7 @@ fn send_request(e: &OutboxEntry) -> Payload {
         mentions: e.mentions.clone(),
         reply_to_seq: e.reply_to_seq,
         priority: e.priority,
-        attachment: None,
+        attachment: e.attachment.as_ref().map(crate::files::Attachment::to_wire),
     })
 }
 
@@ -497,7 +503,9 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
                             ErrorCode::Forbidden
                             | ErrorCode::NotFound
                             | ErrorCode::TooLarge
-                            | ErrorCode::BadRequest,
+                            | ErrorCode::BadRequest
+                            | ErrorCode::UnsafePath
+                            | ErrorCode::QuotaExceeded,
                         ..
                     },
                 ) => {

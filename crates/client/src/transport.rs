@@ -143,11 +143,11 @@ pub struct Connected {
     pub fingerprint: Option<String>,
 }
 
-fn framed<IO>(io: IO) -> (FrameSink, FrameStream)
+fn framed<IO>(io: IO, codec: FrameCodec) -> (FrameSink, FrameStream)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
-    let (sink, stream) = Framed::new(io, FrameCodec::default()).split();
+    let (sink, stream) = Framed::new(io, codec).split();
     let sink = sink.sink_map_err(|e| ClientError::Transport(e.to_string()));
     let stream =
         stream.map(|r| r.map(bytes::BytesMut::freeze).map_err(|e| ClientError::Transport(e.to_string())));
@@ -155,6 +155,19 @@ where
 }
 
 pub async fn connect(addr: &ServerAddr, pinned: Option<&str>) -> Result<Connected, ClientError> {
+    connect_with(addr, pinned, FrameCodec::default).await
+}
+
+/// A connection for file data: frames up to `MAX_BULK_FRAME_LEN`.
+pub async fn connect_bulk(addr: &ServerAddr, pinned: Option<&str>) -> Result<Connected, ClientError> {
+    connect_with(addr, pinned, FrameCodec::bulk).await
+}
+
+async fn connect_with(
+    addr: &ServerAddr,
+    pinned: Option<&str>,
+    codec: fn() -> FrameCodec,
+) -> Result<Connected, ClientError> {
     let timeout =
         |e: tokio::time::error::Elapsed| ClientError::Transport(format!("connecting timed out: {e}"));
     match addr {
@@ -164,7 +177,7 @@ pub async fn connect(addr: &ServerAddr, pinned: Option<&str>) -> Result<Connecte
                 .map_err(timeout)?
                 .map_err(|e| ClientError::Transport(format!("cannot reach {addr}: {e}")))?;
             let _ = tcp.set_nodelay(true);
-            let (sink, stream) = framed(tcp);
+            let (sink, stream) = framed(tcp, codec());
             Ok(Connected { sink, stream, fingerprint: None })
         }
         ServerAddr::Tls { host, port } => {
@@ -194,7 +207,7 @@ pub async fn connect(addr: &ServerAddr, pinned: Option<&str>) -> Result<Connecte
             let actual = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
             match result {
                 Ok(tls) => {
-                    let (sink, stream) = framed(tls);
+                    let (sink, stream) = framed(tls, codec());
                     Ok(Connected { sink, stream, fingerprint: actual })
                 }
                 Err(_) if pinned.is_some() && actual.is_some() && actual.as_deref() != pinned => {

@@ -131,7 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }));
 
     println!("file: {} MiB of random bytes in {}", args.mib, work.path().display());
-    let mut cp = Vec::new();
+    let (mut cp, mut cp_durable) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         let target = work.path().join(format!("cp-{run}.bin"));
         let t = Instant::now();
@@ -140,9 +140,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if !status.success() {
             bail!("cp failed");
         }
+        // The same copy made durable, as the server makes every upload.
+        std::fs::remove_file(&target)?;
+        let t = Instant::now();
+        let status = std::process::Command::new("cp").arg(&source).arg(&target).status()?;
+        std::fs::File::open(&target)?.sync_all()?;
+        let durable_took = t.elapsed();
+        if !status.success() {
+            bail!("cp failed");
+        }
         std::fs::remove_file(&target)?;
         cp.push(mb_per_s(size, took));
-        println!("cp run {run}: {:.0} MB/s ({:.2} s)", cp[run], took.as_secs_f64());
+        cp_durable.push(mb_per_s(size, durable_took));
+        println!(
+            "cp run {run}: {:.0} MB/s ({:.2} s); cp + fsync {:.0} MB/s ({:.2} s)",
+            cp[run],
+            took.as_secs_f64(),
+            cp_durable[run],
+            durable_took.as_secs_f64()
+        );
     }
 
     let clients = work.path().join("clients");
@@ -222,12 +238,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&into)?;
     }
     let cp_median = median(&mut cp);
+    let cp_durable_median = median(&mut cp_durable);
     let (up_median, down_median) = (median(&mut up), median(&mut down));
+    let percent = |v: f64, of: f64| 100.0 * v / of;
     println!(
-        "median: cp {cp_median:.0} MB/s; upload {up_median:.0} MB/s ({:.0}% of cp); download {down_median:.0} MB/s \
-         ({:.0}% of cp); second upload {:.3} s",
-        100.0 * up_median / cp_median,
-        100.0 * down_median / cp_median,
+        "median: cp {cp_median:.0} MB/s, cp + fsync {cp_durable_median:.0} MB/s; \
+         upload {up_median:.0} MB/s ({:.0}% of cp, {:.0}% of cp + fsync); \
+         download {down_median:.0} MB/s ({:.0}% of cp, {:.0}% of cp + fsync); second upload {:.3} s",
+        percent(up_median, cp_median),
+        percent(up_median, cp_durable_median),
+        percent(down_median, cp_median),
+        percent(down_median, cp_durable_median),
         median(&mut again)
     );
     sender.shutdown();

@@ -4,6 +4,20 @@
 //! 3 refused by the server (credentials, disabled, not allowed, not found),
 //! 4 server unreachable (a message stays queued and goes out with the next
 //! command that connects), 5 the server's certificate changed.
+//!
+//! File commands (`send-file`, `send-dir`, `fetch`, `resume`) wait until
+//! their transfer is done. On a terminal they draw a progress bar; when
+//! standard output is not a terminal they print, for scripts:
+//!
+//! ```text
+//! progress <done_bytes> <total_bytes>
+//! done <transfer id> wire_bytes=<n> path=<local path>
+//! ```
+//!
+//! `progress` lines come as bytes move (at most about 8 a second), and
+//! exactly one `done` line per transfer at the end (`path` is the source of
+//! an upload, the final path of a download). A failed transfer prints its
+//! sentence and code on standard error and exits non-zero.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -12,8 +26,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hutong_client::files::human_size;
 use hutong_client::{
-    CachedMessage, Client, ClientError, ClientOptions, Credential, Event, Profile, SendOptions, ServerAddr,
+    AttachmentKind, CachedMessage, Client, ClientError, ClientOptions, Credential, Event, Profile,
+    SendOptions, ServerAddr, Transfer, TransferState,
 };
 
 #[derive(Parser)]
@@ -105,6 +121,38 @@ enum Command {
     /// Browse and search the company directory (from the local copy).
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Send a file (a PNG, JPEG, GIF, WebP or BMP goes as an image with a
+    /// thumbnail). TARGET is an account name or #ID.
+    ///
+    /// Waits until the file is uploaded and its message acknowledged. When
+    /// standard output is not a terminal it prints `progress <done_bytes>
+    /// <total_bytes>` lines, then `done <transfer id> wire_bytes=<n>
+    /// path=<file>`. Interrupted uploads go on with `hutong resume`, sending
+    /// only what the server does not have yet.
+    SendFile { target: String, path: PathBuf },
+    /// Send a whole folder (files, empty folders and names; links and
+    /// special files inside are left out). Output as for send-file.
+    SendDir { target: String, dir: PathBuf },
+    /// Download the file, image or folder of message SEQ into a folder
+    /// (never overwriting: a taken name becomes "name (1).ext").
+    ///
+    /// Output as for send-file; `path` in the `done` line is where it was saved.
+    Fetch {
+        target: String,
+        seq: u64,
+        /// Folder to save into (default: the current folder).
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
+    /// List uploads and downloads, newest first.
+    Transfers {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go on with every unfinished transfer of this profile (queued,
+    /// interrupted or paused) and wait for them. Output as for send-file,
+    /// one `done` line per transfer.
+    Resume,
 }
 
 #[derive(Subcommand)]
@@ -362,10 +410,23 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
         writeln!(out, "{v}")?;
     } else {
         let who = names.get(&m.sender_id).cloned().unwrap_or_else(|| format!("#{}", m.sender_id));
-        let body = match (m.kind, m.recalled) {
-            (_, true) => "(recalled)".to_owned(),
-            ("system", _) => format!("* {}", m.system.clone().unwrap_or_default()),
-            ("recall", _) => format!("* recalled message {}", m.target_seq),
+        let body = match (m.kind, m.recalled, &m.attachment) {
+            (_, true, _) => "(recalled)".to_owned(),
+            ("system", _, _) => format!("* {}", m.system.clone().unwrap_or_default()),
+            ("recall", _, _) => format!("* recalled message {}", m.target_seq),
+            ("file", _, Some(a)) => match a.kind {
+                AttachmentKind::File => format!("[file] {} ({})", a.name, human_size(a.size)),
+                AttachmentKind::Image => {
+                    format!("[image] {} ({}×{}, {})", a.name, a.width, a.height, human_size(a.size))
+                }
+                AttachmentKind::Folder => format!(
+                    "[folder] {} ({} file{}, {})",
+                    a.name,
+                    a.file_count,
+                    if a.file_count == 1 { "" } else { "s" },
+                    human_size(a.size)
+                ),
+            },
             _ => m.text.clone(),
         };
         writeln!(out, "[#{} {:>4}] {}: {}", m.conversation_id, m.seq, who, body)?;
@@ -562,6 +623,81 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             Ok(())
         }
         Command::Org(org) => org_command(client, org),
+        Command::SendFile { target, path } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            let events = client.events();
+            let t = client.send_file(conversation, &path)?;
+            follow(client, events, vec![t], online).await
+        }
+        Command::SendDir { target, dir } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            let events = client.events();
+            let t = client.send_folder(conversation, &dir)?;
+            if let Ok(walked) = hutong_client::folder::walk(&dir) {
+                if walked.skipped > 0 {
+                    eprintln!("note: {} symbolic link(s) or special file(s) left out", walked.skipped);
+                }
+            }
+            follow(client, events, vec![t], online).await
+        }
+        Command::Fetch { target, seq, to } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            // The message may not be cached yet (an old one): fetch its page.
+            if client.cached_messages(conversation)?.iter().all(|m| m.seq != seq) {
+                client.history(conversation, Some(seq + 1), 1).await?;
+            }
+            let dest = match to {
+                Some(d) => d,
+                None => std::env::current_dir()?,
+            };
+            let events = client.events();
+            let t = client.fetch(conversation, seq, &dest)?;
+            follow(client, events, vec![t], online).await
+        }
+        Command::Transfers { json } => {
+            let mut out = std::io::stdout().lock();
+            for t in client.transfers()? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&t)?)?;
+                } else {
+                    let error = match (&t.error, &t.error_code) {
+                        (Some(e), Some(c)) => format!("  ({e} [{c}])"),
+                        _ => String::new(),
+                    };
+                    writeln!(
+                        out,
+                        "{} {:<8} {:<9} {:<6} {:>10} / {:<10} #{} {} -> {}{}",
+                        t.id,
+                        t.direction.as_str(),
+                        t.state.as_str(),
+                        t.kind.as_str(),
+                        human_size(t.done_bytes),
+                        human_size(t.total_bytes),
+                        t.conversation_id,
+                        t.name,
+                        t.local_path.display(),
+                        error
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        Command::Resume => {
+            let events = client.events();
+            let mut pending = Vec::new();
+            for t in client.transfers()? {
+                if matches!(t.state, TransferState::Queued | TransferState::Running | TransferState::Paused) {
+                    client.resume_transfer(&t.id)?;
+                    pending.push(t);
+                }
+            }
+            if pending.is_empty() {
+                eprintln!("nothing to resume");
+                return Ok(());
+            }
+            pending.reverse();
+            follow(client, events, pending, online).await
+        }
         Command::Recall { target, seq } => {
             let conversation = resolve_target(client, &target, online).await?;
             client.recall(conversation, seq).await?;
@@ -600,6 +736,139 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             println!("group #{} {:?}: {} member(s)", state.id, state.name, state.members.len());
             Ok(())
         }
+    }
+}
+
+/// How a transfer is shown while it runs.
+enum Display {
+    Bar(indicatif::ProgressBar),
+    Lines { done: u64 },
+}
+
+fn bar_for(t: &Transfer, multi: &indicatif::MultiProgress) -> indicatif::ProgressBar {
+    let bar = multi.add(indicatif::ProgressBar::new(t.total_bytes));
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:20!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(t.name.clone());
+    bar.set_position(t.done_bytes);
+    bar
+}
+
+/// Shows transfers until each is done (a `done` line each) or one fails.
+async fn follow(
+    client: &Client,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    transfers: Vec<Transfer>,
+    online: bool,
+) -> Result<(), Failure> {
+    if !online {
+        let ids = transfers.iter().map(|t| t.id.clone()).collect::<Vec<_>>().join(", ");
+        return Err(fail(
+            4,
+            format!("offline: transfer {ids} is queued; run `hutong resume` when the server is reachable"),
+        ));
+    }
+    let tty = std::io::stdout().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    let mut shown: HashMap<String, Display> = transfers
+        .iter()
+        .map(|t| {
+            let d = if tty { Display::Bar(bar_for(t, &multi)) } else { Display::Lines { done: u64::MAX } };
+            (t.id.clone(), d)
+        })
+        .collect();
+    let mut failure = None;
+    let mut status = client.status();
+    // Check each once now (it may have ended before we listened), then on events.
+    let mut recheck = true;
+    while !shown.is_empty() {
+        let mut updates = Vec::new();
+        if recheck {
+            recheck = false;
+            for id in shown.keys() {
+                if let Some(t) = client.transfer(id)? {
+                    updates.push(t);
+                }
+            }
+        } else {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(Event::Transfer(t)) if shown.contains_key(&t.id) => updates.push(t),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => recheck = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(fail(1, "client stopped")),
+                },
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return Err(fail(1, "client stopped"));
+                    }
+                    let s = status.borrow_and_update().clone();
+                    if let hutong_client::Status::Offline { code, reason } = s {
+                        return Err(fail(3, format!("{reason} [{code}]")));
+                    }
+                }
+            }
+        }
+        for t in updates {
+            let Some(display) = shown.get_mut(&t.id) else { continue };
+            match display {
+                Display::Bar(bar) => {
+                    bar.set_length(t.total_bytes);
+                    bar.set_position(t.done_bytes);
+                }
+                Display::Lines { done } => {
+                    if t.done_bytes != *done && !t.state.is_final() {
+                        *done = t.done_bytes;
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "progress {} {}", t.done_bytes, t.total_bytes)?;
+                        out.flush()?;
+                    }
+                }
+            }
+            if !t.state.is_final() {
+                continue;
+            }
+            if let Some(Display::Bar(bar)) = shown.remove(&t.id) {
+                if t.state == TransferState::Done {
+                    bar.finish();
+                } else {
+                    bar.abandon();
+                }
+            }
+            match t.state {
+                TransferState::Done => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(
+                        out,
+                        "done {} wire_bytes={} path={}",
+                        t.id,
+                        t.wire_bytes,
+                        t.local_path.display()
+                    )?;
+                    out.flush()?;
+                }
+                TransferState::Failed => {
+                    let code = t.error_code.clone().unwrap_or_else(|| "FAILED".into());
+                    let exit = if hutong_protocol::ErrorCode::from_str_name(&code).is_some() { 3 } else { 1 };
+                    let message = format!("{}: {} [{code}]", t.name, t.error.clone().unwrap_or_default());
+                    eprintln!("error: {message}");
+                    failure.get_or_insert(fail(exit, message));
+                }
+                _ => {
+                    let message = format!("{}: the transfer was {}", t.name, t.state.as_str());
+                    eprintln!("error: {message}");
+                    failure.get_or_insert(fail(1, message));
+                }
+            }
+        }
+    }
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(()),
     }
 }
 
