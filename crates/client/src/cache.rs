@@ -134,6 +134,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX transfers_by_client_msg ON transfers (client_msg_id);
     "#,
+    // 2: manifests of files hashed for upload, keyed by what changes when
+    // the file does (path, size, modification and change times, inode), so
+    // sending the same file again does not read it again.
+    r#"
+    CREATE TABLE file_hashes (
+        path BLOB PRIMARY KEY,
+        stamp TEXT NOT NULL,
+        manifest BLOB NOT NULL
+    );
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -897,6 +907,37 @@ fn transfer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRecord> 
 }
 
 impl Cache {
+    /// The manifest hashed earlier for `path`, if the file has not changed
+    /// since (`stamp` says so).
+    pub(crate) fn file_hash(
+        &self,
+        path: &Path,
+        stamp: &str,
+    ) -> Result<Option<hutong_protocol::files::CheckedManifest>, ClientError> {
+        let key = path.as_os_str().as_encoded_bytes();
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT manifest FROM file_hashes WHERE path = ?1 AND stamp = ?2")?
+            .query_row(params![key, stamp], |r| r.get(0))
+            .optional()?;
+        Ok(bytes
+            .and_then(|b| v1::FileManifest::decode(&b[..]).ok())
+            .and_then(|m| hutong_protocol::files::check_manifest(&m).ok()))
+    }
+
+    pub(crate) fn save_file_hash(
+        &self,
+        path: &Path,
+        stamp: &str,
+        manifest: &hutong_protocol::files::CheckedManifest,
+    ) -> Result<(), ClientError> {
+        let key = path.as_os_str().as_encoded_bytes();
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO file_hashes (path, stamp, manifest) VALUES (?1, ?2, ?3)")?
+            .execute(params![key, stamp, manifest.to_wire().encode_to_vec()])?;
+        Ok(())
+    }
+
     pub(crate) fn insert_transfer(
         &self,
         t: &Transfer,

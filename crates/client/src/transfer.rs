@@ -425,12 +425,33 @@ fn stopped() -> ClientError {
     ClientError::local("STOPPED", "the transfer was stopped")
 }
 
-/// Hashes what is to be sent (blocking).
+/// The manifest of a file to send: remembered from an earlier hash while
+/// the file is unchanged, else hashed now (blocking) and remembered.
+fn hash_remembered(
+    inner: &Inner,
+    path: &Path,
+    stop: &dyn Fn() -> bool,
+) -> Result<CheckedManifest, ClientError> {
+    let stamp = std::fs::metadata(path).map(|m| folder::stamp(&m)).map_err(|e| ClientError::io(path, &e))?;
+    if let Some(m) = inner.cache().file_hash(path, &stamp)? {
+        return Ok(m);
+    }
+    let m = folder::hash_file(path, stop)?;
+    // Remembered only if the file did not change while it was read.
+    let after = std::fs::metadata(path).map(|m| folder::stamp(&m)).map_err(|e| ClientError::io(path, &e))?;
+    if after == stamp {
+        inner.cache().save_file_hash(path, &stamp, &m)?;
+    }
+    Ok(m)
+}
+
+/// Hashes what is to be sent (blocking), with `hash` for each file.
 fn plan_upload(
     path: &Path,
     kind: AttachmentKind,
     name: &str,
     stop: &(dyn Fn() -> bool + Sync),
+    hash: &dyn Fn(&Path) -> Result<CheckedManifest, ClientError>,
 ) -> Result<UploadPlan, ClientError> {
     let mut plan = UploadPlan {
         files: Vec::new(),
@@ -449,7 +470,7 @@ fn plan_upload(
         folder::check_walked(&walked)?;
         let mut ids = Vec::with_capacity(walked.files.len());
         for f in &walked.files {
-            let m = folder::hash_file(&f.path, stop).map_err(interrupted)?;
+            let m = hash(&f.path).map_err(interrupted)?;
             ids.push((m.id, m.size));
             plan.total += m.size;
             let source = file_source(&f.path, &m);
@@ -500,7 +521,7 @@ fn plan_upload(
             attachment.thumbnail = thumbnail;
         }
     }
-    let m = folder::hash_file(path, stop).map_err(interrupted)?;
+    let m = hash(path).map_err(interrupted)?;
     attachment.file_id = m.id.to_vec();
     attachment.size = m.size;
     plan.total = m.size;
@@ -567,7 +588,13 @@ async fn upload(
     }
     let (path, kind, name) = (t.local_path.clone(), t.kind, t.name.clone());
     let stop = token.clone();
-    let plan = blocking(move || plan_upload(&path, kind, &name, &move || stop.is_cancelled())).await?;
+    let cache_owner = inner.clone();
+    let plan = blocking(move || {
+        let stop = move || stop.is_cancelled();
+        let hash = |p: &Path| hash_remembered(&cache_owner, p, &stop);
+        plan_upload(&path, kind, &name, &stop, &hash)
+    })
+    .await?;
     let actual_kind = AttachmentKind::from_wire(plan.attachment.kind);
     if actual_kind != t.kind {
         inner.cache().set_transfer_kind(&t.id, actual_kind)?;
@@ -650,6 +677,38 @@ struct Target {
     copies: Vec<FolderFile>,
     /// A single-file download may move to another free name at the end.
     rename_if_taken: bool,
+    /// The whole-content hash taken as chunks arrive, when every chunk is
+    /// fetched in this run (so the finished file need not be read again).
+    whole: Option<InOrderHash>,
+}
+
+/// Hashes a file's content in order from chunks that arrive out of order
+/// (at most the window's worth are held back).
+struct InOrderHash {
+    hasher: blake3::Hasher,
+    next: u32,
+    held: std::collections::BTreeMap<u32, Bytes>,
+}
+
+impl InOrderHash {
+    /// Only for a download that fetches every chunk, first to last.
+    fn for_target(needed: &[u32], chunks: usize) -> Option<InOrderHash> {
+        let all = needed.len() == chunks && needed.iter().enumerate().all(|(i, c)| *c as usize == i);
+        all.then(|| InOrderHash { hasher: blake3::Hasher::new(), next: 0, held: Default::default() })
+    }
+
+    fn add(&mut self, index: u32, data: Bytes) {
+        self.held.insert(index, data);
+        while let Some(data) = self.held.remove(&self.next) {
+            self.hasher.update(&data);
+            self.next += 1;
+        }
+    }
+
+    /// True when every chunk went in and the content hash matches.
+    fn matches(&self, m: &CheckedManifest) -> bool {
+        self.next as usize == m.chunks.len() && self.hasher.finalize().as_bytes() == &m.content_hash
+    }
 }
 
 async fn get_manifest(conn: &Lease, id: &Hash) -> Result<CheckedManifest, ClientError> {
@@ -731,8 +790,9 @@ async fn download(
         let done: u64 =
             good.iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| manifest.chunk_len(i)).sum();
         progress.set(manifest.size, done);
-        let needed = good.iter().enumerate().filter(|(_, g)| !**g).map(|(i, _)| i as u32).collect();
-        vec![Target { manifest, part, final_path, needed, copies: Vec::new(), rename_if_taken: true }]
+        let needed: Vec<u32> = good.iter().enumerate().filter(|(_, g)| !**g).map(|(i, _)| i as u32).collect();
+        let whole = InOrderHash::for_target(&needed, manifest.chunks.len());
+        vec![Target { manifest, part, final_path, needed, copies: Vec::new(), rename_if_taken: true, whole }]
     };
     fetch_targets(inner, &conn, &mut targets, progress).await?;
     Ok(Step::Done)
@@ -825,7 +885,9 @@ async fn folder_targets(
             }
             let good = folder::open_part(&first.part_path, &m)?;
             done += good.iter().enumerate().filter(|(_, g)| **g).map(|(i, _)| m.chunk_len(i)).sum::<u64>();
-            let needed = good.iter().enumerate().filter(|(_, g)| !**g).map(|(i, _)| i as u32).collect();
+            let needed: Vec<u32> =
+                good.iter().enumerate().filter(|(_, g)| !**g).map(|(i, _)| i as u32).collect();
+            let whole = InOrderHash::for_target(&needed, m.chunks.len());
             out.push(Target {
                 manifest: m,
                 part: first.part_path,
@@ -833,6 +895,7 @@ async fn folder_targets(
                 needed,
                 copies: fs,
                 rename_if_taken: false,
+                whole,
             });
         }
         Ok((out, done))
@@ -880,13 +943,21 @@ async fn fetch_targets(
             in_flight.push(async move { (ti, index, conn.finish(rx).await) });
         }
         let Some((ti, index, answer)) = in_flight.next().await else { return Ok(()) };
-        let target = &targets[ti];
+        let target = &mut targets[ti];
         let data = check_chunk(&target.manifest, index, answer?)?;
         progress.add_wire(data.len() as u64);
         let len = data.len() as u64;
         let part = target.part.clone();
         let offset = u64::from(index) * u64::from(target.manifest.chunk_size);
-        blocking(move || folder::write_chunk(&part, offset, &data)).await?;
+        let mut whole = target.whole.take();
+        target.whole = blocking(move || {
+            folder::write_chunk(&part, offset, &data)?;
+            if let Some(w) = whole.as_mut() {
+                w.add(index, data);
+            }
+            Ok(whole)
+        })
+        .await?;
         progress.add_done(len);
         remaining[ti] -= 1;
         if remaining[ti] == 0 {
@@ -903,7 +974,8 @@ async fn finish_target(
     progress: &mut Progress,
 ) -> Result<(), ClientError> {
     let (part, m) = (target.part.clone(), target.manifest.clone());
-    let ok = blocking(move || folder::verify_part(&part, &m)).await?;
+    let hashed = target.whole.as_ref().is_some_and(|w| w.matches(&m));
+    let ok = blocking(move || folder::verify_part(&part, &m, hashed)).await?;
     if !ok {
         let _ = std::fs::remove_file(&target.part);
         return Err(ClientError::local("CORRUPT", "the file on disk does not match what was received"));
@@ -1114,7 +1186,10 @@ mod tests {
         std::fs::write(root.join("a.txt"), b"same").unwrap();
         std::fs::write(root.join("sub/b.txt"), b"same").unwrap();
         std::fs::write(root.join("c.txt"), b"other").unwrap();
-        let plan = plan_upload(&root, AttachmentKind::Folder, "dup", &|| false).unwrap();
+        let plan = plan_upload(&root, AttachmentKind::Folder, "dup", &|| false, &|p| {
+            folder::hash_file(p, &|| false)
+        })
+        .unwrap();
         assert_eq!(plan.total, 13);
         // Two distinct contents plus the folder's manifest.
         assert_eq!(plan.files.len(), 3);

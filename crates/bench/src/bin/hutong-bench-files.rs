@@ -42,9 +42,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Writes `mib` MiB of incompressible bytes.
-fn make_file(path: &Path, mib: u64) -> anyhow::Result<()> {
+fn make_file(path: &Path, mib: u64, seed: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(4 << 20, std::fs::File::create(path)?);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
     let mut block = vec![0u8; 1 << 20];
     for _ in 0..mib {
         for word in block.chunks_exact_mut(8) {
@@ -104,7 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let work = tempfile::tempdir_in(&args.dir).context("work directory")?;
     let size = args.mib << 20;
     let source = work.path().join("source.bin");
-    make_file(&source, args.mib)?;
+    make_file(&source, args.mib, 0)?;
 
     let data = work.path().join("server");
     let config = Config {
@@ -173,12 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for run in 0..args.runs {
         // Each run uploads different content, so nothing is deduplicated.
         let path = work.path().join(format!("upload-{run}.bin"));
-        std::fs::copy(&source, &path)?;
-        {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
-            f.write_all(format!("run {run} ").as_bytes())?;
-            f.sync_all()?;
-        }
+        make_file(&path, args.mib, run as u64 + 1)?;
         let expected = hash_file(&path)?;
         let base = rss_mib();
         let stop_watch = Arc::new(AtomicBool::new(false));
