@@ -694,7 +694,7 @@ impl InOrderHash {
     /// Only for a download that fetches every chunk, first to last.
     fn for_target(needed: &[u32], chunks: usize) -> Option<InOrderHash> {
         let all = needed.len() == chunks && needed.iter().enumerate().all(|(i, c)| *c as usize == i);
-        all.then(|| InOrderHash { hasher: blake3::Hasher::new(), next: 0, held: Default::default() })
+        all.then(InOrderHash::empty)
     }
 
     fn add(&mut self, index: u32, data: Bytes) {
@@ -703,6 +703,10 @@ impl InOrderHash {
             self.hasher.update(&data);
             self.next += 1;
         }
+    }
+
+    fn empty() -> InOrderHash {
+        InOrderHash { hasher: blake3::Hasher::new(), next: 0, held: Default::default() }
     }
 
     /// True when every chunk went in and the content hash matches.
@@ -727,15 +731,26 @@ async fn get_manifest(conn: &Lease, id: &Hash) -> Result<CheckedManifest, Client
 
 /// Checks one received chunk.
 fn check_chunk(m: &CheckedManifest, index: u32, answer: Payload) -> Result<Bytes, ClientError> {
-    let data = match answer {
-        Payload::ChunkData(c) if c.index == index && c.file_id[..] == m.id[..] => c.data,
-        other => return Err(ClientError::Protocol(format!("expected chunk {index}, got {other:?}"))),
-    };
+    let data = chunk_payload(m, index, answer)?;
+    check_chunk_hash(m, index, &data)?;
+    Ok(data)
+}
+
+/// The data of the answer to `GetChunk` for chunk `index` (not yet checked
+/// against its hash).
+fn chunk_payload(m: &CheckedManifest, index: u32, answer: Payload) -> Result<Bytes, ClientError> {
+    match answer {
+        Payload::ChunkData(c) if c.index == index && c.file_id[..] == m.id[..] => Ok(c.data),
+        other => Err(ClientError::Protocol(format!("expected chunk {index}, got {other:?}"))),
+    }
+}
+
+fn check_chunk_hash(m: &CheckedManifest, index: u32, data: &[u8]) -> Result<(), ClientError> {
     let i = index as usize;
-    if data.len() as u64 != m.chunk_len(i) || blake3::hash(&data).as_bytes() != &m.chunks[i] {
+    if data.len() as u64 != m.chunk_len(i) || blake3::hash(data).as_bytes() != &m.chunks[i] {
         return Err(ClientError::local("CORRUPT", format!("chunk {index} of a file arrived damaged")));
     }
-    Ok(data)
+    Ok(())
 }
 
 /// A small file (a folder's manifest) fetched into memory.
@@ -934,7 +949,13 @@ async fn fetch_targets(
             finish_target(inner, &targets[ti], progress).await?;
         }
     }
+    // Received chunks are checked and written on the blocking pool, several
+    // at once (their places in the file differ); each target's in-order
+    // hasher is shared by its write jobs.
+    let hashers: Vec<Option<Arc<Mutex<InOrderHash>>>> =
+        targets.iter_mut().map(|t| t.whole.take().map(|w| Arc::new(Mutex::new(w)))).collect();
     let mut in_flight = FuturesUnordered::new();
+    let mut writing = FuturesUnordered::new();
     loop {
         while in_flight.len() < WINDOW {
             let Some((ti, index)) = queue.pop_front() else { break };
@@ -942,26 +963,37 @@ async fn fetch_targets(
             let rx = conn.start(Payload::GetChunk(v1::GetChunk { file_id, index })).await?;
             in_flight.push(async move { (ti, index, conn.finish(rx).await) });
         }
-        let Some((ti, index, answer)) = in_flight.next().await else { return Ok(()) };
-        let target = &mut targets[ti];
-        let data = check_chunk(&target.manifest, index, answer?)?;
-        progress.add_wire(data.len() as u64);
-        let len = data.len() as u64;
-        let part = target.part.clone();
-        let offset = u64::from(index) * u64::from(target.manifest.chunk_size);
-        let mut whole = target.whole.take();
-        target.whole = blocking(move || {
-            folder::write_chunk(&part, offset, &data)?;
-            if let Some(w) = whole.as_mut() {
-                w.add(index, data);
+        if in_flight.is_empty() && writing.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            Some((ti, index, answer)) = in_flight.next(), if writing.len() < WINDOW => {
+                let target = &targets[ti];
+                let data = chunk_payload(&target.manifest, index, answer?)?;
+                progress.add_wire(data.len() as u64);
+                let (m, part, hasher) = (target.manifest.clone(), target.part.clone(), hashers[ti].clone());
+                writing.push(blocking(move || {
+                    check_chunk_hash(&m, index, &data)?;
+                    let len = data.len() as u64;
+                    folder::write_chunk(&part, u64::from(index) * u64::from(m.chunk_size), &data)?;
+                    if let Some(h) = hasher {
+                        h.lock().unwrap_or_else(|e| e.into_inner()).add(index, data);
+                    }
+                    Ok((ti, len))
+                }));
             }
-            Ok(whole)
-        })
-        .await?;
-        progress.add_done(len);
-        remaining[ti] -= 1;
-        if remaining[ti] == 0 {
-            finish_target(inner, &targets[ti], progress).await?;
+            Some(written) = writing.next() => {
+                let (ti, len) = written?;
+                progress.add_done(len);
+                remaining[ti] -= 1;
+                if remaining[ti] == 0 {
+                    if let Some(h) = &hashers[ti] {
+                        let h = std::mem::replace(&mut *h.lock().unwrap_or_else(|e| e.into_inner()), InOrderHash::empty());
+                        targets[ti].whole = Some(h);
+                    }
+                    finish_target(inner, &targets[ti], progress).await?;
+                }
+            }
         }
     }
 }
