@@ -471,3 +471,59 @@ async fn the_cli_resumes_a_killed_upload_sending_only_what_is_missing() {
     check(&hutong(h, "a", &["resume"]).await);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_goes_on_after_the_server_is_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(data.path());
+    hutong_server::prepare(&config, Some("admin-password-1".into())).unwrap();
+    let ids = add_users(&config.database_path(), &["ivy", "jack"]);
+    let mut server = ServerProcess::start(data.path(), None);
+    let addr: hutong_client::ServerAddr = format!("tcp://{}", server.tcp).parse().unwrap();
+    let ivy = online_client(dir.path(), addr.clone(), "ivy", "d").await;
+    let conv = ivy.open_direct(ids[1]).await.unwrap().id;
+
+    let size = 24 * u64::from(CHUNK_SIZE) + 777;
+    let path = dir.path().join("现场录像.mp4");
+    random_file(&path, size);
+    let mut events = ivy.events();
+    let sent = ivy.send_file(conv, &path).unwrap();
+    // Kill the server once part of the file is stored.
+    let acked = next_event(&mut events, T, |e| match e {
+        Event::Transfer(t) if t.id == sent.id && t.done_bytes >= 6 * u64::from(CHUNK_SIZE) => {
+            Some(t.done_bytes)
+        }
+        _ => None,
+    })
+    .await;
+    server.kill();
+    let stored: u64 = std::fs::read_dir(data.path().join("blobs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|d| d.file_name().len() == 2)
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count() as u64)
+        .sum();
+    assert!(
+        stored * u64::from(CHUNK_SIZE) >= acked,
+        "acknowledged chunks are on disk: {stored} chunks, {acked} bytes"
+    );
+    server.restart();
+    let done = within(T, ivy.wait_transfer(&sent.id)).await.unwrap();
+    assert_eq!(done.state, TransferState::Done, "{done:?}");
+    // Sent again: at most the chunks that were in flight when the server died.
+    let again = done.wire_bytes.saturating_sub(size);
+    eprintln!("acknowledged before the kill: {acked}; chunks stored: {stored}; sent again: {again}");
+    assert!(again <= WINDOW * u64::from(CHUNK_SIZE), "{again} bytes sent twice");
+
+    // The recipient, online only now, gets the same bytes.
+    let jack = online_client(dir.path(), addr, "jack", "d").await;
+    let attachment = until_file_message(&jack, conv, done.seq).await;
+    assert_eq!(attachment.size, size);
+    let inbox = dir.path().join("jack-inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let fetch = jack.fetch(conv, done.seq, &inbox).unwrap();
+    let got = within(T, jack.wait_transfer(&fetch.id)).await.unwrap();
+    assert_eq!(got.state, TransferState::Done, "{got:?}");
+    assert_eq!(content_id(&got.local_path), content_id(&path));
+}
