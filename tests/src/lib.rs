@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
 use hutong_client::{Client, ClientOptions, Credential, Event, ServerAddr};
-use hutong_protocol::{decode_envelope, encode_envelope, Envelope, FrameCodec, Payload};
+use hutong_protocol::{encode_envelope, Envelope, FrameCodec, Payload};
 use hutong_server::{accounts, storage, Config, Listeners};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
