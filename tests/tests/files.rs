@@ -221,7 +221,9 @@ async fn downloads_pause_survive_restarts_and_cancel_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let alice = online_client(dir.path(), server.addr(), "alice", "d").await;
     let conv = alice.open_direct(ids[1]).await.unwrap().id;
-    let size = 60_000_000u64;
+    // Large enough that a download is still running when its first progress
+    // event (they come at most 8 times a second) reaches the test.
+    let size = 240_000_000u64;
     let src = dir.path().join("视频.mp4");
     random_file(&src, size);
     let sent = alice.send_file(conv, &src).unwrap();

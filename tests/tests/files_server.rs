@@ -345,3 +345,55 @@ async fn unreferenced_files_are_collected() {
     let get = Payload::GetFile(v1::GetFile { id: kept.id.to_vec() });
     assert!(matches!(gina.call(get).await, Payload::FileManifest(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_to_a_group_of_200_is_stored_once() {
+    let server = TestServer::start().await;
+    server.add_users(&["kim", "lee"]);
+    let db = server.db();
+    for i in 0..198 {
+        db.execute(
+            "INSERT INTO users (account, display_name, password_hash, created_at) VALUES (?1, ?1, 'x', 0)",
+            [format!("member{i:03}")],
+        )
+        .unwrap();
+    }
+    let members: Vec<u64> = db
+        .prepare("SELECT id FROM users WHERE account <> 'kim' AND account <> 'admin'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(members.len(), 199);
+    let mut kim = Person::login(&server, "kim").await;
+    let group = v1::CreateGroup { name: "全员".into(), member_ids: members };
+    let Payload::Conversation(conv) = kim.call(Payload::CreateGroup(group)).await else { panic!("group") };
+    assert_eq!(conv.members.len(), 200);
+    let data = content(2 * CHUNK_SIZE as usize + 1, 7);
+    let (m, _) = kim.upload(&data).await;
+    assert!(matches!(
+        kim.send_attachment(conv.id, file_attachment(&m, "全员通知.pdf")).await,
+        Payload::SendAck(_)
+    ));
+
+    // One message, one reference, one copy of each chunk, whoever reads it.
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, u64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM messages WHERE kind = 3"), 1);
+    assert_eq!(count("SELECT count(*) FROM file_refs"), 1);
+    assert_eq!(count("SELECT count(*) FROM files"), 1);
+    let blobs = std::fs::read_dir(server.dir.path().join("blobs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|d| d.file_name().len() == 2)
+        .map(|d| std::fs::read_dir(d.path()).unwrap().count())
+        .sum::<usize>();
+    assert_eq!(blobs, 3);
+    // A member who was offline when it was sent reads it now.
+    let mut lee = Person::login(&server, "lee").await;
+    let Payload::FileManifest(got) = lee.call(Payload::GetFile(v1::GetFile { id: m.id.to_vec() })).await
+    else {
+        panic!("a member may read it")
+    };
+    assert_eq!(got.chunks.len(), 3);
+}

@@ -354,24 +354,28 @@ async fn readable(s: &Session, id: Hash) -> Result<Arc<CheckedManifest>, Service
     if let Some(m) = s.readable.lock().unwrap_or_else(|e| e.into_inner()).files.get(&id) {
         return Ok(m.clone());
     }
-    let user = s.user_id;
-    let manifest = s
-        .shared
-        .db
-        .read(move |conn| {
-            if !may_read(conn, user, &id)? {
-                return Err(ServiceError::NotFound("file"));
-            }
-            load_committed(conn, &id)?.ok_or(ServiceError::NotFound("file"))
-        })
-        .await?;
-    let manifest = Arc::new(manifest);
+    let manifest = Arc::new(load_readable(s, id, "file").await?);
     let mut cache = s.readable.lock().unwrap_or_else(|e| e.into_inner());
     if cache.files.len() >= 256 {
         cache.files.clear();
     }
     cache.files.insert(id, manifest.clone());
     Ok(manifest)
+}
+
+/// The complete file `id` if the session's person may read it; otherwise
+/// NOT_FOUND naming `what` (whether it exists is nobody else's business).
+async fn load_readable(s: &Session, id: Hash, what: &'static str) -> Result<CheckedManifest, ServiceError> {
+    let user = s.user_id;
+    s.shared
+        .db
+        .read(move |conn| {
+            if !may_read(conn, user, &id)? {
+                return Err(ServiceError::NotFound(what));
+            }
+            load_committed(conn, &id)?.ok_or(ServiceError::NotFound(what))
+        })
+        .await
 }
 
 /// Whether `user` uploaded the file or may read a message holding it.
@@ -434,17 +438,7 @@ pub async fn folder_contents(
     attachment: &v1::Attachment,
 ) -> Result<FolderContents, ServiceError> {
     let id = hash_from(&attachment.file_id).map_err(bad_manifest)?;
-    let user = s.user_id;
-    let manifest = s
-        .shared
-        .db
-        .read(move |conn| {
-            if !may_read(conn, user, &id)? {
-                return Err(ServiceError::NotFound("folder manifest"));
-            }
-            load_committed(conn, &id)?.ok_or(ServiceError::NotFound("folder manifest"))
-        })
-        .await?;
+    let manifest = load_readable(s, id, "folder manifest").await?;
     if manifest.size > MAX_FOLDER_MANIFEST_LEN {
         return Err(ServiceError::TooLarge("the folder's manifest is larger than 32 MiB".into()));
     }
