@@ -182,12 +182,14 @@ enum Step {
 }
 
 /// Errors a later attempt may not meet: a lost connection, a server that is
-/// restarting or busy.
+/// restarting or busy, a commit that found a chunk gone (the server's
+/// collector took it meanwhile: announcing the files again sends it again).
 fn transient(e: &ClientError) -> bool {
     match e {
         ClientError::Remote { code, .. } => matches!(
             code,
             ErrorCode::ShuttingDown
+                | ErrorCode::Conflict
                 | ErrorCode::RateLimited
                 | ErrorCode::SlowConsumer
                 | ErrorCode::IdleTimeout
