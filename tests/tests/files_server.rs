@@ -397,3 +397,39 @@ async fn a_file_sent_to_a_group_of_200_is_stored_once() {
     };
     assert_eq!(got.chunks.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_may_hold_only_a_few_bulk_connections() {
+    let server = TestServer::start().await;
+    server.add_users(&["mia"]);
+    let mut main = RawConn::connect(server.tcp).await;
+    main.hello().await;
+    let Some(Payload::LoginOk(ok)) = main.login("mia", PASSWORD).await.payload else { panic!("login") };
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut bulk = RawConn::connect_bulk(server.tcp).await;
+        bulk.hello().await;
+        assert!(matches!(bulk.login_token("mia", &ok.token, "raw", true).await, Payload::LoginOk(_)));
+        open.push(bulk);
+    }
+    let mut fifth = RawConn::connect_bulk(server.tcp).await;
+    fifth.hello().await;
+    let refused = fifth.login_token("mia", &ok.token, "raw", true).await;
+    assert_eq!(code_of(&refused), ErrorCode::RateLimited);
+    assert!(message_of(&refused).contains("file connections"), "{}", message_of(&refused));
+    // Once one closes, another may open.
+    drop(open.pop());
+    let mut attempt = 10;
+    loop {
+        match fifth.login_token("mia", &ok.token, "raw", true).await {
+            Payload::LoginOk(_) => break,
+            other => {
+                assert_eq!(code_of(&other), ErrorCode::RateLimited);
+                attempt += 1;
+                assert!(attempt < 10_000, "the closed connection was never released");
+                // Ping round trips give the server time to see the close.
+                let _ = main.call(attempt, Payload::Ping(v1::Ping { nonce: attempt })).await;
+            }
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub enum ServiceError {
     AccountDisabled,
     #[error("too many failed logins; try again in {} s", .0.div_ceil(1000))]
     RateLimited(u64),
+    /// A limit on simultaneous use (not a failed login); worth retrying later.
+    #[error("{0}")]
+    Busy(String),
     #[error("the password must be changed before logging in")]
     PasswordChangeRequired,
     #[error("the session was revoked; log in again")]
@@ -52,7 +55,7 @@ impl ServiceError {
             ServiceError::Conflict(_) => ErrorCode::Conflict,
             ServiceError::BadCredentials => ErrorCode::BadCredentials,
             ServiceError::AccountDisabled => ErrorCode::AccountDisabled,
-            ServiceError::RateLimited(_) => ErrorCode::RateLimited,
+            ServiceError::RateLimited(_) | ServiceError::Busy(_) => ErrorCode::RateLimited,
             ServiceError::SessionRevoked => ErrorCode::SessionRevoked,
             ServiceError::PasswordChangeRequired => ErrorCode::PasswordChangeRequired,
             ServiceError::ShuttingDown => ErrorCode::ShuttingDown,

@@ -44,6 +44,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const BULK_MAX_IN_FLIGHT: usize = 8;
 /// Chunk answers queued on a bulk connection before its reader waits.
 const BULK_QUEUE_FRAMES: usize = 2;
+/// Bulk connections one person may have open at once (a client keeps one).
+const BULK_PER_PERSON: usize = 4;
 
 /// The frame codec with a limit that grows when the connection logs in as a
 /// bulk connection; until then a frame can never exceed `MAX_FRAME_LEN`.
@@ -395,7 +397,13 @@ pub async fn serve<S, K>(
                             match result {
                                 Ok(auth) => {
                                     if bulk {
-                                        shared.hub.register_bulk(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                        if !shared.hub.register_bulk(auth.user_id, conn_id, auth.session_id, outbound.clone(), BULK_PER_PERSON) {
+                                            let e = crate::error::ServiceError::Busy(format!(
+                                                "at most {BULK_PER_PERSON} file connections per person; try again when one ends"
+                                            ));
+                                            deliver(&outbound, id, Err(e)).await;
+                                            continue;
+                                        }
                                         frame_limit.store(MAX_BULK_FRAME_LEN, Ordering::Relaxed);
                                         outbound.set_bulk_cap(BULK_QUEUE_FRAMES);
                                         max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);

@@ -83,10 +83,25 @@ impl Hub {
         });
     }
 
-    /// A bulk connection (file data): closed with its session, never pushed to.
-    pub fn register_bulk(&self, user_id: u64, conn_id: u64, session_id: u64, outbound: Arc<Outbound>) {
-        let live = Live { conn_id, session_id, outbound, status: PresenceStatus::Offline };
-        self.lock().bulk.entry(user_id).or_default().push(live);
+    /// A bulk connection (file data): closed with its session, never pushed
+    /// to. Refused (false) when the person already has `max` of them, so
+    /// nobody can hold more than a few connections' worth of chunks in
+    /// server memory.
+    pub fn register_bulk(
+        &self,
+        user_id: u64,
+        conn_id: u64,
+        session_id: u64,
+        outbound: Arc<Outbound>,
+        max: usize,
+    ) -> bool {
+        let mut inner = self.lock();
+        let mine = inner.bulk.entry(user_id).or_default();
+        if mine.len() >= max {
+            return false;
+        }
+        mine.push(Live { conn_id, session_id, outbound, status: PresenceStatus::Offline });
+        true
     }
 
     pub fn unregister(&self, user_id: u64, conn_id: u64) {
