@@ -433,3 +433,80 @@ async fn a_person_may_hold_only_a_few_bulk_connections() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_find_and_download_archived_files() {
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["nina", "omar", "audrey"]);
+    server.db().execute("UPDATE users SET roles = 'auditor' WHERE account = 'audrey'", []).unwrap();
+    let mut nina = Person::login(&server, "nina").await;
+    let conv = nina.open_direct(ids[1]).await;
+    let data = content(CHUNK_SIZE as usize + 4321, 11);
+    let (m, _) = nina.upload(&data).await;
+    assert!(matches!(
+        nina.send_attachment(conv, file_attachment(&m, "季度报告.pdf")).await,
+        Payload::SendAck(_)
+    ));
+
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/api/admin/v1", server.http);
+    let login = |account: &'static str, password: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let body = serde_json::json!({ "account": account, "password": password });
+            let answer: serde_json::Value =
+                http.post(format!("{base}/login")).json(&body).send().await.unwrap().json().await.unwrap();
+            answer["token"].as_str().expect("a token").to_owned()
+        }
+    };
+    let auditor = login("audrey", PASSWORD).await;
+    // The archive search finds the file by name and says what it holds.
+    let found: serde_json::Value = http
+        .get(format!("{base}/audit/messages"))
+        .query(&[("q", "季度报告")])
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = &found["messages"][0];
+    assert_eq!(message["kind"], "file", "{found}");
+    assert_eq!(message["file"]["file_id"], hex::encode(m.id));
+    assert_eq!(message["file"]["size"], data.len() as u64);
+    // The bytes, named as asked.
+    let url = format!("{base}/audit/messages/files/{}", hex::encode(m.id));
+    let resp = http.get(&url).query(&[("name", "季度报告.pdf")]).bearer_auth(&auditor).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let disposition = resp.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.contains("filename*=UTF-8''%E5%AD%A3"), "{disposition}");
+    assert_eq!(resp.bytes().await.unwrap(), data);
+    // Unknown or unarchived files are not found; a name with a path is refused.
+    let stranger = manifest_of(b"not in any message");
+    let resp = http
+        .get(format!("{base}/audit/messages/files/{}", hex::encode(stranger.id)))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = http.get(&url).query(&[("name", "../x")]).bearer_auth(&auditor).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    // Administrators are not auditors.
+    let admin = login("admin", "admin-password-1").await;
+    assert_eq!(http.get(&url).bearer_auth(&admin).send().await.unwrap().status(), 403);
+    // The download is in the action log.
+    let log: serde_json::Value = http
+        .get(format!("{base}/audit/log"))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let downloads: Vec<_> =
+        log["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "audit.download").collect();
+    assert_eq!(downloads.len(), 1, "{log}");
+}

@@ -261,6 +261,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/export", get(export_people))
         .route("/audit/messages", get(search_messages))
         .route("/audit/messages/export", get(export_messages))
+        .route("/audit/messages/files/{id}", get(download_file))
         .route("/audit/log", get(action_log))
         .route("/retention", get(get_retention).put(set_retention))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
@@ -738,6 +739,87 @@ async fn search_messages(
 
 fn query_json(q: &audit::MessageQuery) -> serde_json::Value {
     json!({ "q": q.q, "person": q.person, "conversation_id": q.conversation_id, "from_ms": q.from_ms, "to_ms": q.to_ms })
+}
+
+#[derive(serde::Deserialize)]
+struct FileQuery {
+    name: Option<String>,
+}
+
+/// The bytes of a file an archived message holds, streamed chunk by chunk.
+async fn download_file(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> ApiResult<Response> {
+    caller.require(Need::Auditor)?;
+    let id: [u8; 32] = hex::decode(&id)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "a file id is 64 hex digits"))?;
+    let name = match q.name {
+        Some(n) => {
+            hutong_protocol::files::check_name(&n).map_err(|reason| {
+                ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", format!("the name has {reason}"))
+            })?;
+            n
+        }
+        None => hex::encode(id),
+    };
+    let logged_name = name.clone();
+    let manifest = audited(&shared, &caller, move |conn, log| {
+        let archived = conn
+            .prepare_cached("SELECT 1 FROM file_refs WHERE file_id = ?1")
+            .and_then(|mut s| s.exists([&id[..]]))
+            .map_err(ServiceError::from)?;
+        let manifest = if archived { crate::files::load_committed(conn, &id)? } else { None };
+        let manifest = manifest.ok_or(ServiceError::NotFound("archived file"))?;
+        log.record(
+            conn,
+            "audit.download",
+            format!("file {}", hex::encode(id)),
+            json!({ "name": logged_name, "size": manifest.size }),
+        )?;
+        Ok(manifest)
+    })
+    .await?;
+    let store = shared.blobs.clone();
+    use futures::StreamExt as _;
+    let chunks = futures::stream::iter(manifest.chunks.clone()).then(move |hash| {
+        let store = store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.get(&hash))
+                .await
+                .map_err(std::io::Error::other)?
+                .map(Bytes::from)
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, manifest.size.to_string()),
+            (header::CONTENT_DISPOSITION, content_disposition(&name)),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+/// `attachment` with the name as RFC 6266 asks: an ASCII fallback and the
+/// UTF-8 name percent-encoded.
+fn content_disposition(name: &str) -> String {
+    let fallback: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || ".-_ ".contains(c) { c } else { '_' }).collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+.^_`|~-".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// Most messages one export holds.

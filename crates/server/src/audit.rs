@@ -290,6 +290,30 @@ pub struct ArchivedMessage {
     pub kind: &'static str,
     pub text: String,
     pub recalled: bool,
+    /// For a file, image or folder message: what it holds (the bytes are
+    /// at `/audit/messages/files/{file_id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<ArchivedFile>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchivedFile {
+    pub kind: &'static str,
+    /// Hex; for a folder, the file holding its manifest.
+    pub file_id: String,
+    pub size: u64,
+    pub file_count: u32,
+}
+
+fn archived_file(bytes: Option<Vec<u8>>) -> Option<ArchivedFile> {
+    use prost::Message as _;
+    let a = hutong_protocol::v1::Attachment::decode(&bytes?[..]).ok()?;
+    let kind = match hutong_protocol::v1::AttachmentKind::try_from(a.kind) {
+        Ok(hutong_protocol::v1::AttachmentKind::AttachmentImage) => "image",
+        Ok(hutong_protocol::v1::AttachmentKind::AttachmentFolder) => "folder",
+        _ => "file",
+    };
+    Some(ArchivedFile { kind, file_id: hex::encode(&a.file_id), size: a.size, file_count: a.file_count })
 }
 
 /// Finds archived messages, newest first. Keywords of three or more
@@ -353,7 +377,7 @@ pub fn search_messages(
     }
     let sql = format!(
         "SELECT m.conversation_id, c.kind, c.name, m.seq, m.sender_id, coalesce(u.account, ''), coalesce(u.display_name, ''),
-                m.sent_at, m.kind, m.text, m.recalled
+                m.sent_at, m.kind, m.text, m.recalled, m.attachment
          FROM {source} JOIN conversations c ON c.id = m.conversation_id LEFT JOIN users u ON u.id = m.sender_id
          WHERE {} ORDER BY m.sent_at DESC, m.conversation_id, m.seq DESC LIMIT {} OFFSET {}",
         clauses.join(" AND "),
@@ -377,10 +401,12 @@ pub fn search_messages(
             kind: match kind {
                 0 => "text",
                 2 => "recall",
+                3 => "file",
                 _ => "system",
             },
             text: r.get(9)?,
             recalled: r.get(10)?,
+            file: archived_file(r.get(11)?),
         })?;
     }
     Ok(())

@@ -413,7 +413,7 @@ fn load_manifest(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>
         .optional()?)
 }
 
-fn load_committed(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
+pub(crate) fn load_committed(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
     Ok(conn
         .prepare_cached(
             "SELECT size, chunk_size, content_hash, chunks FROM files WHERE id = ?1 AND committed = 1",
