@@ -74,9 +74,19 @@ export interface ArchivedMessage {
   sender_account: string;
   sender_name: string;
   sent_at_ms: number;
-  kind: 'text' | 'system' | 'recall';
+  kind: 'text' | 'system' | 'recall' | 'file';
   text: string;
   recalled: boolean;
+  /** For a file, image or folder message: what it holds. */
+  file?: ArchivedFile;
+}
+
+export interface ArchivedFile {
+  kind: 'file' | 'image' | 'folder';
+  /** 64 hex digits; the bytes are at /audit/messages/files/{file_id}. */
+  file_id: string;
+  size: number;
+  file_count: number;
 }
 
 export interface AuditEntry {
