@@ -680,8 +680,9 @@ struct Target {
     /// A single-file download may move to another free name at the end.
     rename_if_taken: bool,
     /// The whole-content hash taken as chunks arrive, when every chunk is
-    /// fetched in this run (so the finished file need not be read again).
-    whole: Option<InOrderHash>,
+    /// fetched in this run (so the finished file need not be read again);
+    /// shared by the jobs that write the chunks.
+    whole: Option<Arc<Mutex<InOrderHash>>>,
 }
 
 /// Hashes a file's content in order from chunks that arrive out of order
@@ -694,9 +695,15 @@ struct InOrderHash {
 
 impl InOrderHash {
     /// Only for a download that fetches every chunk, first to last.
-    fn for_target(needed: &[u32], chunks: usize) -> Option<InOrderHash> {
+    fn for_target(needed: &[u32], chunks: usize) -> Option<Arc<Mutex<InOrderHash>>> {
         let all = needed.len() == chunks && needed.iter().enumerate().all(|(i, c)| *c as usize == i);
-        all.then(InOrderHash::empty)
+        all.then(|| {
+            Arc::new(Mutex::new(InOrderHash {
+                hasher: blake3::Hasher::new(),
+                next: 0,
+                held: Default::default(),
+            }))
+        })
     }
 
     fn add(&mut self, index: u32, data: Bytes) {
@@ -705,10 +712,6 @@ impl InOrderHash {
             self.hasher.update(&data);
             self.next += 1;
         }
-    }
-
-    fn empty() -> InOrderHash {
-        InOrderHash { hasher: blake3::Hasher::new(), next: 0, held: Default::default() }
     }
 
     /// True when every chunk went in and the content hash matches.
@@ -734,7 +737,7 @@ async fn get_manifest(conn: &Lease, id: &Hash) -> Result<CheckedManifest, Client
 /// Checks one received chunk.
 fn check_chunk(m: &CheckedManifest, index: u32, answer: Payload) -> Result<Bytes, ClientError> {
     let data = chunk_payload(m, index, answer)?;
-    check_chunk_hash(m, index, &data)?;
+    check_chunk_hash(index, m.chunks[index as usize], m.chunk_len(index as usize), &data)?;
     Ok(data)
 }
 
@@ -747,9 +750,8 @@ fn chunk_payload(m: &CheckedManifest, index: u32, answer: Payload) -> Result<Byt
     }
 }
 
-fn check_chunk_hash(m: &CheckedManifest, index: u32, data: &[u8]) -> Result<(), ClientError> {
-    let i = index as usize;
-    if data.len() as u64 != m.chunk_len(i) || blake3::hash(data).as_bytes() != &m.chunks[i] {
+fn check_chunk_hash(index: u32, expected: Hash, expected_len: u64, data: &[u8]) -> Result<(), ClientError> {
+    if data.len() as u64 != expected_len || blake3::hash(data).as_bytes() != &expected {
         return Err(ClientError::local("CORRUPT", format!("chunk {index} of a file arrived damaged")));
     }
     Ok(())
@@ -795,7 +797,7 @@ async fn download(
         .ok_or_else(|| ClientError::local("CORRUPT", "the transfer lost its message's attachment"))?;
     let file_id = files::hash_from(&attachment.file_id).map_err(folder::file_error)?;
     let conn = inner.transfers.bulk.get(inner).await?;
-    let mut targets = if t.kind == AttachmentKind::Folder {
+    let targets = if t.kind == AttachmentKind::Folder {
         folder_targets(inner, record, &conn, &file_id, progress).await?
     } else {
         let manifest = get_manifest(&conn, &file_id).await?;
@@ -811,7 +813,7 @@ async fn download(
         let whole = InOrderHash::for_target(&needed, manifest.chunks.len());
         vec![Target { manifest, part, final_path, needed, copies: Vec::new(), rename_if_taken: true, whole }]
     };
-    fetch_targets(inner, &conn, &mut targets, progress).await?;
+    fetch_targets(inner, &conn, &targets, progress).await?;
     Ok(Step::Done)
 }
 
@@ -940,7 +942,7 @@ fn taken_by_downloads(inner: &Inner, except: &str) -> Result<HashSet<PathBuf>, C
 async fn fetch_targets(
     inner: &Arc<Inner>,
     conn: &Lease,
-    targets: &mut [Target],
+    targets: &[Target],
     progress: &mut Progress,
 ) -> Result<(), ClientError> {
     let mut remaining: Vec<usize> = targets.iter().map(|t| t.needed.len()).collect();
@@ -952,10 +954,7 @@ async fn fetch_targets(
         }
     }
     // Received chunks are checked and written on the blocking pool, several
-    // at once (their places in the file differ); each target's in-order
-    // hasher is shared by its write jobs.
-    let hashers: Vec<Option<Arc<Mutex<InOrderHash>>>> =
-        targets.iter_mut().map(|t| t.whole.take().map(|w| Arc::new(Mutex::new(w)))).collect();
+    // at once (their places in the file differ).
     let mut in_flight = FuturesUnordered::new();
     let mut writing = FuturesUnordered::new();
     loop {
@@ -973,11 +972,14 @@ async fn fetch_targets(
                 let target = &targets[ti];
                 let data = chunk_payload(&target.manifest, index, answer?)?;
                 progress.add_wire(data.len() as u64);
-                let (m, part, hasher) = (target.manifest.clone(), target.part.clone(), hashers[ti].clone());
+                let i = index as usize;
+                let (expected, expected_len) = (target.manifest.chunks[i], target.manifest.chunk_len(i));
+                let offset = u64::from(index) * u64::from(target.manifest.chunk_size);
+                let (part, hasher) = (target.part.clone(), target.whole.clone());
                 writing.push(blocking(move || {
-                    check_chunk_hash(&m, index, &data)?;
+                    check_chunk_hash(index, expected, expected_len, &data)?;
                     let len = data.len() as u64;
-                    folder::write_chunk(&part, u64::from(index) * u64::from(m.chunk_size), &data)?;
+                    folder::write_chunk(&part, offset, &data)?;
                     if let Some(h) = hasher {
                         h.lock().unwrap_or_else(|e| e.into_inner()).add(index, data);
                     }
@@ -989,10 +991,6 @@ async fn fetch_targets(
                 progress.add_done(len);
                 remaining[ti] -= 1;
                 if remaining[ti] == 0 {
-                    if let Some(h) = &hashers[ti] {
-                        let h = std::mem::replace(&mut *h.lock().unwrap_or_else(|e| e.into_inner()), InOrderHash::empty());
-                        targets[ti].whole = Some(h);
-                    }
                     finish_target(inner, &targets[ti], progress).await?;
                 }
             }
@@ -1008,7 +1006,8 @@ async fn finish_target(
     progress: &mut Progress,
 ) -> Result<(), ClientError> {
     let (part, m) = (target.part.clone(), target.manifest.clone());
-    let hashed = target.whole.as_ref().is_some_and(|w| w.matches(&m));
+    let hashed =
+        target.whole.as_ref().is_some_and(|w| w.lock().unwrap_or_else(|e| e.into_inner()).matches(&m));
     let ok = blocking(move || folder::verify_part(&part, &m, hashed)).await?;
     if !ok {
         let _ = std::fs::remove_file(&target.part);
