@@ -3,8 +3,7 @@
 //! opened when a transfer needs it, shared by all transfers, pipelined with
 //! request ids like the session, and closed after a while without use.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,12 +11,13 @@ use bytes::Bytes;
 use futures::{SinkExt as _, StreamExt as _};
 use hutong_protocol::v1::{self, login::Secret};
 use hutong_protocol::{
-    decode_frame, encode_envelope, Envelope, ErrorCode, Payload, MAX_BULK_FRAME_LEN, PROTOCOL_VERSION,
+    decode_frame, encode_envelope, Envelope, Payload, MAX_BULK_FRAME_LEN, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ClientError;
+use crate::requests::Requests;
 use crate::transport::{self, FrameSink, FrameStream};
 use crate::{Credential, Inner, Status};
 
@@ -28,47 +28,37 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(crate) struct BulkConn {
     tx: mpsc::Sender<Bytes>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
-    next_id: AtomicU64,
+    requests: Requests,
     closed: CancellationToken,
-    closed_reason: Mutex<Option<ClientError>>,
     leases: AtomicUsize,
     last_used: Mutex<Instant>,
 }
 
 impl BulkConn {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Puts a request on the wire and returns where its answer will arrive.
     pub(crate) async fn start(&self, payload: Payload) -> Result<oneshot::Receiver<Payload>, ClientError> {
         if self.closed.is_cancelled() {
-            return Err(self.lost());
+            return Err(self.requests.lost());
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending().insert(id, tx);
+        let (id, rx) = self.requests.register();
         let frame = encode_envelope(&Envelope::new(id, payload));
         let sent = tokio::select! {
             r = self.tx.send(frame) => r.is_ok(),
             _ = self.closed.cancelled() => false,
         };
         if !sent {
-            self.pending().remove(&id);
-            return Err(self.lost());
+            self.requests.forget(id);
+            return Err(self.requests.lost());
         }
         Ok(rx)
     }
 
     pub(crate) async fn finish(&self, rx: oneshot::Receiver<Payload>) -> Result<Payload, ClientError> {
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(Payload::Error(e))) => Err(e.into()),
-            Ok(Ok(p)) => Ok(p),
-            Ok(Err(_)) => Err(self.lost()),
+            Ok(received) => self.requests.answer(received),
             Err(_) => {
                 self.close(ClientError::Transport("the server stopped answering file requests".into()));
-                Err(self.lost())
+                Err(self.requests.lost())
             }
         }
     }
@@ -78,24 +68,11 @@ impl BulkConn {
         self.finish(rx).await
     }
 
-    fn lost(&self) -> ClientError {
-        self.closed_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or(ClientError::Disconnected)
-    }
-
     /// Ends the connection: every waiting request fails at once.
     pub(crate) fn close(&self, reason: ClientError) {
-        {
-            let mut r = self.closed_reason.lock().unwrap_or_else(|e| e.into_inner());
-            if r.is_none() {
-                *r = Some(reason);
-            }
-        }
+        self.requests.closed_because(reason);
         self.closed.cancel();
-        self.pending().clear();
+        self.requests.fail_all();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -180,10 +157,8 @@ async fn open(inner: &Arc<Inner>) -> Result<Arc<BulkConn>, ClientError> {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let conn = Arc::new(BulkConn {
         tx,
-        pending: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
+        requests: Requests::default(),
         closed: inner.shutdown.child_token(),
-        closed_reason: Mutex::new(None),
         leases: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
     });
@@ -285,20 +260,13 @@ async fn read_loop(conn: Arc<BulkConn>, mut stream: FrameStream) {
                 return;
             }
         };
-        let Some(payload) = env.payload else { continue };
-        if env.response_to != 0 {
-            if let Some(tx) = conn.pending().remove(&env.response_to) {
-                let _ = tx.send(payload);
-            }
-            continue;
-        }
-        match payload {
-            Payload::Disconnect(d) => {
-                let code = ErrorCode::try_from(d.code).unwrap_or(ErrorCode::Unspecified);
-                conn.close(ClientError::Remote { code, message: d.message, retry_after_ms: 0 });
+        match conn.requests.route(env) {
+            Some(Payload::Disconnect(_)) => {
+                // `route` kept the server's reason; close with it.
+                conn.close(conn.requests.lost());
                 return;
             }
-            Payload::Error(e) => {
+            Some(Payload::Error(e)) => {
                 tracing::warn!(error = %e, "the server reported an error on the bulk connection")
             }
             _ => {}

@@ -17,6 +17,7 @@ pub mod files;
 pub mod folder;
 pub mod media;
 pub mod profile;
+mod requests;
 mod session;
 mod transfer;
 pub mod transport;

@@ -4,9 +4,8 @@
 //! again. Correctness comes from sync: every (re)connect asks the server what
 //! changed and fills every gap, so missed pushes cost time, never messages.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::cache::OutboxEntry;
 use crate::error::ClientError;
+use crate::requests::Requests;
 use crate::transport::{self, FrameSink, FrameStream};
 use crate::{Credential, Event, Inner, Status};
 
@@ -31,46 +31,27 @@ const PUSH_BATCH: usize = 256;
 /// One live connection: sends requests and matches answers to them.
 pub(crate) struct Connection {
     tx: mpsc::Sender<Bytes>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
-    next_id: AtomicU64,
-    /// Why the server closed the connection, if it said.
-    closed_reason: Mutex<Option<ClientError>>,
+    requests: Requests,
     pub(crate) sync_wanted: Notify,
 }
 
 impl Connection {
     fn new(tx: mpsc::Sender<Bytes>) -> Self {
-        Connection {
-            tx,
-            pending: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            closed_reason: Mutex::new(None),
-            sync_wanted: Notify::new(),
-        }
-    }
-
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Payload>>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        Connection { tx, requests: Requests::default(), sync_wanted: Notify::new() }
     }
 
     /// Puts a request on the wire (in call order) and returns where its answer will arrive.
     pub(crate) async fn start(&self, payload: Payload) -> Result<oneshot::Receiver<Payload>, ClientError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending().insert(id, tx);
+        let (id, rx) = self.requests.register();
         if self.tx.send(encode_envelope(&Envelope::new(id, payload))).await.is_err() {
-            self.pending().remove(&id);
-            return Err(self.lost());
+            self.requests.forget(id);
+            return Err(self.requests.lost());
         }
         Ok(rx)
     }
 
     pub(crate) async fn finish(&self, rx: oneshot::Receiver<Payload>) -> Result<Payload, ClientError> {
-        match rx.await {
-            Ok(Payload::Error(e)) => Err(e.into()),
-            Ok(p) => Ok(p),
-            Err(_) => Err(self.lost()),
-        }
+        self.requests.answer(rx.await)
     }
 
     pub(crate) async fn call(&self, payload: Payload) -> Result<Payload, ClientError> {
@@ -81,14 +62,6 @@ impl Connection {
     /// Sends without wanting an answer (request id 0).
     pub(crate) fn fire(&self, payload: Payload) {
         let _ = self.tx.try_send(encode_envelope(&Envelope::new(0, payload)));
-    }
-
-    fn lost(&self) -> ClientError {
-        self.closed_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or(ClientError::Disconnected)
     }
 }
 
@@ -191,14 +164,14 @@ async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<
     };
     let result = tokio::select! {
         r = session => r,
-        _ = &mut reader => Err(conn.lost()),
+        _ = &mut reader => Err(conn.requests.lost()),
         _ = inner.drop_now.notified() => Err(ClientError::Transport("connection dropped".into())),
         _ = inner.shutdown.cancelled() => Ok(()),
     };
     reader.abort();
     writer.abort();
     // Unblock anyone still waiting for an answer on this connection.
-    conn.pending().clear();
+    conn.requests.fail_all();
     result
 }
 
@@ -218,11 +191,8 @@ pub(crate) async fn change_password(
     let reader = tokio::spawn(async move {
         while let Some(Ok(body)) = stream.next().await {
             let Ok(env) = decode_envelope(&body) else { break };
-            if let (Some(payload), true) = (env.payload, env.response_to != 0) {
-                if let Some(tx) = reader_conn.pending().remove(&env.response_to) {
-                    let _ = tx.send(payload);
-                }
-            }
+            // Only answers matter before login; pushes cannot come yet.
+            let _ = reader_conn.requests.route(env);
         }
     });
     let result = async {
@@ -279,20 +249,10 @@ async fn read_loop(inner: Arc<Inner>, conn: Arc<Connection>, mut stream: FrameSt
                     return;
                 }
             };
-            let Some(payload) = env.payload else { continue };
-            if env.response_to != 0 {
-                if let Some(tx) = conn.pending().remove(&env.response_to) {
-                    let _ = tx.send(payload);
-                }
-                continue;
-            }
-            match payload {
-                Payload::Disconnect(d) => {
-                    let code = ErrorCode::try_from(d.code).unwrap_or(ErrorCode::Unspecified);
-                    *conn.closed_reason.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(ClientError::Remote { code, message: d.message, retry_after_ms: 0 });
-                }
-                other => pushes.push(other),
+            match conn.requests.route(env) {
+                // Remembered by `route` as the reason the connection ends.
+                None | Some(Payload::Disconnect(_)) => {}
+                Some(push) => pushes.push(push),
             }
         }
         if let Err(e) = apply_pushes(&inner, &conn, &mut pushes) {
