@@ -89,8 +89,9 @@ async fn groups_membership_roles_and_system_events() {
         .await
         .unwrap_err();
     assert_eq!(refused.remote_code(), Some(ErrorCode::Forbidden));
-    let id = m3.send_text(group.id, "let me in", SendOptions::default()).unwrap();
+    // Subscribed before sending: the refusal may come back at once.
     let mut m3_events = m3.events();
+    let id = m3.send_text(group.id, "let me in", SendOptions::default()).unwrap();
     let failed = next_event(&mut m3_events, T, |e| match e {
         Event::SendFailed { client_msg_id, code, .. } if *client_msg_id == id => Some(code.clone()),
         _ => None,
