@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use hutong_protocol::files::{self, check_folder, check_name, CheckedManifest, FileError, Hash, CHUNK_SIZE};
@@ -407,25 +407,9 @@ pub fn open_part(part: &Path, manifest: &CheckedManifest) -> Result<Vec<bool>, C
 pub fn write_chunk(part: &Path, offset: u64, data: &[u8]) -> Result<(), ClientError> {
     let io = |e: io::Error| ClientError::io(part, &e);
     let mut file = OpenOptions::new().write(true).open(part).map_err(io)?;
-    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    file.write_all(data).map_err(io)?;
-    start_writeback(&file, offset, data.len() as u64);
+    hutong_chunkio::write_at(&mut file, part, offset, data).map_err(io)?;
     Ok(())
 }
-
-/// Asks the kernel to start writing a range to disk now, without waiting,
-/// so the flush at the end of a download finds little left to do.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: a plain system call on a descriptor this function borrows.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &File, _: u64, _: u64) {}
 
 /// Checks a complete part file against the whole-content hash (a streamed
 /// read, unless `hashed`: the content was hashed in order as it was

@@ -786,15 +786,13 @@ async fn download_file(
     .await?;
     let store = shared.blobs.clone();
     use futures::StreamExt as _;
-    let chunks = futures::stream::iter(manifest.chunks.clone()).then(move |hash| {
-        let store = store.clone();
-        async move {
-            tokio::task::spawn_blocking(move || store.get(&hash))
-                .await
-                .map_err(std::io::Error::other)?
-                .map(Bytes::from)
-        }
-    });
+    let chunks =
+        futures::stream::iter(manifest.chunks.clone()).then(move |hash| {
+            let store = store.clone();
+            async move {
+                tokio::task::spawn_blocking(move || store.get(&hash)).await.map_err(std::io::Error::other)?
+            }
+        });
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -57,10 +56,11 @@ impl BlobStore {
     }
 
     /// Stores a chunk whose hash the caller has checked: written under a
-    /// temporary name, then renamed into place, so a chunk file is either
-    /// whole or absent. The kernel starts writing it to disk at once; it is
-    /// known to be on disk after [`BlobStore::make_durable`], which a commit
-    /// runs before any message can refer to the file.
+    /// temporary name (past the page cache where the system allows it, see
+    /// `hutong_chunkio`), then renamed into place, so a chunk file is either
+    /// whole or absent. It is known to be on disk after
+    /// [`BlobStore::make_durable`], which a commit runs before any message
+    /// can refer to the file.
     pub fn put(&self, hash: &Hash, data: &[u8]) -> std::io::Result<()> {
         let target = self.path(hash);
         if target.is_file() {
@@ -69,8 +69,7 @@ impl BlobStore {
         let tmp = self.root.join("tmp").join(format!("{}.{}", hex::encode(hash), rand::random::<u64>()));
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            start_writeback(&f);
+            hutong_chunkio::write_at(&mut f, &tmp, 0, data)?;
             if let Some(dir) = target.parent() {
                 fs::create_dir_all(dir)?;
             }
@@ -98,8 +97,8 @@ impl BlobStore {
         Ok(())
     }
 
-    pub fn get(&self, hash: &Hash) -> std::io::Result<Vec<u8>> {
-        fs::read(self.path(hash))
+    pub fn get(&self, hash: &Hash) -> std::io::Result<Bytes> {
+        hutong_chunkio::read_all(&self.path(hash))
     }
 
     /// Every chunk on disk with its modification time.
@@ -124,20 +123,6 @@ impl BlobStore {
         fs::remove_file(self.path(hash))
     }
 }
-
-/// Asks the kernel to start writing a file's dirty pages now, without
-/// waiting, so the flush at commit finds little left to do.
-#[cfg(target_os = "linux")]
-fn start_writeback(f: &fs::File) {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: a plain system call on a descriptor this function borrows.
-    unsafe {
-        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_: &fs::File) {}
 
 /// Chunks each person announced in `PrepareUpload` and may now send.
 #[derive(Default)]
@@ -344,7 +329,7 @@ pub async fn get_chunk(s: Session, req: v1::GetChunk) -> Reply {
         Err(e) => Err(io_error(e)),
     })
     .await?;
-    let answer = v1::ChunkData { file_id: req.file_id, index: req.index, data: Bytes::from(data) };
+    let answer = v1::ChunkData { file_id: req.file_id, index: req.index, data };
     Ok(Some((Lane::Bulk, Payload::ChunkData(answer))))
 }
 
