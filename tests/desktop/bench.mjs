@@ -92,6 +92,33 @@ function memory(pids) {
   return { rssMb: rss / 1024, pssMb: pss / 1024, names };
 }
 
+/**
+ * With HUTONG_BENCH_MAPPINGS set: the largest contributors to each process's
+ * PSS by mapping (a library, the heap, anonymous memory), to see where it goes.
+ */
+function mappings(pids, when) {
+  if (!process.env.HUTONG_BENCH_MAPPINGS) return;
+  for (const pid of pids) {
+    let smaps;
+    try {
+      smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    } catch {
+      continue;
+    }
+    const byName = new Map();
+    let name = '';
+    for (const line of smaps.split('\n')) {
+      const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (head) name = head[1] || '[anonymous]';
+      const pss = /^Pss:\s+(\d+)/.exec(line);
+      if (pss) byName.set(name, (byName.get(name) ?? 0) + Number(pss[1]));
+    }
+    const top = [...byName].sort((a, b) => b[1] - a[1]).slice(0, 15);
+    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    console.log(`mappings of ${comm} (${when}): ${top.map(([n, kb]) => `${n.split('/').pop()} ${(kb / 1024).toFixed(1)}`).join(', ')}`);
+  }
+}
+
 const seed = spawn(seedBin, ['--home', home], { stdio: ['pipe', 'pipe', 'inherit'] });
 const seedLine = lines(seed.stdout);
 const [, server, bigId] = await seedLine(/^ready (\S+) (\d+)/);
@@ -129,6 +156,7 @@ const appPid = tree(driver.child.pid).find((pid) => {
   }
 });
 const memAtStart = memory(tree(appPid));
+mappings(tree(appPid), 'after start');
 const openTimes = [];
 for (let i = 0; i < opens; i++) {
   // Open another conversation first, so each measurement is a real switch.
@@ -165,6 +193,7 @@ const mem = memory(tree(appPid));
 // And once the page has been idle a while (JavaScriptCore collects garbage lazily).
 await new Promise((r) => setTimeout(r, 20_000));
 const memIdle = memory(tree(appPid));
+mappings(tree(appPid), 'idle after the burst');
 
 console.log('\n== desktop app ==');
 console.log(`cold start to a usable window: median ${median(startTimes).toFixed(0)} ms (${startTimes.map((t) => t.toFixed(0)).join(', ')})`);

@@ -79,6 +79,11 @@ fn watch_memory(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     })
 }
 
+/// CPU time this process (server and both clients) has used, in seconds.
+fn cpu_seconds() -> f64 {
+    procfs::sample(0).map(|s| s.cpu_ticks as f64 / procfs::clock_ticks() as f64).unwrap_or(0.0)
+}
+
 fn rss_mib() -> u64 {
     procfs::sample(0).map(|s| s.rss_kib / 1024).unwrap_or(0)
 }
@@ -178,10 +183,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let base = rss_mib();
         let stop_watch = Arc::new(AtomicBool::new(false));
         let watcher = watch_memory(stop_watch.clone());
+        let cpu = cpu_seconds();
         let t = Instant::now();
         let transfer = sender.send_file(conversation, &path)?;
         let done = sender.wait_transfer(&transfer.id).await?;
         let up_took = t.elapsed();
+        let up_cores = (cpu_seconds() - cpu) / up_took.as_secs_f64();
         if done.state != TransferState::Done {
             bail!("upload ended {:?}: {:?}", done.state, done.error);
         }
@@ -194,10 +201,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(&into)?;
         let stop_watch = Arc::new(AtomicBool::new(false));
         let watcher = watch_memory(stop_watch.clone());
+        let cpu = cpu_seconds();
         let t = Instant::now();
         let fetch = receiver.fetch(conversation, seq, &into)?;
         let fetched = receiver.wait_transfer(&fetch.id).await?;
         let down_took = t.elapsed();
+        let down_cores = (cpu_seconds() - cpu) / down_took.as_secs_f64();
         stop_watch.store(true, Ordering::Relaxed);
         let down_peak = watcher.join().unwrap_or(0);
         if fetched.state != TransferState::Done {
@@ -221,7 +230,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         again.push(again_took.as_secs_f64());
         peaks.push((base, up_peak, down_peak));
         println!(
-            "run {run}: upload {:.0} MB/s ({:.2} s), download {:.0} MB/s ({:.2} s), second upload {:.3} s; \
+            "run {run}: upload {:.0} MB/s ({:.2} s, {up_cores:.2} cores busy), download {:.0} MB/s ({:.2} s, \
+             {down_cores:.2} cores busy), second upload {:.3} s; \
              RSS before {base} MiB, peak during upload {up_peak} MiB, during download {down_peak} MiB",
             up[run],
             up_took.as_secs_f64(),
