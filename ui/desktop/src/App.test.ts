@@ -127,6 +127,12 @@ describe('App', () => {
     expect(ids(target)).toContain(500);
     expect(ids(target)).not.toContain(1);
     expect(ids(target).length).toBeLessThan(30);
+    // Rows drawn by the virtual list open their conversation and show which one is open.
+    (target.querySelector('.conversation[data-id="499"]') as HTMLElement).click();
+    await settle();
+    (target.querySelector('.conversation[data-id="500"]') as HTMLElement).click();
+    await settle();
+    expect([...target.querySelectorAll('.conversation.selected')].map((e) => e.getAttribute('data-id'))).toEqual(['500']);
     unmount(app);
   });
 
