@@ -73,6 +73,7 @@ pub fn run() {
             app.manage(state);
             lighten_webview(app.handle());
             build_tray(app.handle())?;
+            exit_on_signals(app.handle());
             restore_session(app.handle());
             Ok(())
         })
@@ -132,6 +133,33 @@ pub fn run() {
             std::process::exit(1);
         });
 }
+
+/// Ends the app as the tray's Quit does when the desktop session ends or
+/// someone stops it (SIGTERM, SIGINT, SIGHUP), so what is kept at exit (the
+/// window's size and place) is written instead of lost.
+#[cfg(unix)]
+fn exit_on_signals(app: &AppHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let watched =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = watched else {
+            tracing::warn!("cannot watch for stop signals; the window's place is kept only on Quit");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+        }
+        tracing::info!("stop signal: exiting");
+        app.exit(0);
+    });
+}
+
+#[cfg(not(unix))]
+fn exit_on_signals(_: &AppHandle) {}
 
 /// Pasted images wait in `tmp/` while their upload may still need them
 /// (paused, failed, resumed after a restart); after a month they go.

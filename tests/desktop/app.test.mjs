@@ -118,6 +118,8 @@ test('first sign-in confirms the certificate fingerprint and sets the new passwo
 });
 
 test('a message from the CLI arrives with a notification; the reply and the read state reach the CLI', { timeout: 180_000 }, async () => {
+  // Someone is working in another window: the pointer, and with it the keyboard focus, leaves the app.
+  await run('xdotool', ['mousemove', '1590', '990']);
   await lina(['send', 'zhangwei', '你好，下午三点开会，<b>别迟到</b>']);
   await app.waitForText('#conversation-list .conversation', '下午三点开会');
   await until('the notification on the session bus', () =>
@@ -127,6 +129,13 @@ test('a message from the CLI arrives with a notification; the reply and the read
   // The unread total is in the native window title (and the tray's tooltip and label, set together).
   const windowNames = async () => (await run('xwininfo', ['-root', '-tree'])).stdout;
   await until('the unread count in the window title', async () => (await windowNames()).includes('"Hutong (1)"'));
+  // The window is not focused (no window manager here), so it asks for attention: the
+  // urgency flag of its WM_HINTS (what taskbars show), read as the flags word.
+  const hintFlags = async () => {
+    const { stdout } = await run('xprop', ['-name', 'Hutong (1)', '-f', 'WM_HINTS', '32i', '$0\n', 'WM_HINTS']);
+    return Number(/WM_HINTS\([^)]*\)\D*(\d+)/.exec(stdout)?.[1] ?? 0);
+  };
+  await until('the urgency hint on the window', async () => ((await hintFlags()) & 256) !== 0);
   // Clicking the notification (its default action, through the daemon) opens the conversation.
   await run('dunstctl', ['action', '0']);
   await app.waitForText('#messages .message .text', '下午三点开会');
@@ -200,6 +209,33 @@ test('settings: English and the dark theme apply at once and are kept', { timeou
   await choose('setting-locale', 'auto');
   await choose('setting-theme', 'system');
   await until('back to Chinese', async () => /退出登录/.test(await app.text('#sign-out')));
+});
+
+test('the window keeps its size and place when the session stops the app', { timeout: 120_000 }, async () => {
+  await app.cmd('POST', '/window/rect', { x: 64, y: 48, width: 1000, height: 680 });
+  const placed = await app.cmd('GET', '/window/rect');
+  assert.deepEqual([placed.width, placed.height], [1000, 680]);
+  // A desktop session that ends sends SIGTERM: the app exits as its tray's Quit does.
+  const pids = (await run('pgrep', ['-x', 'hutong-desktop'])).stdout.trim().split('\n').map(Number);
+  assert.equal(pids.length, 1, `one app process: ${pids}`);
+  process.kill(pids[0], 'SIGTERM');
+  const running = () => {
+    try {
+      const stat = readFileSync(`/proc/${pids[0]}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+    } catch {
+      return false;
+    }
+  };
+  await until('the app to exit', () => !running());
+  await app.quit();
+  app = await App.launch(driver.url);
+  await app.waitFor('#conversation-list');
+  const restored = await app.cmd('GET', '/window/rect');
+  assert.deepEqual(
+    [restored.x, restored.y, restored.width, restored.height],
+    [placed.x, placed.y, placed.width, placed.height],
+  );
 });
 
 test('offline restart shows cached history and a banner; offline messages go out exactly once', { timeout: 180_000 }, async () => {

@@ -7,8 +7,9 @@
 // ${CARGO_TARGET_DIR:-target}/debug.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -125,8 +126,11 @@ export function cli(home) {
 export async function startDriver(env) {
   const port = await freePort();
   const nativePort = await freePort();
+  // The app keeps its window's size and place in the configuration directory: one per driver,
+  // so runs do not inherit each other's windows.
+  const config = mkdtempSync(join(tmpdir(), 'hutong-desktop-config-'));
   const child = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, XDG_CONFIG_HOME: config, ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
