@@ -27,10 +27,12 @@ import {
   Admin,
   App,
   appBin,
+  busCall,
   cli,
   freePort,
   startDriver,
   startServer,
+  startTrayWatcher,
   stopProcess,
   until,
   watchNotifications,
@@ -49,6 +51,7 @@ let server;
 let driver;
 let app;
 let notifications;
+let tray;
 let people = {};
 let newPassword = 'zhangwei-new-pass-1';
 
@@ -81,6 +84,7 @@ before(async () => {
   people.zhangweiOneTime = reset.password;
   await lina(['login', '--server', `tls://${server.tls}`, '--account', 'lina'], { HUTONG_PASSWORD: 'lina-pass-1' });
   notifications = watchNotifications();
+  tray = await startTrayWatcher();
   driver = await startDriver({ HUTONG_DESKTOP_HOME: home, HUTONG_LOG: 'warn,hutong=info', LANG: 'zh_CN.UTF-8' });
 }, { timeout: 120_000 });
 
@@ -88,6 +92,7 @@ after(async () => {
   await app?.quit();
   await stopProcess(driver?.child);
   await stopProcess(notifications?.child);
+  await stopProcess(tray?.child);
   await stopProcess(server?.child);
   rmSync(scratch, { recursive: true, force: true });
 }, { timeout: 60_000 });
@@ -136,6 +141,17 @@ test('a message from the CLI arrives with a notification; the reply and the read
     return Number(/WM_HINTS\([^)]*\)\D*(\d+)/.exec(stdout)?.[1] ?? 0);
   };
   await until('the urgency hint on the window', async () => ((await hintFlags()) & 256) !== 0);
+  // The tray icon, read as a panel reads it: the count beside it, and its menu.
+  const item = await tray.item;
+  const trayLabel = () =>
+    busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'XAyatanaLabel');
+  await until('the unread count beside the tray icon', async () => (await trayLabel()).includes("<'1'>"));
+  const menuPath = /objectpath '([^']+)'/.exec(
+    await busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'Menu'),
+  )[1];
+  const layout = await busCall(item.name, menuPath, 'com.canonical.dbusmenu.GetLayout', '0', '-1', '[]');
+  assert.match(layout, /显示 Hutong/);
+  assert.match(layout, /退出/);
   // Clicking the notification (its default action, through the daemon) opens the conversation.
   await run('dunstctl', ['action', '0']);
   await app.waitForText('#messages .message .text', '下午三点开会');
@@ -144,6 +160,7 @@ test('a message from the CLI arrives with a notification; the reply and the read
     const names = await windowNames();
     return names.includes('"Hutong"') && !names.includes('"Hutong (');
   });
+  await until('the tray icon without a count', async () => (await trayLabel()).includes("<''>"));
   // Untrusted text is text: the <b> arrives literally, no element is made of it.
   assert.equal(await app.exec("return document.querySelectorAll('#messages .message .text b').length;"), 0);
   await app.type('#composer', '收到，准时参加\uE007');
@@ -283,4 +300,25 @@ test('a changed server certificate is refused with a warning', { timeout: 180_00
     throw new Error(`${e.message}; the banner says: ${await app.text('#connection-banner')}`);
   });
   await app.screenshot(`${shots}/desktop-certificate-changed.png`);
+});
+
+test('Quit in the tray menu ends the app', { timeout: 60_000 }, async () => {
+  const pid = Number((await run('pgrep', ['-x', 'hutong-desktop'])).stdout.trim());
+  // The running app's icon registered last (every start registers its own).
+  const item = await until('the tray icon of this run', () => tray.items.at(-1));
+  const menuPath = /objectpath '([^']+)'/.exec(
+    await busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'Menu'),
+  )[1];
+  const layout = await busCall(item.name, menuPath, 'com.canonical.dbusmenu.GetLayout', '0', '-1', '[]');
+  const quitId = /<\((\d+), \{[^}]*'label': <'(?:退出|Quit)'>/.exec(layout)?.[1];
+  assert.ok(quitId, `a Quit item in ${layout}`);
+  await busCall(item.name, menuPath, 'com.canonical.dbusmenu.Event', quitId, 'clicked', '<0>', '0');
+  await until('the app to exit', () => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
+    } catch {
+      return true;
+    }
+  });
 });

@@ -245,6 +245,40 @@ export class App {
   }
 }
 
+/**
+ * Stands in for a desktop panel's tray (tray-watcher.py on the session bus);
+ * `item` resolves to the bus name and object path of the first tray icon that
+ * registers (`items` lists every registration), whose properties and menu
+ * `busCall` then reads as a panel does.
+ */
+export async function startTrayWatcher() {
+  const child = spawn('/usr/bin/python3', [join(import.meta.dirname, 'tray-watcher.py')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  let ready;
+  let found;
+  const readyP = new Promise((r) => (ready = r));
+  const item = new Promise((r) => (found = r));
+  const items = [];
+  lines.on('line', (line) => {
+    if (line === 'ready') ready();
+    const m = /^item (\S+) (\S+)$/.exec(line);
+    if (m) {
+      items.push({ name: m[1], path: m[2] });
+      found(items[0]);
+    }
+  });
+  await readyP;
+  return { child, item, items };
+}
+
+/** A D-Bus method call on the session bus through gdbus; its printed answer. */
+export async function busCall(dest, path, method, ...args) {
+  const { stdout } = await run('gdbus', ['call', '--session', '--dest', dest, '--object-path', path, '--method', method, '--', ...args]);
+  return stdout;
+}
+
 /** Watches the session bus for Notify calls (what reached the notification daemon). */
 export function watchNotifications() {
   const child = spawn(
