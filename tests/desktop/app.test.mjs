@@ -4,17 +4,21 @@
 //
 //  1. First sign-in: the certificate fingerprint is shown and confirmed; the
 //     administrator's reset forces a new password, which the app sets.
-//  2. A message from the CLI arrives, the unread count shows in the window
-//     title and a notification reaches the daemon; clicking it opens the
-//     conversation (and the count goes); the reply reaches the CLI; the read
-//     state changes when the CLI reads it.
+//  2. A message from the CLI arrives while the window is not focused: the
+//     unread count shows in the window title and beside the tray icon (read
+//     over D-Bus as a panel reads it, with its menu), the window asks for
+//     attention (urgency hint) and a notification reaches the daemon; clicking
+//     it opens the conversation (and the counts go); the reply reaches the
+//     CLI; the read state changes when the CLI reads it.
 //  3. A second start of the app hands over to the running one and exits.
 //  4. Contacts: the org tree expands lazily, the person card opens a chat.
 //  5. Settings: English and the dark theme apply at once and are saved.
-//  6. Restart with the server stopped: history from the cache and the offline
+//  6. The window's size and place survive a stop by SIGTERM (a session's end).
+//  7. Restart with the server stopped: history from the cache and the offline
 //     banner; messages typed offline are delivered exactly once when the
 //     server returns.
-//  7. A changed server certificate is refused with a warning.
+//  8. A changed server certificate is refused with a warning.
+//  9. Quit in the tray menu ends the app.
 // Screenshots of the main screens go to docs/screenshots/desktop-*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
