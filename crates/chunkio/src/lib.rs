@@ -52,7 +52,7 @@ pub fn read_all(path: &Path) -> io::Result<Bytes> {
 /// Asks the kernel to start writing a range's dirty pages to disk now,
 /// without waiting, so a later flush finds little left to do.
 #[cfg(target_os = "linux")]
-pub fn start_writeback(file: &File, offset: u64, len: u64) {
+fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd as _;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     // SAFETY: a plain system call on a descriptor this function borrows.
@@ -62,7 +62,7 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn start_writeback(_: &File, _: u64, _: u64) {}
+fn start_writeback(_: &File, _: u64, _: u64) {}
 
 /// Writes block-aligned `data` at block-aligned `offset` with `O_DIRECT`;
 /// returns how many bytes it wrote: all, or 0 when the file system refuses
