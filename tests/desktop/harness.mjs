@@ -7,7 +7,7 @@
 // ${CARGO_TARGET_DIR:-target}/debug.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,11 +126,14 @@ export function cli(home) {
 export async function startDriver(env) {
   const port = await freePort();
   const nativePort = await freePort();
-  // The app keeps its window's size and place in the configuration directory: one per driver,
-  // so runs do not inherit each other's windows.
-  const config = mkdtempSync(join(tmpdir(), 'hutong-desktop-config-'));
+  // What the app and its web view keep outside $HUTONG_DESKTOP_HOME (the window's size and
+  // place, the web view's storage with unsent drafts, caches) goes to directories of this
+  // driver's own, so no run inherits another's.
+  const xdg = mkdtempSync(join(tmpdir(), 'hutong-desktop-xdg-'));
+  process.on('exit', () => rmSync(xdg, { recursive: true, force: true }));
+  const dirs = { XDG_CONFIG_HOME: join(xdg, 'config'), XDG_DATA_HOME: join(xdg, 'data'), XDG_CACHE_HOME: join(xdg, 'cache') };
   const child = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
-    env: { ...process.env, XDG_CONFIG_HOME: config, ...env },
+    env: { ...process.env, ...dirs, ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
