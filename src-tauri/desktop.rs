@@ -154,6 +154,12 @@ fn exit_on_signals(app: &AppHandle) {
             _ = hup.recv() => {}
         }
         tracing::info!("stop signal: exiting");
+        // Whatever happens to the event loop meanwhile, a stopped app does not linger.
+        std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            tracing::warn!("still running 5 s after a stop signal: leaving now");
+            std::process::exit(0);
+        });
         app.exit(0);
     });
 }

@@ -15,6 +15,8 @@ mod state;
 mod views;
 
 fn main() {
+    // Before any thread starts: the web view's processes inherit this.
+    jitless_web_view();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HUTONG_LOG")
@@ -24,4 +26,18 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     desktop::run();
+}
+
+/// Runs the page's JavaScript in JavaScriptCore's interpreter, without its
+/// JIT compilers, unless `JSC_useJIT` is set already. The UI is one small
+/// page; without compiled code the web process keeps 10–15 MB less
+/// (`docs/PERFORMANCE.md`, "Desktop app") and no memory is both writable and
+/// executable in the process that shows other people's text, at the price
+/// of slower scripts (a conversation of 10,000 messages opens in ~85 ms
+/// instead of ~63).
+fn jitless_web_view() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("JSC_useJIT").is_none() {
+        std::env::set_var("JSC_useJIT", "0");
+    }
 }
