@@ -24,19 +24,19 @@ use bytes::Bytes;
 /// block size in common use.
 pub const ALIGN: usize = 4096;
 
-/// Writes `data` at `offset` of `file`, an open, writable descriptor of the
-/// file at `path`. The aligned part goes past the page cache where the
-/// system allows it; the rest through `file`, whose writeback is started at
-/// once.
-pub fn write_at(file: &mut File, path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+/// Writes `data` at `offset` of the existing file at `path`. The aligned
+/// part goes past the page cache where the system allows it; the rest is
+/// written the ordinary way, its writeback started at once.
+pub fn write_at(path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
     let aligned = offset & (ALIGN as u64 - 1) == 0;
     let direct = if aligned { data.len() & !(ALIGN - 1) } else { 0 };
-    let done = if direct > 0 { write_direct(path, offset, &data[..direct])? } else { 0 };
+    let done = if direct > 0 { write_direct(&file, offset, &data[..direct])? } else { 0 };
     if done < data.len() {
         let at = offset + done as u64;
         file.seek(SeekFrom::Start(at))?;
         file.write_all(&data[done..])?;
-        start_writeback(file, at, (data.len() - done) as u64);
+        start_writeback(&file, at, (data.len() - done) as u64);
     }
     Ok(())
 }
@@ -64,29 +64,49 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_: &File, _: u64, _: u64) {}
 
-/// Writes block-aligned `data` at block-aligned `offset` with `O_DIRECT`;
-/// returns how many bytes it wrote: all, or 0 when the file system refuses
-/// direct I/O (the caller then writes them the ordinary way).
+/// Writes block-aligned `data` at block-aligned `offset` with `O_DIRECT`
+/// (switched on for this write, off again after it); returns how many bytes
+/// it wrote: all, or 0 when the file system refuses direct I/O (the caller
+/// then writes them the ordinary way).
 #[cfg(target_os = "linux")]
-fn write_direct(path: &Path, offset: u64, data: &[u8]) -> io::Result<usize> {
-    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
-    let file = match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
-        Ok(f) => f,
-        Err(e) if refused(&e) => return Ok(0),
+fn write_direct(file: &File, offset: u64, data: &[u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt as _;
+    if !set_direct(file, true)? {
+        return Ok(0);
+    }
+    let written = match file.write_all_at(Aligned::copy_of(data).as_slice(), offset) {
+        Ok(()) => data.len(),
+        // Whatever part was written is written again the ordinary way.
+        Err(e) if refused(&e) => 0,
         Err(e) => return Err(e),
     };
-    let buf = Aligned::copy_of(data);
-    match file.write_all_at(buf.as_slice(), offset) {
-        Ok(()) => Ok(data.len()),
-        // Whatever part was written is written again the ordinary way.
-        Err(e) if refused(&e) => Ok(0),
-        Err(e) => Err(e),
-    }
+    set_direct(file, false)?;
+    Ok(written)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_direct(_: &Path, _: u64, _: &[u8]) -> io::Result<usize> {
+fn write_direct(_: &File, _: u64, _: &[u8]) -> io::Result<usize> {
     Ok(0)
+}
+
+/// Switches `O_DIRECT` on or off for a descriptor; false when the file
+/// system refuses it.
+#[cfg(target_os = "linux")]
+fn set_direct(file: &File, on: bool) -> io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    let fd = file.as_raw_fd();
+    // SAFETY: plain fcntl calls on a descriptor this function borrows.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let wanted = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, wanted) } < 0 {
+        let e = io::Error::last_os_error();
+        return if refused(&e) { Ok(false) } else { Err(e) };
+    }
+    Ok(true)
 }
 
 /// The whole file read with `O_DIRECT`, or `None` when the file system
@@ -198,9 +218,7 @@ mod tests {
                 let before = pattern(offset as usize + len + 10, 1);
                 std::fs::write(&path, &before).unwrap();
                 let data = pattern(len, 7);
-                let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                write_at(&mut file, &path, offset, &data).unwrap();
-                drop(file);
+                write_at(&path, offset, &data).unwrap();
                 let mut expected = before.clone();
                 expected[offset as usize..offset as usize + len].copy_from_slice(&data);
                 let got = read_all(&path).unwrap();

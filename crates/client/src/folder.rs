@@ -405,10 +405,7 @@ pub fn open_part(part: &Path, manifest: &CheckedManifest) -> Result<Vec<bool>, C
 
 /// Writes a verified chunk into a part file (which must exist).
 pub fn write_chunk(part: &Path, offset: u64, data: &[u8]) -> Result<(), ClientError> {
-    let io = |e: io::Error| ClientError::io(part, &e);
-    let mut file = OpenOptions::new().write(true).open(part).map_err(io)?;
-    hutong_chunkio::write_at(&mut file, part, offset, data).map_err(io)?;
-    Ok(())
+    hutong_chunkio::write_at(part, offset, data).map_err(|e| ClientError::io(part, &e))
 }
 
 /// Checks a complete part file against the whole-content hash (a streamed

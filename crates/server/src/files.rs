@@ -68,8 +68,8 @@ impl BlobStore {
         }
         let tmp = self.root.join("tmp").join(format!("{}.{}", hex::encode(hash), rand::random::<u64>()));
         let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            hutong_chunkio::write_at(&mut f, &tmp, 0, data)?;
+            fs::File::create(&tmp)?;
+            hutong_chunkio::write_at(&tmp, 0, data)?;
             if let Some(dir) = target.parent() {
                 fs::create_dir_all(dir)?;
             }
