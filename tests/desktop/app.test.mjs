@@ -59,6 +59,31 @@ let tray;
 let people = {};
 let newPassword = 'zhangwei-new-pass-1';
 
+/** The pid of the one app process running. */
+async function appPid() {
+  const pids = (await run('pgrep', ['-x', 'hutong-desktop'])).stdout.trim().split('\n').map(Number);
+  assert.equal(pids.length, 1, `one app process: ${pids}`);
+  return pids[0];
+}
+
+/** A tray icon's menu as a panel reads it: its object path and its layout (gdbus's text). */
+async function trayMenu(item) {
+  const menuPath = /objectpath '([^']+)'/.exec(
+    await busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'Menu'),
+  )[1];
+  return { menuPath, layout: await busCall(item.name, menuPath, 'com.canonical.dbusmenu.GetLayout', '0', '-1', '[]') };
+}
+
+/** Whether process `pid` has ended (gone, or a zombie its parent has not reaped yet). */
+function exited(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
 before(async () => {
   port = await freePort();
   server = await startServer(dataDir, port, adminPassword);
@@ -150,10 +175,7 @@ test('a message from the CLI arrives with a notification; the reply and the read
   const trayLabel = () =>
     busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'XAyatanaLabel');
   await until('the unread count beside the tray icon', async () => (await trayLabel()).includes("<'1'>"));
-  const menuPath = /objectpath '([^']+)'/.exec(
-    await busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'Menu'),
-  )[1];
-  const layout = await busCall(item.name, menuPath, 'com.canonical.dbusmenu.GetLayout', '0', '-1', '[]');
+  const { layout } = await trayMenu(item);
   assert.match(layout, /显示 Hutong/);
   assert.match(layout, /退出/);
   // Clicking the notification (its default action, through the daemon) opens the conversation.
@@ -237,18 +259,9 @@ test('the window keeps its size and place when the session stops the app', { tim
   const placed = await app.cmd('GET', '/window/rect');
   assert.deepEqual([placed.width, placed.height], [1000, 680]);
   // A desktop session that ends sends SIGTERM: the app exits as its tray's Quit does.
-  const pids = (await run('pgrep', ['-x', 'hutong-desktop'])).stdout.trim().split('\n').map(Number);
-  assert.equal(pids.length, 1, `one app process: ${pids}`);
-  process.kill(pids[0], 'SIGTERM');
-  const running = () => {
-    try {
-      const stat = readFileSync(`/proc/${pids[0]}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-    } catch {
-      return false;
-    }
-  };
-  await until('the app to exit', () => !running());
+  const pid = await appPid();
+  process.kill(pid, 'SIGTERM');
+  await until('the app to exit', () => exited(pid));
   await app.quit();
   app = await App.launch(driver.url);
   await app.waitFor('#conversation-list');
@@ -307,22 +320,12 @@ test('a changed server certificate is refused with a warning', { timeout: 180_00
 });
 
 test('Quit in the tray menu ends the app', { timeout: 60_000 }, async () => {
-  const pid = Number((await run('pgrep', ['-x', 'hutong-desktop'])).stdout.trim());
+  const pid = await appPid();
   // The running app's icon registered last (every start registers its own).
   const item = await until('the tray icon of this run', () => tray.items.at(-1));
-  const menuPath = /objectpath '([^']+)'/.exec(
-    await busCall(item.name, item.path, 'org.freedesktop.DBus.Properties.Get', 'org.kde.StatusNotifierItem', 'Menu'),
-  )[1];
-  const layout = await busCall(item.name, menuPath, 'com.canonical.dbusmenu.GetLayout', '0', '-1', '[]');
+  const { menuPath, layout } = await trayMenu(item);
   const quitId = /<\((\d+), \{[^}]*'label': <'(?:退出|Quit)'>/.exec(layout)?.[1];
   assert.ok(quitId, `a Quit item in ${layout}`);
   await busCall(item.name, menuPath, 'com.canonical.dbusmenu.Event', quitId, 'clicked', '<0>', '0');
-  await until('the app to exit', () => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] === 'Z';
-    } catch {
-      return true;
-    }
-  });
+  await until('the app to exit', () => exited(pid));
 });
