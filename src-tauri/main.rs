@@ -47,13 +47,16 @@ fn jitless_web_view() {
 /// desktops, test displays) WebKit would composite through Mesa's software
 /// OpenGL in the web process and load the same OpenGL stack in the app's own
 /// process just to ask EGL which render node to hand the web process (the
-/// answer is "none"). There the web view paints with the CPU instead
-/// (`WEBKIT_DISABLE_COMPOSITING_MODE`, `WEBKIT_DISABLE_DMABUF_RENDERER`) and
-/// is told the render node (`WEBKIT_WEB_RENDER_DEVICE_FILE`, which the web
-/// process looks for among the DRM devices and, finding none, goes without),
-/// so the app's process never loads OpenGL: ~25 MB less in the app's
-/// process, ~15 MB less across the app (`docs/PERFORMANCE.md`). Each is left
-/// alone when already set; machines with a GPU keep WebKit's defaults.
+/// answer is "none"); GTK, when it is the first program on the display to
+/// look, loads it too to pick visuals for OpenGL. There the web view paints
+/// with the CPU instead (`WEBKIT_DISABLE_COMPOSITING_MODE`,
+/// `WEBKIT_DISABLE_DMABUF_RENDERER`), is told the render node
+/// (`WEBKIT_WEB_RENDER_DEVICE_FILE`, which the web process looks for among
+/// the DRM devices and, finding none, goes without) and GTK's OpenGL is off
+/// (`GDK_GL=disable`), so the app's process never loads OpenGL: ~25 MB less
+/// in the app's process, ~15 MB less across the app (`docs/PERFORMANCE.md`).
+/// Each is left alone when already set; machines with a GPU keep the
+/// defaults.
 fn software_rendering_without_gpu() {
     #[cfg(target_os = "linux")]
     if !has_render_node(std::path::Path::new("/dev/dri")) {
@@ -61,6 +64,7 @@ fn software_rendering_without_gpu() {
             ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
             ("WEBKIT_DISABLE_DMABUF_RENDERER", "1"),
             ("WEBKIT_WEB_RENDER_DEVICE_FILE", "/dev/dri/renderD128"),
+            ("GDK_GL", "disable"),
         ] {
             if std::env::var_os(key).is_none() {
                 std::env::set_var(key, value);

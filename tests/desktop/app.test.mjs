@@ -12,18 +12,20 @@
 //     CLI; the read state changes when the CLI reads it.
 //  3. A second start of the app hands over to the running one and exits.
 //  4. Contacts: the org tree expands lazily, the person card opens a chat.
-//  5. Settings: English and the dark theme apply at once and are saved.
-//  6. The window's size and place survive a stop by SIGTERM (a session's end).
-//  7. Restart with the server stopped: history from the cache and the offline
+//  5. On a machine without a GPU the app's process loads no OpenGL (the web
+//     view paints with the CPU).
+//  6. Settings: English and the dark theme apply at once and are saved.
+//  7. The window's size and place survive a stop by SIGTERM (a session's end).
+//  8. Restart with the server stopped: history from the cache and the offline
 //     banner; messages typed offline are delivered exactly once when the
 //     server returns.
-//  8. A changed server certificate is refused with a warning.
-//  9. Quit in the tray menu ends the app.
+//  9. A changed server certificate is refused with a warning.
+// 10. Quit in the tray menu ends the app.
 // Screenshots of the main screens go to docs/screenshots/desktop-*.png.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -224,6 +226,41 @@ test('contacts: the org tree expands lazily and the person card opens a chat', {
   await app.click('#send-message');
   await app.waitFor('#composer');
   await app.waitForText('#conversation-list .conversation', '刘洋');
+});
+
+test("without a GPU the app's own process loads no OpenGL", { timeout: 60_000 }, async (t) => {
+  const gpu = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+  if (gpu) {
+    t.skip('this machine has a GPU: WebKit keeps its defaults and uses it');
+    return;
+  }
+  // The window has drawn the chat, the contacts and a person card by now.
+  await app.waitFor('#conversation-list .conversation');
+  const pid = await appPid();
+  const libraries = (path) =>
+    readFileSync(path, 'utf8')
+      .split('\n')
+      .map((l) => l.split(/\s+/)[5] ?? '')
+      .filter((f) => f.includes('.so'));
+  const gl = /libLLVM|_dri\.so|libgallium|libEGL_mesa|libGLX_mesa/;
+  assert.deepEqual(libraries(`/proc/${pid}/maps`).filter((f) => gl.test(f)), [], "OpenGL in the app's process");
+  // The web process still renders (with the CPU): it is the app's child and is alive.
+  const parentOf = (p) => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  };
+  const children = readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((p) => {
+      try {
+        return parentOf(p) === pid;
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim());
+  assert.ok(children.includes('WebKitWebProces'), `a web process among the app's children: ${children}`);
 });
 
 test('settings: English and the dark theme apply at once and are kept', { timeout: 60_000 }, async () => {
