@@ -609,14 +609,111 @@ fn finished_transfer_path(state: &AppState, path: &str) -> CmdResult<PathBuf> {
         .ok_or_else(|| AppError::new("FORBIDDEN", "only finished downloads and uploads can be opened"))
 }
 
+/// Opens a finished transfer's file or folder with the system's default
+/// program. A program, script, installer or shortcut (which opening would
+/// run) is opened only when the person has confirmed it (`confirmed`);
+/// otherwise the answer is `RUNS_WHEN_OPENED` and the UI asks.
 #[tauri::command]
-pub fn open_path(state: State<'_, AppState>, path: String) -> CmdResult<()> {
+pub fn open_path(state: State<'_, AppState>, path: String, confirmed: Option<bool>) -> CmdResult<()> {
     let path = finished_transfer_path(&state, &path)?;
     if !path.exists() {
         return Err(AppError::new("NOT_FOUND", format!("{} is no longer there", path.display())));
     }
+    if !confirmed.unwrap_or(false) && runs_when_opened(&path) {
+        return Err(AppError::new("RUNS_WHEN_OPENED", "opening this file runs it; confirm first"));
+    }
     tauri_plugin_opener::open_path(&path, None::<&str>)
         .map_err(|e| AppError::new("OPEN_FAILED", e.to_string()))
+}
+
+/// Endings of files that the system runs, installs or follows when they are
+/// opened (Windows, macOS and Linux alike: a file received on one may be
+/// opened on another).
+const RUNNABLE: &[&str] = &[
+    // Windows programs, installers, scripts and shortcuts.
+    "exe",
+    "com",
+    "scr",
+    "pif",
+    "msi",
+    "msp",
+    "msix",
+    "appx",
+    "appxbundle",
+    "bat",
+    "cmd",
+    "ps1",
+    "psm1",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "wsf",
+    "wsh",
+    "hta",
+    "cpl",
+    "msc",
+    "lnk",
+    "url",
+    "reg",
+    "inf",
+    "application",
+    "gadget",
+    "scf",
+    "jar",
+    "dll",
+    "chm",
+    "settingcontent-ms",
+    // macOS.
+    "app",
+    "command",
+    "tool",
+    "pkg",
+    "mpkg",
+    "dmg",
+    "scpt",
+    "workflow",
+    "terminal",
+    "action",
+    "osx",
+    // Linux and Unix.
+    "desktop",
+    "sh",
+    "bash",
+    "zsh",
+    "csh",
+    "ksh",
+    "run",
+    "bin",
+    "appimage",
+    "deb",
+    "rpm",
+    "flatpakref",
+    "snap",
+    "py",
+    "pl",
+    "rb",
+];
+
+/// Whether opening `path` would run something: a file or folder (a macOS
+/// `.app` is one) whose ending is in [`RUNNABLE`], or, on Unix, a file
+/// anyone may execute.
+fn runs_when_opened(path: &Path) -> bool {
+    let runnable = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| RUNNABLE.iter().any(|r| r.eq_ignore_ascii_case(e)));
+    if runnable {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            return meta.is_file() && meta.permissions().mode() & 0o111 != 0;
+        }
+    }
+    false
 }
 
 #[tauri::command]
@@ -659,6 +756,46 @@ pub async fn pick_paths(app: AppHandle, folders: bool, single: bool) -> CmdResul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_scripts_and_installers_run_when_opened_documents_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"x").unwrap();
+            p
+        };
+        for name in [
+            "setup.exe",
+            "RUN.BAT",
+            "报告.pdf.exe",
+            "start.sh",
+            "tool.AppImage",
+            "x.desktop",
+            "a.lnk",
+            "i.msi",
+        ] {
+            assert!(runs_when_opened(&file(name)), "{name}");
+        }
+        for name in ["报告.pdf", "photo.JPG", "notes.txt", "archive.zip", "exe", "sheet.xlsx", "no-ending"]
+        {
+            assert!(!runs_when_opened(&file(name)), "{name}");
+        }
+        // A macOS application is a folder.
+        let app = dir.path().join("Installer.app");
+        std::fs::create_dir(&app).unwrap();
+        assert!(runs_when_opened(&app));
+        let folder = dir.path().join("项目资料");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(!runs_when_opened(&folder), "a plain folder opens in the file manager");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let plain = file("plain");
+            std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+            assert!(runs_when_opened(&plain), "an executable file without an ending");
+        }
+    }
 
     #[test]
     fn pasted_images_are_named_by_their_utc_time() {

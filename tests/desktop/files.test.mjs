@@ -284,6 +284,29 @@ test('a file and an image from the CLI: the thumbnail shows, Download saves into
   await app.cmd('POST', '/window/rect', { width: 1120, height: 920 }).catch(() => {});
   await app.exec("document.querySelector('#new-messages')?.click();");
   await app.screenshot(`${shots}/desktop-files.png`);
+
+  // A script: the shell does not open it unconfirmed, and the card asks first.
+  const script = join(outbound, '部署.sh');
+  writeFileSync(script, '#!/bin/sh\necho deployed\n');
+  await lina(['send-file', 'zhangwei', script]);
+  await until('the script message', () => fileMessage('部署.sh'), 60_000);
+  const onCard = (js) =>
+    app.exec(
+      `const card = [...document.querySelectorAll('#messages .file-card')].find((c) => c.querySelector('.file-name')?.textContent === '部署.sh');
+       ${js}`,
+    );
+  await onCard("card.querySelector('button.download').click();");
+  await until('the script downloaded', async () => (await fileMessage('部署.sh'))?.transfer === 'done', 120_000);
+  const unconfirmed = await app.exec(
+    `return window.__TAURI_INTERNALS__.invoke('open_path', { path: arguments[0] }).then(() => 'opened', (e) => e.code);`,
+    join(downloads, '部署.sh'),
+  );
+  assert.equal(unconfirmed, 'RUNS_WHEN_OPENED');
+  await onCard("card.querySelector('button.open').click();");
+  const warning = await until('the warning', () => onCard("return card.querySelector('.runs-warning')?.textContent ?? null;"));
+  assert.match(warning, /“部署\.sh”是程序、脚本或安装包/);
+  await onCard("card.querySelector('.dont-open').click();");
+  await until('the warning gone', async () => (await onCard("return !card.querySelector('.runs-warning');")) === true);
 });
 
 test('Ctrl+V of an image in the composer sends it; text pastes stay text', { timeout: 180_000 }, async () => {

@@ -129,6 +129,35 @@ describe('file messages', () => {
     unmount(app);
   });
 
+  it('asks before opening a program or script, and opens it only on Open anyway', async () => {
+    setLocale('zh-CN');
+    const done = transfer({ id: 'x', direction: 'download', state: 'done', seq: 8, clientMsgId: '', localPath: '/dl/安装程序.exe' });
+    const { target, app } = await render([fileMsg({ seq: 8 }, { name: '安装程序.exe' })], { transfers: [done] });
+    const c = () => card(target, 8);
+    fakeApi.openPath.mockImplementation(async (_path, confirmed) => {
+      if (!confirmed) throw { code: 'RUNS_WHEN_OPENED', message: 'opening this file runs it; confirm first' };
+    });
+    click(c().querySelector('.open'));
+    await settle();
+    expect(fakeApi.openPath.mock.calls).toEqual([['/dl/安装程序.exe']]);
+    const warning = () => c().querySelector('.runs-warning');
+    expect(warning()?.textContent).toContain('“安装程序.exe”是程序、脚本或安装包，打开会在这台电脑上运行它');
+    expect(c().querySelector('.action-error')).toBeNull();
+    // Cancel: nothing opens.
+    click(c().querySelector('.dont-open'));
+    await settle();
+    expect(warning()).toBeNull();
+    expect(fakeApi.openPath).toHaveBeenCalledTimes(1);
+    // Open anyway: opened, confirmed.
+    click(c().querySelector('.open'));
+    await settle();
+    click(c().querySelector('.open-anyway'));
+    await settle();
+    expect(fakeApi.openPath.mock.calls.at(-1)).toEqual(['/dl/安装程序.exe', true]);
+    expect(warning()).toBeNull();
+    unmount(app);
+  });
+
   it('shows an image with its thumbnail; the click fetches it, then opens it', async () => {
     const thumbnail = 'data:image/jpeg;base64,/9j/4AAQ';
     const { target, app } = await render([
@@ -348,6 +377,16 @@ describe('transfers panel', () => {
     expect(fakeApi.pauseTransfer).toHaveBeenCalledWith('run');
     expect(fakeApi.resumeTransfer).toHaveBeenCalledWith('bad');
     expect(fakeApi.revealPath).toHaveBeenCalledWith('/dl/旧文件.zip');
+    // Opening a file that would run asks first, here too.
+    fakeApi.openPath.mockRejectedValueOnce({ code: 'RUNS_WHEN_OPENED', message: 'confirm first' });
+    click(row('done').querySelector('.mini[aria-label="打开"]'));
+    await settle();
+    expect(target.querySelector('#transfers-panel .runs-warning')?.textContent).toContain('“旧文件.zip”');
+    expect(target.querySelector('#transfers-panel .error')).toBeNull();
+    click(target.querySelector('#transfers-panel .open-anyway'));
+    await settle();
+    expect(fakeApi.openPath.mock.calls).toEqual([['/dl/旧文件.zip'], ['/dl/旧文件.zip', true]]);
+    expect(target.querySelector('#transfers-panel .runs-warning')).toBeNull();
     click(row('done').querySelector('.name'));
     await settle();
     expect(nav.conversationId).toBe(11);

@@ -78,8 +78,12 @@ export const api = {
   pauseTransfer: (id: string) => invoke<void>('pause_transfer', { id }),
   resumeTransfer: (id: string) => invoke<void>('resume_transfer', { id }),
   cancelTransfer: (id: string) => invoke<void>('cancel_transfer', { id }),
-  /** Opens a finished transfer's file or folder (the shell refuses any other path). */
-  openPath: (path: string) => invoke<void>('open_path', { path }),
+  /**
+   * Opens a finished transfer's file or folder (the shell refuses any other
+   * path). A program, script or installer fails with RUNS_WHEN_OPENED unless
+   * `confirmed`.
+   */
+  openPath: (path: string, confirmed = false) => invoke<void>('open_path', { path, confirmed }),
   /** Shows a finished transfer's file or folder in the file manager. */
   revealPath: (path: string) => invoke<void>('reveal_path', { path }),
   /** The native picker; null when cancelled. */
