@@ -347,6 +347,58 @@ async fn unreferenced_files_are_collected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_lets_go_of_files_only_removed_messages_held() {
+    let server = TestServer::start_with(|c| {
+        c.files_orphan_grace_secs = 0;
+        c.files_gc_interval_secs = 1;
+    })
+    .await;
+    let ids = server.add_users(&["ivy", "jon"]);
+    let mut ivy = Person::login(&server, "ivy").await;
+    let group = v1::CreateGroup { name: "旧项目".into(), member_ids: vec![ids[1]] };
+    let Payload::Conversation(group) = ivy.call(Payload::CreateGroup(group)).await else { panic!("group") };
+    let direct = ivy.open_direct(ids[1]).await;
+    let (old_only, _) = ivy.upload(&content(100_000, 8)).await;
+    let (shared, _) = ivy.upload(&content(100_000, 9)).await;
+    for (conv, m, name) in
+        [(group.id, &old_only, "old.bin"), (group.id, &shared, "shared.bin"), (direct, &shared, "shared.bin")]
+    {
+        assert!(matches!(ivy.send_attachment(conv, file_attachment(m, name)).await, Payload::SendAck(_)));
+    }
+    // The group's messages are ten days old, and groups keep seven days.
+    let db = server.db();
+    db.execute(
+        "UPDATE messages SET sent_at = sent_at - ?2 WHERE conversation_id = ?1",
+        [group.id as i64, 10 * 86_400_000],
+    )
+    .unwrap();
+    db.execute("UPDATE settings SET value = '7' WHERE key = 'retention_group_days'", []).unwrap();
+    drop(db);
+    // Retention runs when the server starts (and when an administrator changes the rules).
+    let server = server.stop_keeping_data().await.start_again().await;
+    let blob = |h: &[u8; 32]| {
+        let hex = hex::encode(h);
+        server.dir.path().join("blobs").join(&hex[..2]).join(hex)
+    };
+    assert!(blob(&shared.chunks[0]).is_file());
+    poll_until(Duration::from_secs(20), "the chunk only removed messages held to be collected", || {
+        !blob(&old_only.chunks[0]).is_file()
+    })
+    .await;
+    let group_messages: u64 = server
+        .db()
+        .query_row("SELECT count(*) FROM messages WHERE conversation_id = ?1", [group.id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(group_messages, 0, "retention removed the group's messages");
+    assert!(blob(&shared.chunks[0]).is_file(), "a file a kept message holds stays");
+    let mut ivy = Person::login(&server, "ivy").await;
+    let get = Payload::GetFile(v1::GetFile { id: old_only.id.to_vec() });
+    assert_eq!(code_of(&ivy.call(get).await), ErrorCode::NotFound);
+    let get = Payload::GetFile(v1::GetFile { id: shared.id.to_vec() });
+    assert!(matches!(ivy.call(get).await, Payload::FileManifest(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_sent_to_a_group_of_200_is_stored_once() {
     let server = TestServer::start().await;
     server.add_users(&["kim", "lee"]);
