@@ -6,7 +6,9 @@
 //     (`hutong fetch`) and every file's hash equals the source's.
 //  2. The CLI sends a file and an image (`hutong send-file`); the app shows
 //     them (the image with its thumbnail); Download fetches the file into the
-//     download folder chosen in the settings, hash-compared.
+//     download folder chosen in the settings, hash-compared. A script sent
+//     the same way is not opened unconfirmed: the shell refuses it and the
+//     card asks (Open anyway / Cancel).
 //  3. docs/screenshots/desktop-files.png: a chat with a folder, a file and an
 //     image with its thumbnail.
 //  4. Ctrl+V in the composer with an image on the X clipboard (put there by
