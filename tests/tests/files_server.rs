@@ -114,6 +114,12 @@ impl Person {
     }
 }
 
+/// Where the server keeps the chunk `hash`.
+fn chunk_file(server: &TestServer, hash: &[u8; 32]) -> std::path::PathBuf {
+    let hex = hex::encode(hash);
+    server.dir.path().join("blobs").join(&hex[..2]).join(hex)
+}
+
 fn file_attachment(m: &CheckedManifest, name: &str) -> v1::Attachment {
     v1::Attachment {
         kind: AttachmentKind::AttachmentFile as i32,
@@ -330,10 +336,7 @@ async fn unreferenced_files_are_collected() {
         Payload::SendAck(_)
     ));
     let (orphan, _) = gina.upload(&content(100_000, 4)).await;
-    let blob = |h: &[u8; 32]| {
-        let hex = hex::encode(h);
-        server.dir.path().join("blobs").join(&hex[..2]).join(hex)
-    };
+    let blob = |h: &[u8; 32]| chunk_file(&server, h);
     assert!(blob(&orphan.chunks[0]).is_file());
     poll_until(Duration::from_secs(20), "the orphaned chunk to be collected", || {
         !blob(&orphan.chunks[0]).is_file()
@@ -376,10 +379,7 @@ async fn retention_lets_go_of_files_only_removed_messages_held() {
     drop(db);
     // Retention runs when the server starts (and when an administrator changes the rules).
     let server = server.stop_keeping_data().await.start_again().await;
-    let blob = |h: &[u8; 32]| {
-        let hex = hex::encode(h);
-        server.dir.path().join("blobs").join(&hex[..2]).join(hex)
-    };
+    let blob = |h: &[u8; 32]| chunk_file(&server, h);
     assert!(blob(&shared.chunks[0]).is_file());
     poll_until(Duration::from_secs(20), "the chunk only removed messages held to be collected", || {
         !blob(&old_only.chunks[0]).is_file()
