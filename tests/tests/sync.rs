@@ -160,3 +160,32 @@ async fn paging_through_equal_versions_returns_the_whole_run() {
     }
     server.stop().await;
 }
+
+/// The client core on a new device, after retention trimmed every group in
+/// one run: it lists all 250 (its pages hold 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_client_device_lists_every_conversation_after_retention() {
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["alice", "bob"]);
+    let groups = make_groups(&server, ids[1]).await;
+    let server = server
+        .stop_keeping_data()
+        .await
+        .start_again_with(|conn| {
+            conn.execute("UPDATE messages SET sent_at = sent_at - 3 * 86400000", []).unwrap();
+            conn.execute("UPDATE settings SET value = '1' WHERE key = 'retention_group_days'", []).unwrap();
+        })
+        .await;
+    let db = server.db();
+    poll_until(T, "retention trimmed every group", || {
+        db.query_row("SELECT count(*) FROM conversations WHERE first_seq > 1", [], |r| r.get::<_, usize>(0))
+            .unwrap()
+            == GROUPS
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bob = online_client(dir.path(), server.addr(), "bob", "new").await;
+    let listed = || -> BTreeSet<u64> { bob.conversations().unwrap().iter().map(|c| c.id).collect() };
+    until(&bob, T, "the new device lists every group", || listed() == groups).await;
+    server.stop().await;
+}
