@@ -72,7 +72,7 @@ async fn logins_never_fail_a_batch_of_sends() {
             let server_addr = server_tcp;
             let mut logins = 0u64;
             while !done.load(Ordering::Relaxed) {
-                let password = logins % 4 == 0;
+                let password = logins.is_multiple_of(4);
                 let (device, secret) = if password {
                     ("pw", Secret::Password(PASSWORD.into()))
                 } else {
