@@ -2,6 +2,8 @@
 //! stored hashed, throttling of failed logins, and the administrator's user
 //! management (used by the `hutong-server user` subcommands). Nobody
 //! self-registers: there is no protocol request that creates an account.
+//! Inside the server, logins read through the read pool and write only
+//! through the writer thread; Argon2 never runs while a connection is held.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -10,6 +10,14 @@
 //! The thread owns the only mutable copies of two caches: the active members
 //! of each conversation (checked on every send) and the global change counter
 //! (`version`), which orders every change for sync.
+//!
+//! Logins write through it too (new sessions, `last_seen_at`, password
+//! changes, logouts: see `accounts::Authenticator`), so no other connection
+//! of this process takes the write lock its `BEGIN IMMEDIATE` waits for.
+//!
+//! Dedupe: a send's `(sender, client_msg_id)` is unique among sends (system
+//! and recall entries are outside that space); a retry with the same content
+//! gets the original's acknowledgement, one with other content CONFLICT.
 
 use std::collections::HashMap;
 use std::path::Path;
