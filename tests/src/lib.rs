@@ -392,3 +392,14 @@ impl Drop for ServerProcess {
         self.kill();
     }
 }
+
+impl Stopped {
+    /// Lets `change` edit the stopped server's database (to set up a state no
+    /// request can make quickly, such as old messages), then starts again.
+    pub async fn start_again_with(self, change: impl FnOnce(&rusqlite::Connection)) -> TestServer {
+        let conn = storage::open_connection(&self.config.database_path()).expect("open db");
+        change(&conn);
+        drop(conn);
+        self.start_again().await
+    }
+}

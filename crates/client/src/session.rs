@@ -350,13 +350,16 @@ async fn sync_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), ClientEr
 /// Asks what changed since the stored version, stores it, then fills every
 /// conversation's gap between what the cache holds and the server's last seq.
 async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError> {
+    // Within a round, resume from the key the server answered with.
+    let mut since_id = 0;
     loop {
         let since = inner.cache().sync_version()?;
-        let resp =
-            match conn.call(Payload::Sync(v1::SyncRequest { since_version: since, limit: 200, since_conversation_id: 0 })).await? {
-                Payload::SyncResponse(r) => r,
-                other => return Err(ClientError::Protocol(format!("expected a sync answer, got {other:?}"))),
-            };
+        let request = v1::SyncRequest { since_version: since, limit: 200, since_conversation_id: since_id };
+        let resp = match conn.call(Payload::Sync(request)).await? {
+            Payload::SyncResponse(r) => r,
+            other => return Err(ClientError::Protocol(format!("expected a sync answer, got {other:?}"))),
+        };
+        since_id = resp.conversation_id;
         {
             let mut cache = inner.cache();
             cache.apply_conversations(&resp.conversations)?;

@@ -2,6 +2,8 @@
 //! stored hashed, throttling of failed logins, and the administrator's user
 //! management (used by the `hutong-server user` subcommands). Nobody
 //! self-registers: there is no protocol request that creates an account.
+//! Inside the server, logins read through the read pool and write only
+//! through the writer thread; Argon2 never runs while a connection is held.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -284,10 +286,23 @@ impl Throttle {
 
 /// Checks credentials. Password checks run on the blocking pool, at most
 /// `hashing` at a time, so a login storm cannot starve message traffic.
+///
+/// Logins only read through the read pool, and only for a moment: Argon2
+/// runs with no database connection held, and every write (a new session,
+/// `last_seen_at`, a changed password, a logout) is a command to the
+/// writer thread. So logins never compete with the writer for the write
+/// lock (no batch of sends can time out waiting for it), and their writes
+/// share the writer's group commit instead of an fsync each.
 pub struct Authenticator {
     pub throttle: Throttle,
     pub hashing: Arc<Semaphore>,
+    pub writer: crate::writer::Writer,
 }
+
+/// `last_seen_at` is advisory (the console shows it): a token login records
+/// it only when the stored value is older than this, so a reconnect storm
+/// costs the writer at most one tiny write per session and interval.
+const TOUCH_EVERY_MS: i64 = 60_000;
 
 impl Authenticator {
     /// A client's login. Refused with `PasswordChangeRequired` while the
@@ -329,14 +344,10 @@ impl Authenticator {
         self.throttle.check(&req.account, addr)?;
         let result = match req.secret {
             Some(Secret::Token(token)) => {
-                let account = req.account.clone();
-                db.read(move |conn| token_login(conn, &account, &token, &device, allow_must_change)).await
+                self.token_login(db, &req.account, &token, &device, allow_must_change).await
             }
             Some(Secret::Password(password)) => {
-                let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
-                let account = req.account.clone();
-                db.read(move |conn| password_login(conn, &account, &password, &device, allow_must_change))
-                    .await
+                self.password_login(db, &req.account, password, device, allow_must_change).await
             }
             None => Err(ServiceError::BadRequest("a login needs a password or a token".into())),
         };
@@ -346,6 +357,75 @@ impl Authenticator {
             Err(_) => {}
         }
         result
+    }
+
+    async fn token_login(
+        &self,
+        db: &crate::storage::Db,
+        account: &str,
+        token: &str,
+        device: &str,
+        allow_must_change: bool,
+    ) -> Result<Authenticated, ServiceError> {
+        let (account, hash, device) = (account.to_owned(), token_hash(token), device.to_owned());
+        let (auth, last_seen) =
+            db.read(move |conn| token_session(conn, &account, &hash, &device, allow_must_change)).await?;
+        let now = now_ms();
+        if now - last_seen >= TOUCH_EVERY_MS {
+            // Not awaited past the queue: the login does not wait for a
+            // commit of an advisory timestamp.
+            let touch = crate::writer::Command::TouchSession { session_id: auth.session_id, at: now };
+            if let Err(e) = self.writer.enqueue(touch).await {
+                tracing::debug!(error = %e, "last_seen_at not recorded");
+            }
+        }
+        Ok(auth)
+    }
+
+    async fn password_login(
+        &self,
+        db: &crate::storage::Db,
+        account: &str,
+        password: String,
+        device: String,
+        allow_must_change: bool,
+    ) -> Result<Authenticated, ServiceError> {
+        let account = account.to_owned();
+        let row = db.read(move |conn| password_row(conn, &account)).await?;
+        let stored = row.as_ref().map(|r| r.hash.clone());
+        if !self.verify(password, stored).await? {
+            return Err(ServiceError::BadCredentials);
+        }
+        let row = row.ok_or(ServiceError::BadCredentials)?;
+        if row.disabled {
+            return Err(ServiceError::AccountDisabled);
+        }
+        if row.must_change && !allow_must_change {
+            return Err(ServiceError::PasswordChangeRequired);
+        }
+        let token = new_token();
+        let create = crate::writer::Command::CreateSession {
+            user_id: row.id,
+            device,
+            token_hash: token_hash(&token),
+            password_hash: row.hash,
+        };
+        let session_id = self.writer.submit(create).await?.value;
+        Ok(Authenticated { user_id: row.id, session_id, display_name: row.display_name, token: Some(token) })
+    }
+
+    /// Checks `password` against `hash` (a dummy one when there is none, so
+    /// account names cannot be probed by timing) on the blocking pool,
+    /// within the hashing limit and holding no database connection.
+    async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ServiceError> {
+        let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
+        tokio::task::spawn_blocking(move || {
+            let found = hash.is_some();
+            let ok = verify_password(&password, hash.as_deref().unwrap_or(DUMMY_HASH));
+            found && ok
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("password check failed: {e}")))
     }
 
     /// Hashes a password on the blocking pool, within the hashing limit.
@@ -372,41 +452,38 @@ impl Authenticator {
             return Err(ServiceError::BadRequest("the new password must differ from the old one".into()));
         }
         self.throttle.check(account, None)?;
-        let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
-        let (account, old, new) = (account.to_owned(), old.to_owned(), new.to_owned());
-        let result = db
-            .read({
-                let account = account.clone();
-                move |conn| {
-                    let row: Option<(u64, String, bool)> = conn
-                        .query_row(
-                            "SELECT id, password_hash, disabled FROM users WHERE account = ?1",
-                            [&account],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
-                        .optional()?;
-                    let Some((id, _, disabled)) = row.filter(|(_, h, _)| verify_password(&old, h)) else {
-                        return Err(ServiceError::BadCredentials);
-                    };
-                    if disabled {
-                        return Err(ServiceError::AccountDisabled);
-                    }
-                    let new_hash = hash_password(&new).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                    conn.execute(
-                        "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE id = ?1",
-                        params![id, new_hash],
-                    )?;
-                    end_other_sessions(conn, id, keep)?;
-                    Ok(())
-                }
-            })
-            .await;
+        let result = async {
+            let name = account.to_owned();
+            let row = db.read(move |conn| password_row(conn, &name)).await?;
+            if !self.verify(old.to_owned(), row.as_ref().map(|r| r.hash.clone())).await? {
+                return Err(ServiceError::BadCredentials);
+            }
+            let row = row.ok_or(ServiceError::BadCredentials)?;
+            if row.disabled {
+                return Err(ServiceError::AccountDisabled);
+            }
+            let new_hash = self.hash(new.to_owned()).await?;
+            let cmd = crate::writer::Command::ChangePassword {
+                user_id: row.id,
+                old_hash: row.hash,
+                new_hash,
+                keep,
+            };
+            self.writer.submit(cmd).await.map(|_| ())
+        }
+        .await;
         match &result {
-            Err(ServiceError::BadCredentials) => self.throttle.fail(&account, None),
-            Ok(_) => self.throttle.succeed(&account),
+            Err(ServiceError::BadCredentials) => self.throttle.fail(account, None),
+            Ok(_) => self.throttle.succeed(account),
             Err(_) => {}
         }
         result
+    }
+
+    /// Ends one session (logout) through the writer; the token stops
+    /// working once this returns.
+    pub async fn end_session(&self, session_id: u64) -> Result<(), ServiceError> {
+        self.writer.submit(crate::writer::Command::EndSession { session_id }).await.map(|_| ())
     }
 }
 
@@ -414,68 +491,55 @@ impl Authenticator {
 /// without one): no password matches it.
 pub const NO_PASSWORD: &str = "!";
 
-fn password_login(
-    conn: &Connection,
-    account: &str,
-    password: &str,
-    device: &str,
-    allow_must_change: bool,
-) -> Result<Authenticated, ServiceError> {
-    let row: Option<(u64, String, String, bool, bool)> = conn
+/// What a password login reads, before any hashing.
+struct PasswordRow {
+    id: u64,
+    display_name: String,
+    hash: String,
+    disabled: bool,
+    must_change: bool,
+}
+
+fn password_row(conn: &Connection, account: &str) -> Result<Option<PasswordRow>, ServiceError> {
+    Ok(conn
         .prepare_cached(
             "SELECT id, display_name, password_hash, disabled, must_change_password FROM users WHERE account = ?1",
         )?
-        .query_row([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .optional()?;
-    let Some((user_id, display_name, hash, disabled, must_change)) = row else {
-        // Spend the same time as a real check so account names cannot be probed.
-        let _ = verify_password(password, DUMMY_HASH);
-        return Err(ServiceError::BadCredentials);
-    };
-    if !verify_password(password, &hash) {
-        return Err(ServiceError::BadCredentials);
-    }
-    if disabled {
-        return Err(ServiceError::AccountDisabled);
-    }
-    if must_change && !allow_must_change {
-        return Err(ServiceError::PasswordChangeRequired);
-    }
-    let token = new_token();
-    let now = now_ms();
-    // One session per device: logging in again on a device replaces its session.
-    conn.prepare_cached(
-        "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4",
-    )?
-    .execute(params![user_id, device, token_hash(&token), now])?;
-    let session_id: u64 = conn
-        .prepare_cached("SELECT id FROM sessions WHERE user_id = ?1 AND device = ?2")?
-        .query_row(params![user_id, device], |r| r.get(0))?;
-    Ok(Authenticated { user_id, session_id, display_name, token: Some(token) })
+        .query_row([account], |r| {
+            Ok(PasswordRow {
+                id: r.get(0)?,
+                display_name: r.get(1)?,
+                hash: r.get(2)?,
+                disabled: r.get(3)?,
+                must_change: r.get(4)?,
+            })
+        })
+        .optional()?)
 }
 
 /// A valid Argon2id hash of a random password, for constant-time failures.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bUHq3E7dC9bS1n0C3WbI3m5fqO8xqgWIGVZtq9YIzs";
 
-fn token_login(
+/// The session a token names, with its `last_seen_at`. Reads only.
+fn token_session(
     conn: &Connection,
     account: &str,
-    token: &str,
+    token_hash: &[u8],
     device: &str,
     allow_must_change: bool,
-) -> Result<Authenticated, ServiceError> {
-    let row: Option<(u64, u64, String, bool, String, bool)> = conn
+) -> Result<(Authenticated, i64), ServiceError> {
+    let row: Option<(u64, u64, String, bool, String, bool, i64)> = conn
         .prepare_cached(
-            "SELECT s.id, u.id, u.display_name, u.disabled, s.device, u.must_change_password
+            "SELECT s.id, u.id, u.display_name, u.disabled, s.device, u.must_change_password, s.last_seen_at
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1 AND u.account = ?2",
         )?
-        .query_row(params![token_hash(token), account], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        .query_row(params![token_hash, account], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
         })
         .optional()?;
-    let Some((session_id, user_id, display_name, disabled, session_device, must_change)) = row else {
+    let Some((session_id, user_id, display_name, disabled, session_device, must_change, last_seen)) = row
+    else {
         return Err(ServiceError::SessionRevoked);
     };
     if disabled {
@@ -487,11 +551,69 @@ fn token_login(
     if session_device != device {
         return Err(ServiceError::BadRequest("this token belongs to another device".into()));
     }
-    // last_seen_at is advisory; a busy writer must not fail the login.
-    let _ = conn
-        .prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![session_id, now_ms()]));
-    Ok(Authenticated { user_id, session_id, display_name, token: None })
+    Ok((Authenticated { user_id, session_id, display_name, token: None }, last_seen))
+}
+
+// ------------------------------------------------------------------ writes (run by the writer thread)
+
+/// Stores a new session for a password login (one per device: logging in
+/// again on a device replaces its session) and returns its id. Refused if
+/// the account was disabled or its password changed since the password was
+/// checked, so a login racing a disable or a reset cannot outlive it.
+pub fn create_session(
+    conn: &Connection,
+    user_id: u64,
+    device: &str,
+    token_hash: &[u8],
+    password_hash: &str,
+) -> Result<u64, ServiceError> {
+    let (current, disabled): (String, bool) = conn
+        .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or(ServiceError::BadCredentials)?;
+    if current != password_hash {
+        return Err(ServiceError::BadCredentials);
+    }
+    if disabled {
+        return Err(ServiceError::AccountDisabled);
+    }
+    let now = now_ms();
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4
+             RETURNING id",
+        )?
+        .query_row(params![user_id, device, token_hash, now], |r| r.get(0))?)
+}
+
+/// Records when a session was last used.
+pub fn touch_session(conn: &Connection, session_id: u64, at: i64) -> Result<(), ServiceError> {
+    conn.prepare_cached("UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1")?
+        .execute(params![session_id, at])?;
+    Ok(())
+}
+
+/// Replaces a password checked against `old_hash` (refused if it changed
+/// meanwhile) and ends every other session of the person.
+pub fn replace_password(
+    conn: &Connection,
+    user_id: u64,
+    old_hash: &str,
+    new_hash: &str,
+    keep: Option<u64>,
+) -> Result<(), ServiceError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE users SET password_hash = ?3, must_change_password = 0 WHERE id = ?1 AND password_hash = ?2",
+        )?
+        .execute(params![user_id, old_hash, new_hash])?;
+    if changed == 0 {
+        return Err(ServiceError::BadCredentials);
+    }
+    end_other_sessions(conn, user_id, keep)?;
+    Ok(())
 }
 
 /// The administration API's caller, from a console session token.
@@ -587,6 +709,50 @@ mod tests {
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
+    }
+
+    /// Logins read through the pool and write only through the writer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logins_write_only_through_the_writer() {
+        use hutong_protocol::v1::{login::Secret, Login};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        crate::storage::migrate(&path).unwrap();
+        let admin = crate::storage::open_connection(&path).unwrap();
+        add_user(&admin, "alice", "Alice", "password-1", false).unwrap();
+        let db = crate::storage::Db::open(&path, 2).unwrap();
+        let (writer, thread) = crate::writer::Writer::start(&path, 0, 64).unwrap();
+        let auth = Authenticator {
+            throttle: Throttle::new(100, 100, Duration::from_secs(60)),
+            hashing: Arc::new(Semaphore::new(2)),
+            writer,
+        };
+        let login =
+            |secret| Login { account: "alice".into(), secret: Some(secret), device: "d".into(), bulk: false };
+
+        let first = auth.login(&db, login(Secret::Password("password-1".into())), None).await.unwrap();
+        let token = first.token.clone().unwrap();
+        // Make the session look unused for a while, so the token login records it.
+        admin.execute("UPDATE sessions SET last_seen_at = 0", []).unwrap();
+        let again = auth.login(&db, login(Secret::Token(token.clone())), None).await.unwrap();
+        assert_eq!(again.session_id, first.session_id);
+        assert!(matches!(
+            auth.login(&db, login(Secret::Password("wrong-password".into())), None).await,
+            Err(ServiceError::BadCredentials)
+        ));
+        auth.change_password(&db, "alice", "password-1", "password-2", Some(first.session_id)).await.unwrap();
+        let second = Login { device: "e".into(), ..login(Secret::Password("password-2".into())) };
+        let other = auth.login(&db, second, None).await.unwrap();
+        auth.end_session(other.session_id).await.unwrap();
+
+        assert_eq!(db.rows_changed_by_readers(), 0, "a login wrote through the read pool");
+        let (sessions, last_seen): (u64, i64) = admin
+            .query_row("SELECT count(*), max(last_seen_at) FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!(sessions, 1, "device e logged out, device d kept through the password change");
+        assert!(last_seen > 0, "the token login recorded last_seen_at (through the writer)");
+        drop(auth);
+        thread.join().unwrap();
     }
 
     #[test]

@@ -449,11 +449,32 @@ pub fn retention(conn: &Connection) -> Result<Retention, ServiceError> {
     })
 }
 
+/// How long the dedupe key of a send outlives its message once retention
+/// removed it: a client that retries a send whose acknowledgement it never
+/// got (offline for weeks, outbox kept) is answered with the original
+/// instead of storing the message again. After this it would be stored anew.
+pub const DEDUPE_KEEP_MS: i64 = 30 * 86_400_000;
+
+/// What one retention run did.
+#[derive(Debug, Default)]
+pub struct RetentionApplied {
+    /// Messages removed.
+    pub removed: u64,
+    /// Conversations that lost messages (their `first_seq` moved); only these
+    /// need a new version.
+    pub conversations: Vec<u64>,
+}
+
 /// Removes messages older than the rules allow (inside the caller's
-/// transaction) and records what went in the audit log. Returns how many.
-pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u64, ServiceError> {
+/// transaction) and records what went in the audit log. The dedupe keys of
+/// removed sends stay in `dedupe_keys` for [`DEDUPE_KEEP_MS`]; older ones go.
+pub fn apply_retention(
+    conn: &Connection,
+    key: &AuditKey,
+    now: i64,
+) -> Result<RetentionApplied, ServiceError> {
     let rules = retention(conn)?;
-    let mut removed_total = 0;
+    let mut applied = RetentionApplied::default();
     let mut detail = serde_json::Map::new();
     for (kind, days, name) in [(0, rules.direct_days, "direct"), (1, rules.group_days, "group")] {
         if days == 0 {
@@ -473,6 +494,14 @@ pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u6
                 "DELETE FROM message_text WHERE rowid BETWEEN (?1 << 32) AND ((?1 << 32) | ?2)",
                 params![conversation, up_to],
             )?;
+            // Sends only (TEXT, FILE: the kinds in messages_dedupe); what a
+            // retry's answer and its content check need.
+            conn.execute(
+                "INSERT OR REPLACE INTO dedupe_keys (sender_id, client_msg_id, conversation_id, seq, sent_at, content_hash, removed_at)
+                 SELECT sender_id, client_msg_id, conversation_id, seq, sent_at, content_hash, ?3 FROM messages
+                 WHERE conversation_id = ?1 AND seq <= ?2 AND kind IN (0, 3)",
+                params![conversation, up_to, now],
+            )?;
             conn.execute(
                 "DELETE FROM messages WHERE conversation_id = ?1 AND seq <= ?2",
                 params![conversation, up_to],
@@ -487,6 +516,7 @@ pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u6
                 params![conversation, up_to],
             )?;
             removed += count;
+            applied.conversations.push(*conversation);
         }
         if removed > 0 {
             detail.insert(
@@ -494,9 +524,10 @@ pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u6
                 serde_json::json!({ "days": days, "messages": removed, "conversations": victims.len() }),
             );
         }
-        removed_total += removed;
+        applied.removed += removed;
     }
-    if removed_total > 0 {
+    conn.execute("DELETE FROM dedupe_keys WHERE removed_at < ?1", [now - DEDUPE_KEEP_MS])?;
+    if applied.removed > 0 {
         record(
             conn,
             key,
@@ -506,7 +537,7 @@ pub fn apply_retention(conn: &Connection, key: &AuditKey, now: i64) -> Result<u6
             serde_json::Value::Object(detail),
         )?;
     }
-    Ok(removed_total)
+    Ok(applied)
 }
 
 #[cfg(test)]
@@ -529,6 +560,27 @@ mod tests {
                 .unwrap();
         }
         key.write_head(conn).unwrap();
+    }
+
+    #[test]
+    fn dedupe_keys_are_kept_for_the_stated_time_after_removal() {
+        let (_d, conn, key) = setup();
+        let now = 100 * 86_400_000;
+        conn.execute(
+            "INSERT INTO dedupe_keys (sender_id, client_msg_id, conversation_id, seq, sent_at, content_hash, removed_at)
+             VALUES (1, 'expired', 1, 1, 0, NULL, ?1), (1, 'kept', 1, 2, 0, NULL, ?2)",
+            params![now - DEDUPE_KEEP_MS - 1, now - DEDUPE_KEEP_MS + 1],
+        )
+        .unwrap();
+        apply_retention(&conn, &key, now).unwrap();
+        let left: Vec<String> = conn
+            .prepare("SELECT client_msg_id FROM dedupe_keys")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["kept"]);
     }
 
     #[test]

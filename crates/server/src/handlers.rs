@@ -58,6 +58,11 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
     }
     match payload {
         Payload::SendMessage(msg) => {
+            // The writer's own checks of size and form, before queueing: an
+            // oversize send never takes a place in the writer's queue.
+            if let Err(e) = crate::writer::check_send(&msg) {
+                return Step::Ready(Err(e));
+            }
             // A folder's manifest is read here, before the send is queued, so
             // this connection's sends still enter the writer in order.
             let folder = match &msg.attachment {
@@ -220,7 +225,9 @@ async fn after_send(s: Session, c: Committed) -> Reply {
         seq: m.seq,
         sent_at_ms: m.sent_at_ms,
         client_msg_id: m.client_msg_id.clone(),
-        message: None,
+        // The entry as stored (mentions filtered) is what the sender's cache
+        // keeps; a retry of a send retention removed has none to give.
+        message: if c.entry_removed { None } else { c.message.clone() },
     };
     Ok(Some((Lane::Control, Payload::SendAck(ack))))
 }
@@ -250,7 +257,11 @@ async fn after_cursor(s: Session, c: Committed) -> Reply {
 async fn sync(s: Session, r: v1::SyncRequest) -> Reply {
     let user = s.user_id;
     let limit = if r.limit == 0 { 100 } else { r.limit };
-    let resp = s.shared.db.read(move |conn| storage::sync(conn, user, r.since_version, limit)).await?;
+    let resp = s
+        .shared
+        .db
+        .read(move |conn| storage::sync(conn, user, r.since_version, r.since_conversation_id, limit))
+        .await?;
     Ok(Some((Lane::Bulk, Payload::SyncResponse(resp))))
 }
 
@@ -325,7 +336,7 @@ fn set_presence(s: &Session, r: v1::SetPresence) -> Reply {
 
 async fn logout(s: Session, request_id: u64) -> Reply {
     let id = s.session_id;
-    s.shared.db.read(move |conn| Ok(crate::accounts::end_session(conn, id)?)).await?;
+    s.shared.auth.end_session(id).await?;
     // Answer first, then close: frames queued before a close still go out.
     let done = Envelope::reply(request_id, Payload::Done(v1::Done {}));
     s.outbound.push_wait(Lane::Control, encode_envelope(&done)).await;

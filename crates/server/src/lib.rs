@@ -137,6 +137,7 @@ pub async fn run(
             Duration::from_secs(config.login_window_secs),
         ),
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
+        writer: writer.clone(),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;

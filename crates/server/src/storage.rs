@@ -181,6 +181,37 @@ CREATE TABLE file_refs (
 CREATE INDEX file_refs_by_message ON file_refs (conversation_id, seq);
 ALTER TABLE messages ADD COLUMN attachment BLOB;
 "#,
+    r#"
+-- Sync walks a person's memberships in the order of (version, conversation
+-- id). The version is computed (a member row's or, while active, its
+-- conversation's, whichever is newer), so no index can hold that order; this
+-- one makes the walk read the index alone (the primary key's conversation_id
+-- rides along) instead of every member row. It starts with user_id, so it
+-- replaces members_by_user.
+CREATE INDEX members_by_user_sync ON members (user_id, active, version);
+DROP INDEX members_by_user;
+-- Only sends (TEXT = 0, FILE = 3) live in the sender's client_msg_id space;
+-- system and recall entries have ids of their own that a client can never
+-- collide with, whatever id it picks.
+DROP INDEX messages_dedupe;
+CREATE UNIQUE INDEX messages_dedupe ON messages (sender_id, client_msg_id) WHERE kind IN (0, 3);
+-- SHA-256 of what the send asked for (see writer::content_hash): a retry
+-- with other content is refused instead of answered as a duplicate.
+ALTER TABLE messages ADD COLUMN content_hash BLOB;
+-- Dedupe keys of sends that retention removed, kept DEDUPE_KEEP_MS after the
+-- removal so a late retry is still answered, not stored again.
+CREATE TABLE dedupe_keys (
+    sender_id INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    content_hash BLOB,
+    removed_at INTEGER NOT NULL,
+    PRIMARY KEY (sender_id, client_msg_id)
+) WITHOUT ROWID;
+CREATE INDEX dedupe_keys_by_removal ON dedupe_keys (removed_at);
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
@@ -219,6 +250,13 @@ impl Db {
         let readers =
             (0..readers.max(1)).map(|_| open_connection(path).map(Mutex::new)).collect::<Result<_, _>>()?;
         Ok(Db { readers: Arc::new(readers), next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// Rows written through the read connections since they were opened.
+    /// Message and login paths keep it at zero (their writes go through the
+    /// writer); tests check that.
+    pub fn rows_changed_by_readers(&self) -> u64 {
+        self.readers.iter().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).total_changes()).sum()
     }
 
     /// Runs `f` on a read connection on the blocking pool.
@@ -413,30 +451,46 @@ pub fn conversation_state(
     })
 }
 
-/// Conversations of `user_id` changed after `since`, oldest change first.
+/// Most conversations one sync page holds.
+pub const SYNC_PAGE_MAX: u32 = 500;
+
+/// Conversations of `user_id` whose key (version, conversation id) comes
+/// after `(since, since_id)`, in key order, paged.
+///
+/// The key is unique, so a page may end anywhere, even inside a run of
+/// conversations with the same version (retention and migrations make such
+/// runs), and the next page starts right after it. The answer's key is the
+/// last conversation's (or the request's when nothing is newer).
 pub fn sync(
     conn: &Connection,
     user_id: u64,
     since: u64,
+    since_id: u64,
     limit: u32,
 ) -> Result<v1::SyncResponse, ServiceError> {
-    let limit = limit.clamp(1, 500);
+    let limit = limit.clamp(1, SYNC_PAGE_MAX);
+    // The outer filter is the key comparison; the inner one only keeps the
+    // walk over the membership index from computing keys that cannot qualify.
     let mut stmt = conn.prepare_cached(
-        "SELECT c.id, CASE WHEN m.active THEN max(m.version, c.version) ELSE m.version END AS v
-         FROM members m JOIN conversations c ON c.id = m.conversation_id
-         WHERE m.user_id = ?1 AND (m.version > ?2 OR (m.active AND c.version > ?2))
-         ORDER BY v LIMIT ?3",
+        "SELECT id, v FROM (
+            SELECT c.id AS id, CASE WHEN m.active THEN max(m.version, c.version) ELSE m.version END AS v
+            FROM members m JOIN conversations c ON c.id = m.conversation_id
+            WHERE m.user_id = ?1 AND (m.version >= ?2 OR (m.active AND c.version >= ?2)))
+         WHERE v > ?2 OR (v = ?2 AND id > ?3)
+         ORDER BY v, id LIMIT ?4",
     )?;
     let ids = stmt
-        .query_map(params![user_id, since, limit + 1], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)))?
+        .query_map(params![user_id, since, since_id, limit + 1], |r| {
+            Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut more = ids.len() > limit as usize;
-    let mut version = since;
+    let mut key = (since, since_id);
     let mut conversations = Vec::new();
     let mut used = 0;
     for (id, v) in ids.into_iter().take(limit as usize) {
         if used > ANSWER_BUDGET {
-            // The rest comes with the next request.
+            // The rest comes with the next request, from this key on.
             more = true;
             break;
         }
@@ -444,11 +498,11 @@ pub fn sync(
         // The state is read after the listing; pin the reported version to the
         // listing's so paging never skips a change that happened in between.
         state.version = v;
-        version = version.max(v);
+        key = (v, id);
         used += prost::Message::encoded_len(&state);
         conversations.push(state);
     }
-    Ok(v1::SyncResponse { conversations, version, more, conversation_id: 0 })
+    Ok(v1::SyncResponse { conversations, version: key.0, more, conversation_id: key.1 })
 }
 
 pub fn lookup_users(conn: &Connection, req: &v1::LookupUsers) -> Result<v1::UserList, ServiceError> {

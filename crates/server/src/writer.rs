@@ -10,10 +10,18 @@
 //! The thread owns the only mutable copies of two caches: the active members
 //! of each conversation (checked on every send) and the global change counter
 //! (`version`), which orders every change for sync.
+//!
+//! Logins write through it too (new sessions, `last_seen_at`, password
+//! changes, logouts: see `accounts::Authenticator`), so no other connection
+//! of this process takes the write lock its `BEGIN IMMEDIATE` waits for.
+//!
+//! Dedupe: a send's `(sender, client_msg_id)` is unique among sends (system
+//! and recall entries are outside that space); a retry with the same content
+//! gets the original's acknowledgement, one with other content CONFLICT.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hutong_protocol::v1::{
@@ -32,6 +40,17 @@ pub const MAX_GROUP_MEMBERS: usize = 10_000;
 const MAX_NAME_CHARS: usize = 100;
 
 pub type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
+
+/// Counters of the writer, process-wide (a server process runs one writer;
+/// tests that read them run alone in their test binary).
+pub struct WriterStats {
+    /// Send commands that entered a batch.
+    pub sends: AtomicU64,
+    /// Batches whose commit failed (every command in them answered INTERNAL).
+    pub failed_batches: AtomicU64,
+}
+
+pub static STATS: WriterStats = WriterStats { sends: AtomicU64::new(0), failed_batches: AtomicU64::new(0) };
 
 // Sends dominate the queue, so the enum is as large as they are either way.
 #[allow(clippy::large_enum_variant)]
@@ -111,6 +130,29 @@ pub enum Command {
         now: i64,
         key: crate::audit::AuditKey,
     },
+    /// Login writes (see `accounts::Authenticator`): through this thread so
+    /// they never hold the write lock the writer waits for.
+    /// A password login's new session; its id comes back in `value`.
+    CreateSession {
+        user_id: u64,
+        device: String,
+        token_hash: Vec<u8>,
+        /// The hash the password was checked against.
+        password_hash: String,
+    },
+    TouchSession {
+        session_id: u64,
+        at: i64,
+    },
+    ChangePassword {
+        user_id: u64,
+        old_hash: String,
+        new_hash: String,
+        keep: Option<u64>,
+    },
+    EndSession {
+        session_id: u64,
+    },
 }
 
 /// What a committed command changed, so the caller can answer and fan out.
@@ -121,6 +163,9 @@ pub struct Committed {
     pub message: Option<Message>,
     /// True when a send was a retry of an already stored message.
     pub duplicate: bool,
+    /// For a retry of a send retention has since removed: `message` holds
+    /// only what the acknowledgement needs (no content to store).
+    pub entry_removed: bool,
     /// Active members after the change: who receives live pushes.
     pub members: Arc<[u64]>,
     /// A moved cursor, pushed to the other members and the user's devices.
@@ -259,9 +304,12 @@ impl WriterState {
     }
 
     fn apply_batch(&mut self, batch: &mut Vec<(Command, Reply)>) {
+        let sends = batch.iter().filter(|(c, _)| matches!(c, Command::Send { .. })).count();
+        STATS.sends.fetch_add(sends as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(batch.len());
         let commit = self.apply_all(batch, &mut results);
         if let Err(e) = commit {
+            STATS.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "commit failed; answering the whole batch with an error");
             self.members.clear();
             if let Ok(v) = Self::max_version(&self.conn) {
@@ -301,9 +349,6 @@ impl WriterState {
                     sp.rollback()?;
                     drop(sp);
                     results.push(match (e, cmd) {
-                        (ServiceError::Conflict(m), Command::Send { sender, msg, .. }) if m == DUPLICATE => {
-                            duplicate_of(&tx, &mut self.members, *sender, msg)
-                        }
                         (
                             e @ (ServiceError::Internal(_) | ServiceError::ShuttingDown),
                             Command::Send { ordered, .. },
@@ -326,25 +371,6 @@ impl WriterState {
         }
         tx.commit()
     }
-}
-
-/// The answer to a retried send: the stored original, flagged as a duplicate.
-fn duplicate_of(
-    conn: &Connection,
-    cache: &mut HashMap<u64, ConvMembers>,
-    sender: u64,
-    msg: &v1::SendMessage,
-) -> Result<Committed, ServiceError> {
-    let original = original_of(conn, sender, &msg.client_msg_id)?
-        .ok_or_else(|| ServiceError::Internal("duplicate without an original".into()))?;
-    let members = load_members(conn, cache, original.conversation_id)?.list.clone();
-    Ok(Committed {
-        conversation_id: original.conversation_id,
-        message: Some(original),
-        duplicate: true,
-        members,
-        ..Default::default()
-    })
 }
 
 fn load_members<'a>(
@@ -407,7 +433,7 @@ fn append(
     sender: u64,
     client_msg_id: &str,
     extra: AppendExtra,
-) -> Result<Option<Message>, ServiceError> {
+) -> Result<Message, ServiceError> {
     let v = next_version(version);
     let seq: u64 = conn
         .prepare_cached(
@@ -419,9 +445,8 @@ fn append(
     let attachment = extra.attachment.as_ref().map(|a| a.encode_to_vec());
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT (sender_id, client_msg_id) DO NOTHING",
+            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             conversation_id,
@@ -436,17 +461,20 @@ fn append(
             system,
             extra.target_seq,
             extra.priority,
-            attachment
+            attachment,
+            extra.content_hash.as_ref().map(|h| &h[..])
         ])?;
-    if inserted == 0 {
-        return Ok(None);
+    // A send's id was checked against earlier sends first (see `send`);
+    // other entries are outside the dedupe index, so nothing can collide.
+    if inserted != 1 {
+        return Err(ServiceError::Internal("a log entry was not stored".into()));
     }
     if extra.kind == MessageKind::Text as i32 || extra.kind == MessageKind::File as i32 {
         // Indexed later, when the writer is idle (see `index_pending`).
         conn.prepare_cached("INSERT INTO message_text_pending (conversation_id, seq) VALUES (?1, ?2)")?
             .execute(params![conversation_id, seq])?;
     }
-    Ok(Some(Message {
+    Ok(Message {
         conversation_id,
         seq,
         sender_id: sender,
@@ -461,7 +489,7 @@ fn append(
         target_seq: extra.target_seq,
         priority: extra.priority,
         attachment: extra.attachment,
-    }))
+    })
 }
 
 #[derive(Default)]
@@ -475,6 +503,8 @@ struct AppendExtra {
     target_seq: u64,
     priority: i32,
     attachment: Option<v1::Attachment>,
+    /// Sends only: see [`content_hash`].
+    content_hash: Option<[u8; 32]>,
 }
 
 fn system_entry(
@@ -484,12 +514,12 @@ fn system_entry(
     actor: u64,
     event: v1::SystemEvent,
 ) -> Result<Message, ServiceError> {
-    // Unique per actor: the version this entry is about to take.
+    // Unique: the version this entry is about to take. System entries are
+    // outside the senders' id space (messages_dedupe holds sends only).
     let id = format!("sys-{}", *version + 1);
     let extra = AppendExtra { system: Some(event), ..Default::default() };
     let extra = AppendExtra { kind: MessageKind::System as i32, ..extra };
-    append(conn, version, conversation_id, actor, &id, extra)?
-        .ok_or_else(|| ServiceError::Internal("system entry id collided".into()))
+    append(conn, version, conversation_id, actor, &id, extra)
 }
 
 fn apply(
@@ -545,19 +575,70 @@ fn apply(
             index_pending(conn, usize::MAX)?;
             Ok(Committed::default())
         }
-        Command::ApplyRetention { now, key } => {
-            let removed = crate::audit::apply_retention(conn, key, *now)?;
-            if removed > 0 {
-                // first_seq moved: clients learn of it through the conversation version.
-                let v = next_version(version);
-                conn.execute(
-                    "UPDATE conversations SET version = ?1 WHERE first_seq > 1 AND version < ?1",
-                    [v],
-                )?;
-            }
+        Command::CreateSession { user_id, device, token_hash, password_hash } => {
+            let value = crate::accounts::create_session(conn, *user_id, device, token_hash, password_hash)?;
+            Ok(Committed { value, ..Default::default() })
+        }
+        Command::TouchSession { session_id, at } => {
+            crate::accounts::touch_session(conn, *session_id, *at)?;
             Ok(Committed::default())
         }
+        Command::ChangePassword { user_id, old_hash, new_hash, keep } => {
+            crate::accounts::replace_password(conn, *user_id, old_hash, new_hash, *keep)?;
+            Ok(Committed::default())
+        }
+        Command::EndSession { session_id } => {
+            crate::accounts::end_session(conn, *session_id)?;
+            Ok(Committed::default())
+        }
+        Command::ApplyRetention { now, key } => {
+            let applied = crate::audit::apply_retention(conn, key, *now)?;
+            // first_seq moved: clients learn of it through the conversation
+            // version. Only the conversations this run trimmed change, each
+            // to a version of its own.
+            let mut stmt = conn.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?;
+            for id in &applied.conversations {
+                stmt.execute(params![id, next_version(version)])?;
+            }
+            Ok(Committed { value: applied.removed, ..Default::default() })
+        }
     }
+}
+
+/// Most people one message may mention.
+pub const MAX_MENTIONS: usize = 100;
+/// Longest `client_msg_id` (a UUID is 36 characters).
+pub const MAX_CLIENT_MSG_ID_LEN: usize = 64;
+
+/// The checks of a send that need no state: run in `route` before the send
+/// is queued (so an oversize send never occupies the writer) and again by
+/// the writer (which trusts no caller).
+pub fn check_send(msg: &v1::SendMessage) -> Result<(), ServiceError> {
+    if msg.text.len() > MAX_TEXT_LEN {
+        return Err(ServiceError::TooLarge(format!("a message holds at most {MAX_TEXT_LEN} bytes of text")));
+    }
+    if msg.mentions.len() > MAX_MENTIONS {
+        return Err(ServiceError::TooLarge(format!("a message mentions at most {MAX_MENTIONS} people")));
+    }
+    if msg.text.trim().is_empty() && msg.attachment.is_none() {
+        return Err(ServiceError::BadRequest("the message is empty".into()));
+    }
+    if msg.client_msg_id.is_empty() || msg.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+        return Err(ServiceError::BadRequest(format!(
+            "client_msg_id must have 1 to {MAX_CLIENT_MSG_ID_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// SHA-256 of everything a send asks for but its id: the conversation, the
+/// text, the attachment, the mentions as sent, the reply and the priority.
+/// Two sends with one id and different hashes are different messages.
+pub fn content_hash(msg: &v1::SendMessage) -> [u8; 32] {
+    use sha2::Digest as _;
+    // prost encodes fields in tag order, so equal requests encode equally.
+    let content = v1::SendMessage { client_msg_id: String::new(), ..msg.clone() };
+    sha2::Sha256::digest(content.encode_to_vec()).into()
 }
 
 fn send(
@@ -568,27 +649,25 @@ fn send(
     msg: &v1::SendMessage,
     folder: Option<&crate::files::FolderContents>,
 ) -> Result<Committed, ServiceError> {
-    if msg.text.len() > MAX_TEXT_LEN {
-        return Err(ServiceError::TooLarge(format!("a message holds at most {MAX_TEXT_LEN} bytes of text")));
-    }
-    if msg.text.trim().is_empty() && msg.attachment.is_none() {
-        return Err(ServiceError::BadRequest("the message is empty".into()));
-    }
-    if msg.client_msg_id.is_empty() || msg.client_msg_id.len() > 64 {
-        return Err(ServiceError::BadRequest("client_msg_id must have 1 to 64 characters".into()));
+    check_send(msg)?;
+    let hash = content_hash(msg);
+    // A retry is answered before any other check: the message is stored,
+    // even if the sender has left the conversation since.
+    if let Some(earlier) = earlier_send(conn, sender, &msg.client_msg_id)? {
+        return retry_answer(conn, cache, earlier, msg, &hash);
     }
     let members = load_members(conn, cache, msg.conversation_id)?;
     if !members.roles.contains_key(&sender) {
         return Err(ServiceError::NotMember);
     }
-    let mentions: Vec<u64> =
-        msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).take(100).collect();
+    let mentions: Vec<u64> = msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).collect();
     let list = members.list.clone();
     let mut extra = AppendExtra {
         text: msg.text.clone(),
         mentions,
         reply_to_seq: msg.reply_to_seq,
         priority: msg.priority,
+        content_hash: Some(hash),
         ..Default::default()
     };
     let mut files = Vec::new();
@@ -599,35 +678,118 @@ fn send(
         extra.text = attachment.name.clone();
         extra.attachment = Some(attachment.clone());
     }
-    match append(conn, version, msg.conversation_id, sender, &msg.client_msg_id, extra)? {
-        Some(message) => {
-            crate::files::add_refs(conn, message.conversation_id, message.seq, &files)?;
-            Ok(Committed {
-                conversation_id: msg.conversation_id,
-                message: Some(message),
-                members: list,
-                ..Default::default()
-            })
-        }
-        None => {
-            // A retry: the seq we took must be given back, so fail the savepoint
-            // and answer from the stored original instead.
-            Err(ServiceError::Conflict(DUPLICATE.into()))
-        }
-    }
+    let message = append(conn, version, msg.conversation_id, sender, &msg.client_msg_id, extra)?;
+    crate::files::add_refs(conn, message.conversation_id, message.seq, &files)?;
+    Ok(Committed {
+        conversation_id: msg.conversation_id,
+        message: Some(message),
+        members: list,
+        ..Default::default()
+    })
 }
 
-/// Marker used between [`send`] and [`Writer`]'s duplicate handling.
-pub(crate) const DUPLICATE: &str = "\u{0}duplicate";
+/// An earlier send with the same id: stored, or removed by retention with
+/// its dedupe key kept.
+enum EarlierSend {
+    Stored { message: Message, content_hash: Option<Vec<u8>>, attachment: Option<Vec<u8>> },
+    Removed { message: Message, content_hash: Option<Vec<u8>> },
+}
 
-/// Looks up the stored original of a retried send.
-pub fn original_of(
+/// Looks up an earlier send of `sender` with this id.
+fn earlier_send(
     conn: &Connection,
     sender: u64,
     client_msg_id: &str,
-) -> Result<Option<Message>, ServiceError> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![sender, client_msg_id], message_from_row).optional()?)
+) -> Result<Option<EarlierSend>, ServiceError> {
+    // `kind IN (0, 3)` repeats messages_dedupe's condition, so the lookup uses it.
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS}, content_hash FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2 AND kind IN (0, 3)"
+    );
+    let stored = conn
+        .prepare_cached(&sql)?
+        .query_row(params![sender, client_msg_id], |r| {
+            Ok(EarlierSend::Stored {
+                message: message_from_row(r)?,
+                content_hash: r.get(14)?,
+                attachment: r.get(13)?,
+            })
+        })
+        .optional()?;
+    if stored.is_some() {
+        return Ok(stored);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT conversation_id, seq, sent_at, content_hash FROM dedupe_keys WHERE sender_id = ?1 AND client_msg_id = ?2",
+        )?
+        .query_row(params![sender, client_msg_id], |r| {
+            Ok(EarlierSend::Removed {
+                message: Message {
+                    conversation_id: r.get(0)?,
+                    seq: r.get(1)?,
+                    sent_at_ms: r.get(2)?,
+                    sender_id: sender,
+                    client_msg_id: client_msg_id.to_owned(),
+                    ..Default::default()
+                },
+                content_hash: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The answer to a send whose id was used before: the original's
+/// acknowledgement when the content is the same, CONFLICT when it is not.
+fn retry_answer(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    earlier: EarlierSend,
+    msg: &v1::SendMessage,
+    hash: &[u8; 32],
+) -> Result<Committed, ServiceError> {
+    let (message, same, entry_removed) = match earlier {
+        EarlierSend::Stored { message, content_hash: Some(h), .. } => {
+            let same = h[..] == hash[..];
+            (message, same, false)
+        }
+        // Stored before content hashes were: compare what the row keeps
+        // (mentions were filtered, so they cannot be compared).
+        EarlierSend::Stored { message, content_hash: None, attachment } => {
+            let wanted_attachment = msg.attachment.as_ref().map(|a| a.encode_to_vec());
+            let text = msg.attachment.as_ref().map(|a| a.name.as_str()).unwrap_or(&msg.text);
+            let same = message.conversation_id == msg.conversation_id
+                && message.reply_to_seq == msg.reply_to_seq
+                && message.priority == msg.priority
+                && attachment == wanted_attachment
+                && (message.recalled || message.text == text);
+            (message, same, false)
+        }
+        EarlierSend::Removed { message, content_hash } => {
+            let same = match content_hash {
+                Some(h) => h[..] == hash[..],
+                None => message.conversation_id == msg.conversation_id,
+            };
+            (message, same, true)
+        }
+    };
+    if !same {
+        return Err(ServiceError::Conflict(
+            "this client_msg_id was already used for a different message; send it with a new id".into(),
+        ));
+    }
+    let members = match load_members(conn, cache, message.conversation_id) {
+        Ok(m) => m.list.clone(),
+        Err(ServiceError::NotFound(_)) => Arc::from(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(Committed {
+        conversation_id: message.conversation_id,
+        message: Some(message),
+        duplicate: true,
+        entry_removed,
+        members,
+        ..Default::default()
+    })
 }
 
 fn recall(
@@ -662,10 +824,11 @@ fn recall(
     }
     conn.prepare_cached("UPDATE messages SET recalled = 1 WHERE conversation_id = ?1 AND seq = ?2")?
         .execute(params![conversation_id, seq])?;
+    // Outside the senders' id space (messages_dedupe holds sends only), so
+    // no client-chosen id can collide with it.
     let id = format!("recall-{conversation_id}-{seq}");
     let extra = AppendExtra { kind: MessageKind::Recall as i32, target_seq: seq, ..Default::default() };
-    let message = append(conn, version, conversation_id, user, &id, extra)?
-        .ok_or_else(|| ServiceError::Conflict("the message was already recalled".into()))?;
+    let message = append(conn, version, conversation_id, user, &id, extra)?;
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
 }
 
@@ -995,4 +1158,95 @@ fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result<usize> {
         done.execute(params![conversation, seq])?;
     }
     Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Connection, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        crate::storage::migrate(&path).unwrap();
+        let conn = open_connection(&path).unwrap();
+        let users = ["a", "b"]
+            .iter()
+            .map(|n| crate::accounts::add_user(&conn, n, n, "password-1", false).unwrap())
+            .collect();
+        (dir, conn, users)
+    }
+
+    #[test]
+    fn content_hash_tells_every_field_apart() {
+        let base = v1::SendMessage {
+            conversation_id: 1,
+            client_msg_id: "x".into(),
+            text: "hi".into(),
+            mentions: vec![2],
+            reply_to_seq: 3,
+            priority: 0,
+            attachment: None,
+        };
+        let attachment = v1::Attachment { name: "hi".into(), file_id: vec![7; 32], ..Default::default() };
+        let variants = [
+            v1::SendMessage { conversation_id: 2, ..base.clone() },
+            v1::SendMessage { text: "ho".into(), ..base.clone() },
+            v1::SendMessage { mentions: vec![], ..base.clone() },
+            v1::SendMessage { reply_to_seq: 4, ..base.clone() },
+            v1::SendMessage { priority: 1, ..base.clone() },
+            // A file (kind FILE) whose name is the same text.
+            v1::SendMessage { attachment: Some(attachment), ..base.clone() },
+        ];
+        let h = content_hash(&base);
+        assert_eq!(h, content_hash(&v1::SendMessage { client_msg_id: "y".into(), ..base.clone() }));
+        for v in &variants {
+            assert_ne!(h, content_hash(v), "{v:?}");
+        }
+    }
+
+    /// Retention gives new versions only to the conversations it trimmed,
+    /// each its own, and a run that trims nothing changes no version.
+    #[test]
+    fn retention_renumbers_only_what_it_trimmed() {
+        let (dir, mut conn, users) = setup();
+        let key = crate::audit::AuditKey::load_or_create(dir.path()).unwrap();
+        let mut cache = HashMap::new();
+        let mut version = WriterState::max_version(&conn).unwrap();
+        let mut groups = Vec::new();
+        for name in ["old 1", "old 2", "new"] {
+            let cmd = Command::CreateGroup { owner: users[0], name: name.into(), members: vec![users[1]] };
+            groups.push(apply(&conn, &mut cache, &mut version, 0, &cmd).unwrap().conversation_id);
+        }
+        conn.execute(
+            "UPDATE messages SET sent_at = 0 WHERE conversation_id IN (?1, ?2)",
+            [groups[0], groups[1]],
+        )
+        .unwrap();
+        conn.execute("UPDATE settings SET value = '1' WHERE key = 'retention_group_days'", []).unwrap();
+        let versions = |conn: &Connection| -> Vec<u64> {
+            groups
+                .iter()
+                .map(|g| {
+                    conn.query_row("SELECT version FROM conversations WHERE id = ?1", [g], |r| r.get(0))
+                        .unwrap()
+                })
+                .collect()
+        };
+        let before = versions(&conn);
+        let run = |conn: &mut Connection, version: &mut u64, cache: &mut HashMap<u64, ConvMembers>| {
+            let tx = conn.transaction().unwrap();
+            let cmd = Command::ApplyRetention { now: now_ms(), key: key.clone() };
+            let removed = apply(&tx, cache, version, 0, &cmd).unwrap().value;
+            tx.commit().unwrap();
+            removed
+        };
+        assert_eq!(run(&mut conn, &mut version, &mut cache), 2);
+        let after = versions(&conn);
+        assert!(after[0] > before[0] && after[1] > before[1], "{before:?} -> {after:?}");
+        assert_ne!(after[0], after[1], "each trimmed conversation has a version of its own");
+        assert_eq!(after[2], before[2], "the untouched conversation keeps its version");
+        // The next run removes nothing and changes nothing.
+        assert_eq!(run(&mut conn, &mut version, &mut cache), 0);
+        assert_eq!(versions(&conn), after);
+    }
 }
