@@ -377,8 +377,11 @@ pub async fn serve<S, K>(
     // where they are awaited, so this task stays small while a connection idles.
     let config = &shared.config;
     let _counted = shared.stats.connection();
-    let outbound =
-        Arc::new(Outbound::new(config.outbound_queue_frames, config.outbound_queue_bytes, shared.stats.clone()));
+    let outbound = Arc::new(Outbound::new(
+        config.outbound_queue_frames,
+        config.outbound_queue_bytes,
+        shared.stats.clone(),
+    ));
     let write_deadline = Duration::from_millis(config.write_timeout_ms);
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut writer = tokio::spawn(write_loop(sink, outbound.clone(), write_deadline));
