@@ -183,7 +183,8 @@ pub async fn run(args: StuckArgs) -> anyhow::Result<()> {
         chatters.push(tokio::spawn(async move {
             // Spread the sends over the second.
             let phase = Duration::from_millis((j as u64 * 997) % 1000);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
             let mut n = 0u64;
             loop {
                 tokio::select! {

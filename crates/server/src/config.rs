@@ -42,8 +42,9 @@ pub struct Config {
     pub outbound_queue_frames: usize,
     /// Bytes one connection's outbound queue may hold: frames queued, the
     /// batch being written and answers waiting for room. A push beyond it
-    /// disconnects the connection as a slow consumer; answers beyond it wait
-    /// and the connection stops reading requests. Requests whose answers may
+    /// disconnects the connection as a slow consumer; answers may fill only
+    /// half of it (the rest is the pushes'), beyond that they wait and the
+    /// connection stops reading requests. Requests whose answers may
     /// be large (sync, fetch, directory, lookups) are also limited to this
     /// many bytes' worth of 1 MiB answers in flight. Default 2 MiB (2097152).
     pub outbound_queue_bytes: usize,

@@ -522,7 +522,8 @@ pub async fn serve<S, K>(
                                             continue;
                                         }
                                         frame_limit.store(MAX_BULK_FRAME_LEN, Ordering::Relaxed);
-                                        outbound.set_bulk_limits(BULK_QUEUE_FRAMES, BULK_QUEUE_FRAMES * MAX_BULK_FRAME_LEN);
+                                        // Answers may fill half the budget: BULK_QUEUE_FRAMES chunks.
+                                        outbound.set_bulk_limits(BULK_QUEUE_FRAMES, 2 * BULK_QUEUE_FRAMES * MAX_BULK_FRAME_LEN);
                                         max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);
                                         max_large = BULK_MAX_IN_FLIGHT;
                                     } else {

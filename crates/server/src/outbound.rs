@@ -5,7 +5,8 @@
 //! which overtake bulk sync answers. Every lane has a cap in frames, and the
 //! whole queue a cap in bytes (`outbound_queue_bytes`), counting the frames
 //! queued, the batch the connection's writer task is writing, and answers
-//! parked while there is no room. A push that finds no room closes the
+//! parked while there is no room; answers may fill only half of it, so
+//! pushes always find room beside a sync. A push that finds no room closes the
 //! connection with `SLOW_CONSUMER` (the client catches up by sync), so a slow
 //! reader can never make the server's memory grow. Answers to the client's own
 //! requests are parked instead; while any answer is parked the connection
@@ -110,11 +111,19 @@ struct Inner {
 }
 
 impl Inner {
-    /// Whether `len` more bytes fit in `lane`. A frame larger than the whole
-    /// budget still goes into an empty queue, or it could never be sent.
+    /// Whether a push of `len` bytes fits in `lane`. A frame larger than the
+    /// whole budget still goes into an empty queue, or it could never be sent.
     fn has_room(&self, lane: Lane, len: usize) -> bool {
         let i = lane as usize;
         self.lanes[i].len() < self.caps[i] && (self.bytes + len <= self.max_bytes || self.bytes == 0)
+    }
+
+    /// Whether an answer of `len` bytes fits: answers may fill only half the
+    /// budget, so a client busy syncing (large answers) still has room for
+    /// the live pushes that arrive meanwhile and is not taken for a slow one.
+    fn has_answer_room(&self, lane: Lane, len: usize) -> bool {
+        let i = lane as usize;
+        self.lanes[i].len() < self.caps[i] && (self.bytes + len <= self.max_bytes / 2 || self.bytes == 0)
     }
 
     fn enqueue(&mut self, lane: Lane, frame: Bytes) {
@@ -184,8 +193,9 @@ impl Outbound {
         self.ready.notify_one();
     }
 
-    /// Queues as many of `frames` on `lane` as fit now, in order, and
-    /// returns how many; never closes the connection. For pages of pushes
+    /// Queues as many of `frames` on `lane` as fit now (within the answers'
+    /// half of the budget), in order, and returns how many; never closes the
+    /// connection. For pages of pushes
     /// that must not overflow the lane (presence states on subscribing).
     pub fn push_some(&self, lane: Lane, frames: &[Bytes]) -> usize {
         let mut inner = self.lock();
@@ -194,7 +204,7 @@ impl Outbound {
         }
         let mut n = 0;
         for f in frames {
-            if !inner.has_room(lane, f.len()) {
+            if !inner.has_answer_room(lane, f.len()) {
                 break;
             }
             self.stats.add(f.len());
@@ -217,7 +227,7 @@ impl Outbound {
             return;
         }
         self.stats.add(frame.len());
-        if inner.parked.is_empty() && inner.has_room(lane, frame.len()) {
+        if inner.parked.is_empty() && inner.has_answer_room(lane, frame.len()) {
             inner.enqueue(lane, frame);
             drop(inner);
             self.ready.notify_one();
@@ -228,11 +238,11 @@ impl Outbound {
     }
 
     /// Whether the connection may take more requests: nothing parked and
-    /// the byte budget not used up (or the queue closed: then answers are
+    /// the answers' half of the byte budget not used up (or the queue closed: then answers are
     /// dropped and nothing needs to wait).
     pub fn accepting(&self) -> bool {
         let inner = self.lock();
-        inner.closed.is_some() || (inner.parked.is_empty() && inner.bytes < inner.max_bytes)
+        inner.closed.is_some() || (inner.parked.is_empty() && inner.bytes < inner.max_bytes / 2)
     }
 
     /// Resolves once [`Outbound::accepting`] holds.
@@ -267,7 +277,7 @@ impl Outbound {
                 if inner.closed.is_some() {
                     return false;
                 }
-                if inner.parked.is_empty() && inner.has_room(lane, frame.len()) {
+                if inner.parked.is_empty() && inner.has_answer_room(lane, frame.len()) {
                     self.stats.add(frame.len());
                     inner.enqueue(lane, frame);
                     drop(inner);
@@ -333,7 +343,7 @@ impl Outbound {
         inner.bytes -= n;
         self.stats.sub(n);
         while let Some((lane, f)) = inner.parked.front() {
-            if !inner.has_room(*lane, f.len()) {
+            if !inner.has_answer_room(*lane, f.len()) {
                 break;
             }
             let (lane, f) = inner.parked.pop_front().expect("front exists");
@@ -415,7 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_park_in_order_and_are_counted_until_written() {
-        let (q, stats) = queue(4096, 1000);
+        let (q, stats) = queue(4096, 2000);
         q.answer(Lane::Bulk, Bytes::from(vec![1u8; 800]));
         q.answer(Lane::Bulk, Bytes::from(vec![2u8; 800]));
         q.answer(Lane::Control, Bytes::from(vec![3u8; 10]));
@@ -434,6 +444,16 @@ mod tests {
         assert_eq!(next.iter().map(|f| f[0]).collect::<Vec<_>>(), vec![3, 2]);
         assert!(q.accepting());
         assert_eq!(stats.outbound_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn answers_leave_half_the_budget_to_pushes() {
+        let (q, _) = queue(4096, 2000);
+        q.answer(Lane::Bulk, Bytes::from(vec![0u8; 1000]));
+        q.answer(Lane::Bulk, Bytes::from(vec![0u8; 1000]));
+        assert!(!q.accepting(), "the second answer is parked");
+        q.push(Lane::Live, Bytes::from(vec![0u8; 1000]));
+        assert!(!q.is_closed(), "a push still fits beside the queued answer");
     }
 
     #[tokio::test]
