@@ -393,6 +393,7 @@ impl Drop for ServerProcess {
     }
 }
 
+
 impl Stopped {
     /// Lets `change` edit the stopped server's database (to set up a state no
     /// request can make quickly, such as old messages), then starts again.
@@ -401,5 +402,106 @@ impl Stopped {
         change(&conn);
         drop(conn);
         self.start_again().await
+    }
+}
+
+/// `/health` of a server at `http`: the status code and the JSON body
+/// (`status`, `connections`, `outbound_bytes`).
+pub async fn health(http: SocketAddr) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("http://{http}/health")).await.expect("GET /health");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.expect("/health answers JSON"))
+}
+
+impl RawConn {
+    /// A connection whose receive buffer is a few KiB: once the test stops
+    /// reading, the server sees a shut receive window almost at once.
+    pub async fn connect_small_window(addr: SocketAddr) -> RawConn {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("connect");
+        RawConn { framed: Framed::new(stream, FrameCodec::bulk()) }
+    }
+}
+
+impl TestServer {
+    /// Waits for `run` to return on its own (without a stop signal) and
+    /// gives its result.
+    pub async fn run_result(mut self) -> anyhow::Result<()> {
+        let task = self.task.take().expect("server task");
+        task.await.expect("server task")
+    }
+}
+
+/// A `hutong-server` child process configured through `HUTONG_*` variables,
+/// for tests of signals and exit codes.
+pub struct ServerChild {
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ServerChild {
+    /// Starts the server on `data_dir` (without TLS, ports chosen by the
+    /// system) with `env` added to its environment.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> ServerChild {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(server_binary())
+            .args(["--data-dir"])
+            .arg(data_dir)
+            .args(["serve", "--no-tls", "--tcp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .env("HUTONG_ADMIN_PASSWORD", "admin-password-1")
+            .env("HUTONG_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn hutong-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let (tcp, http) = loop {
+            let line = lines.next().expect("server exited before listening").expect("read stdout");
+            if let Some(rest) = line.strip_prefix("listening tcp://") {
+                let mut parts = rest.split_whitespace();
+                let tcp = parts.next().expect("tcp address").parse().expect("socket address");
+                let ws = parts.next().expect("ws address");
+                let http =
+                    ws.trim_start_matches("ws://").trim_end_matches("/ws").parse().expect("http address");
+                break (tcp, http);
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        ServerChild { tcp, http, child }
+    }
+
+    /// Sends SIGTERM, as a service manager stopping the server does.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// The exit status, if the process ends within `limit` (polled).
+    pub async fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut recheck = tokio::time::interval(RECHECK);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            recheck.tick().await;
+        }
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

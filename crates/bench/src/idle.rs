@@ -254,7 +254,12 @@ async fn hold(
 
 /// Password-logs every account in once (device "bench") against a throwaway
 /// server, and writes the tokens to `path`.
-async fn make_tokens(bin: &Path, data: &Path, accounts: &[String], path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn make_tokens(
+    bin: &Path,
+    data: &Path,
+    accounts: &[String],
+    path: &Path,
+) -> anyhow::Result<()> {
     let server = {
         let (bin, data) = (bin.to_owned(), data.to_owned());
         tokio::task::spawn_blocking(move || ServerProcess::start(&bin, &data, &[])).await??

@@ -3,7 +3,8 @@
 //! It starts the release `hutong-server` as a child process on loopback,
 //! speaks the raw protocol to it over plain TCP, and prints a table and JSON
 //! lines. `throughput` measures durable message rate and latency; `idle`
-//! measures server memory per idle authenticated connection. Everything runs
+//! measures server memory per idle authenticated connection; `stuck`
+//! measures it with connections that never read while others chat. Everything runs
 //! on this machine's loopback and stops by itself: every loop is bounded by a
 //! step length, a drain timeout or a connection count.
 
@@ -11,6 +12,7 @@ mod idle;
 mod procfs;
 mod report;
 mod server;
+mod stuck;
 mod throughput;
 mod wire;
 
@@ -33,6 +35,8 @@ enum Command {
     Throughput(throughput::ThroughputArgs),
     /// Server memory per idle, authenticated connection.
     Idle(idle::IdleArgs),
+    /// Server memory with connections that never read while others chat.
+    Stuck(stuck::StuckArgs),
     /// One process of the idle test's connections (started by `idle`).
     #[command(hide = true)]
     IdleWorker(idle::WorkerArgs),
@@ -57,6 +61,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Throughput(args) => throughput::run(args).await,
             Command::Idle(args) => idle::run(args).await,
+            Command::Stuck(args) => stuck::run(args).await,
             Command::IdleWorker(args) => idle::worker(args).await,
         }
     });

@@ -89,6 +89,8 @@ pub fn prepare_accounts(bin: &Path, data_dir: &Path, accounts: &[String]) -> any
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The HTTP listener (`/health`, `/ws`).
+    pub http: SocketAddr,
     pub pid: u32,
     log: PathBuf,
 }
@@ -121,13 +123,19 @@ impl ServerProcess {
             }
         });
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
+        let (addr, http) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("listening tcp://") {
-                        let tcp = rest.split_whitespace().next().unwrap_or_default();
-                        break tcp.parse::<SocketAddr>().with_context(|| format!("parsing {line:?}"))?;
+                        let mut parts = rest.split_whitespace();
+                        let tcp = parts.next().unwrap_or_default();
+                        let ws = parts.next().unwrap_or_default();
+                        let http = ws.trim_start_matches("ws://").trim_end_matches("/ws");
+                        break (
+                            tcp.parse::<SocketAddr>().with_context(|| format!("parsing {line:?}"))?,
+                            http.parse::<SocketAddr>().with_context(|| format!("parsing {line:?}"))?,
+                        );
                     }
                 }
                 Err(_) => {
@@ -138,7 +146,7 @@ impl ServerProcess {
                 }
             }
         };
-        Ok(ServerProcess { child, addr, pid, log })
+        Ok(ServerProcess { child, addr, http, pid, log })
     }
 
     /// Stops the server with SIGTERM (a graceful shutdown that commits the

@@ -40,6 +40,26 @@ pub struct Config {
     /// Frames of live pushes queued per connection before it counts as a slow
     /// consumer and is disconnected. Default 4096.
     pub outbound_queue_frames: usize,
+    /// Bytes one connection's outbound queue may hold: frames queued, the
+    /// batch being written and answers waiting for room. A push beyond it
+    /// disconnects the connection as a slow consumer; answers may fill only
+    /// half of it (the rest is the pushes'), beyond that they wait and the
+    /// connection stops reading requests. Requests whose answers may
+    /// be large (sync, fetch, directory, lookups) are also limited to this
+    /// many bytes' worth of 1 MiB answers in flight. Default 2 MiB (2097152).
+    pub outbound_queue_bytes: usize,
+    /// Milliseconds a connection's writer may take to write one batch (at
+    /// most 256 KiB or one frame) before the connection is closed: a peer
+    /// that stops reading cannot keep its socket and queue alive. Default 30000.
+    pub write_timeout_ms: u64,
+    /// Milliseconds connections get, after a shutdown signal, to finish their
+    /// requests and write their answers; then they are closed whatever their
+    /// clients do. Default 10000.
+    pub shutdown_grace_ms: u64,
+    /// Typing notices relayed per person and conversation: at most one per
+    /// this many milliseconds (and at most 5 per person over all
+    /// conversations); the rest are dropped without an answer. Default 1000.
+    pub typing_interval_ms: u64,
     /// Requests one connection may have in flight at once. Default 512.
     pub max_in_flight: usize,
     /// Failed logins per account within `login_window_secs` before the account
@@ -63,6 +83,11 @@ pub struct Config {
     pub files_orphan_grace_secs: u64,
     /// Seconds between two collections of unreferenced files. Default 3600.
     pub files_gc_interval_secs: u64,
+    /// Test hook, never read from a file or the environment: the writer
+    /// thread panics after committing this many batches.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub writer_panic_after_batches: Option<u64>,
 }
 
 impl Default for Config {
@@ -78,6 +103,10 @@ impl Default for Config {
             commit_batch_max: 1024,
             max_connections: 19_000,
             outbound_queue_frames: 4096,
+            outbound_queue_bytes: 2 << 20,
+            write_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+            typing_interval_ms: 1_000,
             max_in_flight: 512,
             login_failures_per_account: 5,
             login_failures_per_address: 30,
@@ -87,6 +116,7 @@ impl Default for Config {
             files_quota_bytes: 20 << 30,
             files_orphan_grace_secs: 86_400,
             files_gc_interval_secs: 3_600,
+            writer_panic_after_batches: None,
         }
     }
 }
@@ -127,6 +157,12 @@ impl Config {
         }
         if self.commit_batch_max == 0 || self.max_connections == 0 || self.max_in_flight == 0 {
             anyhow::bail!("commit_batch_max, max_connections and max_in_flight must be positive");
+        }
+        if self.outbound_queue_bytes < 64 * 1024 {
+            anyhow::bail!("outbound_queue_bytes must be at least 65536");
+        }
+        if self.write_timeout_ms < 100 {
+            anyhow::bail!("write_timeout_ms must be at least 100");
         }
         if self.max_concurrent_hashing == 0 {
             anyhow::bail!("max_concurrent_hashing must be positive");

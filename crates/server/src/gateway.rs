@@ -27,6 +27,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
@@ -187,9 +188,28 @@ pub fn http_router(state: HttpState) -> axum::Router {
     let admin = crate::admin::router().with_state(state.shared.clone());
     axum::Router::new()
         .route("/ws", axum::routing::get(ws_upgrade))
-        .route("/health", axum::routing::get(|| async { "ok" }))
+        .route("/health", axum::routing::get(health))
         .with_state(state)
         .merge(admin)
+}
+
+/// `/health`: 200 while the server can serve, 503 once its writer stopped
+/// (a supervisor should restart it; the server is exiting by then). The body
+/// carries the figures an operator watches: open connections and the bytes
+/// held by their outbound queues.
+async fn health(State(state): State<HttpState>) -> Response {
+    let stats = &state.shared.stats;
+    let (code, status) = if stats.writer_failed() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "writer_stopped")
+    } else {
+        (axum::http::StatusCode::OK, "ok")
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "connections": stats.connections(),
+        "outbound_bytes": stats.outbound_bytes(),
+    });
+    (code, axum::Json(body)).into_response()
 }
 
 async fn ws_upgrade(
@@ -234,8 +254,9 @@ fn frame(env: &Envelope) -> Bytes {
     encode_envelope(env)
 }
 
-/// Writes the queue to the socket until the queue closes or the socket fails.
-async fn write_loop<K>(mut sink: K, outbound: Arc<Outbound>)
+/// Writes the queue to the socket until the queue closes, the socket fails
+/// or a batch misses the write deadline (a peer that stopped reading).
+async fn write_loop<K>(mut sink: K, outbound: Arc<Outbound>, deadline: Duration)
 where
     K: Sink<Bytes> + Unpin,
     K::Error: std::fmt::Display,
@@ -245,17 +266,28 @@ where
     loop {
         match outbound.next(&mut batch, 64).await {
             Next::Frames => {
-                for f in batch.drain(..) {
-                    if let Err(e) = sink.feed(f).await {
+                let bytes: usize = batch.iter().map(Bytes::len).sum();
+                let write = async {
+                    for f in batch.drain(..) {
+                        sink.feed(f).await?;
+                    }
+                    sink.flush().await
+                };
+                let result = tokio::time::timeout(deadline, write).await;
+                batch.clear();
+                outbound.written(bytes);
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
                         tracing::debug!(error = %e, "writing to a connection failed");
                         outbound.close(ErrorCode::Internal, "socket closed");
                         return;
                     }
-                }
-                if let Err(e) = sink.flush().await {
-                    tracing::debug!(error = %e, "flushing a connection failed");
-                    outbound.close(ErrorCode::Internal, "socket closed");
-                    return;
+                    Err(_) => {
+                        tracing::debug!("a connection missed its write deadline");
+                        outbound.close(ErrorCode::SlowConsumer, "the connection stopped reading");
+                        return;
+                    }
                 }
             }
             Next::Closed(reason) => {
@@ -263,15 +295,20 @@ where
                     0,
                     Payload::Disconnect(v1::Disconnect { code: reason.code as i32, message: reason.message }),
                 );
-                let _ = sink.send(frame(&bye)).await;
-                let _ = sink.close().await;
+                let _ = tokio::time::timeout(deadline, async {
+                    let _ = sink.send(frame(&bye)).await;
+                    let _ = sink.close().await;
+                })
+                .await;
                 return;
             }
         }
     }
 }
 
-async fn deliver(outbound: &Outbound, id: u64, reply: Reply) {
+/// Queues the answer to request `id` without waiting (it is parked when
+/// there is no room, and the connection stops reading until it leaves).
+fn deliver(outbound: &Outbound, id: u64, reply: Reply) {
     let (lane, payload) = match reply {
         Ok(Some(pair)) => pair,
         Ok(None) => return,
@@ -279,11 +316,51 @@ async fn deliver(outbound: &Outbound, id: u64, reply: Reply) {
     };
     // Request id 0 means "no answer wanted" (typing, for instance).
     if id != 0 {
-        outbound.push_wait(lane, frame(&Envelope::reply(id, payload))).await;
+        outbound.answer(lane, frame(&Envelope::reply(id, payload)));
+    }
+}
+
+/// Requests whose answers may be large (up to a frame): the gateway limits
+/// how many of them a connection has in flight, so the answers it holds are
+/// bounded in bytes, not only in number.
+fn large_answer(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::Sync(_)
+            | Payload::FetchMessages(_)
+            | Payload::DirectorySync(_)
+            | Payload::LookupUsers(_)
+            | Payload::GetFile(_)
+            | Payload::GetChunk(_)
+    )
+}
+
+/// Runs `fut` until it ends (`Some`), `limit` passes, or the shutdown grace
+/// runs out (`None`). `stop` is when this connection must be gone: set the
+/// first time it sees the shutdown signal, `grace` later.
+async fn bounded<F: std::future::Future>(
+    fut: F,
+    limit: Instant,
+    shutdown: &CancellationToken,
+    grace: Duration,
+    stop: &mut Option<Instant>,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        let until = stop.map_or(limit, |s| s.min(limit));
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            _ = tokio::time::sleep_until(until) => return None,
+            _ = shutdown.cancelled(), if stop.is_none() => *stop = Some(Instant::now() + grace),
+        }
     }
 }
 
 /// Serves one connection of any transport until it closes.
+///
+/// The loop never waits on the client: answers are parked rather than
+/// awaited, so the shutdown signal, the idle deadline and the writer's end
+/// are always polled, whatever the client does.
 pub async fn serve<S, K>(
     shared: Arc<Shared>,
     mut stream: S,
@@ -299,34 +376,51 @@ pub async fn serve<S, K>(
     // The futures of rare or heavy steps (login, routing a request) are boxed
     // where they are awaited, so this task stays small while a connection idles.
     let config = &shared.config;
-    let outbound = Arc::new(Outbound::new(config.outbound_queue_frames));
-    let mut writer = tokio::spawn(write_loop(sink, outbound.clone()));
+    let _counted = shared.stats.connection();
+    let outbound = Arc::new(Outbound::new(
+        config.outbound_queue_frames,
+        config.outbound_queue_bytes,
+        shared.stats.clone(),
+    ));
+    let write_deadline = Duration::from_millis(config.write_timeout_ms);
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let mut writer = tokio::spawn(write_loop(sink, outbound.clone(), write_deadline));
     let mut writer_done = false;
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let idle = Duration::from_millis(config.idle_timeout_ms);
     let mut max_in_flight = config.max_in_flight;
+    // Requests with large answers in flight: each may hold up to a frame.
+    let mut max_large = (config.outbound_queue_bytes / MAX_FRAME_LEN).max(1);
+    let mut large_in_flight = 0usize;
     let mut session: Option<Session> = None;
     let mut said_hello = false;
     let mut in_flight = FuturesUnordered::new();
     let deadline = tokio::time::sleep(HANDSHAKE_TIMEOUT);
     tokio::pin!(deadline);
+    // When this connection must be gone after a shutdown signal.
+    let mut stop: Option<Instant> = None;
 
     loop {
+        let accepting = outbound.accepting();
+        let can_read = accepting && in_flight.len() < max_in_flight && large_in_flight < max_large;
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
                 outbound.close(ErrorCode::ShuttingDown, "the server is shutting down");
+                stop = Some(Instant::now() + grace);
                 break;
             }
-            Some((id, reply)) = in_flight.next(), if !in_flight.is_empty() => {
-                deliver(&outbound, id, reply).await;
+            Some((id, large, reply)) = in_flight.next(), if !in_flight.is_empty() => {
+                large_in_flight -= usize::from(large);
+                deliver(&outbound, id, reply);
             }
             _ = &mut writer => { writer_done = true; break; }
             _ = &mut deadline => {
                 outbound.close(ErrorCode::IdleTimeout, "no traffic within the heartbeat timeout");
                 break;
             }
-            next = stream.next(), if in_flight.len() < max_in_flight => {
+            _ = outbound.until_accepting(), if !accepting => {}
+            next = stream.next(), if can_read => {
                 deadline.as_mut().reset(tokio::time::Instant::now() + idle);
                 let body = match next {
                     None => break,
@@ -350,12 +444,12 @@ pub async fn serve<S, K>(
                     Ok(env) => env,
                     Err(e) => {
                         let err = Envelope::error(0, ErrorCode::BadRequest, format!("could not decode the frame: {e}"));
-                        outbound.push_wait(Lane::Control, frame(&err)).await;
+                        outbound.answer(Lane::Control, frame(&err));
                         continue;
                     }
                 };
                 let (id, Some(payload)) = (env.id, env.payload) else {
-                    deliver(&outbound, env.id, Err(crate::error::ServiceError::BadRequest("the frame has no payload".into()))).await;
+                    deliver(&outbound, env.id, Err(crate::error::ServiceError::BadRequest("the frame has no payload".into())));
                     continue;
                 };
                 if !said_hello {
@@ -371,7 +465,7 @@ pub async fn serve<S, K>(
                                 server_version: env!("CARGO_PKG_VERSION").into(),
                                 heartbeat_ms: config.heartbeat_ms,
                             };
-                            deliver(&outbound, id, Ok(Some((Lane::Control, Payload::HelloOk(ok))))).await;
+                            deliver(&outbound, id, Ok(Some((Lane::Control, Payload::HelloOk(ok)))));
                         }
                         _ => {
                             outbound.close(ErrorCode::BadRequest, "the first frame must be Hello");
@@ -381,19 +475,42 @@ pub async fn serve<S, K>(
                     continue;
                 }
                 match &session {
-                    Some(s) => match Box::pin(handlers::route(s, id, payload)).await {
-                        Step::Ready(reply) => deliver(&outbound, id, reply).await,
-                        Step::Pending(fut) => in_flight.push(async move { (id, fut.await) }),
-                    },
+                    Some(s) => {
+                        let large = large_answer(&payload);
+                        // Routing may wait (for room in the writer's queue): still
+                        // honour the shutdown signal meanwhile.
+                        let step = tokio::select! {
+                            step = Box::pin(handlers::route(s, id, payload)) => step,
+                            _ = shutdown.cancelled() => {
+                                outbound.close(ErrorCode::ShuttingDown, "the server is shutting down");
+                                stop = Some(Instant::now() + grace);
+                                break;
+                            }
+                        };
+                        match step {
+                            Step::Ready(reply) => deliver(&outbound, id, reply),
+                            Step::Pending(fut) => {
+                                large_in_flight += usize::from(large);
+                                in_flight.push(async move { (id, large, fut.await) });
+                            }
+                        }
+                    }
                     None => match payload {
                         Payload::Login(login) => {
                             let bulk = login.bulk;
                             if bulk && !matches!(login.secret, Some(v1::login::Secret::Token(_))) {
                                 let e = crate::error::ServiceError::BadRequest("a bulk connection logs in with a session token".into());
-                                deliver(&outbound, id, Err(e)).await;
+                                deliver(&outbound, id, Err(e));
                                 continue;
                             }
-                            let result = Box::pin(shared.auth.login(&shared.db, login, peer.map(|p| p.ip()))).await;
+                            let result = tokio::select! {
+                                r = Box::pin(shared.auth.login(&shared.db, login, peer.map(|p| p.ip()))) => r,
+                                _ = shutdown.cancelled() => {
+                                    outbound.close(ErrorCode::ShuttingDown, "the server is shutting down");
+                                    stop = Some(Instant::now() + grace);
+                                    break;
+                                }
+                            };
                             match result {
                                 Ok(auth) => {
                                     if bulk {
@@ -401,12 +518,14 @@ pub async fn serve<S, K>(
                                             let e = crate::error::ServiceError::Busy(format!(
                                                 "at most {BULK_PER_PERSON} file connections per person; try again when one ends"
                                             ));
-                                            deliver(&outbound, id, Err(e)).await;
+                                            deliver(&outbound, id, Err(e));
                                             continue;
                                         }
                                         frame_limit.store(MAX_BULK_FRAME_LEN, Ordering::Relaxed);
-                                        outbound.set_bulk_cap(BULK_QUEUE_FRAMES);
+                                        // Answers may fill half the budget: BULK_QUEUE_FRAMES chunks.
+                                        outbound.set_bulk_limits(BULK_QUEUE_FRAMES, 2 * BULK_QUEUE_FRAMES * MAX_BULK_FRAME_LEN);
                                         max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);
+                                        max_large = BULK_MAX_IN_FLIGHT;
                                     } else {
                                         shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
                                     }
@@ -426,21 +545,21 @@ pub async fn serve<S, K>(
                                         display_name: auth.display_name,
                                         session_id: auth.session_id,
                                     };
-                                    deliver(&outbound, id, Ok(Some((Lane::Control, Payload::LoginOk(ok))))).await;
+                                    deliver(&outbound, id, Ok(Some((Lane::Control, Payload::LoginOk(ok)))));
                                 }
-                                Err(e) => deliver(&outbound, id, Err(e)).await,
+                                Err(e) => deliver(&outbound, id, Err(e)),
                             }
                         }
                         Payload::Ping(p) => {
-                            deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce }))))).await
+                            deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
                         }
                         Payload::ChangePassword(c) => {
                             let result = Box::pin(shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None)).await;
-                            deliver(&outbound, id, result.map(|()| Some((Lane::Control, Payload::Done(v1::Done {}))))).await
+                            deliver(&outbound, id, result.map(|()| Some((Lane::Control, Payload::Done(v1::Done {})))))
                         }
                         _ => {
                             let err = Envelope::error(id, ErrorCode::NotAuthenticated, "log in first");
-                            outbound.push_wait(Lane::Control, frame(&err)).await;
+                            outbound.answer(Lane::Control, frame(&err));
                         }
                     },
                 }
@@ -449,19 +568,25 @@ pub async fn serve<S, K>(
     }
 
     // Let requests already taken finish (a send in the commit batch is
-    // answered), but no longer than DRAIN_TIMEOUT.
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while let Some((id, reply)) = in_flight.next().await {
-            deliver(&outbound, id, reply).await;
+    // answered), but no longer than DRAIN_TIMEOUT, or the shutdown grace.
+    let drain = async {
+        while let Some((id, _, reply)) = in_flight.next().await {
+            deliver(&outbound, id, reply);
         }
-    })
-    .await;
+    };
+    let _ = bounded(drain, Instant::now() + DRAIN_TIMEOUT, &shutdown, grace, &mut stop).await;
+    drop(in_flight);
     if let Some(s) = &session {
         shared.hub.unregister(s.user_id, conn_id);
     }
     outbound.close(ErrorCode::Unspecified, "connection closed");
-    if !writer_done {
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // The writer sends what is queued and the reason, each batch within the
+    // write deadline; whatever it still does after that ends with the
+    // connection, so a peer that never reads holds nothing.
+    if !writer_done
+        && bounded(&mut writer, Instant::now() + write_deadline, &shutdown, grace, &mut stop).await.is_none()
+    {
+        writer.abort();
     }
 }
 

@@ -147,7 +147,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::LookupUsers(r) => Step::Pending(lookup_users(s.clone(), r).boxed()),
         Payload::DirectorySync(r) => Step::Pending(directory_sync(s.clone(), r).boxed()),
         Payload::Typing(r) => Step::Pending(typing(s.clone(), r).boxed()),
-        Payload::SubscribePresence(r) => Step::Ready(subscribe_presence(s, r)),
+        Payload::SubscribePresence(r) => Step::Pending(subscribe_presence(s.clone(), r).boxed()),
         Payload::SetPresence(r) => Step::Ready(set_presence(s, r)),
         Payload::Ping(p) => {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
@@ -290,9 +290,16 @@ async fn directory_sync(s: Session, r: v1::DirectorySync) -> Reply {
     Ok(Some((Lane::Bulk, Payload::DirectoryDelta(delta))))
 }
 
-/// Typing is relayed to the other members' devices and never stored.
+/// Typing is relayed to the other members' devices and never stored. At
+/// most one notice per person and conversation per `typing_interval_ms` (and
+/// a few per person over all conversations) is relayed; the rest are
+/// dropped quietly (typing is sent without a request id, so there is nobody
+/// to tell; a request that wants an answer still gets `Done`).
 async fn typing(s: Session, r: v1::Typing) -> Reply {
     let (user, id) = (s.user_id, r.conversation_id);
+    if !s.shared.typing.allow(user, id) {
+        return Ok(Some((Lane::Live, Payload::Done(v1::Done {}))));
+    }
     let members: Vec<u64> = s
         .shared
         .db
@@ -316,11 +323,28 @@ async fn typing(s: Session, r: v1::Typing) -> Reply {
     Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
 }
 
-fn subscribe_presence(s: &Session, r: v1::SubscribePresence) -> Reply {
+/// Watches people's presence. Their current states are queued page by page
+/// as the client reads (a department of 5,000 is more than the live lane
+/// holds, and overflowing it would disconnect the client), then `Done`.
+async fn subscribe_presence(s: Session, r: v1::SubscribePresence) -> Reply {
     if r.user_ids.len() > 5000 {
         return Err(ServiceError::TooLarge("subscribe to at most 5000 people".into()));
     }
-    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), r.user_ids);
+    let mut seen = std::collections::HashSet::with_capacity(r.user_ids.len());
+    let users: Vec<u64> = r.user_ids.into_iter().filter(|u| seen.insert(*u)).collect();
+    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), users.clone());
+    let mut done = 0;
+    while done < users.len() {
+        let room = s.outbound.room();
+        let n = s.shared.hub.presence_page(s.conn_id, &s.outbound, &users[done..]);
+        done += n;
+        if done < users.len() {
+            if s.outbound.is_closed() {
+                return Ok(None);
+            }
+            room.await;
+        }
+    }
     Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
 }
 

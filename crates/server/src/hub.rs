@@ -144,22 +144,46 @@ impl Hub {
         });
     }
 
-    /// Replaces a connection's presence subscriptions and queues the current
-    /// state of everyone it now watches.
+    /// Replaces a connection's presence subscriptions. Their current states
+    /// are not queued here: a list may be longer than the live lane (a
+    /// department of 5,000), so the caller sends them page by page with
+    /// [`Hub::presence_page`] as the client reads.
     pub fn subscribe(&self, conn_id: u64, outbound: Arc<Outbound>, users: Vec<u64>) {
         let mut inner = self.lock();
         if let Some((_, old)) = inner.subscriptions.remove(&conn_id) {
             for w in old {
                 if let Some(set) = inner.watchers.get_mut(&w) {
                     set.remove(&conn_id);
+                    if set.is_empty() {
+                        inner.watchers.remove(&w);
+                    }
                 }
             }
         }
         for &u in &users {
             inner.watchers.entry(u).or_default().insert(conn_id);
-            outbound.push(Lane::Live, presence_frame(u, aggregate(inner.sessions.get(&u))));
         }
         inner.subscriptions.insert(conn_id, (outbound, users));
+    }
+
+    /// Queues the current presence of as many of `users` as fit in the
+    /// connection's live lane and returns how many were handled. Done under
+    /// the hub's lock, so a change pushed meanwhile is never overtaken by an
+    /// older state. People the connection no longer watches (it subscribed
+    /// again) are skipped.
+    pub fn presence_page(&self, conn_id: u64, outbound: &Outbound, users: &[u64]) -> usize {
+        let inner = self.lock();
+        // Index in `users` of each state built.
+        let mut at = Vec::with_capacity(users.len());
+        let mut frames = Vec::with_capacity(users.len());
+        for (i, &u) in users.iter().enumerate() {
+            if inner.watchers.get(&u).is_some_and(|set| set.contains(&conn_id)) {
+                at.push(i);
+                frames.push(presence_frame(u, aggregate(inner.sessions.get(&u))));
+            }
+        }
+        let queued = outbound.push_some(Lane::Live, &frames);
+        at.get(queued).copied().unwrap_or(users.len())
     }
 
     /// Queues `frame` on every live session of `users`, except connection `except`.

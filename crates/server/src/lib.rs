@@ -14,6 +14,7 @@ mod handlers;
 mod hub;
 pub mod import;
 mod outbound;
+mod ratelimit;
 pub mod storage;
 pub mod tls;
 pub mod writer;
@@ -48,6 +49,11 @@ pub struct Shared {
     blobs: Arc<files::BlobStore>,
     /// Chunks announced for upload and not yet received, per person.
     pending_chunks: files::PendingChunks,
+    /// Server-wide figures: connections, bytes held by outbound queues,
+    /// whether the writer stopped. Reported by `/health`.
+    stats: Arc<outbound::ServerStats>,
+    /// Typing notices relayed recently, for the rate limit.
+    typing: ratelimit::TypingLimiter,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -129,7 +135,15 @@ pub async fn run(
     };
     let db = storage::Db::open(&db_path, 4)?;
     let recall_window_ms = (config.recall_window_secs as i64).saturating_mul(1000);
-    let (writer, writer_thread) = writer::Writer::start(&db_path, recall_window_ms, config.commit_batch_max)?;
+    let (writer, writer_thread) = writer::Writer::start_with_fault(
+        &db_path,
+        recall_window_ms,
+        config.commit_batch_max,
+        config.writer_panic_after_batches,
+    )?;
+    // The writer thread is joined on a blocking thread, so its end (a panic,
+    // or its loop ending while the server runs) is a future `run` watches.
+    let mut writer_thread = tokio::task::spawn_blocking(move || writer_thread.join());
     let auth = accounts::Authenticator {
         throttle: accounts::Throttle::new(
             config.login_failures_per_account,
@@ -142,6 +156,9 @@ pub async fn run(
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
     let blobs = Arc::new(files::BlobStore::open(config.blob_dir())?);
+    let stats = Arc::new(outbound::ServerStats::default());
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let typing = ratelimit::TypingLimiter::new(Duration::from_millis(config.typing_interval_ms));
     let shared = Arc::new(Shared {
         config,
         db,
@@ -153,6 +170,8 @@ pub async fn run(
         retention_changed: tokio::sync::Notify::new(),
         blobs,
         pending_chunks: files::PendingChunks::default(),
+        stats: stats.clone(),
+        typing,
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -172,8 +191,11 @@ pub async fn run(
         shutdown: token.clone(),
     };
     let app = gateway::http_router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let http_token = token.clone();
-    tracker.spawn(async move {
+    // The HTTP listener stops last: after a writer failure `/health` keeps
+    // answering 503 while the connections close.
+    let http_token = CancellationToken::new();
+    let http_stop = http_token.clone();
+    let http_task = tokio::spawn(async move {
         if let Err(e) =
             axum::serve(listeners.http, app).with_graceful_shutdown(http_token.cancelled_owned()).await
         {
@@ -184,18 +206,79 @@ pub async fn run(
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
 
-    shutdown.await;
+    tracker.spawn(log_stats(stats.clone(), token.clone()));
+
+    // Serve until asked to stop, or until the writer thread dies: then
+    // nothing can be stored, so report unhealthy and exit with an error for a
+    // supervisor to restart the server, rather than refuse every write.
+    let writer_died = tokio::select! {
+        _ = shutdown => None,
+        joined = &mut writer_thread => {
+            stats.set_writer_failed();
+            let why = match joined {
+                Ok(Ok(())) => "its loop ended".to_owned(),
+                Ok(Err(_)) => "it panicked".to_owned(),
+                Err(e) => format!("it could not be joined: {e}"),
+            };
+            tracing::error!(reason = %why, "the writer thread stopped; shutting down");
+            Some(why)
+        }
+    };
     tracing::info!("shutting down");
     token.cancel();
     tracker.close();
-    tracker.wait().await;
-    // Dropping the last writer handle lets the writer commit what is queued and stop.
+    let connections_closed = async {
+        // Every connection is gone within `shutdown_grace_ms` (it closes
+        // itself then); this bound only guards against a task that forgets to.
+        if tokio::time::timeout(grace + SHUTDOWN_SLACK, tracker.wait()).await.is_err() {
+            tracing::warn!("tasks still running after the shutdown grace period; leaving them");
+        }
+    };
+    if writer_died.is_some() {
+        // Health checkers get the grace period to see the 503.
+        tokio::join!(connections_closed, tokio::time::sleep(grace));
+    } else {
+        connections_closed.await;
+    }
+    http_stop.cancel();
+    if tokio::time::timeout(SHUTDOWN_SLACK, http_task).await.is_err() {
+        tracing::warn!("the HTTP listener did not stop in time; leaving it");
+    }
+    if let Some(why) = writer_died {
+        anyhow::bail!("the writer thread stopped ({why})");
+    }
+    // Dropping the last writer handle lets the writer commit what is queued
+    // and stop; a task left running above would keep a handle, hence the bound.
     drop(shared);
-    tokio::task::spawn_blocking(move || writer_thread.join())
-        .await
-        .map_err(|e| anyhow::anyhow!("joining the writer: {e}"))?
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    match tokio::time::timeout(grace + SHUTDOWN_SLACK, writer_thread).await {
+        Ok(joined) => joined
+            .map_err(|e| anyhow::anyhow!("joining the writer: {e}"))?
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?,
+        Err(_) => anyhow::bail!("the writer did not stop within the shutdown grace period"),
+    }
     Ok(())
+}
+
+/// Time beyond `shutdown_grace_ms` that `run` waits for tasks before it gives up on them.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(1);
+
+/// A line a minute with the figures `/health` reports, while anyone is connected.
+async fn log_stats(stats: Arc<outbound::ServerStats>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if stats.connections() > 0 {
+            tracing::info!(
+                connections = stats.connections(),
+                outbound_bytes = stats.outbound_bytes(),
+                "stats"
+            );
+        }
+    }
 }
 
 /// Turns revocations recorded by administrators (possibly from another

@@ -189,9 +189,22 @@ impl Writer {
         recall_window_ms: i64,
         batch_max: usize,
     ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+        Self::start_with_fault(path, recall_window_ms, batch_max, None)
+    }
+
+    /// [`Writer::start`], with a test hook: when `panic_after` is set, the
+    /// thread panics after committing that many batches (so tests can see
+    /// the server notice a dead writer).
+    pub fn start_with_fault(
+        path: &Path,
+        recall_window_ms: i64,
+        batch_max: usize,
+        panic_after: Option<u64>,
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
         let conn = open_connection(path)?;
         let mut state = WriterState::load(conn, recall_window_ms)?;
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
+        let mut panic_after = panic_after;
         let handle = std::thread::Builder::new().name("hutong-writer".into()).spawn(move || {
             let mut batch = Vec::with_capacity(batch_max);
             loop {
@@ -223,6 +236,10 @@ impl Writer {
                     state.index_waiting = true;
                 }
                 state.apply_batch(&mut batch);
+                if let Some(left) = panic_after.as_mut() {
+                    *left = left.saturating_sub(1);
+                    assert!(*left > 0, "writer fault injected by the test hook");
+                }
             }
         })?;
         Ok((Writer { tx }, handle))
