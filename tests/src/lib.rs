@@ -393,7 +393,6 @@ impl Drop for ServerProcess {
     }
 }
 
-
 impl Stopped {
     /// Lets `change` edit the stopped server's database (to set up a state no
     /// request can make quickly, such as old messages), then starts again.
