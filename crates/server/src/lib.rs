@@ -14,6 +14,8 @@ mod handlers;
 mod hub;
 pub mod import;
 mod outbound;
+mod receipts;
+pub mod stats;
 pub mod storage;
 pub mod tls;
 pub mod writer;
@@ -37,7 +39,9 @@ pub struct Shared {
     pub config: Config,
     pub db: storage::Db,
     pub writer: writer::Writer,
-    hub: hub::Hub,
+    hub: Arc<hub::Hub>,
+    /// Delivered/read reports waiting to be written together.
+    receipts: receipts::Receipts,
     auth: accounts::Authenticator,
     next_conn_id: AtomicU64,
     /// Key of the audit log's hash chain.
@@ -129,7 +133,11 @@ pub async fn run(
     };
     let db = storage::Db::open(&db_path, 4)?;
     let recall_window_ms = (config.recall_window_secs as i64).saturating_mul(1000);
-    let (writer, writer_thread) = writer::Writer::start(&db_path, recall_window_ms, config.commit_batch_max)?;
+    let (writer, writer_thread, committed) =
+        writer::Writer::start(&db_path, recall_window_ms, config.commit_batch_max)?;
+    let hub = Arc::new(hub::Hub::default());
+    // Outside the task tracker: it ends after the writer, which outlives it.
+    let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
     let auth = accounts::Authenticator {
         throttle: accounts::Throttle::new(
             config.login_failures_per_account,
@@ -145,7 +153,8 @@ pub async fn run(
         config,
         db,
         writer,
-        hub: hub::Hub::default(),
+        hub,
+        receipts: receipts::Receipts::default(),
         auth,
         next_conn_id: AtomicU64::new(1),
         audit_key,
@@ -182,6 +191,7 @@ pub async fn run(
     tracker.spawn(watch_revocations(shared.clone(), token.clone()));
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
+    tracker.spawn(receipts::run(shared.clone(), token.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -194,6 +204,7 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("joining the writer: {e}"))?
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    fan_out.await.map_err(|e| anyhow::anyhow!("joining the fan-out: {e}"))?;
     Ok(())
 }
 

@@ -136,6 +136,7 @@ impl Outbound {
     /// first. Frames queued before a close are still delivered (so a final
     /// error frame reaches the client), then the reason.
     pub async fn next(&self, out: &mut Vec<Bytes>, max: usize) -> Next {
+        let before = out.len();
         loop {
             {
                 let mut inner = self.lock();
@@ -149,6 +150,7 @@ impl Outbound {
                 }
                 if !out.is_empty() {
                     drop(inner);
+                    crate::stats::frames_sent_add(out.len() - before);
                     self.space.notify_waiters();
                     return Next::Frames;
                 }
