@@ -3,7 +3,7 @@
 //! nobody is disconnected, and the frames the server sends per message grow
 //! linearly with the group (measured at 200, 1,000 and 2,000 members).
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
