@@ -3,10 +3,12 @@
 //! It starts the release `hutong-server` as a child process on loopback,
 //! speaks the raw protocol to it over plain TCP, and prints a table and JSON
 //! lines. `throughput` measures durable message rate and latency; `idle`
-//! measures server memory per idle authenticated connection. Everything runs
+//! measures server memory per idle authenticated connection; `group` the
+//! time to the last delivery of a message to an all-online group. Everything runs
 //! on this machine's loopback and stops by itself: every loop is bounded by a
 //! step length, a drain timeout or a connection count.
 
+mod group;
 mod idle;
 mod procfs;
 mod report;
@@ -36,11 +38,16 @@ enum Command {
     /// One process of the idle test's connections (started by `idle`).
     #[command(hide = true)]
     IdleWorker(idle::WorkerArgs),
+    /// Time to the last delivery and server CPU per message, all-online group.
+    Group(group::GroupArgs),
+    /// One process of the group test's members (started by `group`).
+    #[command(hide = true)]
+    GroupWorker(group::GroupWorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_)) {
+    let runtime = if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_) | Command::GroupWorker(_)) {
         // Workers only hold sockets; one thread each keeps them off the server's cores.
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -58,6 +65,8 @@ fn main() -> std::process::ExitCode {
             Command::Throughput(args) => throughput::run(args).await,
             Command::Idle(args) => idle::run(args).await,
             Command::IdleWorker(args) => idle::worker(args).await,
+            Command::Group(args) => group::run(args).await,
+            Command::GroupWorker(args) => group::worker(args).await,
         }
     });
     match result {
