@@ -47,12 +47,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_) | Command::GroupWorker(_)) {
-        // Workers only hold sockets; one thread each keeps them off the server's cores.
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
-    };
+    let runtime =
+        if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_) | Command::GroupWorker(_)) {
+            // Workers only hold sockets; one thread each keeps them off the server's cores.
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
+        };
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
