@@ -235,7 +235,8 @@ async fn tell_senders(shared: &Shared, reads: Vec<(v1::Cursor, u64)>) {
     let to = match found {
         Ok(to) => to,
         Err(e) => {
-            // Live read marks are an optimisation: senders still learn them by sync.
+            // Live read marks are an optimisation: senders still get them with the
+            // conversation's state the next time they sync it.
             tracing::warn!(error = %e, "finding the senders a read mark covers failed");
             return;
         }
