@@ -4,10 +4,12 @@
 //! speaks the raw protocol to it over plain TCP, and prints a table and JSON
 //! lines. `throughput` measures durable message rate and latency; `idle`
 //! measures server memory per idle authenticated connection; `stuck`
-//! measures it with connections that never read while others chat. Everything runs
+//! measures it with connections that never read while others chat; `group` the
+//! time to the last delivery of a message to an all-online group. Everything runs
 //! on this machine's loopback and stops by itself: every loop is bounded by a
 //! step length, a drain timeout or a connection count.
 
+mod group;
 mod idle;
 mod procfs;
 mod report;
@@ -40,16 +42,22 @@ enum Command {
     /// One process of the idle test's connections (started by `idle`).
     #[command(hide = true)]
     IdleWorker(idle::WorkerArgs),
+    /// Time to the last delivery and server CPU per message, all-online group.
+    Group(group::GroupArgs),
+    /// One process of the group test's members (started by `group`).
+    #[command(hide = true)]
+    GroupWorker(group::GroupWorkerArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_)) {
-        // Workers only hold sockets; one thread each keeps them off the server's cores.
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
-    };
+    let runtime =
+        if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_) | Command::GroupWorker(_)) {
+            // Workers only hold sockets; one thread each keeps them off the server's cores.
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads).enable_all().build()
+        };
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
@@ -63,6 +71,8 @@ fn main() -> std::process::ExitCode {
             Command::Idle(args) => idle::run(args).await,
             Command::Stuck(args) => stuck::run(args).await,
             Command::IdleWorker(args) => idle::worker(args).await,
+            Command::Group(args) => group::run(args).await,
+            Command::GroupWorker(args) => group::worker(args).await,
         }
     });
     match result {

@@ -650,18 +650,30 @@ impl Cache {
 
     /// A member's cursor moved (pushed by the server).
     pub fn apply_cursor(&self, c: &v1::Cursor, me: u64) -> Result<(), ClientError> {
-        self.conn.execute(
-            "UPDATE members SET delivered_seq = max(delivered_seq, ?3), read_seq = max(read_seq, ?4)
-             WHERE conversation_id = ?1 AND user_id = ?2",
-            params![c.conversation_id, c.user_id, c.delivered_seq, c.read_seq],
-        )?;
+        self.conn
+            .prepare_cached(
+                "UPDATE members SET delivered_seq = max(delivered_seq, ?3), read_seq = max(read_seq, ?4)
+                 WHERE conversation_id = ?1 AND user_id = ?2",
+            )?
+            .execute(params![c.conversation_id, c.user_id, c.delivered_seq, c.read_seq])?;
         if c.user_id == me {
             // Read on another of my devices.
-            self.conn.execute(
-                "UPDATE conversations SET read_seq = max(read_seq, ?2), reported_read = max(reported_read, ?2) WHERE id = ?1",
-                params![c.conversation_id, c.read_seq],
-            )?;
+            self.conn
+                .prepare_cached(
+                    "UPDATE conversations SET read_seq = max(read_seq, ?2), reported_read = max(reported_read, ?2) WHERE id = ?1",
+                )?
+                .execute(params![c.conversation_id, c.read_seq])?;
         }
+        Ok(())
+    }
+
+    /// A batch of cursors (a group's read marks), in one transaction.
+    pub fn apply_cursors(&self, cursors: &[v1::Cursor], me: u64) -> Result<(), ClientError> {
+        let tx = self.conn.unchecked_transaction()?;
+        for c in cursors {
+            self.apply_cursor(c, me)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -270,12 +270,14 @@ fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> 
             Payload::Message(m) => messages.push(m),
             Payload::Cursor(c) => {
                 inner.cache().apply_cursor(&c, me)?;
-                inner.emit(Event::Cursor {
-                    conversation_id: c.conversation_id,
-                    user_id: c.user_id,
-                    delivered_seq: c.delivered_seq,
-                    read_seq: c.read_seq,
-                });
+                emit_cursor(inner, &c);
+            }
+            // Read marks of others on my messages, gathered by the server.
+            Payload::Cursors(batch) => {
+                inner.cache().apply_cursors(&batch.cursors, me)?;
+                for c in &batch.cursors {
+                    emit_cursor(inner, c);
+                }
             }
             Payload::Presence(p) => {
                 let status = match v1::PresenceStatus::try_from(p.status) {
@@ -323,6 +325,15 @@ fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> 
     }
     inner.cursors_dirty.notify_one();
     Ok(())
+}
+
+fn emit_cursor(inner: &Inner, c: &v1::Cursor) {
+    inner.emit(Event::Cursor {
+        conversation_id: c.conversation_id,
+        user_id: c.user_id,
+        delivered_seq: c.delivered_seq,
+        read_seq: c.read_seq,
+    });
 }
 
 async fn heartbeat_loop(conn: &Connection, every: Duration) -> Result<(), ClientError> {

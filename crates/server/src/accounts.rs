@@ -721,7 +721,7 @@ mod tests {
         let admin = crate::storage::open_connection(&path).unwrap();
         add_user(&admin, "alice", "Alice", "password-1", false).unwrap();
         let db = crate::storage::Db::open(&path, 2).unwrap();
-        let (writer, thread) = crate::writer::Writer::start(&path, 0, 64).unwrap();
+        let (writer, thread, _committed) = crate::writer::Writer::start(&path, 0, 64).unwrap();
         let auth = Authenticator {
             throttle: Throttle::new(100, 100, Duration::from_secs(60)),
             hashing: Arc::new(Semaphore::new(2)),

@@ -3,20 +3,21 @@
 //!
 //! Writes are put in the writer's queue inside `route` itself, so requests of
 //! one connection are committed in the order they arrived; waiting for the
-//! commit, fanning out and reading run in the returned future, so a
-//! connection can have many requests in flight.
+//! commit and reading run in the returned future, so a connection can have
+//! many requests in flight. Committed entries are fanned out by the writer's
+//! side (`hub::fan_out`), cursor reports coalesced by `receipts`.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
-use hutong_protocol::v1::{self, MemberRole, PresenceStatus, Priority};
+use hutong_protocol::v1::{self, MemberRole, PresenceStatus};
 use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
 
 use crate::error::ServiceError;
 use crate::outbound::{Lane, Outbound};
 use crate::storage;
-use crate::writer::{Command, Committed};
+use crate::writer::{Command, Committed, CursorReport};
 use crate::Shared;
 
 /// An authenticated connection.
@@ -134,13 +135,21 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             write(s, cmd, after_change).await
         }
         Payload::UpdateCursor(r) => {
-            let cmd = Command::UpdateCursor {
+            let report = CursorReport {
                 user,
                 conversation_id: r.conversation_id,
                 delivered: r.delivered_seq,
                 read: r.read_seq,
             };
-            write(s, cmd, after_cursor).await
+            // Coalesced with other reports and answered after their commit.
+            let answer = s.shared.receipts.report(report, s.conn_id);
+            Step::Pending(
+                async move {
+                    answer.await.map_err(|_| ServiceError::ShuttingDown)??;
+                    Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
+                }
+                .boxed(),
+            )
         }
         Payload::Sync(r) => Step::Pending(sync(s.clone(), r).boxed()),
         Payload::FetchMessages(r) => Step::Pending(fetch_messages(s.clone(), r).boxed()),
@@ -185,13 +194,24 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
     }
 }
 
-/// Queues `cmd` now; commits, fans out and answers in the returned future.
+/// Queues `cmd` now; waits for the commit and answers in the returned future.
+///
+/// The log entry a command commits is pushed to the members' live sessions by
+/// the writer's fan-out (`hub::fan_out`), not here: this future dies with the
+/// connection, and an entry must reach everyone online even if its sender's
+/// connection ended right after sending. The asking connection is left out
+/// of sends and recalls (its answer carries the entry) and gets group changes
+/// like everyone else.
 async fn write<F, Fut>(s: &Session, cmd: Command, after: F) -> Step
 where
     F: FnOnce(Session, Committed) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Reply> + Send + 'static,
 {
-    match s.shared.writer.enqueue(cmd).await {
+    let except = match &cmd {
+        Command::Send { .. } | Command::Recall { .. } => Some(s.conn_id),
+        _ => None,
+    };
+    match s.shared.writer.enqueue_fanned(cmd, except).await {
         Err(e) => Step::Ready(Err(e)),
         Ok(rx) => {
             let s = s.clone();
@@ -206,20 +226,10 @@ where
     }
 }
 
-fn push_entry(s: &Session, c: &Committed, except: Option<u64>) {
-    if let Some(m) = &c.message {
-        let lane = if m.priority == Priority::Urgent as i32 { Lane::Control } else { Lane::Live };
-        let frame = encode_envelope(&Envelope::new(0, Payload::Message(m.clone())));
-        s.shared.hub.push(&c.members, lane, &frame, except);
-    }
-}
-
-async fn after_send(s: Session, c: Committed) -> Reply {
+async fn after_send(_s: Session, c: Committed) -> Reply {
+    // The members' devices (the sender's other ones too, and again for a
+    // retried send) got the entry from the fan-out; this connection gets the ack.
     let m = c.message.as_ref().ok_or_else(|| ServiceError::Internal("send without an entry".into()))?;
-    if !c.duplicate {
-        // The sender's other devices get it too; this connection gets the ack.
-        push_entry(&s, &c, Some(s.conn_id));
-    }
     let ack = v1::SendAck {
         conversation_id: m.conversation_id,
         seq: m.seq,
@@ -232,26 +242,17 @@ async fn after_send(s: Session, c: Committed) -> Reply {
     Ok(Some((Lane::Control, Payload::SendAck(ack))))
 }
 
-async fn after_recall(s: Session, c: Committed) -> Reply {
-    push_entry(&s, &c, Some(s.conn_id));
+async fn after_recall(_s: Session, c: Committed) -> Reply {
     Ok(c.message.map(|m| (Lane::Control, Payload::Message(m))))
 }
 
 /// Group and direct-conversation changes: everyone (this connection too)
-/// gets the system entry; the caller gets its new view of the conversation.
+/// got the system entry from the fan-out; the caller gets its new view of
+/// the conversation.
 async fn after_change(s: Session, c: Committed) -> Reply {
-    push_entry(&s, &c, None);
     let (user, id) = (s.user_id, c.conversation_id);
     let state = s.shared.db.read(move |conn| storage::conversation_state(conn, id, user)).await?;
     Ok(Some((Lane::Live, Payload::Conversation(state))))
-}
-
-async fn after_cursor(s: Session, c: Committed) -> Reply {
-    if let Some(cursor) = c.cursor {
-        let frame = encode_envelope(&Envelope::new(0, Payload::Cursor(cursor)));
-        s.shared.hub.push(&c.members, Lane::Live, &frame, Some(s.conn_id));
-    }
-    Ok(Some((Lane::Live, Payload::Done(v1::Done {}))))
 }
 
 async fn sync(s: Session, r: v1::SyncRequest) -> Reply {

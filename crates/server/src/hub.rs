@@ -1,5 +1,6 @@
 //! Who is online right now: the live sessions of every user, their presence,
-//! and who watches whose presence. Fan-out of live traffic goes through here.
+//! and who watches whose presence. Fan-out of live traffic goes through here,
+//! committed log entries by [`fan_out`].
 //! In-memory only: on a restart clients reconnect and sync, so nothing here
 //! needs to be durable.
 
@@ -7,10 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hutong_protocol::v1::{Presence, PresenceStatus};
+use hutong_protocol::v1::{Presence, PresenceStatus, Priority};
 use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
+use tokio::sync::mpsc;
 
 use crate::outbound::{Lane, Outbound};
+use crate::writer::Fanout;
 
 struct Live {
     conn_id: u64,
@@ -198,6 +201,16 @@ impl Hub {
         }
     }
 
+    /// Queues `frame` on every live session of one user, except the connections in `except`.
+    pub fn push_user(&self, user: u64, lane: Lane, frame: &Bytes, except: &[u64]) {
+        let inner = self.lock();
+        for l in inner.sessions.get(&user).into_iter().flatten() {
+            if !except.contains(&l.conn_id) {
+                l.outbound.push(lane, frame.clone());
+            }
+        }
+    }
+
     /// Closes a user's sessions (all of them, or one) with a reason.
     pub fn kick(&self, user_id: u64, session_id: Option<u64>, code: ErrorCode, message: &str) {
         let inner = self.lock();
@@ -225,5 +238,19 @@ impl Hub {
     /// Session ids with a live connection.
     pub fn live_sessions(&self) -> HashSet<u64> {
         self.lock().sessions.values().flatten().map(|l| l.session_id).collect()
+    }
+}
+
+/// Pushes the entries the writer committed to the live sessions of their
+/// conversations' members, in commit order (so receivers see no reordering
+/// gaps). Owned by the server, not by any connection: an entry whose sender
+/// disconnected right after sending still reaches everyone online. Ends when
+/// the writer thread has stopped.
+pub async fn fan_out(hub: Arc<Hub>, mut committed: mpsc::Receiver<Fanout>) {
+    while let Some(item) = committed.recv().await {
+        let urgent = item.message.priority == Priority::Urgent as i32;
+        let lane = if urgent { Lane::Control } else { Lane::Live };
+        let frame = encode_envelope(&Envelope::new(0, Payload::Message(item.message)));
+        hub.push(&item.members, lane, &frame, item.except);
     }
 }

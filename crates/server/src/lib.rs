@@ -15,6 +15,8 @@ mod hub;
 pub mod import;
 mod outbound;
 mod ratelimit;
+mod receipts;
+pub mod stats;
 pub mod storage;
 pub mod tls;
 pub mod writer;
@@ -38,7 +40,9 @@ pub struct Shared {
     pub config: Config,
     pub db: storage::Db,
     pub writer: writer::Writer,
-    hub: hub::Hub,
+    hub: Arc<hub::Hub>,
+    /// Delivered/read reports waiting to be written together.
+    receipts: receipts::Receipts,
     auth: accounts::Authenticator,
     next_conn_id: AtomicU64,
     /// Key of the audit log's hash chain.
@@ -135,7 +139,7 @@ pub async fn run(
     };
     let db = storage::Db::open(&db_path, 4)?;
     let recall_window_ms = (config.recall_window_secs as i64).saturating_mul(1000);
-    let (writer, writer_thread) = writer::Writer::start_with_fault(
+    let (writer, writer_thread, committed) = writer::Writer::start_with_fault(
         &db_path,
         recall_window_ms,
         config.commit_batch_max,
@@ -144,6 +148,9 @@ pub async fn run(
     // The writer thread is joined on a blocking thread, so its end (a panic,
     // or its loop ending while the server runs) is a future `run` watches.
     let mut writer_thread = tokio::task::spawn_blocking(move || writer_thread.join());
+    let hub = Arc::new(hub::Hub::default());
+    // Outside the task tracker: it ends after the writer, which outlives it.
+    let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
     let auth = accounts::Authenticator {
         throttle: accounts::Throttle::new(
             config.login_failures_per_account,
@@ -163,7 +170,8 @@ pub async fn run(
         config,
         db,
         writer,
-        hub: hub::Hub::default(),
+        hub,
+        receipts: receipts::Receipts::default(),
         auth,
         next_conn_id: AtomicU64::new(1),
         audit_key,
@@ -205,6 +213,7 @@ pub async fn run(
     tracker.spawn(watch_revocations(shared.clone(), token.clone()));
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
+    tracker.spawn(receipts::run(shared.clone(), token.clone()));
 
     tracker.spawn(log_stats(stats.clone(), token.clone()));
 
@@ -255,6 +264,10 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("joining the writer: {e}"))?
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?,
         Err(_) => anyhow::bail!("the writer did not stop within the shutdown grace period"),
+    }
+    // The writer's last commits are pushed before the fan-out ends.
+    if tokio::time::timeout(SHUTDOWN_SLACK, fan_out).await.is_err() {
+        tracing::warn!("the fan-out did not finish in time; leaving it");
     }
     Ok(())
 }

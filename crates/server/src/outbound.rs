@@ -310,6 +310,7 @@ impl Outbound {
     /// still delivered (so a final error frame reaches the client), then the
     /// reason.
     pub async fn next(&self, out: &mut Vec<Bytes>, max: usize) -> Next {
+        let before = out.len();
         loop {
             {
                 let mut inner = self.lock();
@@ -326,6 +327,7 @@ impl Outbound {
                     }
                 }
                 if !out.is_empty() {
+                    crate::stats::frames_sent_add(out.len() - before);
                     return Next::Frames;
                 }
                 if let Some(reason) = &inner.closed {

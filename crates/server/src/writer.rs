@@ -39,7 +39,47 @@ use crate::storage::{encode_ids, message_from_row, now_ms, open_connection, MESS
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
 const MAX_NAME_CHARS: usize = 100;
 
-pub type Reply = oneshot::Sender<Result<Committed, ServiceError>>;
+/// Where a command's result goes: its caller, and for commands that add a
+/// log entry, the live fan-out first.
+pub struct Reply {
+    tx: oneshot::Sender<Result<Committed, ServiceError>>,
+    fanout: Option<(mpsc::Sender<Fanout>, Option<u64>)>,
+}
+
+impl Reply {
+    /// Hands a committed entry to the fan-out (in commit order, whatever
+    /// became of the caller), then answers the caller. Runs on the writer
+    /// thread only.
+    fn send(self, result: Result<Committed, ServiceError>) -> Result<(), ()> {
+        if let (Some((fanout, except)), Ok(c)) = (&self.fanout, &result) {
+            // A retry of a message retention removed has nothing left to push.
+            if let Some(message) = c.message.as_ref().filter(|_| !c.entry_removed) {
+                let item = Fanout { members: c.members.clone(), message: message.clone(), except: *except };
+                // Bounded: a fan-out that falls behind slows commits instead of
+                // growing memory. Closed only when the server stops.
+                let _ = fanout.blocking_send(item);
+            }
+        }
+        self.tx.send(result).map_err(|_| ())
+    }
+}
+
+/// A committed log entry for the live sessions of its conversation's members
+/// (see `hub::fan_out`). A retried send's original is handed over again:
+/// clients store entries by (conversation, seq), so a second push is harmless
+/// and a receiver that missed the first one gets it.
+pub struct Fanout {
+    pub members: Arc<[u64]>,
+    pub message: Message,
+    /// The connection that asked (it gets the entry in its answer instead).
+    pub except: Option<u64>,
+}
+
+/// Entries waiting for the fan-out task; bounds the writer's lead over it.
+const FANOUT_QUEUE: usize = 4096;
+
+/// Most cursor reports one `UpdateCursors` command carries.
+pub const MAX_CURSOR_REPORTS: usize = 4096;
 
 /// Counters of the writer, process-wide (a server process runs one writer;
 /// tests that read them run alone in their test binary).
@@ -104,11 +144,10 @@ pub enum Command {
         target: u64,
         role: MemberRole,
     },
-    UpdateCursor {
-        user: u64,
-        conversation_id: u64,
-        delivered: u64,
-        read: u64,
+    /// Delivered/read reports of many people, coalesced by `receipts`: one
+    /// command (and one savepoint per report) for all of them.
+    UpdateCursors {
+        reports: Vec<CursorReport>,
     },
     /// Brings the keyword index up to date (before an audit search).
     FlushIndex,
@@ -168,27 +207,52 @@ pub struct Committed {
     pub entry_removed: bool,
     /// Active members after the change: who receives live pushes.
     pub members: Arc<[u64]>,
-    /// A moved cursor, pushed to the other members and the user's devices.
-    pub cursor: Option<v1::Cursor>,
+    /// For `UpdateCursors`: one outcome per report, in order.
+    pub cursors: Vec<CursorOutcome>,
     /// The number some commands answer with: bytes counted against the
     /// quota (PrepareFiles), files forgotten (CollectFiles).
     pub value: u64,
+}
+
+/// One person's delivered and read positions in one conversation.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorReport {
+    pub user: u64,
+    pub conversation_id: u64,
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// What became of one [`CursorReport`].
+#[derive(Debug)]
+pub enum CursorOutcome {
+    Refused(ServiceError),
+    /// Nothing moved (an old or repeated report).
+    Unchanged,
+    /// The stored cursor moved; `old_read` is the read position before.
+    Moved {
+        cursor: v1::Cursor,
+        old_read: u64,
+    },
 }
 
 /// Cheap handle to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<(Command, Reply)>,
+    fanout: mpsc::Sender<Fanout>,
 }
 
 impl Writer {
     /// Starts the writer thread. It stops after the last `Writer` is dropped
     /// and the commands already queued have been committed and answered.
+    /// The receiver yields the committed entries of commands queued with
+    /// [`Writer::enqueue_fanned`], in commit order; it ends after the thread.
     pub fn start(
         path: &Path,
         recall_window_ms: i64,
         batch_max: usize,
-    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Fanout>)> {
         Self::start_with_fault(path, recall_window_ms, batch_max, None)
     }
 
@@ -200,10 +264,11 @@ impl Writer {
         recall_window_ms: i64,
         batch_max: usize,
         panic_after: Option<u64>,
-    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Fanout>)> {
         let conn = open_connection(path)?;
         let mut state = WriterState::load(conn, recall_window_ms)?;
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
+        let (fanout, fanout_rx) = mpsc::channel(FANOUT_QUEUE);
         let mut panic_after = panic_after;
         let handle = std::thread::Builder::new().name("hutong-writer".into()).spawn(move || {
             let mut batch = Vec::with_capacity(batch_max);
@@ -242,7 +307,7 @@ impl Writer {
                 }
             }
         })?;
-        Ok((Writer { tx }, handle))
+        Ok((Writer { tx, fanout }, handle, fanout_rx))
     }
 
     /// Queues a command; the receiver yields its result after the commit.
@@ -251,8 +316,27 @@ impl Writer {
         &self,
         cmd: Command,
     ) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((cmd, reply)).await.map_err(|_| ServiceError::ShuttingDown)?;
+        self.enqueue_with(cmd, None).await
+    }
+
+    /// Like [`Writer::enqueue`], and the entry the command commits (if any)
+    /// goes to every live session of the conversation's members except
+    /// connection `except`, even if the caller is gone by then.
+    pub async fn enqueue_fanned(
+        &self,
+        cmd: Command,
+        except: Option<u64>,
+    ) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
+        self.enqueue_with(cmd, Some((self.fanout.clone(), except))).await
+    }
+
+    async fn enqueue_with(
+        &self,
+        cmd: Command,
+        fanout: Option<(mpsc::Sender<Fanout>, Option<u64>)>,
+    ) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((cmd, Reply { tx, fanout })).await.map_err(|_| ServiceError::ShuttingDown)?;
         Ok(rx)
     }
 
@@ -585,9 +669,7 @@ fn apply(
         Command::SetRole { user, conversation_id, target, role } => {
             set_role(conn, cache, version, *user, *conversation_id, *target, *role)
         }
-        Command::UpdateCursor { user, conversation_id, delivered, read } => {
-            update_cursor(conn, cache, version, *user, *conversation_id, *delivered, *read)
-        }
+        Command::UpdateCursors { reports } => update_cursors(conn, cache, version, reports),
         Command::FlushIndex => {
             index_pending(conn, usize::MAX)?;
             Ok(Committed::default())
@@ -1113,44 +1195,60 @@ fn set_role(
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
 }
 
+/// Applies every report; one refused report (a person who left) never
+/// spoils the others. A report is refused only by checks made before it
+/// writes, so a refusal leaves nothing to roll back; a database failure
+/// fails the whole command (and its savepoint).
+fn update_cursors(
+    conn: &Connection,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    reports: &[CursorReport],
+) -> Result<Committed, ServiceError> {
+    let mut outcomes = Vec::with_capacity(reports.len());
+    for r in reports.iter().take(MAX_CURSOR_REPORTS) {
+        match update_cursor(conn, cache, version, r) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e @ ServiceError::Internal(_)) => return Err(e),
+            Err(e) => outcomes.push(CursorOutcome::Refused(e)),
+        }
+    }
+    Ok(Committed { cursors: outcomes, ..Default::default() })
+}
+
 fn update_cursor(
     conn: &Connection,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
-    user: u64,
-    conversation_id: u64,
-    delivered: u64,
-    read: u64,
-) -> Result<Committed, ServiceError> {
+    r: &CursorReport,
+) -> Result<CursorOutcome, ServiceError> {
+    let (user, conversation_id) = (r.user, r.conversation_id);
     let members = load_members(conn, cache, conversation_id)?;
     if !members.roles.contains_key(&user) {
         return Err(ServiceError::NotMember);
     }
-    let list = members.list.clone();
     let (last_seq, old_delivered, old_read): (u64, u64, u64) = conn
         .prepare_cached(
             "SELECT c.last_seq, m.delivered_seq, m.read_seq FROM conversations c JOIN members m ON m.conversation_id = c.id
              WHERE c.id = ?1 AND m.user_id = ?2",
         )?
         .query_row(params![conversation_id, user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let read = read.min(last_seq).max(old_read);
-    let delivered = delivered.min(last_seq).max(old_delivered).max(read);
+    let read = r.read.min(last_seq).max(old_read);
+    let delivered = r.delivered.min(last_seq).max(old_delivered).max(read);
     if read == old_read && delivered == old_delivered {
-        return Ok(Committed { conversation_id, members: list, ..Default::default() });
+        return Ok(CursorOutcome::Unchanged);
     }
+    // Only the member row takes a new version: the person's own devices learn
+    // the move by sync, and nobody else re-fetches the conversation (with its
+    // member list) because one member's cursor moved.
     let v = next_version(version);
     conn.prepare_cached(
         "UPDATE members SET delivered_seq = ?3, read_seq = ?4, version = ?5 WHERE conversation_id = ?1 AND user_id = ?2",
     )?
     .execute(params![conversation_id, user, delivered, read, v])?;
-    // Other members learn of the cursor through the conversation's version.
-    conn.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?
-        .execute(params![conversation_id, v])?;
-    Ok(Committed {
-        conversation_id,
-        members: list,
-        cursor: Some(v1::Cursor { conversation_id, user_id: user, delivered_seq: delivered, read_seq: read }),
-        ..Default::default()
+    Ok(CursorOutcome::Moved {
+        cursor: v1::Cursor { conversation_id, user_id: user, delivered_seq: delivered, read_seq: read },
+        old_read,
     })
 }
 
