@@ -1502,7 +1502,7 @@ mod tests {
         assert_eq!(outbox[0].attachment, Some(Attachment::from_wire(&attachment())));
         assert_eq!(c.transfer_record("t1").unwrap().unwrap().phase, "message");
         assert_eq!(c.my_message_outcome("cm1").unwrap(), SendOutcome::Waiting);
-        let ack = v1::SendAck { conversation_id: 1, seq: 7, sent_at_ms: 10, client_msg_id: "cm1".into() };
+        let ack = v1::SendAck { conversation_id: 1, seq: 7, sent_at_ms: 10, client_msg_id: "cm1".into(), message: None };
         c.ack(&outbox[0], &ack, 5).unwrap();
         assert_eq!(c.my_message_outcome("cm1").unwrap(), SendOutcome::Sent(7));
         let stored = c.message(1, 7).unwrap().unwrap();

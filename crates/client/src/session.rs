@@ -353,7 +353,7 @@ async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError>
     loop {
         let since = inner.cache().sync_version()?;
         let resp =
-            match conn.call(Payload::Sync(v1::SyncRequest { since_version: since, limit: 200 })).await? {
+            match conn.call(Payload::Sync(v1::SyncRequest { since_version: since, limit: 200, since_conversation_id: 0 })).await? {
                 Payload::SyncResponse(r) => r,
                 other => return Err(ClientError::Protocol(format!("expected a sync answer, got {other:?}"))),
             };
