@@ -193,6 +193,8 @@ pub struct ConversationSummary {
     pub kind: &'static str,
     pub name: String,
     pub last_seq: u64,
+    /// This person's read cursor as this device knows it.
+    pub read_seq: u64,
     pub unread: u64,
     pub active: bool,
     pub members: Vec<u64>,
@@ -712,7 +714,7 @@ impl Cache {
                     AND m.sender_id != ?1 AND m.kind IN (0, 3) AND m.recalled = 0),
                 (SELECT group_concat(user_id) FROM members WHERE conversation_id = c.id),
                 l.text, coalesce(l.sender_id, 0), coalesce(l.sent_at, 0),
-                coalesce(p.pinned, 0), coalesce(p.muted, 0)
+                coalesce(p.pinned, 0), coalesce(p.muted, 0), c.read_seq
              FROM conversations c
              LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = (SELECT max(seq) FROM messages m
                 WHERE m.conversation_id = c.id AND m.kind IN (0, 3))
@@ -729,6 +731,7 @@ impl Cache {
                 },
                 name: r.get(2)?,
                 last_seq: r.get(3)?,
+                read_seq: r.get(12)?,
                 active: r.get(4)?,
                 unread: r.get(5)?,
                 members: decode_ids(&r.get::<_, Option<String>>(6)?.unwrap_or_default()),
