@@ -260,7 +260,7 @@ async fn every_message_exactly_once_in_order_through_crashes() {
                     for conv in &mine[i] {
                         let last = device.cached_messages(*conv).unwrap().last().map_or(0, |m| m.seq);
                         // Half the people read everything, half up to the middle.
-                        let upto = if (i + round) % 2 == 0 { last } else { last / 2 };
+                        let upto = if (i + round).is_multiple_of(2) { last } else { last / 2 };
                         device.mark_read(*conv, upto).unwrap();
                     }
                     reads += 1;
