@@ -10,10 +10,11 @@
 //     attention (urgency hint) and a notification reaches the daemon; clicking
 //     it opens the conversation (and the counts go); the reply reaches the
 //     CLI; the read state changes when the CLI reads it.
-//  3. A second start of the app hands over to the running one and exits.
+//  3. A second start of the app hands over to the running one and exits; the
+//     running one's hidden window comes back: mapped, on top, focused.
 //  4. Contacts: the org tree expands lazily, the person card opens a chat.
 //  5. On a machine without a GPU the app's process loads no OpenGL (the web
-//     view paints with the CPU).
+//     view paints with the CPU), started without this run's rendering variables.
 //  6. Settings: English and the dark theme apply at once and are saved.
 //  7. The window's size and place survive a stop by SIGTERM (a session's end).
 //  8. Restart with the server stopped: history from the cache and the offline
@@ -66,6 +67,46 @@ async function appPid() {
   const pids = (await run('pgrep', ['-x', 'hutong-desktop'])).stdout.trim().split('\n').map(Number);
   assert.equal(pids.length, 1, `one app process: ${pids}`);
   return pids[0];
+}
+
+/** The app's main window (X window id) while process `pid` runs it, or null. */
+async function appWindow(pid) {
+  const { stdout } = await run('xdotool', ['search', '--pid', String(pid)]).catch((e) => ({ stdout: e.stdout ?? '' }));
+  const found = [];
+  for (const id of stdout.trim().split('\n').filter(Boolean).map(Number)) {
+    // GTK's other windows of the process are named after the program; the main one is titled.
+    const name = /Window id: \S+ "(.*)"/.exec((await run('xwininfo', ['-id', String(id)])).stdout)?.[1];
+    if (/^Hutong( \(\d+\))?$/.test(name ?? '')) found.push(id);
+  }
+  return found.length === 1 ? found[0] : null;
+}
+
+/** A window's map state as X reports it: IsViewable, IsUnMapped or IsUnviewable. */
+async function mapState(win) {
+  return /Map State: (\w+)/.exec((await run('xwininfo', ['-id', String(win)])).stdout)?.[1];
+}
+
+/** The ids of `win` and every window below it. */
+async function windowTree(win) {
+  const { stdout } = await run('xwininfo', ['-tree', '-id', String(win)]);
+  return [win, ...[...stdout.matchAll(/^\s+(0x[0-9a-f]+) /gm)].map((m) => Number(m[1]))];
+}
+
+/** Whether the X keyboard focus is on `win` or a window inside it. */
+async function focusedIn(win) {
+  const focus = Number((await run('xdotool', ['getwindowfocus'])).stdout.trim());
+  return (await windowTree(win)).includes(focus);
+}
+
+/** The topmost viewable top-level window (no window manager here: the root's children). */
+async function topWindow() {
+  const { stdout } = await run('xwininfo', ['-root', '-children']);
+  // Children are listed bottom to top.
+  const children = [...stdout.matchAll(/^\s+(0x[0-9a-f]+) /gm)].map((m) => Number(m[1]));
+  for (const id of children.reverse()) {
+    if ((await mapState(id).catch(() => null)) === 'IsViewable') return id;
+  }
+  return null;
 }
 
 /** A tray icon's menu as a panel reads it: its object path and its layout (gdbus's text). */
@@ -151,6 +192,15 @@ test('first sign-in confirms the certificate fingerprint and sets the new passwo
   // The new password works for the CLI too; the one-time one no longer does.
   const other = cli(join(scratch, 'cli-zhangwei'));
   await other(['login', '--server', `tls://${server.tls}`, '--account', 'zhangwei'], { HUTONG_PASSWORD: newPassword });
+  const refused = await cli(join(scratch, 'cli-one-time'))(
+    ['login', '--server', `tls://${server.tls}`, '--account', 'zhangwei'],
+    { HUTONG_PASSWORD: people.zhangweiOneTime },
+  ).then(
+    (stdout) => ({ code: 0, stderr: stdout }),
+    (e) => ({ code: e.code, stderr: String(e.stderr) }),
+  );
+  assert.equal(refused.code, 3, `the one-time password logged in: ${refused.stderr}`);
+  assert.match(refused.stderr, /BAD_CREDENTIALS/);
 });
 
 test('a message from the CLI arrives with a notification; the reply and the read state reach the CLI', { timeout: 180_000 }, async () => {
@@ -201,11 +251,26 @@ test('a message from the CLI arrives with a notification; the reply and the read
   await app.screenshot(`${shots}/desktop-chat.png`);
 });
 
-test('a second start brings the running app forward and exits', { timeout: 60_000 }, async () => {
+test('a second start brings the running app forward and exits', { timeout: 120_000 }, async () => {
+  // The running app with its window hidden (in the tray), as a start with --minimized leaves it.
+  await app.quit();
+  app = await App.launch(driver.url, ['--minimized']);
+  const pid = await until('one app process', () => appPid().catch(() => null));
+  // Hidden: no window of the app on screen (it may not even exist in X yet).
+  await until('the page loaded', async () => (await app.exec('return document.readyState;')) === 'complete');
+  const viewable = async () => {
+    const w = await appWindow(pid);
+    return w !== null && (await mapState(w)) === 'IsViewable' ? w : null;
+  };
+  assert.equal(await viewable(), null, 'the window starts hidden');
   const second = spawn(appBin, [], { env: { ...process.env, HUTONG_DESKTOP_HOME: home }, stdio: 'ignore' });
   const code = await new Promise((resolve) => second.once('exit', (c) => resolve(c)));
   assert.equal(code, 0);
-  // The first one is still there and answering.
+  // The first one shows its window, on top, with the keyboard focus.
+  const win = await until('the window shown', viewable);
+  await until('the window focused', () => focusedIn(win));
+  await until('the window on top', async () => (await topWindow()) === win);
+  assert.equal(await appPid(), pid, 'the same process, and only it');
   await app.waitFor('#conversation-list');
 });
 
@@ -228,39 +293,65 @@ test('contacts: the org tree expands lazily and the person card opens a chat', {
   await app.waitForText('#conversation-list .conversation', '刘洋');
 });
 
-test("without a GPU the app's own process loads no OpenGL", { timeout: 60_000 }, async (t) => {
+test("without a GPU the app's own process loads no OpenGL", { timeout: 120_000 }, async (t) => {
   const gpu = existsSync('/dev/dri') && readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
   if (gpu) {
     t.skip('this machine has a GPU: WebKit keeps its defaults and uses it');
     return;
   }
-  // The window has drawn the chat, the contacts and a person card by now.
-  await app.waitFor('#conversation-list .conversation');
-  const pid = await appPid();
-  const libraries = (path) =>
-    readFileSync(path, 'utf8')
-      .split('\n')
-      .map((l) => l.split(/\s+/)[5] ?? '')
-      .filter((f) => f.includes('.so'));
-  const gl = /libLLVM|_dri\.so|libgallium|libEGL_mesa|libGLX_mesa/;
-  assert.deepEqual(libraries(`/proc/${pid}/maps`).filter((f) => gl.test(f)), [], "OpenGL in the app's process");
-  // The web process still renders (with the CPU): it is the app's child and is alive.
-  const parentOf = (p) => {
-    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  };
-  const children = readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((p) => {
-      try {
-        return parentOf(p) === pid;
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim());
-  assert.ok(children.includes('WebKitWebProces'), `a web process among the app's children: ${children}`);
+  // The app on its own, started as a desktop starts it: without the software-rendering
+  // variables this test run sets for WebDriver, so what it finds is the app's own doing.
+  await app.quit();
+  await until('the driven app to exit', async () => (await run('pgrep', ['-x', 'hutong-desktop']).catch(() => ({ stdout: '' }))).stdout.trim() === '');
+  const ours = ['WEBKIT_DISABLE_COMPOSITING_MODE', 'WEBKIT_DISABLE_DMABUF_RENDERER', 'WEBKIT_WEB_RENDER_DEVICE_FILE', 'LIBGL_ALWAYS_SOFTWARE', 'GDK_GL'];
+  const env = { ...process.env, HUTONG_DESKTOP_HOME: home };
+  for (const key of ours) delete env[key];
+  const xdg = mkdtempSync(join(tmpdir(), 'hutong-desktop-gpu-'));
+  Object.assign(env, { XDG_CONFIG_HOME: join(xdg, 'config'), XDG_DATA_HOME: join(xdg, 'data'), XDG_CACHE_HOME: join(xdg, 'cache') });
+  const plain = spawn(appBin, [], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  let said = '';
+  plain.stdout.on('data', (d) => (said += d));
+  try {
+    // The first screen is drawn (the signed-in chat list) when the app says so.
+    await until('the first screen', () => /ui ready/.test(said) || plain.exitCode !== null, 60_000);
+    assert.equal(plain.exitCode, null, `the app exited: ${said}`);
+    const pid = plain.pid;
+    const environ = (p) => readFileSync(`/proc/${p}/environ`, 'utf8').split('\0');
+    assert.deepEqual(environ(pid).filter((v) => ours.some((k) => v.startsWith(`${k}=`))), [], 'started without them');
+    const libraries = (path) =>
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .map((l) => l.split(/\s+/)[5] ?? '')
+        .filter((f) => f.includes('.so'));
+    const gl = /libLLVM|_dri\.so|libgallium|libEGL_mesa|libGLX_mesa/;
+    assert.deepEqual(libraries(`/proc/${pid}/maps`).filter((f) => gl.test(f)), [], "OpenGL in the app's process");
+    // The web process still renders (with the CPU): it is the app's child, alive,
+    // and runs with the settings the app chose for itself.
+    const parentOf = (p) => {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    };
+    const web = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((p) => {
+        try {
+          return parentOf(p) === pid && readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'WebKitWebProces';
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
+    assert.equal(web.length, 1, "a web process among the app's children");
+    const webEnv = environ(web[0]);
+    for (const set of ['WEBKIT_DISABLE_COMPOSITING_MODE=1', 'WEBKIT_DISABLE_DMABUF_RENDERER=1', 'GDK_GL=disable']) {
+      assert.ok(webEnv.includes(set), `the app set ${set} for its web view`);
+    }
+  } finally {
+    await stopProcess(plain);
+    rmSync(xdg, { recursive: true, force: true });
+  }
+  app = await App.launch(driver.url);
+  await app.waitFor('#conversation-list');
 });
 
 test('settings: English and the dark theme apply at once and are kept', { timeout: 60_000 }, async () => {

@@ -12,7 +12,7 @@
 //  3. docs/screenshots/desktop-files.png: a chat with a folder, a file and an
 //     image with its thumbnail.
 //  4. Ctrl+V in the composer with an image on the X clipboard (put there by
-//     xclip) sends it as an image; the CLI fetches the same PNG bytes.
+//     xclip) sends it as an image; the CLI fetches a PNG of the same pixels.
 //
 // What the drop simulates: WebDriver cannot perform a native OS drag. For a
 // native drop on the main window Tauri (tauri 2, manager/window.rs) emits the
@@ -30,7 +30,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
+import { crc32, deflateSync, inflateSync } from 'node:zlib';
 import { Admin, App, cli, freePort, startDriver, startServer, stopProcess, until } from './harness.mjs';
 
 const adminPassword = 'admin-files-1';
@@ -91,6 +91,56 @@ function png(width, height) {
     chunk('IDAT', deflateSync(raw)),
     chunk('IEND', Buffer.alloc(0)),
   ]);
+}
+
+/**
+ * The pixels of an 8-bit RGB or RGBA PNG (not interlaced), as RGBA: enough
+ * to compare what was pasted with what arrived, whatever encoder wrote it.
+ */
+function pixels(file) {
+  assert.deepEqual([...file.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], 'a PNG');
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const idat = [];
+  for (let at = 8; at < file.length; ) {
+    const len = file.readUInt32BE(at);
+    const type = file.toString('ascii', at + 4, at + 8);
+    const data = file.subarray(at + 8, at + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      assert.equal(data[8], 8, 'bit depth 8');
+      assert.equal(data[12], 0, 'not interlaced');
+      channels = { 2: 3, 6: 4 }[data[9]];
+      assert.ok(channels, `colour type ${data[9]}`);
+    } else if (type === 'IDAT') {
+      idat.push(data);
+    }
+    at += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  const out = Buffer.alloc(width * height * 4);
+  let prev = Buffer.alloc(stride);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const line = Buffer.from(raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1)));
+    for (let i = 0; i < stride; i++) {
+      const a = i >= channels ? line[i - channels] : 0;
+      const b = prev[i];
+      const c = i >= channels ? prev[i - channels] : 0;
+      const p = a + b - c;
+      const [pa, pb, pc] = [Math.abs(p - a), Math.abs(p - b), Math.abs(p - c)];
+      const paeth = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      line[i] = (line[i] + [0, a, b, (a + b) >> 1, paeth][filter]) & 0xff;
+    }
+    for (let x = 0; x < width; x++) {
+      for (let k = 0; k < 4; k++) out[(y * width + x) * 4 + k] = k < channels ? line[x * channels + k] : 255;
+    }
+    prev = line;
+  }
+  return { width, height, rgba: out };
 }
 
 /** Emits what Tauri emits for a native drag on the main window (see the top of this file). */
@@ -349,14 +399,15 @@ test('Ctrl+V of an image in the composer sends it; text pastes stay text', { tim
     assert.equal(pasted.kind, 'image');
     assert.equal(await app.exec("return document.querySelectorAll('#messages .file-card').length;"), before + 1);
     assert.equal(await app.exec("return document.getElementById('composer').value;"), '', 'no text was pasted');
-    // The other side gets a PNG of the same size.
+    // The other side gets the same image, pixel for pixel. (Not the same file:
+    // the clipboard hands the app decoded pixels, which it writes as a PNG of its own.)
     const dest = join(scratch, 'pasted');
     mkdirSync(dest, { recursive: true });
     const out = fetched(await lina(['fetch', 'zhangwei', String(pasted.seq), '--to', dest]));
-    const saved = readFileSync(out.path);
-    assert.deepEqual([...saved.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], 'a PNG');
-    assert.equal(saved.readUInt32BE(16), 320);
-    assert.equal(saved.readUInt32BE(20), 200);
+    const saved = pixels(readFileSync(out.path));
+    const source = pixels(readFileSync(shot));
+    assert.deepEqual([saved.width, saved.height], [320, 200]);
+    assert.ok(saved.rgba.equals(source.rgba), 'the pasted pixels arrived unchanged');
   } finally {
     await stopProcess(owner);
   }

@@ -504,3 +504,41 @@ impl Drop for ServerChild {
         let _ = self.child.wait();
     }
 }
+
+/// Logs in to the administration API as the bootstrap administrator; the bearer token.
+pub async fn admin_token(server: &TestServer) -> String {
+    let body = serde_json::json!({ "account": "admin", "password": "admin-password-1" });
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/api/admin/v1/login", server.http))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin login")
+        .json()
+        .await
+        .expect("admin login answer");
+    answer["token"].as_str().expect("a token").to_owned()
+}
+
+/// The devices of `account` with a live connection, as the server's own
+/// session list reports them (what its presence is computed from).
+pub async fn online_devices(server: &TestServer, token: &str, account: &str) -> Vec<String> {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/admin/v1/sessions", server.http))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("session list")
+        .json()
+        .await
+        .expect("session list answer");
+    let mut devices: Vec<String> = answer["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|s| s["account"] == account && s["online"] == true)
+        .map(|s| s["device"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    devices.sort();
+    devices
+}

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
+use hutong_protocol::{Envelope, ErrorCode, Payload};
 use hutong_tests::*;
 
 async fn hutong(home: &Path, profile: &str, args: &[&str]) -> Output {
@@ -133,6 +134,15 @@ async fn cli_login_send_history_ls_tail_and_exit_codes() {
     server.stop().await;
 }
 
+/// The code of an error or disconnect frame.
+fn refusal(env: Envelope) -> ErrorCode {
+    match env.payload {
+        Some(Payload::Error(e)) => ErrorCode::try_from(e.code).unwrap(),
+        Some(Payload::Disconnect(d)) => ErrorCode::try_from(d.code).unwrap(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_admin_subcommands() {
     let data = tempfile::tempdir().unwrap();
@@ -170,8 +180,46 @@ async fn server_admin_subcommands() {
     assert_eq!(users[0]["account"], "mallory");
     assert_eq!(users[0]["display_name"], "马洛里");
     assert_eq!(users[0]["disabled"], true);
-    check(&run(&["user", "passwd", "mallory"], "another-one-2\n"), 0);
     check(&run(&["user", "disable", "nobody"], ""), 1);
+
+    // A disabled account cannot log in; enabled again, it can.
+    let server = ServerProcess::start(data.path(), None);
+    let mut raw = RawConn::connect(server.tcp).await;
+    raw.hello().await;
+    assert_eq!(refusal(raw.login("mallory", "long-enough-1").await), ErrorCode::AccountDisabled);
+    check(&run(&["user", "enable", "mallory"], ""), 0);
+    let mut live = RawConn::connect(server.tcp).await;
+    live.hello().await;
+    let Some(Payload::LoginOk(ok)) = live.login("mallory", "long-enough-1").await.payload else {
+        panic!("mallory logs in once enabled")
+    };
+    // A new password, set while the server runs: the session made with the
+    // old one ends, its token and the old password are refused, the new one works.
+    check(&run(&["user", "passwd", "mallory"], "another-one-2\n"), 0);
+    let reason = loop {
+        match live.recv().await {
+            Some(env) if matches!(env.payload, Some(Payload::Disconnect(_))) => break refusal(env),
+            Some(_) => {}
+            None => panic!("the session made with the old password was not told why it ended"),
+        }
+    };
+    assert_eq!(reason, ErrorCode::SessionRevoked);
+    let mut raw = RawConn::connect(server.tcp).await;
+    raw.hello().await;
+    assert_eq!(
+        refusal(Envelope::new(0, raw.login_token("mallory", &ok.token, "raw", false).await)),
+        ErrorCode::SessionRevoked
+    );
+    let mut raw = RawConn::connect(server.tcp).await;
+    raw.hello().await;
+    assert_eq!(refusal(raw.login("mallory", "long-enough-1").await), ErrorCode::BadCredentials);
+    let mut raw = RawConn::connect(server.tcp).await;
+    raw.hello().await;
+    assert!(
+        matches!(raw.login("mallory", "another-one-2").await.payload, Some(Payload::LoginOk(_))),
+        "the new password logs in"
+    );
+    drop(server);
     let version = run(&["version"], "");
     check(&version, 0);
     assert!(stdout(&version).contains("protocol 1"));

@@ -123,10 +123,34 @@ async fn groups_membership_roles_and_system_events() {
     let m1_role = state.members.iter().find(|m| m.user_id == ids[1]).unwrap().role;
     assert_eq!(m1_role, MemberRole::Owner as i32);
 
-    // The log records every change, in order, as system entries.
-    let kinds: Vec<String> =
-        m1.cached_messages(group.id).unwrap().iter().map(|m| m.kind.to_owned()).collect();
-    assert!(kinds.iter().filter(|k| *k == "system").count() >= 6, "{kinds:?}");
+    // The log records every change, in the order it happened, as system
+    // entries between the messages.
+    let (o, a, b, c) = (ids[0], ids[1], ids[2], ids[3]);
+    let expected = [
+        format!("#{o} created the group \"设计组\" with #{a}, #{b}"),
+        "text: hi all".to_owned(),
+        format!("#{o} changed the role of #{a}"),
+        format!("#{a} removed #{b}"),
+        format!("#{o} added #{c}"),
+        format!("#{o} renamed the group to \"Design\""),
+        format!("#{o} left"),
+        format!("#{a} renamed the group to \"Design 2\""),
+    ];
+    let log = |client: &hutong_client::Client| -> Vec<String> {
+        client
+            .cached_messages(group.id)
+            .unwrap()
+            .into_iter()
+            .map(|m| match m.system {
+                Some(event) => event,
+                None => format!("{}: {}", m.kind, m.text),
+            })
+            .collect()
+    };
+    until(&m1, T, "m1 has the whole log", || log(&m1).len() >= expected.len()).await;
+    assert_eq!(log(&m1), expected);
+    let seqs: Vec<u64> = m1.cached_messages(group.id).unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=expected.len() as u64).collect::<Vec<_>>(), "one entry per change, gapless");
     server.stop().await;
 }
 
@@ -276,6 +300,18 @@ async fn presence_of(events: &mut tokio::sync::broadcast::Receiver<Event>, who: 
     .await
 }
 
+/// Subscribes again, which answers with the person's current aggregate: the
+/// next presence event then says what the server thinks now (had anything
+/// pushed a change before, that change would come first and fail the test).
+async fn presence_now(
+    watcher: &hutong_client::Client,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    who: u64,
+) -> &'static str {
+    watcher.subscribe_presence(&[who]).await.unwrap();
+    presence_of(events, who).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_aggregates_devices_and_typing_is_relayed() {
     let server = TestServer::start().await;
@@ -289,12 +325,36 @@ async fn presence_aggregates_devices_and_typing_is_relayed() {
     assert_eq!(presence_of(&mut events, ids[1]).await, "online");
     let p2 = online_client(dir.path(), server.addr(), "p", "two").await;
     p1.set_away(true).await.unwrap();
-    // Still online: the other device is active.
+    assert_eq!(
+        presence_now(&watcher, &mut events, ids[1]).await,
+        "online",
+        "one device away, the other active: still online"
+    );
     p2.set_away(true).await.unwrap();
-    assert_eq!(presence_of(&mut events, ids[1]).await, "away");
+    assert_eq!(presence_of(&mut events, ids[1]).await, "away", "every device away");
+    p1.set_away(false).await.unwrap();
+    assert_eq!(presence_of(&mut events, ids[1]).await, "online");
+
+    // One device goes while the other stays: still online.
+    let token = admin_token(&server).await;
     p2.shutdown();
+    let deadline = tokio::time::Instant::now() + T;
+    let mut recheck = tokio::time::interval(Duration::from_millis(25));
+    let mut devices = online_devices(&server, &token, "p").await;
+    while devices != ["one"] && tokio::time::Instant::now() < deadline {
+        recheck.tick().await;
+        devices = online_devices(&server, &token, "p").await;
+    }
+    assert_eq!(devices, ["one"], "the server has seen device two go");
+    assert_eq!(
+        presence_now(&watcher, &mut events, ids[1]).await,
+        "online",
+        "one device left, and it is active: still online"
+    );
+    // The last one goes: offline.
     p1.shutdown();
     assert_eq!(presence_of(&mut events, ids[1]).await, "offline");
+    assert!(online_devices(&server, &token, "p").await.is_empty());
 
     let p = online_client(dir.path(), server.addr(), "p", "three").await;
     let conv = p.open_direct(ids[0]).await.unwrap();

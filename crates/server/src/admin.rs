@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::handler::Handler;
+use axum::http::{header, request::Parts, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
@@ -244,27 +245,62 @@ where
     write(shared, move |conn| f(conn, &log)).await
 }
 
+/// The API's routes, one method and path each, with their handlers. [`router`]
+/// registers exactly these, and [`routes`] lists them, so a test can hold
+/// every registered route against the OpenAPI document and the role rules.
+fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
+    fn at<H, T>(
+        method: Method,
+        path: &'static str,
+        handler: H,
+    ) -> (Method, &'static str, MethodRouter<Arc<Shared>>)
+    where
+        H: Handler<T, Arc<Shared>>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+        (method, path, on(filter, handler))
+    }
+    vec![
+        at(Method::POST, "/login", login),
+        at(Method::POST, "/logout", logout),
+        at(Method::GET, "/me", me),
+        at(Method::POST, "/me/password", change_my_password),
+        at(Method::GET, "/departments", list_departments),
+        at(Method::POST, "/departments", create_department),
+        at(Method::PATCH, "/departments/{id}", update_department),
+        at(Method::DELETE, "/departments/{id}", delete_department),
+        at(Method::GET, "/people", list_people),
+        at(Method::POST, "/people", create_person),
+        at(Method::GET, "/people/{id}", get_person),
+        at(Method::PATCH, "/people/{id}", update_person),
+        at(Method::DELETE, "/people/{id}", delete_person),
+        at(Method::POST, "/people/{id}/reset-password", reset_password),
+        at(Method::POST, "/people/{id}/logout", force_logout),
+        at(Method::GET, "/sessions", list_sessions),
+        at(Method::POST, "/import", import_people),
+        at(Method::GET, "/export", export_people),
+        at(Method::GET, "/audit/messages", search_messages),
+        at(Method::GET, "/audit/messages/export", export_messages),
+        at(Method::GET, "/audit/messages/files/{id}", download_file),
+        at(Method::GET, "/audit/log", action_log),
+        at(Method::GET, "/retention", get_retention),
+        at(Method::PUT, "/retention", set_retention),
+        at(Method::GET, "/openapi.json", || async {
+            ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+        }),
+    ]
+}
+
+/// Every route of the API as registered: (method, path under `/api/admin/v1`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    api_routes().into_iter().map(|(method, path, _)| (method, path)).collect()
+}
+
 pub fn router() -> Router<Arc<Shared>> {
-    let api = Router::new()
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .route("/me", get(me))
-        .route("/me/password", post(change_my_password))
-        .route("/departments", get(list_departments).post(create_department))
-        .route("/departments/{id}", axum::routing::patch(update_department).delete(delete_department))
-        .route("/people", get(list_people).post(create_person))
-        .route("/people/{id}", get(get_person).patch(update_person).delete(delete_person))
-        .route("/people/{id}/reset-password", post(reset_password))
-        .route("/people/{id}/logout", post(force_logout))
-        .route("/sessions", get(list_sessions))
-        .route("/import", post(import_people))
-        .route("/export", get(export_people))
-        .route("/audit/messages", get(search_messages))
-        .route("/audit/messages/export", get(export_messages))
-        .route("/audit/messages/files/{id}", get(download_file))
-        .route("/audit/log", get(action_log))
-        .route("/retention", get(get_retention).put(set_retention))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+    let api = api_routes()
+        .into_iter()
+        .fold(Router::new(), |api, (_, path, handler)| api.route(path, handler))
         .layer(axum::extract::DefaultBodyLimit::max(import::MAX_IMPORT_BYTES + 1024));
     Router::new()
         .nest("/api/admin/v1", api)
@@ -566,7 +602,7 @@ async fn update_person(
             "you cannot disable yourself or drop your own admin role",
         ));
     }
-    let p = audited(&shared, &caller, move |conn, log| {
+    let (p, disabled_now) = audited(&shared, &caller, move |conn, log| {
         let before = directory::person(conn, id)?;
         let disabled_now = directory::update_person(conn, id, &input)?;
         if disabled_now {
@@ -579,11 +615,26 @@ async fn update_person(
             format!("person:{}", after.account),
             json!({ "before": before, "after": after }),
         )?;
-        Ok(after)
+        Ok((after, disabled_now))
     })
     .await?;
+    if disabled_now {
+        close_sessions(&shared, id, hutong_protocol::ErrorCode::AccountDisabled);
+    }
     directory_changed(&shared);
     Ok(Json(with_online(&shared, p)))
+}
+
+/// Closes a person's live connections as soon as the revocation is committed,
+/// before the answer: nothing committed after the administrator's action
+/// reaches them. (The revocation watcher would find it too, but only at its
+/// next poll, and messages sent meanwhile would still be delivered.)
+fn close_sessions(shared: &Shared, user_id: u64, reason: hutong_protocol::ErrorCode) {
+    let message = match reason {
+        hutong_protocol::ErrorCode::AccountDisabled => "this account was disabled",
+        _ => "the session was ended by an administrator",
+    };
+    shared.hub.kick(user_id, None, reason, message);
 }
 
 async fn delete_person(
@@ -602,6 +653,7 @@ async fn delete_person(
         log.record(conn, "person.delete", format!("person:{}", p.account), json!({ "id": id }))
     })
     .await?;
+    close_sessions(&shared, id, hutong_protocol::ErrorCode::AccountDisabled);
     directory_changed(&shared);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -628,6 +680,7 @@ async fn reset_password(
         log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
     .await?;
+    close_sessions(&shared, id, hutong_protocol::ErrorCode::SessionRevoked);
     Ok(Json(json!({ "password": password })))
 }
 
@@ -643,6 +696,7 @@ async fn force_logout(
         log.record(conn, "person.logout", format!("person:{}", p.account), json!({}))
     })
     .await?;
+    close_sessions(&shared, id, hutong_protocol::ErrorCode::SessionRevoked);
     Ok(StatusCode::NO_CONTENT)
 }
 
