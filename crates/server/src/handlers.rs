@@ -220,6 +220,7 @@ async fn after_send(s: Session, c: Committed) -> Reply {
         seq: m.seq,
         sent_at_ms: m.sent_at_ms,
         client_msg_id: m.client_msg_id.clone(),
+        message: None,
     };
     Ok(Some((Lane::Control, Payload::SendAck(ack))))
 }

@@ -448,7 +448,7 @@ pub fn sync(
         used += prost::Message::encoded_len(&state);
         conversations.push(state);
     }
-    Ok(v1::SyncResponse { conversations, version, more })
+    Ok(v1::SyncResponse { conversations, version, more, conversation_id: 0 })
 }
 
 pub fn lookup_users(conn: &Connection, req: &v1::LookupUsers) -> Result<v1::UserList, ServiceError> {
