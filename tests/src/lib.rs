@@ -439,6 +439,7 @@ struct ProxyState {
     dropped: std::sync::atomic::AtomicU64,
     held: std::sync::atomic::AtomicU64,
     block_sends: std::sync::atomic::AtomicBool,
+    dropped_texts: std::sync::Mutex<Vec<String>>,
     blocked: std::sync::atomic::AtomicU64,
 }
 
@@ -494,6 +495,9 @@ impl PushDropper {
                             && matches!(payload, Some(Payload::Message(_)))
                             && state.drop_armed.swap(false, SeqCst)
                         {
+                            if let Some(Payload::Message(m)) = payload {
+                                state.dropped_texts.lock().unwrap().push(m.text.clone());
+                            }
                             state.dropped.fetch_add(1, SeqCst);
                             continue;
                         }
@@ -533,6 +537,11 @@ impl PushDropper {
     /// Swallows the next pushed message entry.
     pub fn drop_next_push(&self) {
         self.state.drop_armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Texts of the pushed entries swallowed so far.
+    pub fn dropped_texts(&self) -> Vec<String> {
+        self.state.dropped_texts.lock().unwrap().clone()
     }
 
     /// Pushed entries swallowed so far.

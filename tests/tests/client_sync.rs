@@ -87,6 +87,7 @@ async fn periodic_sync_heals_a_push_that_never_arrived() {
     alice.send_text(conv, "second", SendOptions::default()).unwrap();
     until(&alice, T, "alice's second is acknowledged", || alice.outbox(None).unwrap().is_empty()).await;
     poll_until(T, "the proxy swallowed the push", || proxy.dropped() == 1).await;
+    assert_eq!(proxy.dropped_texts(), ["second"]);
     until(&bob, T, "bob's periodic sync finds the second", || texts(&bob, conv) == ["first", "second"]).await;
     server.stop().await;
 }

@@ -173,8 +173,10 @@ pub(crate) struct Inner {
     pub(crate) fingerprint: Mutex<Option<String>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sync_rounds: AtomicU64,
-    /// The outbox entry whose answer the sender waits for, if any.
-    pub(crate) sending: Mutex<Option<i64>>,
+    /// The outbox entry (and its request id) whose answer the sender waits for, if any.
+    pub(crate) sending: Mutex<Option<(i64, u64)>>,
+    /// The outbox entry the last connection ended on without its answer.
+    pub(crate) failed_send: Mutex<Option<i64>>,
     /// Why the client gave up, when it did.
     pub(crate) fatal: Mutex<Option<ClientError>>,
     /// Uploads and downloads.
@@ -225,6 +227,7 @@ impl Client {
             shutdown: CancellationToken::new(),
             sync_rounds: AtomicU64::new(0),
             sending: Mutex::new(None),
+            failed_send: Mutex::new(None),
             fatal: Mutex::new(None),
             transfers: transfer::Transfers::default(),
         });

@@ -46,12 +46,20 @@ impl Connection {
 
     /// Puts a request on the wire (in call order) and returns where its answer will arrive.
     pub(crate) async fn start(&self, payload: Payload) -> Result<oneshot::Receiver<Payload>, ClientError> {
+        Ok(self.start_numbered(payload).await?.1)
+    }
+
+    /// As [`Connection::start`], with the request's id.
+    async fn start_numbered(
+        &self,
+        payload: Payload,
+    ) -> Result<(u64, oneshot::Receiver<Payload>), ClientError> {
         let (id, rx) = self.requests.register();
         if self.tx.send(encode_envelope(&Envelope::new(id, payload))).await.is_err() {
             self.requests.forget(id);
             return Err(self.requests.lost());
         }
-        Ok(rx)
+        Ok((id, rx))
     }
 
     pub(crate) async fn finish(&self, rx: oneshot::Receiver<Payload>) -> Result<Payload, ClientError> {
@@ -179,6 +187,11 @@ async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<
     };
     reader.abort();
     writer.abort();
+    // The outbox entry the connection ended on, unless its answer did arrive
+    // (an acknowledgement not yet handled is not a failure).
+    let sending = inner.sending.lock().unwrap_or_else(|e| e.into_inner()).take();
+    *inner.failed_send.lock().unwrap_or_else(|e| e.into_inner()) =
+        sending.filter(|(_, request)| conn.requests.is_pending(*request)).map(|(entry, _)| entry);
     // Unblock anyone still waiting for an answer on this connection.
     conn.requests.fail_all();
     result
@@ -492,12 +505,13 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
         }
         let mut waiting = Vec::with_capacity(entries.len());
         for e in &entries {
-            waiting.push(conn.start(send_request(e)).await?);
+            waiting.push(conn.start_numbered(send_request(e)).await?);
         }
         let me = inner.user_id.load(Ordering::Relaxed);
-        for (entry, rx) in entries.iter().zip(waiting) {
-            // Earlier entries are answered: if the connection ends now, this one is why.
-            *inner.sending.lock().unwrap_or_else(|e| e.into_inner()) = Some(entry.id);
+        for (entry, (request, rx)) in entries.iter().zip(waiting) {
+            // Earlier entries are answered: if the connection ends before
+            // this one's answer arrives, this one is why.
+            *inner.sending.lock().unwrap_or_else(|e| e.into_inner()) = Some((entry.id, request));
             match conn.finish(rx).await {
                 Ok(Payload::SendAck(ack)) => {
                     let stored = inner.cache().ack(entry, &ack, me)?;
@@ -547,7 +561,7 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
 /// entry, and after [`MAX_SEND_ATTEMPTS`] park it so the entries behind it
 /// go on. Returns the entry's failures so far, for the reconnect's back-off.
 fn count_send_failure(inner: &Inner, error: &ClientError) -> Result<u32, ClientError> {
-    let sending = inner.sending.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let sending = inner.failed_send.lock().unwrap_or_else(|e| e.into_inner()).take();
     let (Some(id), ClientError::Remote { code: ErrorCode::Internal, .. }) = (sending, error) else {
         return Ok(0);
     };
