@@ -262,12 +262,22 @@ pub fn send_text(
     let options = SendOptions { mentions, reply_to_seq, urgent: false };
     let id = client.send_text(conversation_id, &text, options)?;
     let me = client.user_id();
-    let entry = client
-        .outbox(Some(conversation_id))?
-        .into_iter()
-        .find(|e| e.client_msg_id == id)
-        .ok_or_else(|| AppError::new("CACHE", "the message vanished from the outbox"))?;
-    Ok(Names::new(&client).pending(&entry, me, hutong_client::cache::now_ms()))
+    let mut names = Names::new(&client);
+    if let Some(entry) = client.outbox(Some(conversation_id))?.into_iter().find(|e| e.client_msg_id == id) {
+        return Ok(names.pending(&entry, me, hutong_client::cache::now_ms()));
+    }
+    // Not in the outbox any more: the acknowledgement came before this
+    // look-up, so the stored message is the answer (never "vanished").
+    match client.send_outcome(&id)? {
+        hutong_client::SendOutcome::Sent { conversation_id, seq } => client
+            .cached_message(conversation_id, seq)?
+            .map(|m| names.message(&m))
+            .ok_or_else(|| AppError::new("CACHE", "the sent message is not in the cache")),
+        hutong_client::SendOutcome::Failed { code, message } => Err(AppError::new(&code, message)),
+        hutong_client::SendOutcome::Waiting => {
+            Err(AppError::new("CACHE", "the message is neither queued nor stored"))
+        }
+    }
 }
 
 #[tauri::command]

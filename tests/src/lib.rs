@@ -542,3 +542,187 @@ pub async fn online_devices(server: &TestServer, token: &str, account: &str) -> 
     devices.sort();
     devices
 }
+
+/// Starts a client core like [`client_in`] after `adjust` has changed its options.
+pub fn client_with(
+    dir: &Path,
+    server: ServerAddr,
+    account: &str,
+    device: &str,
+    adjust: impl FnOnce(&mut ClientOptions),
+) -> Client {
+    let mut options = ClientOptions::new(server, account, dir.join(format!("{account}-{device}.db")));
+    options.device = device.to_owned();
+    options.backoff_min = Duration::from_millis(20);
+    options.backoff_max = Duration::from_millis(500);
+    adjust(&mut options);
+    Client::start(options, Credential::Password(PASSWORD.into())).expect("client start")
+}
+
+/// Waits until a client is online and has finished a sync round.
+pub async fn wait_online_synced(client: &Client) {
+    within(Duration::from_secs(20), client.wait_online()).await.expect("online");
+    within(Duration::from_secs(20), async {
+        let mut events = client.events();
+        while client.sync_rounds() == 0 {
+            let _ = events.recv().await;
+        }
+    })
+    .await;
+}
+
+/// A TCP proxy in front of a server that forwards everything, except that
+/// while armed it swallows the next pushed message entry going to the
+/// client (a push lost on the way, as a network or a server fault would),
+/// or holds the next answer with messages back until a recall has been
+/// pushed past it (a gap fill overtaken by a live push).
+pub struct PushDropper {
+    pub addr: SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    drop_armed: std::sync::atomic::AtomicBool,
+    hold_armed: std::sync::atomic::AtomicBool,
+    dropped: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+    block_sends: std::sync::atomic::AtomicBool,
+    dropped_texts: std::sync::Mutex<Vec<String>>,
+    blocked: std::sync::atomic::AtomicU64,
+}
+
+impl PushDropper {
+    pub async fn start(server: SocketAddr) -> PushDropper {
+        use std::sync::atomic::Ordering::SeqCst;
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let state = Arc::new(ProxyState::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = TcpStream::connect(server).await else { continue };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let (mut client_read, client_write) = client.into_split();
+                    let (upstream_read, mut upstream_write) = upstream.into_split();
+                    let up_state = state.clone();
+                    let up = tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt as _;
+                        let mut from_client =
+                            tokio_util::codec::FramedRead::new(&mut client_read, FrameCodec::bulk());
+                        while let Some(Ok(body)) = from_client.next().await {
+                            let body = body.freeze();
+                            if up_state.block_sends.load(SeqCst) {
+                                let env = hutong_protocol::decode_envelope(&body).ok();
+                                if matches!(env.and_then(|e| e.payload), Some(Payload::SendMessage(_))) {
+                                    // The connection breaks before the send reaches the server.
+                                    up_state.blocked.fetch_add(1, SeqCst);
+                                    break;
+                                }
+                            }
+                            let len = (body.len() as u32).to_be_bytes();
+                            if upstream_write.write_all(&len).await.is_err()
+                                || upstream_write.write_all(&body).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                        let _ = upstream_write.shutdown().await;
+                    });
+                    let mut from_server =
+                        tokio_util::codec::FramedRead::new(upstream_read, FrameCodec::bulk());
+                    let mut to_client = tokio_util::codec::FramedWrite::new(client_write, FrameCodec::bulk());
+                    let mut held: Option<bytes::Bytes> = None;
+                    while let Some(Ok(body)) = from_server.next().await {
+                        let body = body.freeze();
+                        let env = hutong_protocol::decode_envelope(&body).ok();
+                        let payload = env.as_ref().and_then(|e| e.payload.as_ref());
+                        let push = env.as_ref().is_some_and(|e| e.response_to == 0);
+                        if push
+                            && matches!(payload, Some(Payload::Message(_)))
+                            && state.drop_armed.swap(false, SeqCst)
+                        {
+                            if let Some(Payload::Message(m)) = payload {
+                                state.dropped_texts.lock().unwrap().push(m.text.clone());
+                            }
+                            state.dropped.fetch_add(1, SeqCst);
+                            continue;
+                        }
+                        if !push
+                            && matches!(payload, Some(Payload::MessageBatch(b)) if !b.messages.is_empty())
+                            && state.hold_armed.swap(false, SeqCst)
+                        {
+                            held = Some(body);
+                            state.held.fetch_add(1, SeqCst);
+                            continue;
+                        }
+                        let recall = matches!(payload, Some(Payload::Message(m))
+                            if m.kind == hutong_protocol::v1::MessageKind::Recall as i32);
+                        if to_client.send(body).await.is_err() {
+                            break;
+                        }
+                        if recall {
+                            if let Some(batch) = held.take() {
+                                if to_client.send(batch).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        PushDropper { addr, state, task }
+    }
+
+    /// The proxy as a plain TCP server address.
+    pub fn server_addr(&self) -> ServerAddr {
+        format!("tcp://{}", self.addr).parse().expect("address")
+    }
+
+    /// Swallows the next pushed message entry.
+    pub fn drop_next_push(&self) {
+        self.state.drop_armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Texts of the pushed entries swallowed so far.
+    pub fn dropped_texts(&self) -> Vec<String> {
+        self.state.dropped_texts.lock().unwrap().clone()
+    }
+
+    /// Pushed entries swallowed so far.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds the next non-empty `MessageBatch` answer until a recall entry has been pushed.
+    pub fn hold_next_batch(&self) {
+        self.state.hold_armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// While set, a connection that carries a `SendMessage` breaks before it
+    /// reaches the server (the client stays "offline" for its sends).
+    pub fn block_sends(&self, block: bool) {
+        self.state.block_sends.store(block, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Connections broken by [`PushDropper::block_sends`] so far.
+    pub fn blocked(&self) -> u64 {
+        self.state.blocked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answers held back so far.
+    pub fn held(&self) -> u64 {
+        self.state.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for PushDropper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

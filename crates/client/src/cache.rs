@@ -144,6 +144,14 @@ const MIGRATIONS: &[&str] = &[
         manifest BLOB NOT NULL
     );
     "#,
+    // 3: a recall may arrive before the entry it recalls (a gap fill
+    // overtaken by a live push): storing an entry looks its recall up here.
+    // Outbox entries count failed attempts, so one the server keeps failing
+    // is parked instead of blocking every later one.
+    r#"
+    CREATE INDEX messages_recalls ON messages (conversation_id, target_seq) WHERE kind = 2;
+    ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -330,8 +338,21 @@ impl Cache {
         Ok(self.meta("sync_version")?.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
+    /// Where conversation sync goes on: the key (version, conversation id)
+    /// of the last conversation stored.
+    pub fn sync_key(&self) -> Result<(u64, u64), ClientError> {
+        let conversation = self.meta("sync_conversation_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((self.sync_version()?, conversation))
+    }
+
+    pub fn set_sync_key(&self, version: u64, conversation_id: u64) -> Result<(), ClientError> {
+        self.set_meta("sync_version", &version.to_string())?;
+        self.set_meta("sync_conversation_id", &conversation_id.to_string())
+    }
+
     /// Stores conversation states from a sync or a group change.
     pub fn apply_conversations(&mut self, states: &[ConversationState]) -> Result<(), ClientError> {
+        let me = self.user_id()?;
         let tx = self.conn.transaction()?;
         for s in states {
             tx.execute(
@@ -354,6 +375,16 @@ impl Cache {
                 )?;
                 for m in &s.members {
                     stmt.execute(params![s.id, m.user_id, m.role, m.delivered_seq, m.read_seq])?;
+                    if m.user_id == me && me != 0 {
+                        // My cursors as my other devices left them: what I
+                        // read there is read here, and the server knows it.
+                        tx.execute(
+                            "UPDATE conversations SET read_seq = max(read_seq, min(?2, last_seq)),
+                                reported_read = max(reported_read, ?2),
+                                reported_delivered = max(reported_delivered, ?3) WHERE id = ?1",
+                            params![s.id, m.read_seq, m.delivered_seq],
+                        )?;
+                    }
                 }
             } else {
                 tx.execute("DELETE FROM members WHERE conversation_id = ?1", [s.id])?;
@@ -386,6 +417,9 @@ impl Cache {
                 "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
                  ON CONFLICT (id) DO UPDATE SET last_seq = max(last_seq, ?2), last_activity = max(last_activity, ?3)",
             )?;
+            let mut recalled_already = tx.prepare_cached(
+                "SELECT 1 FROM messages WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 2",
+            )?;
             for m in messages {
                 let n = insert.execute(params![
                     m.conversation_id,
@@ -410,8 +444,22 @@ impl Cache {
                             "UPDATE messages SET recalled = 1, text = '', attachment = NULL WHERE conversation_id = ?1 AND seq = ?2",
                             params![m.conversation_id, m.target_seq],
                         )?;
+                        fresh.push(m.clone());
+                    } else if !m.recalled && recalled_already.exists(params![m.conversation_id, m.seq])? {
+                        // Its recall came first (a gap fill overtaken by a push): the recall wins.
+                        tx.execute(
+                            "UPDATE messages SET recalled = 1, text = '', attachment = NULL WHERE conversation_id = ?1 AND seq = ?2",
+                            params![m.conversation_id, m.seq],
+                        )?;
+                        fresh.push(Message {
+                            recalled: true,
+                            text: String::new(),
+                            attachment: None,
+                            ..m.clone()
+                        });
+                    } else {
+                        fresh.push(m.clone());
                     }
-                    fresh.push(m.clone());
                 }
             }
         }
@@ -447,18 +495,23 @@ impl Cache {
         ack: &v1::SendAck,
         me: u64,
     ) -> Result<Option<Message>, ClientError> {
-        let message = Message {
-            conversation_id: ack.conversation_id,
-            seq: ack.seq,
-            sender_id: me,
-            client_msg_id: entry.client_msg_id.clone(),
-            sent_at_ms: ack.sent_at_ms,
-            kind: if entry.attachment.is_some() { MessageKind::File } else { MessageKind::Text } as i32,
-            text: entry.text.clone(),
-            mentions: entry.mentions.clone(),
-            reply_to_seq: entry.reply_to_seq,
-            attachment: entry.attachment.as_ref().map(Attachment::to_wire),
-            ..Default::default()
+        let message = match &ack.message {
+            // The server's stored version (mentions it filtered, for
+            // instance) is the truth; what this device sent is not.
+            Some(m) if m.conversation_id == ack.conversation_id && m.seq == ack.seq => m.clone(),
+            _ => Message {
+                conversation_id: ack.conversation_id,
+                seq: ack.seq,
+                sender_id: me,
+                client_msg_id: entry.client_msg_id.clone(),
+                sent_at_ms: ack.sent_at_ms,
+                kind: if entry.attachment.is_some() { MessageKind::File } else { MessageKind::Text } as i32,
+                text: entry.text.clone(),
+                mentions: entry.mentions.clone(),
+                reply_to_seq: entry.reply_to_seq,
+                attachment: entry.attachment.as_ref().map(Attachment::to_wire),
+                ..Default::default()
+            },
         };
         let fresh = self.insert_messages(std::slice::from_ref(&message))?.pop();
         self.conn.execute("DELETE FROM outbox WHERE id = ?1", [entry.id])?;
@@ -503,7 +556,7 @@ impl Cache {
             let phase: Option<String> = tx
                 .query_row("SELECT phase FROM transfers WHERE id = ?1", [transfer_id], |r| r.get(0))
                 .optional()?;
-            if phase.as_deref() == Some("message") {
+            if matches!(phase.as_deref(), Some("message" | "resent")) {
                 return Ok(());
             }
             tx.execute(
@@ -511,15 +564,23 @@ impl Cache {
                  VALUES (?1, ?2, ?3, '', 0, 0, ?4, ?5) ON CONFLICT (client_msg_id) DO NOTHING",
                 params![client_msg_id, conversation_id, attachment.name, now_ms(), attachment.encode_to_vec()],
             )?;
+            // Uploaded again (the server had collected it): the entry that
+            // waited goes back in line where it was.
             tx.execute(
-                "UPDATE transfers SET phase = 'message', kind = ?2, name = ?3, total_bytes = ?4, updated_at = ?5
+                "UPDATE outbox SET state = 'pending' WHERE client_msg_id = ?1 AND state = 'uploading'",
+                [client_msg_id],
+            )?;
+            let next = if phase.as_deref() == Some("reupload") { "resent" } else { "message" };
+            tx.execute(
+                "UPDATE transfers SET phase = ?6, kind = ?2, name = ?3, total_bytes = ?4, updated_at = ?5
                  WHERE id = ?1",
                 params![
                     transfer_id,
                     AttachmentKind::from_wire(attachment.kind).as_str(),
                     attachment.name,
                     attachment.size,
-                    now_ms()
+                    now_ms(),
+                    next
                 ],
             )?;
             tx.commit()?;
@@ -530,18 +591,18 @@ impl Cache {
     }
 
     /// Where my message with this client id stands.
-    pub(crate) fn my_message_outcome(&self, client_msg_id: &str) -> Result<SendOutcome, ClientError> {
+    pub fn my_message_outcome(&self, client_msg_id: &str) -> Result<SendOutcome, ClientError> {
         let me = self.user_id()?;
-        let seq: Option<u64> = self
+        let sent: Option<(u64, u64)> = self
             .conn
             .query_row(
-                "SELECT seq FROM messages WHERE client_msg_id = ?1 AND sender_id = ?2 LIMIT 1",
+                "SELECT conversation_id, seq FROM messages WHERE client_msg_id = ?1 AND sender_id = ?2 LIMIT 1",
                 params![client_msg_id, me],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        if let Some(seq) = seq {
-            return Ok(SendOutcome::Sent(seq));
+        if let Some((conversation_id, seq)) = sent {
+            return Ok(SendOutcome::Sent { conversation_id, seq });
         }
         let failed: Option<(Option<String>, Option<String>)> = self
             .conn
@@ -611,10 +672,90 @@ impl Cache {
         Ok(())
     }
 
+    /// A queued file message the server no longer has the file for: when
+    /// its upload is known here and was not made again already, the entry
+    /// waits ('uploading') while the transfer uploads it again ('reupload'),
+    /// and the transfer's id is returned.
+    pub(crate) fn begin_reupload(&mut self, entry: &OutboxEntry) -> Result<Option<String>, ClientError> {
+        if entry.attachment.is_none() {
+            return Ok(None);
+        }
+        let tx = self.conn.transaction()?;
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT id FROM transfers WHERE client_msg_id = ?1 AND direction = 'upload' AND phase = 'message'",
+                [&entry.client_msg_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = &id {
+            tx.execute("UPDATE outbox SET state = 'uploading' WHERE id = ?1", [entry.id])?;
+            tx.execute(
+                "UPDATE transfers SET phase = 'reupload', done_bytes = 0, updated_at = ?2 WHERE id = ?1",
+                params![id, now_ms()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The attachment of the outbox entry with this client id.
+    pub(crate) fn outbox_attachment(
+        &self,
+        client_msg_id: &str,
+    ) -> Result<Option<v1::Attachment>, ClientError> {
+        let blob: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row("SELECT attachment FROM outbox WHERE client_msg_id = ?1", [client_msg_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(decode_attachment(blob.flatten()))
+    }
+
+    /// Parks an entry that waited for its file to be uploaded again; true if there was one.
+    pub(crate) fn fail_uploading(
+        &self,
+        client_msg_id: &str,
+        code: &str,
+        error: &str,
+    ) -> Result<bool, ClientError> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET state = 'failed', error_code = ?2, error = ?3 WHERE client_msg_id = ?1 AND state = 'uploading'",
+            params![client_msg_id, code, error],
+        )? == 1)
+    }
+
+    /// Counts one more failed attempt of a pending entry; returns how many
+    /// it has had (`None` when it is no longer pending).
+    pub(crate) fn count_attempt(&self, id: i64) -> Result<Option<u32>, ClientError> {
+        Ok(self
+            .conn
+            .query_row(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?1 AND state = 'pending' RETURNING attempts",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// One outbox entry by its row id.
+    pub(crate) fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, ClientError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, client_msg_id, conversation_id, text, mentions, reply_to_seq, priority, state, error, attachment
+                 FROM outbox WHERE id = ?1",
+                [id],
+                outbox_from_row,
+            )
+            .optional()?)
+    }
+
     /// Puts a failed entry back in line (the person pressed "retry").
     pub fn retry(&self, client_msg_id: &str) -> Result<bool, ClientError> {
         Ok(self.conn.execute(
-            "UPDATE outbox SET state = 'pending', error_code = NULL, error = NULL WHERE client_msg_id = ?1 AND state = 'failed'",
+            "UPDATE outbox SET state = 'pending', error_code = NULL, error = NULL, attempts = 0 WHERE client_msg_id = ?1 AND state = 'failed'",
             [client_msg_id],
         )? == 1)
     }
@@ -696,6 +837,25 @@ impl Cache {
         let mut v: Vec<CachedMessage> = rows.collect::<Result<_, _>>()?;
         v.reverse();
         Ok(v)
+    }
+
+    /// A page of history, oldest first: the `limit` messages after
+    /// `after_seq` and before `before_seq` (no upper bound when `None`).
+    pub fn history_after(
+        &self,
+        conversation_id: u64,
+        after_seq: u64,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let before = before_seq.unwrap_or(i64::MAX as u64);
+        let rows =
+            stmt.query_map(params![conversation_id, after_seq, before, limit as i64], message_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every message of a conversation in seq order (for checks and export).
@@ -843,11 +1003,11 @@ impl Cache {
 
 /// Where a message I sent stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SendOutcome {
+pub enum SendOutcome {
     /// In the outbox (or not known here yet).
     Waiting,
     /// In the log with this seq.
-    Sent(u64),
+    Sent { conversation_id: u64, seq: u64 },
     /// Refused; it will not be retried on its own.
     Failed { code: String, message: String },
 }
@@ -1376,6 +1536,89 @@ mod tests {
     }
 
     #[test]
+    fn a_recall_that_arrives_before_its_target_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        let recall =
+            Message { kind: MessageKind::Recall as i32, target_seq: 1, text: String::new(), ..msg(1, 2) };
+        c.insert_messages(&[recall]).unwrap();
+        let fresh = c.insert_messages(&[msg(1, 1)]).unwrap();
+        assert!(fresh[0].recalled && fresh[0].text.is_empty(), "the UI hears of it as recalled");
+        let all = c.all_messages(1).unwrap();
+        assert!(all[0].recalled, "the late target is stored as recalled");
+        assert_eq!(all[0].text, "");
+        assert!(!all[1].recalled);
+        // Another conversation's seq 1 is not touched.
+        c.insert_messages(&[msg(2, 1)]).unwrap();
+        assert!(!c.message(2, 1).unwrap().unwrap().recalled);
+    }
+
+    #[test]
+    fn sync_carries_my_own_cursors_from_my_other_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        c.set_meta("user_id", "5").unwrap();
+        c.insert_messages(&[msg(1, 1), msg(1, 2), msg(1, 3)]).unwrap();
+        assert_eq!(c.conversations().unwrap()[0].unread, 3);
+        let member = |user_id, read_seq| v1::Member { user_id, role: 0, delivered_seq: 3, read_seq };
+        let state = ConversationState {
+            id: 1,
+            kind: v1::ConversationKind::Direct as i32,
+            last_seq: 3,
+            active: true,
+            members: vec![member(5, 2), member(2, 0)],
+            ..Default::default()
+        };
+        c.apply_conversations(std::slice::from_ref(&state)).unwrap();
+        assert_eq!(c.conversations().unwrap()[0].unread, 1, "read to 2 on another device");
+        assert!(c.unreported_cursors().unwrap().is_empty(), "nothing to tell the server back");
+        // Never backwards: a local read further on stays.
+        c.mark_read(1, 3).unwrap();
+        c.apply_conversations(std::slice::from_ref(&state)).unwrap();
+        assert_eq!(c.conversations().unwrap()[0].unread, 0);
+    }
+
+    #[test]
+    fn an_ack_with_the_stored_entry_keeps_the_servers_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        c.set_meta("user_id", "5").unwrap();
+        c.enqueue("cm1", 1, "hi @all", &[7, 8], 0, 0).unwrap();
+        let entry = c.outbox(0, 10).unwrap().remove(0);
+        let stored = Message {
+            conversation_id: 1,
+            seq: 4,
+            sender_id: 5,
+            client_msg_id: "cm1".into(),
+            sent_at_ms: 10,
+            text: "hi @all".into(),
+            mentions: vec![7],
+            ..Default::default()
+        };
+        let ack = v1::SendAck {
+            conversation_id: 1,
+            seq: 4,
+            sent_at_ms: 10,
+            client_msg_id: "cm1".into(),
+            message: Some(stored),
+        };
+        c.ack(&entry, &ack, 5).unwrap();
+        assert_eq!(c.message(1, 4).unwrap().unwrap().mentions, vec![7], "the server filtered a mention");
+        // Without the entry (an older server) the sent content is kept, as before.
+        c.enqueue("cm2", 1, "again", &[8], 0, 0).unwrap();
+        let entry = c.outbox(0, 10).unwrap().remove(0);
+        let ack = v1::SendAck {
+            conversation_id: 1,
+            seq: 5,
+            sent_at_ms: 11,
+            client_msg_id: "cm2".into(),
+            message: None,
+        };
+        c.ack(&entry, &ack, 5).unwrap();
+        assert_eq!(c.message(1, 5).unwrap().unwrap().mentions, vec![8]);
+    }
+
+    #[test]
     fn pinned_conversations_lead_and_muting_is_remembered() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
@@ -1522,7 +1765,7 @@ mod tests {
             message: None,
         };
         c.ack(&outbox[0], &ack, 5).unwrap();
-        assert_eq!(c.my_message_outcome("cm1").unwrap(), SendOutcome::Sent(7));
+        assert_eq!(c.my_message_outcome("cm1").unwrap(), SendOutcome::Sent { conversation_id: 1, seq: 7 });
         let stored = c.message(1, 7).unwrap().unwrap();
         assert_eq!((stored.kind, stored.text.as_str()), ("file", "图.png"));
         assert_eq!(stored.attachment.unwrap().width, 2);

@@ -34,12 +34,17 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use cache::{
-    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry,
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, SendOutcome,
 };
 pub use error::ClientError;
 pub use files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};
 pub use profile::Profile;
 pub use transport::ServerAddr;
+
+/// Messages read from the cache (or fetched) per page of history.
+pub const HISTORY_PAGE: usize = 500;
+/// Most messages one [`Client::history_range`] call returns.
+pub const MAX_HISTORY: usize = 100_000;
 
 /// How to log in on the next connection.
 #[derive(Clone)]
@@ -70,6 +75,9 @@ pub struct ClientOptions {
     /// First reconnect delay; doubles per failure up to `backoff_max`, with jitter.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// How often to sync while online without being asked (with ±25 %
+    /// jitter), so a push that never arrived is found without other activity.
+    pub sync_interval: Duration,
 }
 
 impl ClientOptions {
@@ -82,6 +90,7 @@ impl ClientOptions {
             pinned_fingerprint: None,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            sync_interval: Duration::from_secs(60),
         }
     }
 }
@@ -164,6 +173,10 @@ pub(crate) struct Inner {
     pub(crate) fingerprint: Mutex<Option<String>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sync_rounds: AtomicU64,
+    /// The outbox entry (and its request id) whose answer the sender waits for, if any.
+    pub(crate) sending: Mutex<Option<(i64, u64)>>,
+    /// The outbox entry the last connection ended on without its answer.
+    pub(crate) failed_send: Mutex<Option<i64>>,
     /// Why the client gave up, when it did.
     pub(crate) fatal: Mutex<Option<ClientError>>,
     /// Uploads and downloads.
@@ -213,6 +226,8 @@ impl Client {
             fingerprint: Mutex::new(None),
             shutdown: CancellationToken::new(),
             sync_rounds: AtomicU64::new(0),
+            sending: Mutex::new(None),
+            failed_send: Mutex::new(None),
             fatal: Mutex::new(None),
             transfers: transfer::Transfers::default(),
         });
@@ -326,6 +341,12 @@ impl Client {
         Ok(ok)
     }
 
+    /// Where a message from [`Client::send_text`] stands, from the cache:
+    /// the answer to "was it acknowledged?" even when its event was missed.
+    pub fn send_outcome(&self, client_msg_id: &str) -> Result<SendOutcome, ClientError> {
+        self.inner.cache().my_message_outcome(client_msg_id)
+    }
+
     /// Messages written but not yet acknowledged (pending or failed).
     pub fn outbox(&self, conversation_id: Option<u64>) -> Result<Vec<OutboxEntry>, ClientError> {
         self.inner.cache().outbox_all(conversation_id)
@@ -362,6 +383,67 @@ impl Client {
             self.inner.cache().insert_messages(&batch.messages)?;
         }
         self.inner.cache().history(conversation_id, before_seq, limit)
+    }
+
+    /// Up to `limit` messages (at most [`MAX_HISTORY`]) oldest first, between
+    /// `after_seq` and `before_seq` (both exclusive): the oldest ones after
+    /// `after_seq` when it is given, else the newest before `before_seq`.
+    /// Pages through the cache [`HISTORY_PAGE`] at a time, fetching what
+    /// the cache lacks from the server when it is reachable.
+    pub async fn history_range(
+        &self,
+        conversation_id: u64,
+        after_seq: Option<u64>,
+        before_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let limit = limit.min(MAX_HISTORY);
+        let mut out: Vec<CachedMessage> = Vec::new();
+        match after_seq {
+            None => {
+                // Backwards from the newest (or `before_seq`); each page ends below the last.
+                let mut before = before_seq;
+                while out.len() < limit {
+                    let want = (limit - out.len()).min(HISTORY_PAGE);
+                    let page = self.history(conversation_id, before, want).await?;
+                    let Some(first) = page.first().map(|m| m.seq) else { break };
+                    if before.is_some_and(|b| first >= b) {
+                        break;
+                    }
+                    out.splice(0..0, page);
+                    before = Some(first);
+                }
+            }
+            Some(after) => {
+                // Forwards: a page from the cache; if it has holes, ask the server for that page.
+                let mut after = after;
+                while out.len() < limit {
+                    let want = (limit - out.len()).min(HISTORY_PAGE);
+                    let mut page =
+                        self.inner.cache().history_after(conversation_id, after, before_seq, want)?;
+                    let dense = page.iter().enumerate().all(|(i, m)| m.seq == after + 1 + i as u64);
+                    let reaches_end = before_seq.is_some_and(|b| after + 1 + page.len() as u64 >= b);
+                    if (!dense || (page.len() < want && !reaches_end)) && self.connection().is_some() {
+                        let req = v1::FetchMessages {
+                            conversation_id,
+                            after_seq: after,
+                            before_seq: 0,
+                            limit: want as u32,
+                        };
+                        if let Ok(Payload::MessageBatch(batch)) = self.call(Payload::FetchMessages(req)).await
+                        {
+                            self.inner.cache().insert_messages(&batch.messages)?;
+                        }
+                        page = self.inner.cache().history_after(conversation_id, after, before_seq, want)?;
+                    }
+                    let Some(last) = page.last().map(|m| m.seq) else { break };
+                    out.extend(page);
+                    after = last;
+                }
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Marks everything up to `seq` as read; the server and my other devices learn of it.
@@ -449,6 +531,15 @@ impl Client {
     /// Member cursors (user, delivered, read) as last known.
     pub fn member_cursors(&self, conversation_id: u64) -> Result<Vec<(u64, u64, u64)>, ClientError> {
         self.inner.cache().member_cursors(conversation_id)
+    }
+
+    /// One cached message.
+    pub fn cached_message(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+    ) -> Result<Option<CachedMessage>, ClientError> {
+        self.inner.cache().message(conversation_id, seq)
     }
 
     /// Every cached message of a conversation, in seq order.

@@ -33,6 +33,11 @@ impl Requests {
         self.lock_pending().remove(&id);
     }
 
+    /// Whether a request still waits for its answer.
+    pub(crate) fn is_pending(&self, id: u64) -> bool {
+        self.lock_pending().contains_key(&id)
+    }
+
     /// Fails every waiting request at once (the connection is gone).
     pub(crate) fn fail_all(&self) {
         self.lock_pending().clear();

@@ -23,6 +23,10 @@ use crate::{Credential, Event, Inner, Status};
 
 /// Messages sent per outbox round; all are in flight together.
 const OUTBOX_WINDOW: usize = 128;
+/// Attempts of one outbox entry that the server fails on (`INTERNAL`)
+/// before it is parked as failed; between attempts the connection waits
+/// out the reconnect back-off.
+const MAX_SEND_ATTEMPTS: u32 = 5;
 /// Messages asked for per fetch while filling a gap.
 const FETCH_BATCH: u32 = 500;
 /// Pushes taken from the socket and stored in one cache transaction.
@@ -42,12 +46,20 @@ impl Connection {
 
     /// Puts a request on the wire (in call order) and returns where its answer will arrive.
     pub(crate) async fn start(&self, payload: Payload) -> Result<oneshot::Receiver<Payload>, ClientError> {
+        Ok(self.start_numbered(payload).await?.1)
+    }
+
+    /// As [`Connection::start`], with the request's id.
+    async fn start_numbered(
+        &self,
+        payload: Payload,
+    ) -> Result<(u64, oneshot::Receiver<Payload>), ClientError> {
         let (id, rx) = self.requests.register();
         if self.tx.send(encode_envelope(&Envelope::new(id, payload))).await.is_err() {
             self.requests.forget(id);
             return Err(self.requests.lost());
         }
-        Ok(rx)
+        Ok((id, rx))
     }
 
     pub(crate) async fn finish(&self, rx: oneshot::Receiver<Payload>) -> Result<Payload, ClientError> {
@@ -85,7 +97,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             inner.set_status(Status::Offline { code: error.code().into(), reason: error.to_string() });
             return;
         }
-        failures = if was_online { 1 } else { failures.saturating_add(1) };
+        // An outbox entry the server keeps failing on backs off like a connection that keeps failing.
+        let send_failures = count_send_failure(&inner, &error).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot count a failed send");
+            0
+        });
+        failures = if was_online { send_failures.max(1) } else { failures.saturating_add(1) };
         let delay = backoff(&inner, failures, &error);
         tracing::info!(error = %error, delay_ms = delay.as_millis() as u64, "connection lost; reconnecting");
         inner.set_status(Status::Reconnecting { in_ms: delay.as_millis() as u64, reason: error.to_string() });
@@ -170,6 +187,11 @@ async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<
     };
     reader.abort();
     writer.abort();
+    // The outbox entry the connection ended on, unless its answer did arrive
+    // (an acknowledgement not yet handled is not a failure).
+    let sending = inner.sending.lock().unwrap_or_else(|e| e.into_inner()).take();
+    *inner.failed_send.lock().unwrap_or_else(|e| e.into_inner()) =
+        sending.filter(|(_, request)| conn.requests.is_pending(*request)).map(|(entry, _)| entry);
     // Unblock anyone still waiting for an answer on this connection.
     conn.requests.fail_all();
     result
@@ -354,32 +376,51 @@ async fn sync_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), ClientEr
         sync_round(inner, conn).await?;
         inner.sync_rounds.fetch_add(1, Ordering::Relaxed);
         inner.emit(Event::Synced);
-        conn.sync_wanted.notified().await;
+        // Pushes are an optimisation: one that never arrived (and no other
+        // activity to reveal the gap) is found by the next periodic round.
+        tokio::select! {
+            _ = conn.sync_wanted.notified() => {}
+            _ = tokio::time::sleep(sync_pause(inner.options.sync_interval)) => {}
+        }
     }
+}
+
+/// The pause before the next periodic sync: the interval, 75–125 %, so
+/// many clients started together do not ask together.
+fn sync_pause(interval: Duration) -> Duration {
+    let ms = interval.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+    Duration::from_millis(rand::rng().random_range(ms * 3 / 4..=ms * 5 / 4).max(1))
 }
 
 /// Asks what changed since the stored version, stores it, then fills every
 /// conversation's gap between what the cache holds and the server's last seq.
 async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError> {
-    // Within a round, resume from the key the server answered with.
-    let mut since_id = 0;
     loop {
-        let since = inner.cache().sync_version()?;
-        let request = v1::SyncRequest { since_version: since, limit: 200, since_conversation_id: since_id };
-        let resp = match conn.call(Payload::Sync(request)).await? {
+        let since = inner.cache().sync_key()?;
+        let req = v1::SyncRequest { since_version: since.0, limit: 200, since_conversation_id: since.1 };
+        let resp = match conn.call(Payload::Sync(req)).await? {
             Payload::SyncResponse(r) => r,
             other => return Err(ClientError::Protocol(format!("expected a sync answer, got {other:?}"))),
         };
-        since_id = resp.conversation_id;
+        let next = next_sync_key(since, &resp);
         {
             let mut cache = inner.cache();
             cache.apply_conversations(&resp.conversations)?;
-            cache.set_sync_version(resp.version)?;
+            cache.set_sync_key(next.0, next.1)?;
         }
         if !resp.conversations.is_empty() {
             inner.emit(Event::ConversationsChanged);
         }
         if !resp.more {
+            break;
+        }
+        if next <= since {
+            // A server that says "more" without moving on would keep us here forever.
+            tracing::warn!(
+                version = next.0,
+                conversation = next.1,
+                "sync did not advance; stopping this round"
+            );
             break;
         }
     }
@@ -407,6 +448,27 @@ async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError>
     }
     inner.cursors_dirty.notify_one();
     Ok(())
+}
+
+/// Where the next sync page starts: after the key (version, conversation id)
+/// of the last conversation of this answer. A server that pages by version
+/// alone answers 0 for the conversation id; the last conversation's id then
+/// stands in (such a server ignores it, a keyed one resumes exactly there).
+/// An empty answer leaves the key where it was (unless the version moved).
+pub(crate) fn next_sync_key(since: (u64, u64), resp: &v1::SyncResponse) -> (u64, u64) {
+    let conversation = if resp.conversation_id != 0 {
+        resp.conversation_id
+    } else {
+        match resp.conversations.last() {
+            Some(last) if resp.version == last.version || last.version == 0 => last.id,
+            Some(_) => 0,
+            None if resp.version == since.0 => since.1,
+            None => 0,
+        }
+    };
+    let next = (resp.version, conversation);
+    // Never move back (a stale or odd answer must not make us start over).
+    next.max(since)
 }
 
 /// Brings the cached directory up to the server's version, a page at a time.
@@ -454,10 +516,13 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
         }
         let mut waiting = Vec::with_capacity(entries.len());
         for e in &entries {
-            waiting.push(conn.start(send_request(e)).await?);
+            waiting.push(conn.start_numbered(send_request(e)).await?);
         }
         let me = inner.user_id.load(Ordering::Relaxed);
-        for (entry, rx) in entries.iter().zip(waiting) {
+        for (entry, (request, rx)) in entries.iter().zip(waiting) {
+            // Earlier entries are answered: if the connection ends before
+            // this one's answer arrives, this one is why.
+            *inner.sending.lock().unwrap_or_else(|e| e.into_inner()) = Some((entry.id, request));
             match conn.finish(rx).await {
                 Ok(Payload::SendAck(ack)) => {
                     let stored = inner.cache().ack(entry, &ack, me)?;
@@ -479,23 +544,59 @@ async fn outbox_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
                             | ErrorCode::TooLarge
                             | ErrorCode::BadRequest
                             | ErrorCode::UnsafePath
-                            | ErrorCode::QuotaExceeded,
+                            | ErrorCode::QuotaExceeded
+                            // The id was used before for another message: sending it again cannot help.
+                            | ErrorCode::Conflict,
                         ..
                     },
                 ) => {
-                    // Retrying cannot help: park it as failed for the person to see.
-                    inner.cache().fail(entry.id, e.code(), &e.to_string())?;
-                    inner.emit(Event::SendFailed {
-                        client_msg_id: entry.client_msg_id.clone(),
-                        code: e.code().into(),
-                        message: e.to_string(),
-                    });
+                    let collected = matches!(&e, ClientError::Remote { code: ErrorCode::NotFound, .. })
+                        && crate::transfer::reupload(inner, entry)?;
+                    if !collected {
+                        park(inner, entry, &e)?;
+                    }
                 }
+                // Anything else ends the connection; an INTERNAL on this
+                // entry is counted against it when it does (`count_send_failure`).
                 Err(e) => return Err(e),
             }
         }
+        *inner.sending.lock().unwrap_or_else(|e| e.into_inner()) = None;
         inner.cursors_dirty.notify_one();
     }
+}
+
+/// The connection ended with an `INTERNAL` failure while an outbox entry
+/// was waiting for its answer (the server answers that, or closes the
+/// connection so the later sends keep their order): count it against that
+/// entry, and after [`MAX_SEND_ATTEMPTS`] park it so the entries behind it
+/// go on. Returns the entry's failures so far, for the reconnect's back-off.
+fn count_send_failure(inner: &Inner, error: &ClientError) -> Result<u32, ClientError> {
+    let sending = inner.failed_send.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let (Some(id), ClientError::Remote { code: ErrorCode::Internal, .. }) = (sending, error) else {
+        return Ok(0);
+    };
+    let Some(attempts) = inner.cache().count_attempt(id)? else { return Ok(0) };
+    if attempts < MAX_SEND_ATTEMPTS {
+        return Ok(attempts);
+    }
+    tracing::warn!(error = %error, attempts, "parking an outbox entry the server keeps failing on");
+    let entry = inner.cache().outbox_entry(id)?;
+    if let Some(entry) = entry {
+        park(inner, &entry, error)?;
+    }
+    Ok(0)
+}
+
+/// Parks an outbox entry as failed with its reason, for the person to see (and retry).
+fn park(inner: &Inner, entry: &OutboxEntry, e: &ClientError) -> Result<(), ClientError> {
+    inner.cache().fail(entry.id, e.code(), &e.to_string())?;
+    inner.emit(Event::SendFailed {
+        client_msg_id: entry.client_msg_id.clone(),
+        code: e.code().into(),
+        message: e.to_string(),
+    });
+    Ok(())
 }
 
 /// Reports delivered and read cursors the server has not heard of yet.
@@ -514,5 +615,39 @@ async fn cursor_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), Client
         inner.cursors_dirty.notified().await;
         // Let a burst settle into one report.
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(id: u64, version: u64) -> v1::ConversationState {
+        v1::ConversationState { id, version, ..Default::default() }
+    }
+
+    fn answer(states: Vec<v1::ConversationState>, version: u64, conversation_id: u64) -> v1::SyncResponse {
+        v1::SyncResponse { conversations: states, version, more: true, conversation_id }
+    }
+
+    #[test]
+    fn sync_resumes_after_the_last_key_it_stored() {
+        // A keyed server: its key is taken as it is.
+        assert_eq!(next_sync_key((0, 0), &answer(vec![state(3, 9), state(4, 9)], 9, 4)), (9, 4));
+        // A server paging by version alone (0): the last conversation's id stands in.
+        assert_eq!(next_sync_key((0, 0), &answer(vec![state(3, 9), state(4, 9)], 9, 0)), (9, 4));
+        // Nothing new: the key stays where it was.
+        assert_eq!(next_sync_key((9, 4), &answer(vec![], 9, 0)), (9, 4));
+        // Never backwards.
+        assert_eq!(next_sync_key((9, 4), &answer(vec![], 3, 0)), (9, 4));
+    }
+
+    #[test]
+    fn periodic_sync_pauses_are_jittered_around_the_interval() {
+        let interval = Duration::from_secs(60);
+        for _ in 0..100 {
+            let p = sync_pause(interval);
+            assert!(p >= Duration::from_secs(45) && p <= Duration::from_secs(75), "{p:?}");
+        }
     }
 }

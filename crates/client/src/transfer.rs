@@ -129,6 +129,20 @@ pub(crate) fn spawn(inner: &Arc<Inner>, id: &str) {
     });
 }
 
+/// A queued file message was refused with NOT_FOUND: its file may have
+/// been collected by the server while the message waited (offline longer
+/// than the server's grace period). Upload it again from the local copy
+/// (once) and send the message after; returns false when there is no
+/// upload to make again here (then the refusal stands).
+pub(crate) fn reupload(inner: &Arc<Inner>, entry: &crate::cache::OutboxEntry) -> Result<bool, ClientError> {
+    let Some(id) = inner.cache().begin_reupload(entry)? else { return Ok(false) };
+    tracing::info!(transfer = %id, "the server no longer has a queued message's file; uploading it again");
+    // The task waiting for the acknowledgement starts over with the upload.
+    inner.transfers.stop(&id);
+    spawn(inner, &id);
+    Ok(true)
+}
+
 /// Resumes what a previous process left queued or running.
 pub(crate) fn resume_unfinished(inner: &Arc<Inner>) -> Result<(), ClientError> {
     let ids = {
@@ -320,6 +334,16 @@ async fn drive(inner: &Arc<Inner>, id: &str, token: &CancellationToken) {
             }
             Err(e) => {
                 tracing::warn!(transfer = id, error = %e, code = e.code(), "transfer failed");
+                // A message that waited for this upload to be made again
+                // fails with it (first, so whoever sees the transfer fail sees it too).
+                let client_msg_id = &record.transfer.client_msg_id;
+                if inner.cache().fail_uploading(client_msg_id, e.code(), &e.to_string()).unwrap_or(false) {
+                    inner.emit(Event::SendFailed {
+                        client_msg_id: client_msg_id.clone(),
+                        code: e.code().into(),
+                        message: e.to_string(),
+                    });
+                }
                 transition(inner, id, &[TransferState::Running], TransferState::Failed, Some(&e));
                 return;
             }
@@ -344,7 +368,7 @@ async fn wait_ack(inner: &Inner, client_msg_id: &str) -> Result<u64, ClientError
     let mut events = inner.events.subscribe();
     loop {
         match inner.cache().my_message_outcome(client_msg_id)? {
-            SendOutcome::Sent(seq) => return Ok(seq),
+            SendOutcome::Sent { seq, .. } => return Ok(seq),
             SendOutcome::Failed { code, message } => {
                 return Err(match ErrorCode::from_str_name(&code) {
                     Some(code) => ClientError::Remote { code, message, retry_after_ms: 0 },
@@ -585,9 +609,10 @@ async fn upload(
     progress: &mut Progress,
 ) -> Result<Step, ClientError> {
     let t = &record.transfer;
-    if record.phase == "message" {
+    if matches!(record.phase.as_str(), "message" | "resent") {
         return Ok(Step::AwaitAck);
     }
+    let again = record.phase == "reupload";
     let (path, kind, name) = (t.local_path.clone(), t.kind, t.name.clone());
     let stop = token.clone();
     let cache_owner = inner.clone();
@@ -596,7 +621,30 @@ async fn upload(
         let hash = |p: &Path| hash_remembered(&cache_owner, p, &stop);
         plan_upload(&path, kind, &name, &stop, &hash)
     })
-    .await?;
+    .await
+    .map_err(|e| {
+        if again && !transient(&e) {
+            ClientError::local(
+                "FILE_GONE",
+                format!("{} could not be read to send it again: {e}", t.local_path.display()),
+            )
+        } else {
+            e
+        }
+    })?;
+    if again {
+        // The queued message names the file by its content: a changed copy is another file.
+        let queued = inner.cache().outbox_attachment(&t.client_msg_id)?;
+        if queued.is_some_and(|a| a.file_id != plan.attachment.file_id) {
+            return Err(ClientError::local(
+                "FILE_CHANGED",
+                format!(
+                    "{} changed after its message was queued, and the server no longer has the queued version",
+                    t.local_path.display()
+                ),
+            ));
+        }
+    }
     let actual_kind = AttachmentKind::from_wire(plan.attachment.kind);
     if actual_kind != t.kind {
         inner.cache().set_transfer_kind(&t.id, actual_kind)?;

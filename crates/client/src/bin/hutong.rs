@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 use hutong_client::files::human_size;
 use hutong_client::{
     AttachmentKind, CachedMessage, Client, ClientError, ClientOptions, Credential, Event, Profile,
-    SendOptions, ServerAddr, Transfer, TransferState,
+    SendOptions, SendOutcome, ServerAddr, Transfer, TransferState,
 };
 
 #[derive(Parser)]
@@ -100,11 +100,19 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
-    /// Print a conversation's history.
+    /// Print a conversation's history, oldest first: the newest LIMIT
+    /// messages (before SEQ with --before), or the oldest LIMIT after SEQ
+    /// with --after. Pages through the cache and the server; at most 100,000.
     History {
         target: String,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only messages with a seq below this one.
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
+        /// Only messages with a seq above this one (the oldest of them first).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
         #[arg(long)]
         json: bool,
     },
@@ -457,34 +465,54 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
                     format!("offline: message {id} is queued and will be sent on the next connection"),
                 ));
             }
+            // The events say when to look; the cache says what happened (an
+            // event can be missed when the channel lags, or come before we listen).
+            let outcome = || -> Result<Option<(u64, u64)>, Failure> {
+                match client.send_outcome(&id)? {
+                    SendOutcome::Sent { conversation_id, seq } => Ok(Some((conversation_id, seq))),
+                    SendOutcome::Failed { message, code } => Err(fail(3, format!("{message} [{code}]"))),
+                    SendOutcome::Waiting => Ok(None),
+                }
+            };
             let wait = async {
                 loop {
+                    if let Some(done) = outcome()? {
+                        return Ok(done);
+                    }
                     match events.recv().await {
-                        Ok(Event::Acked { client_msg_id, conversation_id, seq }) if client_msg_id == id => {
-                            return Ok((conversation_id, seq))
-                        }
-                        Ok(Event::SendFailed { client_msg_id, message, .. }) if client_msg_id == id => {
-                            return Err(fail(3, message))
-                        }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                             return Err(fail(1, "client stopped"))
                         }
-                        _ => {}
+                        Ok(
+                            Event::Acked { .. }
+                            | Event::SendFailed { .. }
+                            | Event::Synced
+                            | Event::Message(_),
+                        )
+                        | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Ok(_) => continue,
                     }
                 }
             };
-            match tokio::time::timeout(timeout, wait).await {
-                Ok(Ok((conv, seq))) => {
+            let waited = match tokio::time::timeout(timeout, wait).await {
+                Ok(r) => r.map(Some),
+                // One last look: the acknowledgement may have been stored as time ran out.
+                Err(_) => outcome(),
+            };
+            match waited? {
+                Some((conv, seq)) => {
                     println!("sent to #{conv} as seq {seq}");
                     Ok(())
                 }
-                Ok(Err(f)) => Err(f),
-                Err(_) => Err(fail(4, format!("no acknowledgement yet: message {id} stays queued"))),
+                None => Err(fail(4, format!("no acknowledgement yet: message {id} stays queued"))),
             }
         }
-        Command::History { target, limit, json } => {
+        Command::History { target, limit, before, after, json } => {
+            if limit > hutong_client::MAX_HISTORY {
+                return Err(fail(2, format!("--limit is at most {}", hutong_client::MAX_HISTORY)));
+            }
             let conversation = resolve_target(client, &target, online).await?;
-            let page = client.history(conversation, None, limit).await?;
+            let page = client.history_range(conversation, after, before, limit).await?;
             let names = client.names(&page.iter().map(|m| m.sender_id).collect::<Vec<_>>()).await?;
             for m in &page {
                 print_message(m, &names, json)?;
