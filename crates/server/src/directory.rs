@@ -9,6 +9,8 @@
 //! while hidden departments exist) bump the directory epoch instead, which
 //! makes every client start its copy afresh, so nothing hidden lingers.
 
+pub mod import;
+
 use std::collections::{HashMap, HashSet};
 
 use hutong_protocol::v1;

@@ -6,6 +6,8 @@
 //! The gateway never touches SQL; it talks to services through
 //! [`crate::handlers`] and [`crate::accounts`].
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
