@@ -109,8 +109,8 @@ pub fn add_user(
     if exists {
         anyhow::bail!("the account {account:?} already exists");
     }
-    let (pinyin, initials) = crate::directory::pinyin_keys(display_name);
-    let version = crate::directory::next_version(conn)?;
+    let (pinyin, initials) = crate::util::pinyin_keys(display_name);
+    let version = crate::storage::sqlite::directory::next_version(conn)?;
     conn.execute(
         "INSERT INTO users (account, display_name, password_hash, is_admin, roles, pinyin, initials, dir_version, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -155,7 +155,7 @@ fn user_id(conn: &Connection, account: &str) -> anyhow::Result<u64> {
 /// connections within a fraction of a second.
 pub fn set_disabled(conn: &Connection, account: &str, disabled: bool) -> anyhow::Result<()> {
     let id = user_id(conn, account)?;
-    let version = crate::directory::next_version(conn)?;
+    let version = crate::storage::sqlite::directory::next_version(conn)?;
     conn.execute(
         "UPDATE users SET disabled = ?2, dir_version = ?3 WHERE id = ?1",
         params![id, disabled, version],
@@ -494,8 +494,17 @@ fn token_login(
     Ok(Authenticated { user_id, session_id, display_name, token: None })
 }
 
+/// Who calls the administration API, from the bearer token.
+pub struct Caller {
+    pub user_id: u64,
+    pub account: String,
+    pub session_id: u64,
+    pub roles: Vec<String>,
+    pub must_change_password: bool,
+}
+
 /// The administration API's caller, from a console session token.
-pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<crate::admin::Caller>, ServiceError> {
+pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<Caller>, ServiceError> {
     let row = conn
         .prepare_cached(
             "SELECT u.id, u.account, s.id, u.roles, u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id
@@ -503,7 +512,7 @@ pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<crate::a
         )?
         .query_row([token_hash(token)], |r| {
             let roles: String = r.get(3)?;
-            Ok(crate::admin::Caller {
+            Ok(Caller {
                 user_id: r.get(0)?,
                 account: r.get(1)?,
                 session_id: r.get(2)?,

@@ -109,14 +109,7 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Who is calling, from the bearer token.
-pub struct Caller {
-    pub user_id: u64,
-    pub account: String,
-    pub session_id: u64,
-    pub roles: Vec<String>,
-    pub must_change_password: bool,
-}
+pub use crate::accounts::Caller;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -923,9 +916,9 @@ async fn set_retention(
     }
     let saved = audited(&shared, &caller, move |conn, log| {
         let before = audit::retention(conn)?;
-        directory::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
+        crate::storage::sqlite::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
             .map_err(ServiceError::from)?;
-        directory::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
+        crate::storage::sqlite::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
             .map_err(ServiceError::from)?;
         log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
         Ok(rules)

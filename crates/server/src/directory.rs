@@ -18,49 +18,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServiceError;
+use crate::storage::sqlite::directory::next_version;
+use crate::storage::sqlite::{like_escape, setting};
+pub use crate::util::pinyin_keys;
 
 pub const ROLES: [&str; 4] = ["admin", "auditor", "agent", "staff"];
 const MAX_FIELD_CHARS: usize = 200;
-
-/// Full pinyin and initials of a name, lower case: 张三 → ("zhangsan", "zs").
-/// Other letters and digits are kept (lower-cased) in both.
-pub fn pinyin_keys(name: &str) -> (String, String) {
-    use pinyin::ToPinyin;
-    let mut full = String::new();
-    let mut initials = String::new();
-    for c in name.chars() {
-        if let Some(p) = c.to_pinyin() {
-            full.push_str(p.plain());
-            initials.push_str(p.first_letter());
-        } else if c.is_alphanumeric() {
-            let lower: String = c.to_lowercase().collect();
-            full.push_str(&lower);
-            initials.push_str(&lower);
-        }
-    }
-    (full, initials)
-}
-
-pub fn setting(conn: &Connection, key: &str) -> rusqlite::Result<String> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-}
-
-pub fn set_setting(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-/// Takes the next directory version (inside the caller's transaction).
-pub fn next_version(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dir_version' RETURNING CAST(value AS INTEGER)",
-        [],
-        |r| r.get(0),
-    )
-}
 
 /// Makes every client rebuild its directory copy (visibility may have changed).
 pub fn bump_epoch(conn: &Connection) -> rusqlite::Result<()> {
@@ -532,11 +495,6 @@ pub struct PeopleQuery {
     pub status: Option<String>,
     pub offset: Option<u64>,
     pub limit: Option<u64>,
-}
-
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-pub fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 /// The department and all departments below it.

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -629,9 +629,4 @@ pub async fn collector(shared: Arc<crate::Shared>, shutdown: tokio_util::sync::C
             Err(e) => tracing::warn!(error = %e, "collecting unreferenced files failed"),
         }
     }
-}
-
-/// The blob directory inside the data directory.
-pub fn blob_root(data_dir: &Path) -> PathBuf {
-    data_dir.join("blobs")
 }

@@ -5,7 +5,8 @@
 // Layers, top to bottom (imports only run downward; see ARCHITECTURE.md):
 // the gateway (transport) and `admin` (the HTTP administration API); the
 // domains (`messaging`, `accounts`, `directory`, `files`, `audit`); `live`
-// (sessions, presence, outbound lanes); `storage`, `config`, `error`.
+// (sessions, presence, outbound lanes); `storage`, `config`, `error`, `util`.
+// `layering.rs` checks it.
 pub mod accounts;
 pub mod admin;
 pub mod audit;
@@ -17,6 +18,10 @@ mod gateway;
 mod live;
 mod messaging;
 pub mod storage;
+mod util;
+
+#[cfg(test)]
+mod layering;
 
 // The paths other crates use (`hutong_server::writer`, `::import`, `::tls`).
 pub use directory::import;
