@@ -612,11 +612,8 @@ async fn reset_password(
         if p.status == "deleted" {
             return Err(ServiceError::NotFound("person").into());
         }
-        conn.execute(
-            "UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE id = ?1",
-            rusqlite::params![id, hash],
-        )
-        .map_err(ServiceError::from)?;
+        crate::storage::sqlite::accounts::set_password_hash(conn, id, &hash, true)
+            .map_err(ServiceError::from)?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
         log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
@@ -762,10 +759,7 @@ async fn download_file(
     };
     let logged_name = name.clone();
     let manifest = audited(&shared, &caller, move |conn, log| {
-        let archived = conn
-            .prepare_cached("SELECT 1 FROM file_refs WHERE file_id = ?1")
-            .and_then(|mut s| s.exists([&id[..]]))
-            .map_err(ServiceError::from)?;
+        let archived = crate::storage::sqlite::files::is_referenced(conn, &id).map_err(ServiceError::from)?;
         let manifest = if archived { crate::files::load_committed(conn, &id)? } else { None };
         let manifest = manifest.ok_or(ServiceError::NotFound("archived file"))?;
         log.record(

@@ -3,7 +3,9 @@
 //! the same functions over its own connection type; the domains call these
 //! and hold no SQL of their own.
 
+pub mod accounts;
 pub mod directory;
+pub mod files;
 
 use rusqlite::{params, Connection};
 
