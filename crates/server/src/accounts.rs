@@ -20,6 +20,9 @@ use tokio::sync::Semaphore;
 
 use crate::error::ServiceError;
 use crate::storage::now_ms;
+pub use crate::storage::sqlite::accounts::{
+    create_session, end_other_sessions, end_session, replace_password, revoke, touch_session,
+};
 
 /// Argon2id with the OWASP minimum: 19 MiB, two passes, one lane.
 fn argon2() -> Argon2<'static> {
@@ -111,8 +114,8 @@ pub fn add_user(
     if exists {
         anyhow::bail!("the account {account:?} already exists");
     }
-    let (pinyin, initials) = crate::directory::pinyin_keys(display_name);
-    let version = crate::directory::next_version(conn)?;
+    let (pinyin, initials) = crate::util::pinyin_keys(display_name);
+    let version = crate::storage::sqlite::directory::next_version(conn)?;
     conn.execute(
         "INSERT INTO users (account, display_name, password_hash, is_admin, roles, pinyin, initials, dir_version, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -157,7 +160,7 @@ fn user_id(conn: &Connection, account: &str) -> anyhow::Result<u64> {
 /// connections within a fraction of a second.
 pub fn set_disabled(conn: &Connection, account: &str, disabled: bool) -> anyhow::Result<()> {
     let id = user_id(conn, account)?;
-    let version = crate::directory::next_version(conn)?;
+    let version = crate::storage::sqlite::directory::next_version(conn)?;
     conn.execute(
         "UPDATE users SET disabled = ?2, dir_version = ?3 WHERE id = ?1",
         params![id, disabled, version],
@@ -177,19 +180,6 @@ pub fn set_password(conn: &Connection, account: &str, password: &str) -> anyhow:
     conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, hash])?;
     conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
     revoke(conn, id, None, ErrorCode::SessionRevoked)?;
-    Ok(())
-}
-
-fn revoke(
-    conn: &Connection,
-    user_id: u64,
-    session_id: Option<u64>,
-    reason: ErrorCode,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO revocations (user_id, session_id, reason, at) VALUES (?1, ?2, ?3, ?4)",
-        params![user_id, session_id, reason as i32, now_ms()],
-    )?;
     Ok(())
 }
 
@@ -556,68 +546,17 @@ fn token_session(
 
 // ------------------------------------------------------------------ writes (run by the writer thread)
 
-/// Stores a new session for a password login (one per device: logging in
-/// again on a device replaces its session) and returns its id. Refused if
-/// the account was disabled or its password changed since the password was
-/// checked, so a login racing a disable or a reset cannot outlive it.
-pub fn create_session(
-    conn: &Connection,
-    user_id: u64,
-    device: &str,
-    token_hash: &[u8],
-    password_hash: &str,
-) -> Result<u64, ServiceError> {
-    let (current, disabled): (String, bool) = conn
-        .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
-        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or(ServiceError::BadCredentials)?;
-    if current != password_hash {
-        return Err(ServiceError::BadCredentials);
-    }
-    if disabled {
-        return Err(ServiceError::AccountDisabled);
-    }
-    let now = now_ms();
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4
-             RETURNING id",
-        )?
-        .query_row(params![user_id, device, token_hash, now], |r| r.get(0))?)
-}
-
-/// Records when a session was last used.
-pub fn touch_session(conn: &Connection, session_id: u64, at: i64) -> Result<(), ServiceError> {
-    conn.prepare_cached("UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1")?
-        .execute(params![session_id, at])?;
-    Ok(())
-}
-
-/// Replaces a password checked against `old_hash` (refused if it changed
-/// meanwhile) and ends every other session of the person.
-pub fn replace_password(
-    conn: &Connection,
-    user_id: u64,
-    old_hash: &str,
-    new_hash: &str,
-    keep: Option<u64>,
-) -> Result<(), ServiceError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE users SET password_hash = ?3, must_change_password = 0 WHERE id = ?1 AND password_hash = ?2",
-        )?
-        .execute(params![user_id, old_hash, new_hash])?;
-    if changed == 0 {
-        return Err(ServiceError::BadCredentials);
-    }
-    end_other_sessions(conn, user_id, keep)?;
-    Ok(())
+/// Who calls the administration API, from the bearer token.
+pub struct Caller {
+    pub user_id: u64,
+    pub account: String,
+    pub session_id: u64,
+    pub roles: Vec<String>,
+    pub must_change_password: bool,
 }
 
 /// The administration API's caller, from a console session token.
-pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<crate::admin::Caller>, ServiceError> {
+pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<Caller>, ServiceError> {
     let row = conn
         .prepare_cached(
             "SELECT u.id, u.account, s.id, u.roles, u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id
@@ -625,7 +564,7 @@ pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<crate::a
         )?
         .query_row([token_hash(token)], |r| {
             let roles: String = r.get(3)?;
-            Ok(crate::admin::Caller {
+            Ok(Caller {
                 user_id: r.get(0)?,
                 account: r.get(1)?,
                 session_id: r.get(2)?,
@@ -641,17 +580,6 @@ pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<crate::a
 pub fn end_all_sessions(conn: &Connection, user_id: u64, reason: ErrorCode) -> Result<(), ServiceError> {
     conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
     revoke(conn, user_id, None, reason)?;
-    Ok(())
-}
-
-/// Ends every session but `keep` (after a password change) and closes their connections.
-fn end_other_sessions(conn: &Connection, user_id: u64, keep: Option<u64>) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND id IS NOT ?2")?;
-    let others: Vec<u64> = stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    for id in others {
-        conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
-        revoke(conn, user_id, Some(id), ErrorCode::SessionRevoked)?;
-    }
     Ok(())
 }
 
@@ -685,12 +613,6 @@ pub fn sessions(conn: &Connection) -> Result<Vec<SessionRow>, ServiceError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Ends one session (logout); the token stops working at once.
-pub fn end_session(conn: &Connection, session_id: u64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -110,14 +110,7 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Who is calling, from the bearer token.
-pub struct Caller {
-    pub user_id: u64,
-    pub account: String,
-    pub session_id: u64,
-    pub roles: Vec<String>,
-    pub must_change_password: bool,
-}
+pub use crate::accounts::Caller;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Need {
@@ -212,7 +205,7 @@ where
 fn directory_changed(shared: &Shared) {
     let notice =
         hutong_protocol::Envelope::new(0, hutong_protocol::Payload::DirectoryDelta(Default::default()));
-    shared.hub.push_all(crate::outbound::Lane::Live, &hutong_protocol::encode_envelope(&notice));
+    shared.hub.push_all(crate::live::outbound::Lane::Live, &hutong_protocol::encode_envelope(&notice));
 }
 
 /// Records actions of one caller in the audit log (inside [`audited`]).
@@ -671,11 +664,8 @@ async fn reset_password(
         if p.status == "deleted" {
             return Err(ServiceError::NotFound("person").into());
         }
-        conn.execute(
-            "UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE id = ?1",
-            rusqlite::params![id, hash],
-        )
-        .map_err(ServiceError::from)?;
+        crate::storage::sqlite::accounts::set_password_hash(conn, id, &hash, true)
+            .map_err(ServiceError::from)?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
         log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
@@ -823,10 +813,7 @@ async fn download_file(
     };
     let logged_name = name.clone();
     let manifest = audited(&shared, &caller, move |conn, log| {
-        let archived = conn
-            .prepare_cached("SELECT 1 FROM file_refs WHERE file_id = ?1")
-            .and_then(|mut s| s.exists([&id[..]]))
-            .map_err(ServiceError::from)?;
+        let archived = crate::storage::sqlite::files::is_referenced(conn, &id).map_err(ServiceError::from)?;
         let manifest = if archived { crate::files::load_committed(conn, &id)? } else { None };
         let manifest = manifest.ok_or(ServiceError::NotFound("archived file"))?;
         log.record(
@@ -977,9 +964,9 @@ async fn set_retention(
     }
     let saved = audited(&shared, &caller, move |conn, log| {
         let before = audit::retention(conn)?;
-        directory::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
+        crate::storage::sqlite::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
             .map_err(ServiceError::from)?;
-        directory::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
+        crate::storage::sqlite::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
             .map_err(ServiceError::from)?;
         log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
         Ok(rules)

@@ -10,9 +10,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::directory::{like_escape, setting};
 use crate::error::ServiceError;
 use crate::storage::now_ms;
+use crate::storage::sqlite::{like_escape, setting};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

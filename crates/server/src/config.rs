@@ -174,7 +174,7 @@ impl Config {
     }
 
     pub fn blob_dir(&self) -> PathBuf {
-        crate::files::blob_root(&self.data_dir)
+        self.data_dir.join("blobs")
     }
 
     pub fn database_path(&self) -> PathBuf {

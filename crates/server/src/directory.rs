@@ -9,6 +9,8 @@
 //! while hidden departments exist) bump the directory epoch instead, which
 //! makes every client start its copy afresh, so nothing hidden lingers.
 
+pub mod import;
+
 use std::collections::{HashMap, HashSet};
 
 use hutong_protocol::v1;
@@ -16,61 +18,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServiceError;
+use crate::storage::sqlite::directory::{
+    ancestors, bump_epoch, department_exists, has_hidden, next_version, subtree,
+};
+use crate::storage::sqlite::{like_escape, setting};
+pub use crate::util::pinyin_keys;
 
 pub const ROLES: [&str; 4] = ["admin", "auditor", "agent", "staff"];
 const MAX_FIELD_CHARS: usize = 200;
-
-/// Full pinyin and initials of a name, lower case: 张三 → ("zhangsan", "zs").
-/// Other letters and digits are kept (lower-cased) in both.
-pub fn pinyin_keys(name: &str) -> (String, String) {
-    use pinyin::ToPinyin;
-    let mut full = String::new();
-    let mut initials = String::new();
-    for c in name.chars() {
-        if let Some(p) = c.to_pinyin() {
-            full.push_str(p.plain());
-            initials.push_str(p.first_letter());
-        } else if c.is_alphanumeric() {
-            let lower: String = c.to_lowercase().collect();
-            full.push_str(&lower);
-            initials.push_str(&lower);
-        }
-    }
-    (full, initials)
-}
-
-pub fn setting(conn: &Connection, key: &str) -> rusqlite::Result<String> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-}
-
-pub fn set_setting(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-/// Takes the next directory version (inside the caller's transaction).
-pub fn next_version(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row(
-        "UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dir_version' RETURNING CAST(value AS INTEGER)",
-        [],
-        |r| r.get(0),
-    )
-}
-
-/// Makes every client rebuild its directory copy (visibility may have changed).
-pub fn bump_epoch(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute("UPDATE settings SET value = CAST(value AS INTEGER) + 1 WHERE key = 'dir_epoch'", [])?;
-    Ok(())
-}
-
-fn has_hidden(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT EXISTS (SELECT 1 FROM departments WHERE hidden = 1 AND deleted = 0)", [], |r| {
-        r.get(0)
-    })
-}
 
 // ------------------------------------------------------------------ departments
 
@@ -147,39 +102,6 @@ fn departments_matching(conn: &Connection, id: Option<u64>) -> Result<Vec<Depart
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-fn department_exists(conn: &Connection, id: u64) -> Result<(), ServiceError> {
-    let ok: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM departments WHERE id = ?1 AND deleted = 0)",
-        [id],
-        |r| r.get(0),
-    )?;
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound("department"))
-    }
-}
-
-/// Ancestors of `id` (nearest first), to refuse moving a department under itself.
-fn ancestors(conn: &Connection, id: u64) -> Result<Vec<u64>, ServiceError> {
-    let mut out = Vec::new();
-    let mut current = Some(id);
-    while let Some(c) = current {
-        current = conn
-            .prepare_cached("SELECT parent_id FROM departments WHERE id = ?1")?
-            .query_row([c], |r| r.get::<_, Option<u64>>(0))
-            .optional()?
-            .flatten();
-        if let Some(p) = current {
-            if out.contains(&p) || out.len() > 10_000 {
-                return Err(ServiceError::Internal("department tree has a cycle".into()));
-            }
-            out.push(p);
-        }
-    }
-    Ok(out)
 }
 
 pub fn create_department(conn: &Connection, input: &DepartmentInput) -> Result<u64, ServiceError> {
@@ -530,21 +452,6 @@ pub struct PeopleQuery {
     pub status: Option<String>,
     pub offset: Option<u64>,
     pub limit: Option<u64>,
-}
-
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-pub fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
-/// The department and all departments below it.
-pub fn subtree(conn: &Connection, root: u64) -> Result<Vec<u64>, ServiceError> {
-    let mut stmt = conn.prepare_cached(
-        "WITH RECURSIVE t(id) AS (SELECT ?1 UNION ALL SELECT d.id FROM departments d JOIN t ON d.parent_id = t.id WHERE d.deleted = 0)
-         SELECT id FROM t",
-    )?;
-    let rows = stmt.query_map([root], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn search_people(conn: &Connection, q: &PeopleQuery) -> Result<(Vec<Person>, u64), ServiceError> {

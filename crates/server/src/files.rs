@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -27,8 +27,8 @@ use prost::Message as _;
 use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::ServiceError;
-use crate::handlers::{Reply, Session};
-use crate::outbound::Lane;
+use crate::live::outbound::Lane;
+use crate::messaging::handlers::{Reply, Session};
 use crate::writer::Command;
 use hutong_protocol::Payload;
 
@@ -629,9 +629,4 @@ pub async fn collector(shared: Arc<crate::Shared>, shutdown: tokio_util::sync::C
             Err(e) => tracing::warn!(error = %e, "collecting unreferenced files failed"),
         }
     }
-}
-
-/// The blob directory inside the data directory.
-pub fn blob_root(data_dir: &Path) -> PathBuf {
-    data_dir.join("blobs")
 }

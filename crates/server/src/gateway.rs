@@ -4,7 +4,9 @@
 //! pushes from the connection's [`Outbound`] queue.
 //!
 //! The gateway never touches SQL; it talks to services through
-//! [`crate::handlers`] and [`crate::accounts`].
+//! [`crate::messaging::handlers`] and [`crate::accounts`].
+
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,8 +35,8 @@ use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handlers::{self, Reply, Session, Step};
-use crate::outbound::{Lane, Next, Outbound};
+use crate::live::outbound::{Lane, Next, Outbound};
+use crate::messaging::handlers::{self, Reply, Session, Step};
 use crate::Shared;
 
 /// Time a new connection has to say Hello and finish TLS.

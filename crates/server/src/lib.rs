@@ -2,6 +2,11 @@
 //! until `shutdown` resolves, so tests can start and stop real servers on port
 //! 0 many times in one process. `main.rs` is a thin CLI around it.
 
+// Layers, top to bottom (imports only run downward; see ARCHITECTURE.md):
+// the gateway (transport) and `admin` (the HTTP administration API); the
+// domains (`messaging`, `accounts`, `directory`, `files`, `audit`); `live`
+// (sessions, presence, outbound lanes); `storage`, `config`, `error`, `util`.
+// `layering.rs` checks it.
 pub mod accounts;
 pub mod admin;
 pub mod audit;
@@ -10,16 +15,22 @@ pub mod directory;
 pub mod error;
 mod files;
 mod gateway;
-mod handlers;
-mod hub;
-pub mod import;
-mod outbound;
-mod ratelimit;
-mod receipts;
-pub mod stats;
+mod live;
+mod messaging;
 pub mod storage;
-pub mod tls;
-pub mod writer;
+mod util;
+
+#[cfg(test)]
+mod layering;
+
+// The paths other crates use (`hutong_server::writer`, `::import`, `::tls`).
+pub use directory::import;
+pub use gateway::tls;
+pub use live::stats;
+pub use messaging::writer;
+
+use live::{hub, outbound, ratelimit};
+use messaging::receipts;
 
 use std::future::Future;
 use std::net::SocketAddr;

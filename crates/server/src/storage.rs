@@ -11,6 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::ServiceError;
 
+pub mod sqlite;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a released entry: append a new one.
 const MIGRATIONS: &[&str] = &[

@@ -327,7 +327,7 @@ impl Outbound {
                     }
                 }
                 if !out.is_empty() {
-                    crate::stats::frames_sent_add(out.len() - before);
+                    crate::live::stats::frames_sent_add(out.len() - before);
                     return Next::Frames;
                 }
                 if let Some(reason) = &inner.closed {

@@ -33,6 +33,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
+pub use crate::live::hub::Fanout;
 use crate::storage::{encode_ids, message_from_row, now_ms, open_connection, MESSAGE_COLUMNS};
 
 /// Most members a group may have; bounds fan-out and every membership list.
@@ -62,17 +63,6 @@ impl Reply {
         }
         self.tx.send(result).map_err(|_| ())
     }
-}
-
-/// A committed log entry for the live sessions of its conversation's members
-/// (see `hub::fan_out`). A retried send's original is handed over again:
-/// clients store entries by (conversation, seq), so a second push is harmless
-/// and a receiver that missed the first one gets it.
-pub struct Fanout {
-    pub members: Arc<[u64]>,
-    pub message: Message,
-    /// The connection that asked (it gets the entry in its answer instead).
-    pub except: Option<u64>,
 }
 
 /// Entries waiting for the fan-out task; bounds the writer's lead over it.
@@ -675,19 +665,25 @@ fn apply(
             Ok(Committed::default())
         }
         Command::CreateSession { user_id, device, token_hash, password_hash } => {
-            let value = crate::accounts::create_session(conn, *user_id, device, token_hash, password_hash)?;
+            let value = crate::storage::sqlite::accounts::create_session(
+                conn,
+                *user_id,
+                device,
+                token_hash,
+                password_hash,
+            )?;
             Ok(Committed { value, ..Default::default() })
         }
         Command::TouchSession { session_id, at } => {
-            crate::accounts::touch_session(conn, *session_id, *at)?;
+            crate::storage::sqlite::accounts::touch_session(conn, *session_id, *at)?;
             Ok(Committed::default())
         }
         Command::ChangePassword { user_id, old_hash, new_hash, keep } => {
-            crate::accounts::replace_password(conn, *user_id, old_hash, new_hash, *keep)?;
+            crate::storage::sqlite::accounts::replace_password(conn, *user_id, old_hash, new_hash, *keep)?;
             Ok(Committed::default())
         }
         Command::EndSession { session_id } => {
-            crate::accounts::end_session(conn, *session_id)?;
+            crate::storage::sqlite::accounts::end_session(conn, *session_id)?;
             Ok(Committed::default())
         }
         Command::ApplyRetention { now, key } => {
@@ -1286,7 +1282,14 @@ mod tests {
         let conn = open_connection(&path).unwrap();
         let users = ["a", "b"]
             .iter()
-            .map(|n| crate::accounts::add_user(&conn, n, n, "password-1", false).unwrap())
+            .map(|n| {
+                conn.execute(
+                    "INSERT INTO users (account, display_name, password_hash, created_at) VALUES (?1, ?1, '', 0)",
+                    [n],
+                )
+                .unwrap();
+                conn.last_insert_rowid() as u64
+            })
             .collect();
         (dir, conn, users)
     }

@@ -8,12 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hutong_protocol::v1::{Presence, PresenceStatus, Priority};
+use hutong_protocol::v1::{Message, Presence, PresenceStatus, Priority};
 use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
 use tokio::sync::mpsc;
 
-use crate::outbound::{Lane, Outbound};
-use crate::writer::Fanout;
+use crate::live::outbound::{Lane, Outbound};
 
 struct Live {
     conn_id: u64,
@@ -239,6 +238,17 @@ impl Hub {
     pub fn live_sessions(&self) -> HashSet<u64> {
         self.lock().sessions.values().flatten().map(|l| l.session_id).collect()
     }
+}
+
+/// A committed log entry for the live sessions of its conversation's members
+/// (see [`fan_out`]), handed over by the writer. A retried send's original is handed over again:
+/// clients store entries by (conversation, seq), so a second push is harmless
+/// and a receiver that missed the first one gets it.
+pub struct Fanout {
+    pub members: Arc<[u64]>,
+    pub message: Message,
+    /// The connection that asked (it gets the entry in its answer instead).
+    pub except: Option<u64>,
 }
 
 /// Pushes the entries the writer committed to the live sessions of their

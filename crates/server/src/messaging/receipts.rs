@@ -27,7 +27,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ServiceError;
-use crate::outbound::Lane;
+use crate::live::outbound::Lane;
 use crate::writer::{Command, CursorOutcome, CursorReport, MAX_CURSOR_REPORTS};
 use crate::Shared;
 

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::directory::{self, DepartmentInput, PersonInput};
@@ -246,13 +246,7 @@ pub fn import(
         }
         let mut parent: Option<u64> = None;
         for seg in split_path(path) {
-            let existing: Option<u64> = conn
-                .query_row(
-                    "SELECT id FROM departments WHERE parent_id IS ?1 AND name = ?2 AND deleted = 0 ORDER BY id LIMIT 1",
-                    params![parent, seg],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let existing = crate::storage::sqlite::directory::department_named(conn, parent, &seg)?;
             parent = Some(match existing {
                 Some(id) => id,
                 None => {
@@ -356,12 +350,7 @@ pub fn export(conn: &Connection) -> Result<Vec<u8>, ServiceError> {
         parts.reverse();
         parts.join("/")
     };
-    let mut accounts: HashMap<u64, String> = HashMap::new();
-    let mut stmt = conn.prepare("SELECT id, account FROM users")?;
-    for row in stmt.query_map([], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?)))? {
-        let (id, account) = row?;
-        accounts.insert(id, account);
-    }
+    let accounts = crate::storage::sqlite::directory::account_names(conn)?;
     let mut out = b"\xEF\xBB\xBF".to_vec();
     let mut w = csv::Writer::from_writer(Vec::new());
     let header: Vec<&str> = COLUMNS.iter().map(|(en, _)| *en).filter(|c| *c != "password").collect();

@@ -15,7 +15,7 @@ use hutong_protocol::v1::{self, MemberRole, PresenceStatus};
 use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
 
 use crate::error::ServiceError;
-use crate::outbound::{Lane, Outbound};
+use crate::live::outbound::{Lane, Outbound};
 use crate::storage;
 use crate::writer::{Command, Committed, CursorReport};
 use crate::Shared;
