@@ -110,6 +110,10 @@ async fn the_ack_carries_the_entry_as_stored() {
         reply_to_seq: 1,
         ..text(group.id, "0190a0b0-0000-7000-8000-000000000002", "hi @bob @carol")
     };
+    // A message stored as sent needs no copy in its acknowledgement.
+    let plain =
+        send(&mut alice, &mut ids, text(group.id, "0190a0b0-0000-7000-8000-000000000001", "hi")).await;
+    assert_eq!(plain.expect("stored").message, None, "the sender's copy is the entry");
     let ack = send(&mut alice, &mut ids, msg.clone()).await.expect("stored");
     let stored = ack.message.clone().expect("the ack carries the entry");
     assert_eq!(stored.mentions, vec![users[1]], "mentions as filtered by the server");
@@ -183,7 +187,16 @@ async fn system_and_recall_entries_do_not_share_the_senders_ids() {
     assert_eq!(used, format!("recall-{}-{}", group.id, squatter.seq));
     let after = send(&mut alice, &mut ids, text(group.id, &used, "after the recall")).await.unwrap();
     assert_eq!(after.seq, recalled.seq + 1, "stored as a new entry, not answered with the recall");
-    assert_eq!(after.message.map(|m| m.text).as_deref(), Some("after the recall"));
+    let fetch = v1::FetchMessages {
+        conversation_id: group.id,
+        after_seq: after.seq - 1,
+        limit: 1,
+        ..Default::default()
+    };
+    match within(T, alice.call(ids.next(), Payload::FetchMessages(fetch))).await {
+        Payload::MessageBatch(b) => assert_eq!(b.messages[0].text, "after the recall"),
+        other => panic!("expected messages, got {other:?}"),
+    }
     server.stop().await;
 }
 

@@ -82,9 +82,15 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
                     Step::Pending(
                         async move {
                             let reply = reply.await;
-                            if s.send_order_broken.load(std::sync::atomic::Ordering::Acquire) {
-                                // Close rather than answer: the client resends its
-                                // outbox, in order, on a new connection.
+                            // A send stored before the one that failed is answered
+                            // (its acknowledgement is queued before this close, as
+                            // the writer answers a batch in order); a failed or
+                            // refused one is not: close rather than answer, and
+                            // the client resends its outbox, in order, on a new
+                            // connection.
+                            if reply.is_err()
+                                && s.send_order_broken.load(std::sync::atomic::Ordering::Acquire)
+                            {
                                 s.outbound.close(
                                     ErrorCode::Internal,
                                     "a message could not be stored; reconnect and retry",
@@ -235,9 +241,11 @@ async fn after_send(_s: Session, c: Committed) -> Reply {
         seq: m.seq,
         sent_at_ms: m.sent_at_ms,
         client_msg_id: m.client_msg_id.clone(),
-        // The entry as stored (mentions filtered) is what the sender's cache
-        // keeps; a retry of a send retention removed has none to give.
-        message: if c.entry_removed { None } else { c.message.clone() },
+        // The entry as stored is what the sender's cache keeps: sent back
+        // only when it differs from what was sent (mentions filtered), so an
+        // acknowledgement does not repeat every message to its sender; a
+        // retry of a send retention removed has none to give.
+        message: if c.altered && !c.entry_removed { c.message.clone() } else { None },
     };
     Ok(Some((Lane::Control, Payload::SendAck(ack))))
 }

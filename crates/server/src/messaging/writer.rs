@@ -195,6 +195,10 @@ pub struct Committed {
     /// For a retry of a send retention has since removed: `message` holds
     /// only what the acknowledgement needs (no content to store).
     pub entry_removed: bool,
+    /// For a send: the stored entry differs from what was sent (the server
+    /// dropped mentions of people who are not members), so the sender's
+    /// acknowledgement carries it; otherwise the sender's copy is the entry.
+    pub altered: bool,
     /// Active members after the change: who receives live pushes.
     pub members: Arc<[u64]>,
     /// For `UpdateCursors`: one outcome per report, in order.
@@ -756,6 +760,7 @@ fn send(
         return Err(ServiceError::NotMember);
     }
     let mentions: Vec<u64> = msg.mentions.iter().copied().filter(|m| members.roles.contains_key(m)).collect();
+    let altered = mentions != msg.mentions;
     let list = members.list.clone();
     let mut extra = AppendExtra {
         text: msg.text.clone(),
@@ -778,6 +783,7 @@ fn send(
     Ok(Committed {
         conversation_id: msg.conversation_id,
         message: Some(message),
+        altered,
         members: list,
         ..Default::default()
     })
@@ -879,6 +885,7 @@ fn retry_answer(
     };
     Ok(Committed {
         conversation_id: message.conversation_id,
+        altered: message.mentions != msg.mentions,
         message: Some(message),
         duplicate: true,
         entry_removed,
