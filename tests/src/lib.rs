@@ -200,6 +200,43 @@ pub async fn poll_until(limit: Duration, what: &str, mut check: impl FnMut() -> 
     }
 }
 
+/// A raw connection of `account`, logged in with the test password.
+pub async fn raw_logged_in(server: &TestServer, account: &str) -> RawConn {
+    let mut raw = RawConn::connect(server.tcp).await;
+    raw.hello().await;
+    match raw.login(account, PASSWORD).await.payload {
+        Some(Payload::LoginOk(_)) => {}
+        other => panic!("login failed: {other:?}"),
+    }
+    raw
+}
+
+/// Like [`poll_until`] for a look that has to await (an HTTP call, say):
+/// re-looks every [`RECHECK`] until `done` holds and returns what it saw;
+/// at the deadline it panics with `what` and the last thing seen.
+pub async fn poll_until_async<T, F, Fut>(
+    limit: Duration,
+    what: &str,
+    mut look: F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut recheck = tokio::time::interval(RECHECK);
+    loop {
+        let seen = look().await;
+        if done(&seen) {
+            return seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; last seen: {seen:?}");
+        recheck.tick().await;
+    }
+}
+
 /// Waits for the first event matching `pick`.
 pub async fn next_event<T>(
     events: &mut tokio::sync::broadcast::Receiver<Event>,

@@ -11,16 +11,6 @@ use hutong_tests::*;
 
 const T: Duration = Duration::from_secs(30);
 
-async fn logged_in(server: &TestServer, account: &str) -> RawConn {
-    let mut raw = RawConn::connect(server.tcp).await;
-    raw.hello().await;
-    match raw.login(account, PASSWORD).await.payload {
-        Some(Payload::LoginOk(_)) => {}
-        other => panic!("login failed: {other:?}"),
-    }
-    raw
-}
-
 /// Request ids of one connection, so every call has its own.
 struct Ids(u64);
 
@@ -61,7 +51,7 @@ fn last_seq(server: &TestServer, conversation_id: u64) -> u64 {
 async fn a_retry_with_other_content_is_refused() {
     let server = TestServer::start().await;
     let users = server.add_users(&["alice", "bob", "carol"]);
-    let mut alice = logged_in(&server, "alice").await;
+    let mut alice = raw_logged_in(&server, "alice").await;
     let mut ids = Ids(10);
     let direct =
         conversation(&mut alice, &mut ids, Payload::OpenDirect(v1::OpenDirect { user_id: users[1] })).await;
@@ -96,7 +86,7 @@ async fn a_retry_with_other_content_is_refused() {
 async fn the_ack_carries_the_entry_as_stored() {
     let server = TestServer::start().await;
     let users = server.add_users(&["alice", "bob", "carol"]);
-    let mut alice = logged_in(&server, "alice").await;
+    let mut alice = raw_logged_in(&server, "alice").await;
     let mut ids = Ids(10);
     let group = conversation(
         &mut alice,
@@ -141,7 +131,7 @@ async fn the_ack_carries_the_entry_as_stored() {
 async fn system_and_recall_entries_do_not_share_the_senders_ids() {
     let server = TestServer::start().await;
     let users = server.add_users(&["alice", "bob"]);
-    let mut alice = logged_in(&server, "alice").await;
+    let mut alice = raw_logged_in(&server, "alice").await;
     let mut ids = Ids(10);
     let group = conversation(
         &mut alice,
@@ -206,7 +196,7 @@ async fn system_and_recall_entries_do_not_share_the_senders_ids() {
 async fn retention_keeps_the_dedupe_keys_of_removed_messages() {
     let server = TestServer::start().await;
     let users = server.add_users(&["alice", "bob"]);
-    let mut alice = logged_in(&server, "alice").await;
+    let mut alice = raw_logged_in(&server, "alice").await;
     let mut ids = Ids(10);
     let direct =
         conversation(&mut alice, &mut ids, Payload::OpenDirect(v1::OpenDirect { user_id: users[1] })).await;
@@ -230,7 +220,7 @@ async fn retention_keeps_the_dedupe_keys_of_removed_messages() {
     })
     .await;
 
-    let mut alice = logged_in(&server, "alice").await;
+    let mut alice = raw_logged_in(&server, "alice").await;
     let again = send(&mut alice, &mut ids, msg.clone()).await.expect("a late retry is answered");
     // The test moved the message three days back to make retention take it.
     let aged = ack.sent_at_ms - 3 * 86_400_000;

@@ -88,15 +88,13 @@ async fn a_client_that_never_reads_holds_at_most_its_byte_budget_and_its_task_en
     // Closed as a slow consumer, its writer missing the write deadline: the
     // connection's task ends and its bytes are freed, though the client
     // still holds its end of the socket open.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body) = health(server.http).await;
-        if connections(&body) == 1 && outbound_bytes(&body) < 64 * 1024 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the stuck connection still holds {body}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    poll_until_async(
+        Duration::from_secs(15),
+        "the stuck connection to end and free its queue",
+        || health(server.http),
+        |(_, body)| connections(body) == 1 && outbound_bytes(body) < 64 * 1024,
+    )
+    .await;
     let _ = stop_tx.send(());
     let most = sampler.await.unwrap();
     // The stated bound of one connection: its queue (the budget, or one
@@ -131,16 +129,14 @@ async fn a_peer_that_keeps_its_window_shut_is_dropped_at_the_write_deadline() {
     // Only answers (no pushes): nothing overflows, only the deadline can end it.
     let mut stuck = stuck_client(&server, "stuck").await;
     pipeline_fetches(&mut stuck, conv.id, 50, 500).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = health(server.http).await;
-        if connections(&body) == 0 {
-            assert_eq!(outbound_bytes(&body), 0, "a closed connection's queue is freed");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the connection outlived its write deadline: {body}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (_, body) = poll_until_async(
+        Duration::from_secs(10),
+        "the connection to end at its write deadline",
+        || health(server.http),
+        |(_, body)| connections(body) == 0,
+    )
+    .await;
+    assert_eq!(outbound_bytes(&body), 0, "a closed connection's queue is freed");
     drop(stuck);
     server.stop().await;
 }
@@ -189,15 +185,13 @@ async fn sigterm_ends_the_server_within_the_grace_period_with_100_clients_that_n
         stuck.push(raw);
     }
     // Their answers back up (a full lane holds 4 answers of 120 KB).
-    let deadline = Instant::now() + T;
-    loop {
-        let (_, body) = health(server.http).await;
-        if outbound_bytes(&body) >= 100 * 4 * 100_000 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the clients' answers never backed up: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until_async(
+        T,
+        "the clients' answers to back up",
+        || health(server.http),
+        |(_, body)| outbound_bytes(body) >= 100 * 4 * 100_000,
+    )
+    .await;
 
     let start = Instant::now();
     server.terminate();
@@ -222,17 +216,17 @@ async fn a_dead_writer_makes_health_fail_and_run_return_an_error() {
     })
     .await;
     let http = server.http;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = health(http).await;
-        if code == 503 {
-            assert_eq!(body["status"], "writer_stopped");
-            break;
-        }
-        assert_eq!(code, 200);
-        assert!(Instant::now() < deadline, "/health still healthy after the writer died");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let (_, body) = poll_until_async(
+        Duration::from_secs(10),
+        "/health to report the dead writer",
+        || health(http),
+        |(code, body)| {
+            assert!(*code == 200 || *code == 503, "/health answered {code}: {body}");
+            *code == 503
+        },
+    )
+    .await;
+    assert_eq!(body["status"], "writer_stopped");
     let result = within(T, server.run_result()).await;
     let err = result.expect_err("run must fail when the writer died");
     assert!(err.to_string().contains("writer"), "{err}");

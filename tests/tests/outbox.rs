@@ -38,15 +38,13 @@ async fn an_internal_error_on_one_entry_does_not_hold_the_ones_behind_it() {
     }
     let expected = ["before", "after 0", "after 1", "after 2", "after 3", "after 4"];
     until(&bob, T, "bob has every message but the poisoned one", || texts(&bob, conv) == expected).await;
-    let deadline = std::time::Instant::now() + T;
-    while alice.outbox(None).unwrap().len() != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alice's outbox should hold only the poisoned one: {:?}",
-            alice.outbox(None).unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll_until_async(
+        T,
+        "alice's outbox to hold only the poisoned one",
+        || std::future::ready(alice.outbox(None).unwrap()),
+        |outbox| outbox.len() == 1,
+    )
+    .await;
     let outbox = alice.outbox(None).unwrap();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].client_msg_id, poison);

@@ -16,9 +16,7 @@ const GROUPS: usize = 250;
 /// Logs `alice` in on a raw connection and creates `GROUPS` groups with `bob`,
 /// pipelined; returns their ids.
 async fn make_groups(server: &TestServer, bob: u64) -> BTreeSet<u64> {
-    let mut raw = RawConn::connect(server.tcp).await;
-    raw.hello().await;
-    raw.login("alice", PASSWORD).await;
+    let mut raw = raw_logged_in(server, "alice").await;
     for i in 0..GROUPS {
         let create = v1::CreateGroup { name: format!("group {i}"), member_ids: vec![bob] };
         raw.send(Envelope::new(100 + i as u64, Payload::CreateGroup(create))).await;
@@ -44,9 +42,7 @@ type Keys = ((u64, u64), (u64, u64));
 /// A new device of `account` syncs from the start, `limit` conversations a
 /// page, following the key the server answers with; returns every id seen.
 async fn sync_from_scratch(server: &TestServer, account: &str, limit: u32) -> (Vec<u64>, usize, Vec<Keys>) {
-    let mut raw = RawConn::connect(server.tcp).await;
-    raw.hello().await;
-    raw.login(account, PASSWORD).await;
+    let mut raw = raw_logged_in(server, account).await;
     let (mut version, mut conversation_id) = (0, 0);
     let mut seen = Vec::new();
     let mut pages = 0;

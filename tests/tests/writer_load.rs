@@ -15,16 +15,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const T: Duration = Duration::from_secs(60);
 
-async fn logged_in(server: &TestServer, account: &str) -> RawConn {
-    let mut raw = RawConn::connect(server.tcp).await;
-    raw.hello().await;
-    match raw.login(account, PASSWORD).await.payload {
-        Some(Payload::LoginOk(_)) => {}
-        other => panic!("login failed: {other:?}"),
-    }
-    raw
-}
-
 /// One login on a new connection; the answer's payload.
 async fn login_once(server: &TestServer, account: &str, device: &str, secret: Secret) -> Payload {
     let mut raw = RawConn::connect(server.tcp).await;
@@ -94,7 +84,7 @@ async fn logins_never_fail_a_batch_of_sends() {
     let started = Instant::now();
     let mut sending = Vec::new();
     for name in senders {
-        let mut raw = logged_in(&server, name).await;
+        let mut raw = raw_logged_in(&server, name).await;
         sending.push(tokio::spawn(async move {
             let direct = match raw.call(3, Payload::OpenDirect(v1::OpenDirect { user_id: peer })).await {
                 Payload::Conversation(c) => c.id,
@@ -149,7 +139,7 @@ async fn sends_over_the_limits_never_reach_the_writer() {
     let _serial = SERIAL.lock().await;
     let server = TestServer::start().await;
     let ids = server.add_users(&["alice", "bob"]);
-    let mut alice = logged_in(&server, "alice").await;
+    let mut alice = raw_logged_in(&server, "alice").await;
     let direct = match alice.call(3, Payload::OpenDirect(v1::OpenDirect { user_id: ids[1] })).await {
         Payload::Conversation(c) => c.id,
         other => panic!("no conversation: {other:?}"),

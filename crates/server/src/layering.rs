@@ -236,7 +236,7 @@ fn a_domain_importing_the_gateway_admin_or_axum_is_refused() {
         file("admin.rs", "use axum::Router;"),
         file("messaging.rs", "pub mod writer;"),
         file("messaging/writer.rs", "use crate::{error::ServiceError, gateway::Connection};"),
-        file("accounts.rs", "fn f() -> crate::admin::Caller { todo!() }"),
+        file("accounts.rs", "fn f(caller: crate::admin::Caller) -> u64 { caller.user_id }"),
         file("audit.rs", "use axum::Json;"),
         file("error.rs", ""),
     ];
