@@ -285,16 +285,30 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
     ]
 }
 
+/// Routes callable without a bearer token.
+const UNAUTHENTICATED_ROUTES: &[&str] = &["/login"];
+/// Largest body of a route callable without a bearer token.
+pub const UNAUTHENTICATED_BODY_BYTES: usize = 4 * 1024;
+/// Largest body of the other routes but the import.
+pub const BODY_BYTES: usize = 64 * 1024;
+
 /// Every route of the API as registered: (method, path under `/api/admin/v1`).
 pub fn routes() -> Vec<(Method, &'static str)> {
     api_routes().into_iter().map(|(method, path, _)| (method, path)).collect()
 }
 
 pub fn router() -> Router<Arc<Shared>> {
-    let api = api_routes()
-        .into_iter()
-        .fold(Router::new(), |api, (_, path, handler)| api.route(path, handler))
-        .layer(axum::extract::DefaultBodyLimit::max(import::MAX_IMPORT_BYTES + 1024));
+    // Bodies are small except an import's; the routes anyone may call
+    // before logging in get the smallest limit, so that an anonymous
+    // client cannot make the server buffer megabytes.
+    let api = api_routes().into_iter().fold(Router::new(), |api, (_, path, handler)| {
+        let limit = match path {
+            "/import" => import::MAX_IMPORT_BYTES + 1024,
+            _ if UNAUTHENTICATED_ROUTES.contains(&path) => UNAUTHENTICATED_BODY_BYTES,
+            _ => BODY_BYTES,
+        };
+        api.route(path, handler.layer(axum::extract::DefaultBodyLimit::max(limit)))
+    });
     Router::new()
         .nest("/api/admin/v1", api)
         .route("/admin", get(|| console_file(String::new())))

@@ -25,6 +25,30 @@ pub struct Config {
     /// Address of the HTTP listener serving WebSocket at `/ws` and `/health`.
     /// Default `0.0.0.0:7380`.
     pub http_listen: String,
+    /// Whether the HTTP listener (console, administration API, `/ws`,
+    /// `/health`) speaks plain HTTP instead of HTTPS with the server's own
+    /// certificate. Default `false`; `true` only behind a proxy that
+    /// terminates TLS: passwords and tokens then cross the network between
+    /// it and the server in clear text, and the console says so.
+    pub http_insecure_plaintext: bool,
+    /// HTTP connections served at once (console and API requests, and
+    /// WebSocket handshakes until they are upgraded); further connections
+    /// are closed at once. Default 1024.
+    pub http_max_connections: usize,
+    /// Milliseconds an HTTP client has to send a request's headers (and to
+    /// finish TLS) before its connection is closed: a client that trickles
+    /// bytes cannot hold a connection. Default 10000.
+    pub http_header_timeout_ms: u64,
+    /// Milliseconds a native or WebSocket connection has, from its start, to
+    /// say Hello and log in; pings do not extend it. Default 15000.
+    pub login_timeout_ms: u64,
+    /// Connections from one address that have not logged in yet, at once;
+    /// more are answered `TOO_MANY_CONNECTIONS` and closed. Default 128.
+    pub unauthenticated_per_address: usize,
+    /// New connections (native or WebSocket) from one address per minute,
+    /// with bursts up to the same number; more are answered
+    /// `TOO_MANY_CONNECTIONS` with the time to wait and closed. Default 1200.
+    pub connections_per_address_per_minute: u32,
     /// Milliseconds between the pings a client should send. Default 15000.
     pub heartbeat_ms: u32,
     /// A connection silent for this many milliseconds is closed. Default 45000.
@@ -97,6 +121,12 @@ impl Default for Config {
             tcp_listen: "0.0.0.0:7300".into(),
             tcp_tls: true,
             http_listen: "0.0.0.0:7380".into(),
+            http_insecure_plaintext: false,
+            http_max_connections: 1024,
+            http_header_timeout_ms: 10_000,
+            login_timeout_ms: 15_000,
+            unauthenticated_per_address: 128,
+            connections_per_address_per_minute: 1200,
             heartbeat_ms: 15_000,
             idle_timeout_ms: 45_000,
             recall_window_secs: 120,
@@ -163,6 +193,17 @@ impl Config {
         }
         if self.write_timeout_ms < 100 {
             anyhow::bail!("write_timeout_ms must be at least 100");
+        }
+        if self.http_max_connections == 0
+            || self.unauthenticated_per_address == 0
+            || self.connections_per_address_per_minute == 0
+        {
+            anyhow::bail!(
+                "http_max_connections, unauthenticated_per_address and connections_per_address_per_minute must be positive"
+            );
+        }
+        if self.http_header_timeout_ms < 100 || self.login_timeout_ms < 100 {
+            anyhow::bail!("http_header_timeout_ms and login_timeout_ms must be at least 100");
         }
         if self.max_concurrent_hashing == 0 {
             anyhow::bail!("max_concurrent_hashing must be positive");

@@ -6,6 +6,8 @@
 //! The gateway never touches SQL; it talks to services through
 //! [`crate::messaging::handlers`] and [`crate::accounts`].
 
+pub mod admission;
+pub mod http;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -35,12 +37,22 @@ use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::admission::{Refused, Ticket};
 use crate::live::outbound::{Lane, Next, Outbound};
 use crate::messaging::handlers::{self, Reply, Session, Step};
 use crate::Shared;
 
-/// Time a new connection has to say Hello and finish TLS.
+/// Time a new connection has to finish TLS.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest frame before login: Hello, Login (account, password or token,
+/// device name), Ping and ChangePassword all fit in far less.
+pub const PRELOGIN_FRAME_LEN: usize = 16 * 1024;
+/// Bytes a WebSocket connection may send in all before it logs in (a
+/// WebSocket message is buffered whole before its size can be checked).
+pub const PRELOGIN_READ_BYTES: usize = 64 * 1024;
+/// Time a refused connection gets to send its first frame, so that the
+/// refusal answers it (its Hello) with the time to wait.
+const REFUSE_WAIT: Duration = Duration::from_secs(2);
 /// Time in-flight requests get to finish when a connection ends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests a bulk connection may have in flight (each may hold a 4 MiB chunk).
@@ -96,15 +108,16 @@ pub async fn accept_tcp(
             _ = shutdown.cancelled() => return,
         };
         let _ = socket.set_nodelay(true);
+        let admitted = shared.admission.admit(peer.ip());
         let (shared, tls, shutdown) = (shared.clone(), tls.clone(), shutdown.clone());
         tracker.spawn(async move {
             let _permit = permit;
             match tls {
                 // Boxed: the TLS branch must not size the plain one.
-                None => Box::pin(serve_io(shared, socket, peer, shutdown)).await,
+                None => Box::pin(serve_io(shared, socket, peer, admitted, shutdown)).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, Box::pin(acceptor.accept(socket))).await {
-                        Ok(Ok(stream)) => Box::pin(serve_io(shared, stream, peer, shutdown)).await,
+                        Ok(Ok(stream)) => Box::pin(serve_io(shared, stream, peer, admitted, shutdown)).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -114,18 +127,53 @@ pub async fn accept_tcp(
     }
 }
 
-async fn serve_io<IO>(shared: Arc<Shared>, io: IO, peer: SocketAddr, shutdown: CancellationToken)
-where
+async fn serve_io<IO>(
+    shared: Arc<Shared>,
+    io: IO,
+    peer: SocketAddr,
+    admitted: Result<Ticket, Refused>,
+    shutdown: CancellationToken,
+) where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     // Idle connections must stay cheap: a small read buffer that grows on
     // demand, and a write buffer that exists only while a batch is written.
     let (read, write) = tokio::io::split(io);
-    let limit = Arc::new(AtomicUsize::new(MAX_FRAME_LEN));
+    let limit = Arc::new(AtomicUsize::new(PRELOGIN_FRAME_LEN));
     let codec = GatewayCodec { inner: FrameCodec::default(), limit: limit.clone() };
-    let stream = FramedRead::with_capacity(read, codec, 256);
+    let stream = FramedRead::with_capacity(read, codec, 256).map(|r| r.map(bytes::BytesMut::freeze));
     let sink = FrameWriter { io: write, buf: Vec::new() };
-    serve(shared, stream.map(|r| r.map(bytes::BytesMut::freeze)), sink, Some(peer), limit, shutdown).await;
+    match admitted {
+        Ok(ticket) => serve(shared, stream, sink, Some(peer), limit, ticket, shutdown).await,
+        Err(refused) => refuse(stream, sink, refused).await,
+    }
+}
+
+/// Answers a connection over the per-address limits: its first request (the
+/// Hello, if it comes soon) gets `TOO_MANY_CONNECTIONS` with the time to
+/// wait, then the connection closes.
+async fn refuse<S, K>(mut stream: S, mut sink: K, refused: Refused)
+where
+    S: Stream<Item = Result<Bytes, FrameError>> + Unpin,
+    K: Sink<Bytes> + Unpin,
+{
+    let first = tokio::time::timeout(REFUSE_WAIT, stream.next()).await;
+    let id = match first {
+        Ok(Some(Ok(body))) => decode_frame(body, PRELOGIN_FRAME_LEN).map(|e| e.id).unwrap_or(0),
+        _ => 0,
+    };
+    let error = v1::Error {
+        code: ErrorCode::TooManyConnections as i32,
+        message: refused.message.clone(),
+        retry_after_ms: refused.retry_after_ms,
+    };
+    let bye = v1::Disconnect { code: ErrorCode::TooManyConnections as i32, message: refused.message };
+    let _ = tokio::time::timeout(REFUSE_WAIT, async {
+        let _ = sink.feed(frame(&Envelope::reply(id, Payload::Error(error)))).await;
+        let _ = sink.feed(frame(&Envelope::new(0, Payload::Disconnect(bye)))).await;
+        let _ = sink.close().await;
+    })
+    .await;
 }
 
 /// Writes length-prefixed frames. Unlike a codec's `FramedWrite`, which keeps
@@ -193,6 +241,9 @@ pub fn http_router(state: HttpState) -> axum::Router {
         .route("/health", axum::routing::get(health))
         .with_state(state)
         .merge(admin)
+        // Outermost, so that every answer carries them: unknown paths,
+        // refused bodies and the WebSocket handshake included.
+        .layer(axum::middleware::map_response(http::security_headers))
 }
 
 /// `/health`: 200 while the server can serve, 503 once its writer stopped
@@ -206,10 +257,13 @@ async fn health(State(state): State<HttpState>) -> Response {
     } else {
         (axum::http::StatusCode::OK, "ok")
     };
+    // `tls: false` makes the console warn that Hutong does not encrypt
+    // this connection (a proxy in front may, but the server cannot tell).
     let body = serde_json::json!({
         "status": status,
         "connections": stats.connections(),
         "outbound_bytes": stats.outbound_bytes(),
+        "tls": !state.shared.config.http_insecure_plaintext,
     });
     (code, axum::Json(body)).into_response()
 }
@@ -218,13 +272,22 @@ async fn ws_upgrade(
     ws: WebSocketUpgrade,
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    limit: Option<axum::Extension<http::FrameLimit>>,
 ) -> Response {
     let Ok(permit) = state.limit.clone().try_acquire_owned() else {
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     };
+    let admitted = state.shared.admission.admit(peer.ip());
     let token = state.tracker.token();
-    // A bulk connection's frames are larger; until a connection logs in as
-    // one, `serve` refuses any frame over MAX_FRAME_LEN.
+    // The HTTP connection's socket reads at most PRELOGIN_READ_BYTES until
+    // the session logs in (`http::Budgeted`), and `serve` refuses any frame
+    // over PRELOGIN_FRAME_LEN until then; a bulk connection's frames are
+    // larger once it has logged in.
+    let limit = match limit {
+        Some(axum::Extension(http::FrameLimit(limit))) => limit,
+        None => Arc::new(AtomicUsize::new(0)),
+    };
+    limit.store(PRELOGIN_FRAME_LEN, Ordering::Relaxed);
     ws.max_message_size(MAX_BULK_FRAME_LEN).max_frame_size(MAX_BULK_FRAME_LEN).on_upgrade(
         move |socket: WebSocket| async move {
             let _permit = permit;
@@ -246,8 +309,13 @@ async fn ws_upgrade(
                 });
             let sink =
                 sink.with(|b: Bytes| futures::future::ready(Ok::<_, axum::Error>(WsMessage::Binary(b))));
-            let limit = Arc::new(AtomicUsize::new(MAX_FRAME_LEN));
-            serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), limit, state.shutdown).await;
+            match admitted {
+                Ok(ticket) => {
+                    serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), limit, ticket, state.shutdown)
+                        .await
+                }
+                Err(refused) => refuse(Box::pin(stream), Box::pin(sink), refused).await,
+            }
         },
     )
 }
@@ -369,6 +437,7 @@ pub async fn serve<S, K>(
     sink: K,
     peer: Option<SocketAddr>,
     frame_limit: Arc<AtomicUsize>,
+    mut ticket: Ticket,
     shutdown: CancellationToken,
 ) where
     S: Stream<Item = Result<Bytes, FrameError>> + Unpin + Send,
@@ -397,7 +466,10 @@ pub async fn serve<S, K>(
     let mut session: Option<Session> = None;
     let mut said_hello = false;
     let mut in_flight = FuturesUnordered::new();
-    let deadline = tokio::time::sleep(HANDSHAKE_TIMEOUT);
+    // Until login, the deadline is fixed from the connection's start (pings
+    // do not move it); after login it is the idle timeout, moved by any frame.
+    let login_timeout = Duration::from_millis(config.login_timeout_ms);
+    let deadline = tokio::time::sleep(login_timeout);
     tokio::pin!(deadline);
     // When this connection must be gone after a shutdown signal.
     let mut stop: Option<Instant> = None;
@@ -418,13 +490,25 @@ pub async fn serve<S, K>(
             }
             _ = &mut writer => { writer_done = true; break; }
             _ = &mut deadline => {
-                outbound.close(ErrorCode::IdleTimeout, "no traffic within the heartbeat timeout");
+                if session.is_some() {
+                    outbound.close(ErrorCode::IdleTimeout, "no traffic within the heartbeat timeout");
+                } else {
+                    let secs = login_timeout.as_secs_f64();
+                    outbound.close(ErrorCode::IdleTimeout, format!("not logged in within {secs} s of connecting"));
+                }
                 break;
             }
             _ = outbound.until_accepting(), if !accepting => {}
             next = stream.next(), if can_read => {
-                deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                if session.is_some() {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                }
                 let body = match next {
+                    None if frame_limit.load(Ordering::Relaxed) == http::BUDGET_EXCEEDED => {
+                        let n = PRELOGIN_READ_BYTES;
+                        outbound.close(ErrorCode::TooLarge, format!("more than {n} bytes sent before login"));
+                        break;
+                    }
                     None => break,
                     Some(Ok(body)) if body.len() > frame_limit.load(Ordering::Relaxed) => {
                         let n = body.len();
@@ -524,13 +608,17 @@ pub async fn serve<S, K>(
                                             continue;
                                         }
                                         frame_limit.store(MAX_BULK_FRAME_LEN, Ordering::Relaxed);
+                                        ticket.logged_in();
                                         // Answers may fill half the budget: BULK_QUEUE_FRAMES chunks.
                                         outbound.set_bulk_limits(BULK_QUEUE_FRAMES, 2 * BULK_QUEUE_FRAMES * MAX_BULK_FRAME_LEN);
                                         max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);
                                         max_large = BULK_MAX_IN_FLIGHT;
                                     } else {
                                         shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                        frame_limit.store(MAX_FRAME_LEN, Ordering::Relaxed);
+                                        ticket.logged_in();
                                     }
+                                    deadline.as_mut().reset(tokio::time::Instant::now() + idle);
                                     session = Some(Session {
                                         shared: shared.clone(),
                                         user_id: auth.user_id,

@@ -69,6 +69,8 @@ pub struct Shared {
     stats: Arc<outbound::ServerStats>,
     /// Typing notices relayed recently, for the rate limit.
     typing: ratelimit::TypingLimiter,
+    /// Per-address limits on connections that have not logged in.
+    admission: Arc<gateway::admission::Admission>,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -142,11 +144,24 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)?;
     let db_path = config.database_path();
     storage::migrate(&db_path)?;
+    // One identity for both listeners: the HTTPS certificate has the
+    // fingerprint clients pin on the native port.
+    let identity = tls::load_or_create(&config.data_dir)?;
     let tls = if config.tcp_tls {
-        let identity = tls::load_or_create(&config.data_dir)?;
-        Some(tokio_rustls::TlsAcceptor::from(identity.config))
+        Some(tokio_rustls::TlsAcceptor::from(identity.config.clone()))
     } else {
+        tracing::warn!("the native listener speaks plain TCP (tcp_tls = false): passwords and messages cross the network unencrypted");
         None
+    };
+    let http_tls = if config.http_insecure_plaintext {
+        tracing::warn!(
+            "the HTTP listener speaks plain HTTP (http_insecure_plaintext = true): only safe behind a proxy that terminates TLS"
+        );
+        None
+    } else {
+        let mut https = (*identity.config).clone();
+        https.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(https)))
     };
     let db = storage::Db::open(&db_path, 4)?;
     let recall_window_ms = (config.recall_window_secs as i64).saturating_mul(1000);
@@ -177,6 +192,16 @@ pub async fn run(
     let stats = Arc::new(outbound::ServerStats::default());
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let typing = ratelimit::TypingLimiter::new(Duration::from_millis(config.typing_interval_ms));
+    let admission = gateway::admission::Admission::new(
+        config.unauthenticated_per_address,
+        config.connections_per_address_per_minute,
+    );
+    let http_listener = gateway::http::HttpListener {
+        listener: listeners.http,
+        tls: http_tls,
+        max_connections: config.http_max_connections,
+        header_timeout: Duration::from_millis(config.http_header_timeout_ms),
+    };
     let shared = Arc::new(Shared {
         config,
         db,
@@ -191,6 +216,7 @@ pub async fn run(
         pending_chunks: files::PendingChunks::default(),
         stats: stats.clone(),
         typing,
+        admission,
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -209,18 +235,12 @@ pub async fn run(
         tracker: tracker.clone(),
         shutdown: token.clone(),
     };
-    let app = gateway::http_router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = gateway::http_router(state);
     // The HTTP listener stops last: after a writer failure `/health` keeps
     // answering 503 while the connections close.
     let http_token = CancellationToken::new();
     let http_stop = http_token.clone();
-    let http_task = tokio::spawn(async move {
-        if let Err(e) =
-            axum::serve(listeners.http, app).with_graceful_shutdown(http_token.cancelled_owned()).await
-        {
-            tracing::error!(error = %e, "HTTP listener failed");
-        }
-    });
+    let http_task = tokio::spawn(gateway::http::serve(http_listener, app, http_token));
     tracker.spawn(watch_revocations(shared.clone(), token.clone()));
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));

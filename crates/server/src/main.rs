@@ -29,7 +29,8 @@ enum Command {
         /// HTTP/WebSocket address, e.g. 0.0.0.0:7380.
         #[arg(long)]
         http_listen: Option<String>,
-        /// Serve the native protocol without TLS (tests, trusted networks).
+        /// Serve both listeners without TLS: plain TCP and plain HTTP (tests, or
+        /// behind a proxy that terminates TLS). Passwords cross the network in clear text.
         #[arg(long)]
         no_tls: bool,
     },
@@ -107,6 +108,7 @@ fn real_main() -> anyhow::Result<()> {
             }
             if no_tls {
                 config.tcp_tls = false;
+                config.http_insecure_plaintext = true;
             }
             config.validate()?;
             serve(config)
@@ -160,14 +162,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let listeners = Listeners::bind(&config).await?;
         let scheme = if config.tcp_tls { "tls" } else { "tcp" };
         println!("Hutong server {} — data in {}", env!("CARGO_PKG_VERSION"), config.data_dir.display());
-        if config.tcp_tls {
+        if config.tcp_tls || !config.http_insecure_plaintext {
             println!("TLS certificate fingerprint (SHA-256): {}", prepared.fingerprint);
         }
         if let Some(password) = &prepared.admin_password {
             println!("First start: administrator account 'admin', one-time password: {password}");
         }
         // Scripts and tests read this line to learn the ports (port 0 picks free ones).
-        println!("listening {scheme}://{} ws://{}/ws", listeners.tcp_addr(), listeners.http_addr());
+        let ws = if config.http_insecure_plaintext { "ws" } else { "wss" };
+        println!("listening {scheme}://{} {ws}://{}/ws", listeners.tcp_addr(), listeners.http_addr());
         use std::io::Write as _;
         std::io::stdout().flush()?;
         hutong_server::run(config, listeners, shutdown_signal()).await
