@@ -67,6 +67,7 @@ pub fn start_session(
         ClientOptions::new(server, &profile.account, state.account_dir(&profile.account).join("cache.db"));
     options.device = profile.device.clone();
     options.pinned_fingerprint = profile.fingerprint.clone();
+    options.insecure_plaintext = profile.insecure_plaintext;
     let client = Client::start(options, credential)?;
     let forwarder = events::spawn_forwarder(app.clone(), client.clone());
     let old = lock(&state.session).replace(Session {
@@ -113,8 +114,13 @@ pub async fn sign_in(
     account: String,
     password: String,
     fingerprint: Option<String>,
+    insecure_plaintext: Option<bool>,
 ) -> CmdResult<SessionState> {
     let addr = parse_server(&server)?;
+    // A tcp:// or ws:// address only with the sign-in screen's explicit
+    // "insecure (unencrypted) connection" choice.
+    let insecure_plaintext = insecure_plaintext.unwrap_or(false) && addr.is_plaintext();
+    addr.check_secure(insecure_plaintext)?;
     let account = account.trim().to_owned();
     if account.is_empty() || password.is_empty() {
         return Err(AppError::new("BAD_REQUEST", "enter the account and the password"));
@@ -126,6 +132,7 @@ pub async fn sign_in(
         device: DEVICE.into(),
         fingerprint: fingerprint.clone(),
         token: String::new(),
+        insecure_plaintext,
     };
     let client = start_session(&app, &state, &profile, Credential::Password(password))?;
     let outcome = tokio::time::timeout(SIGN_IN_TIMEOUT, client.wait_online()).await;
@@ -159,6 +166,7 @@ pub async fn change_password(
     old_password: String,
     new_password: String,
     fingerprint: Option<String>,
+    insecure_plaintext: Option<bool>,
 ) -> CmdResult<()> {
     let addr = parse_server(&server)?;
     if new_password.chars().count() < 8 {
@@ -167,6 +175,7 @@ pub async fn change_password(
     hutong_client::change_password(
         &addr,
         fingerprint.as_deref(),
+        insecure_plaintext.unwrap_or(false),
         account.trim(),
         &old_password,
         &new_password,

@@ -17,6 +17,13 @@ use tokio_util::codec::Framed;
 
 pub const PASSWORD: &str = "test-password-1";
 
+/// The per-address limits of a test server process: every test client
+/// connects from loopback.
+const LOOPBACK_LIMITS: [(&str, &str); 2] = [
+    ("HUTONG_UNAUTHENTICATED_PER_ADDRESS", "100000"),
+    ("HUTONG_CONNECTIONS_PER_ADDRESS_PER_MINUTE", "10000000"),
+];
+
 /// A server running inside the test process.
 pub struct TestServer {
     pub dir: tempfile::TempDir,
@@ -32,7 +39,13 @@ pub fn test_config(dir: &Path) -> Config {
         data_dir: dir.to_owned(),
         tcp_listen: "127.0.0.1:0".into(),
         http_listen: "127.0.0.1:0".into(),
+        // Plain TCP and HTTP on loopback, chosen explicitly: most tests are
+        // not about transport security (tests/tests/transport_security.rs is).
         tcp_tls: false,
+        http_insecure_plaintext: true,
+        // Tests open hundreds of connections from one address at once.
+        unauthenticated_per_address: 100_000,
+        connections_per_address_per_minute: 10_000_000,
         ..Config::default()
     }
 }
@@ -146,6 +159,8 @@ pub fn client_in(dir: &Path, server: ServerAddr, account: &str, device: &str) ->
     options.device = device.to_owned();
     options.backoff_min = Duration::from_millis(20);
     options.backoff_max = Duration::from_millis(500);
+    // Test servers on loopback speak plain TCP unless a test asks for TLS.
+    options.insecure_plaintext = true;
     Client::start(options, Credential::Password(PASSWORD.into())).expect("client start")
 }
 
@@ -393,6 +408,7 @@ impl ServerProcess {
             .args(["serve", "--no-tls", "--tcp-listen", &listen, "--http-listen", "127.0.0.1:0"])
             .env("HUTONG_ADMIN_PASSWORD", "admin-password-1")
             .env("HUTONG_LOG", "warn")
+            .envs(LOOPBACK_LIMITS)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
@@ -488,6 +504,7 @@ impl ServerChild {
             .args(["serve", "--no-tls", "--tcp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .env("HUTONG_ADMIN_PASSWORD", "admin-password-1")
             .env("HUTONG_LOG", "warn")
+            .envs(LOOPBACK_LIMITS)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -592,6 +609,8 @@ pub fn client_with(
     options.device = device.to_owned();
     options.backoff_min = Duration::from_millis(20);
     options.backoff_max = Duration::from_millis(500);
+    // Test servers on loopback speak plain TCP unless a test asks for TLS.
+    options.insecure_plaintext = true;
     adjust(&mut options);
     Client::start(options, Credential::Password(PASSWORD.into())).expect("client start")
 }

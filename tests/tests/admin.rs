@@ -407,7 +407,7 @@ async fn password_reset_forces_a_new_password() {
         }
         other => panic!("expected PASSWORD_CHANGE_REQUIRED, got {other:?}"),
     }
-    hutong_client::change_password(&server.addr(), None, "forgetful", &temporary, "brand-new-pass")
+    hutong_client::change_password(&server.addr(), None, true, "forgetful", &temporary, "brand-new-pass")
         .await
         .unwrap();
     let mut raw = RawConn::connect(server.tcp).await;

@@ -249,7 +249,10 @@ async fn cli_org_browse_show_and_search() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let addr = server.addr().to_string();
-    check(&hutong(h, "v", &["login", "--server", &addr, "--account", "viewer"]).await, 0);
+    check(
+        &hutong(h, "v", &["login", "--server", &addr, "--insecure-plaintext", "--account", "viewer"]).await,
+        0,
+    );
     let top = hutong(h, "v", &["org", "browse", "--json"]).await;
     check(&top, 0);
     let top: serde_json::Value = serde_json::from_str(stdout(&top).trim()).unwrap();

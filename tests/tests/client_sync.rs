@@ -171,7 +171,7 @@ async fn cli_history_pages_past_500_and_takes_before_and_after() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let addr = server.addr().to_string();
-    ok(&hutong(h, "b", &["login", "--server", &addr, "--account", "bob"]).await);
+    ok(&hutong(h, "b", &["login", "--server", &addr, "--insecure-plaintext", "--account", "bob"]).await);
     let target = format!("#{conv}");
     // A fresh device: the cache holds what the first sync fetched; the rest comes from the server.
     let all = seqs(&ok(&hutong(h, "b", &["history", &target, "--limit", "5000", "--json"]).await));

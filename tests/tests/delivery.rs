@@ -36,6 +36,7 @@ fn restart_client(slot: &Slot, dir: &Path, server: hutong_client::ServerAddr, ac
     guard.shutdown();
     let mut options = ClientOptions::new(server, account, dir.join(format!("{account}-main.db")));
     options.device = "main".into();
+    options.insecure_plaintext = true;
     options.backoff_min = Duration::from_millis(20);
     options.backoff_max = Duration::from_millis(500);
     *guard = Client::start(options, Credential::Token(token)).expect("restart client");

@@ -444,8 +444,8 @@ async fn the_cli_resumes_a_killed_upload_sending_only_what_is_missing() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let addr = server.addr().to_string();
-    check(&hutong(h, "a", &["login", "--server", &addr, "--account", "alice"]).await);
-    check(&hutong(h, "b", &["login", "--server", &addr, "--account", "bob"]).await);
+    check(&hutong(h, "a", &["login", "--server", &addr, "--insecure-plaintext", "--account", "alice"]).await);
+    check(&hutong(h, "b", &["login", "--server", &addr, "--insecure-plaintext", "--account", "bob"]).await);
 
     let size = 150_000_000u64;
     let big = h.join("备份 backup.bin");

@@ -44,6 +44,7 @@ async fn wrong_passwords_are_refused_then_throttled() {
     // The client core gives up at once on bad credentials and says why.
     let dir = tempfile::tempdir().unwrap();
     let mut options = ClientOptions::new(server.addr(), "dave", dir.path().join("c.db"));
+    options.insecure_plaintext = true;
     options.backoff_min = Duration::from_millis(10);
     let client = hutong_client::Client::start(options, Credential::Password("not-it-at-all".into())).unwrap();
     let err = within(T, client.wait_online()).await.unwrap_err();

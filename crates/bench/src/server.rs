@@ -50,6 +50,10 @@ fn server_command(bin: &Path, data_dir: &Path) -> Command {
     // The working directory is the data directory so that no stray
     // `./hutong.toml` is picked up.
     cmd.arg("--data-dir").arg(data_dir).current_dir(data_dir).env("HUTONG_LOG", "warn");
+    // Every load generator connects from loopback: the per-address limits on
+    // connections that have not logged in (a LAN policy) would throttle it.
+    cmd.env("HUTONG_UNAUTHENTICATED_PER_ADDRESS", "1000000")
+        .env("HUTONG_CONNECTIONS_PER_ADDRESS_PER_MINUTE", "100000000");
     cmd
 }
 

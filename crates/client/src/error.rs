@@ -13,8 +13,14 @@ pub enum ClientError {
     Disconnected,
     #[error("network: {0}")]
     Transport(String),
-    #[error("invalid server address {0:?}: use tls://host:port, tcp://host:port or ws://host:port/ws")]
+    #[error("invalid server address {0:?}: use tls://host:port or wss://host:port/ws")]
     InvalidAddress(String),
+    /// A `tcp://` or `ws://` address without the explicit insecure choice.
+    #[error(
+        "{0} is not encrypted: passwords and messages would cross the network in clear text. Use tls:// or \
+         wss://, or choose an insecure connection explicitly (--insecure-plaintext)"
+    )]
+    InsecureAddress(String),
     #[error(
         "the server's certificate changed (expected {expected}, got {actual}); this may be an attack. \
          If the administrator replaced the certificate, log in again with --fingerprint"
@@ -41,6 +47,7 @@ impl ClientError {
             ClientError::Disconnected => "DISCONNECTED",
             ClientError::Transport(_) => "NETWORK",
             ClientError::InvalidAddress(_) => "INVALID_ADDRESS",
+            ClientError::InsecureAddress(_) => "INSECURE_ADDRESS",
             ClientError::FingerprintChanged { .. } => "FINGERPRINT_CHANGED",
             ClientError::Protocol(_) => "PROTOCOL",
             ClientError::Cache(_) => "CACHE",
@@ -60,9 +67,10 @@ impl ClientError {
                     | ErrorCode::UnsupportedVersion
                     | ErrorCode::PasswordChangeRequired
             ),
-            ClientError::FingerprintChanged { .. } | ClientError::InvalidAddress(_) | ClientError::Closed => {
-                true
-            }
+            ClientError::FingerprintChanged { .. }
+            | ClientError::InvalidAddress(_)
+            | ClientError::InsecureAddress(_)
+            | ClientError::Closed => true,
             _ => false,
         }
     }

@@ -70,8 +70,12 @@ pub struct ClientOptions {
     /// One session per device; use a stable name per installation.
     pub device: String,
     pub cache_path: PathBuf,
-    /// The certificate fingerprint to insist on; `None` trusts the first one seen.
+    /// The certificate fingerprint to insist on; `None` trusts the first one
+    /// seen, which is then insisted on for the rest of this client's life.
     pub pinned_fingerprint: Option<String>,
+    /// The person chose an unencrypted connection (`tcp://`, `ws://`)
+    /// explicitly; without it such addresses are refused.
+    pub insecure_plaintext: bool,
     /// First reconnect delay; doubles per failure up to `backoff_max`, with jitter.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -88,6 +92,7 @@ impl ClientOptions {
             device: "default".into(),
             cache_path,
             pinned_fingerprint: None,
+            insecure_plaintext: false,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             sync_interval: Duration::from_secs(60),
@@ -169,7 +174,8 @@ pub(crate) struct Inner {
     pub(crate) cursors_dirty: Notify,
     /// Test hook: ends the current connection as if the network dropped.
     pub(crate) drop_now: Notify,
-    /// Fingerprint seen on the last TLS connection.
+    /// Fingerprint accepted on the first TLS connection; later connections
+    /// of this client insist on it.
     pub(crate) fingerprint: Mutex<Option<String>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sync_rounds: AtomicU64,
@@ -208,6 +214,7 @@ pub struct Client {
 impl Client {
     /// Opens the cache and starts connecting in the background.
     pub fn start(options: ClientOptions, credential: Credential) -> Result<Client, ClientError> {
+        options.server.check_secure(options.insecure_plaintext)?;
         let cache = Cache::open(&options.cache_path)?;
         let user_id = cache.user_id()?;
         let (status, _) = watch::channel(Status::Connecting);
@@ -885,10 +892,12 @@ impl Client {
 pub async fn change_password(
     server: &ServerAddr,
     pinned_fingerprint: Option<&str>,
+    insecure_plaintext: bool,
     account: &str,
     old_password: &str,
     new_password: &str,
 ) -> Result<(), ClientError> {
+    server.check_secure(insecure_plaintext)?;
     session::change_password(server, pinned_fingerprint, account, old_password, new_password).await
 }
 

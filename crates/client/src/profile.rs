@@ -18,6 +18,9 @@ pub struct Profile {
     pub device: String,
     pub fingerprint: Option<String>,
     pub token: String,
+    /// The person chose an unencrypted connection to `server` explicitly.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 impl Profile {
@@ -74,6 +77,7 @@ mod tests {
             device: "desktop".into(),
             fingerprint: Some("AA:BB".into()),
             token: "secret".into(),
+            insecure_plaintext: false,
         };
         p.save(dir.path()).unwrap();
         let back = Profile::load(dir.path()).unwrap().unwrap();

@@ -136,8 +136,17 @@ pub(crate) fn backoff_delay(options: &crate::ClientOptions, failures: u32, error
 
 async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<(), ClientError> {
     let options = &inner.options;
-    let connected = transport::connect(&options.server, options.pinned_fingerprint.as_deref()).await?;
-    *inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = connected.fingerprint.clone();
+    // A client that pinned nothing yet insists, on every reconnect, on the
+    // certificate its first connection accepted: a certificate that changes
+    // within a session is refused, not trusted anew.
+    let pinned = options
+        .pinned_fingerprint
+        .clone()
+        .or_else(|| inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    let connected = transport::connect(&options.server, pinned.as_deref()).await?;
+    if connected.fingerprint.is_some() {
+        *inner.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = connected.fingerprint.clone();
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let conn = Arc::new(Connection::new(tx));
     let writer = tokio::spawn(write_loop(connected.sink, rx));

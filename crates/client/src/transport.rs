@@ -1,6 +1,8 @@
-//! Opening a framed connection to a server: plain TCP, TLS with the server's
-//! certificate pinned by its SHA-256 fingerprint (trust on first use), or
-//! WebSocket. Everything above this module sees only a stream and a sink of
+//! Opening a framed connection to a server: TLS (`tls://`) or WebSocket over
+//! TLS (`wss://`), both with the server's certificate pinned by its SHA-256
+//! fingerprint (trust on first use), or, only when the person chose an
+//! insecure connection explicitly, plain TCP (`tcp://`) or WebSocket
+//! (`ws://`). Everything above this module sees only a stream and a sink of
 //! frame bodies.
 
 use std::pin::Pin;
@@ -24,8 +26,8 @@ pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Bytes, ClientError>> + S
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the server is: `tls://host:7300` (default), `tcp://host:7300` or
-/// `ws://host:7380/ws`.
+/// Where the server is: `tls://host:7300` (default), `wss://host:7380/ws`,
+/// or the unencrypted `tcp://host:7300` and `ws://host:7380/ws`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerAddr {
     Tls { host: String, port: u16 },
@@ -57,6 +59,26 @@ impl std::str::FromStr for ServerAddr {
             "tcp" => Ok(ServerAddr::Tcp { host, port }),
             _ => Err(bad()),
         }
+    }
+}
+
+impl ServerAddr {
+    /// Whether this address carries passwords and messages unencrypted.
+    pub fn is_plaintext(&self) -> bool {
+        match self {
+            ServerAddr::Tls { .. } => false,
+            ServerAddr::Tcp { .. } => true,
+            ServerAddr::WebSocket { url } => !url.starts_with("wss://"),
+        }
+    }
+
+    /// Refuses an unencrypted address unless the person chose an insecure
+    /// connection explicitly (`allow_plaintext`).
+    pub fn check_secure(&self, allow_plaintext: bool) -> Result<(), ClientError> {
+        if self.is_plaintext() && !allow_plaintext {
+            return Err(ClientError::InsecureAddress(self.to_string()));
+        }
+        Ok(())
     }
 }
 
@@ -181,51 +203,98 @@ async fn connect_with(
             Ok(Connected { sink, stream, fingerprint: None })
         }
         ServerAddr::Tls { host, port } => {
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port)))
-                .await
-                .map_err(timeout)?
-                .map_err(|e| ClientError::Transport(format!("cannot reach {addr}: {e}")))?;
-            let _ = tcp.set_nodelay(true);
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let seen = Arc::new(Mutex::new(None));
-            let verifier = PinningVerifier {
-                expected: pinned.map(str::to_owned),
-                seen: seen.clone(),
-                provider: provider.clone(),
-            };
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| ClientError::Transport(e.to_string()))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth();
-            let name = ServerName::try_from(host.clone())
-                .unwrap_or_else(|_| ServerName::try_from("hutong").expect("valid name"));
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-            let result =
-                tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await.map_err(timeout)?;
-            let actual = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match result {
-                Ok(tls) => {
-                    let (sink, stream) = framed(tls, codec());
-                    Ok(Connected { sink, stream, fingerprint: actual })
-                }
-                Err(_) if pinned.is_some() && actual.is_some() && actual.as_deref() != pinned => {
-                    Err(ClientError::FingerprintChanged {
-                        expected: pinned.unwrap_or_default().to_owned(),
-                        actual: actual.unwrap_or_default(),
-                    })
-                }
-                Err(e) => Err(ClientError::Transport(format!("TLS handshake with {addr} failed: {e}"))),
-            }
+            let (tls, actual) = tls_connect(addr, host, *port, pinned).await?;
+            let (sink, stream) = framed(tls, codec());
+            Ok(Connected { sink, stream, fingerprint: Some(actual) })
         }
         ServerAddr::WebSocket { url } => {
-            use tokio_tungstenite::tungstenite::Message as WsMessage;
-            let (ws, _) =
-                tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str()))
+            use tokio_tungstenite::tungstenite::http::Uri;
+            let uri: Uri = url.parse().map_err(|_| ClientError::InvalidAddress(url.clone()))?;
+            let host = uri.host().ok_or_else(|| ClientError::InvalidAddress(url.clone()))?;
+            let host = host.trim_matches(['[', ']']).to_owned();
+            if url.starts_with("wss://") {
+                let port = uri.port_u16().unwrap_or(443);
+                let (tls, actual) = tls_connect(addr, &host, port, pinned).await?;
+                let (ws, _) =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::client_async(url.as_str(), tls))
+                        .await
+                        .map_err(timeout)?
+                        .map_err(|e| ClientError::Transport(format!("cannot open {url}: {e}")))?;
+                let (sink, stream) = websocket(ws);
+                Ok(Connected { sink, stream, fingerprint: Some(actual) })
+            } else {
+                let port = uri.port_u16().unwrap_or(80);
+                let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
                     .await
                     .map_err(timeout)?
-                    .map_err(|e| ClientError::Transport(format!("cannot open {url}: {e}")))?;
+                    .map_err(|e| ClientError::Transport(format!("cannot reach {addr}: {e}")))?;
+                let _ = tcp.set_nodelay(true);
+                let (ws, _) =
+                    tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::client_async(url.as_str(), tcp))
+                        .await
+                        .map_err(timeout)?
+                        .map_err(|e| ClientError::Transport(format!("cannot open {url}: {e}")))?;
+                let (sink, stream) = websocket(ws);
+                Ok(Connected { sink, stream, fingerprint: None })
+            }
+        }
+    }
+}
+
+/// Connects to `host:port` and completes TLS, accepting only the pinned
+/// certificate (any certificate when nothing is pinned yet); returns the
+/// stream and the fingerprint the server presented.
+async fn tls_connect(
+    addr: &ServerAddr,
+    host: &str,
+    port: u16,
+    pinned: Option<&str>,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, String), ClientError> {
+    let timeout =
+        |e: tokio::time::error::Elapsed| ClientError::Transport(format!("connecting timed out: {e}"));
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+        .await
+        .map_err(timeout)?
+        .map_err(|e| ClientError::Transport(format!("cannot reach {addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = Arc::new(Mutex::new(None));
+    let verifier = PinningVerifier {
+        expected: pinned.map(str::to_owned),
+        seen: seen.clone(),
+        provider: provider.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_owned())
+        .unwrap_or_else(|_| ServerName::try_from("hutong").expect("valid name"));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let result =
+        tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await.map_err(timeout)?;
+    let actual = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match (result, actual) {
+        (Ok(tls), Some(actual)) => Ok((tls, actual)),
+        (Ok(_), None) => Err(ClientError::Transport(format!("{addr} presented no certificate"))),
+        (Err(_), Some(actual)) if pinned.is_some_and(|p| !p.eq_ignore_ascii_case(&actual)) => {
+            Err(ClientError::FingerprintChanged { expected: pinned.unwrap_or_default().to_owned(), actual })
+        }
+        (Err(e), _) => Err(ClientError::Transport(format!("TLS handshake with {addr} failed: {e}"))),
+    }
+}
+
+/// One binary WebSocket message is one frame; other messages are skipped and
+/// a close ends the stream.
+fn websocket<S>(ws: tokio_tungstenite::WebSocketStream<S>) -> (FrameSink, FrameStream)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        {
+            use tokio_tungstenite::tungstenite::Message as WsMessage;
             let (sink, stream) = ws.split();
             let sink = sink
                 .sink_map_err(|e| ClientError::Transport(e.to_string()))
@@ -239,7 +308,7 @@ async fn connect_with(
                         Err(e) => Some(Err(ClientError::Transport(e.to_string()))),
                     })
                 });
-            Ok(Connected { sink: Box::pin(sink), stream: Box::pin(stream), fingerprint: None })
+            (Box::pin(sink), Box::pin(stream))
         }
     }
 }
@@ -247,6 +316,21 @@ async fn connect_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_needs_an_explicit_choice() {
+        for plain in ["tcp://h:1", "ws://h:1/ws"] {
+            let addr: ServerAddr = plain.parse().unwrap();
+            assert!(addr.is_plaintext());
+            assert_eq!(addr.check_secure(false).unwrap_err().code(), "INSECURE_ADDRESS");
+            addr.check_secure(true).unwrap();
+        }
+        for secure in ["tls://h:1", "h:1", "wss://h:1/ws"] {
+            let addr: ServerAddr = secure.parse().unwrap();
+            assert!(!addr.is_plaintext());
+            addr.check_secure(false).unwrap();
+        }
+    }
 
     #[test]
     fn parses_addresses() {
@@ -263,6 +347,7 @@ mod tests {
             ServerAddr::Tls { host: "chat.lan".into(), port: 7300 }
         );
         assert!(matches!("ws://h:1/ws".parse::<ServerAddr>().unwrap(), ServerAddr::WebSocket { .. }));
+        assert!(matches!("wss://h:1/ws".parse::<ServerAddr>().unwrap(), ServerAddr::WebSocket { .. }));
         assert!("ftp://h:1".parse::<ServerAddr>().is_err());
         assert!("h:notaport".parse::<ServerAddr>().is_err());
     }

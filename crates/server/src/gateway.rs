@@ -311,8 +311,16 @@ async fn ws_upgrade(
                 sink.with(|b: Bytes| futures::future::ready(Ok::<_, axum::Error>(WsMessage::Binary(b))));
             match admitted {
                 Ok(ticket) => {
-                    serve(state.shared, Box::pin(stream), Box::pin(sink), Some(peer), limit, ticket, state.shutdown)
-                        .await
+                    serve(
+                        state.shared,
+                        Box::pin(stream),
+                        Box::pin(sink),
+                        Some(peer),
+                        limit,
+                        ticket,
+                        state.shutdown,
+                    )
+                    .await
                 }
                 Err(refused) => refuse(Box::pin(stream), Box::pin(sink), refused).await,
             }

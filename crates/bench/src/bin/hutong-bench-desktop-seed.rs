@@ -177,6 +177,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server_addr = format!("tcp://{tcp}");
     let mut options = ClientOptions::new(server_addr.parse()?, ME, account_dir.join("cache.db"));
     options.device = "desktop".into();
+    // A throwaway server on loopback, plain TCP by choice.
+    options.insecure_plaintext = true;
     let client = Client::start(options, Credential::Password(PASSWORD.into()))?;
     client.wait_online().await?;
     loop {
@@ -197,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         device: "desktop".into(),
         fingerprint: None,
         token: client.token().context("no token")?,
+        insecure_plaintext: true,
     }
     .save(&args.home)?;
     client.shutdown();

@@ -160,6 +160,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut options =
         ClientOptions::new(format!("tcp://{tcp}").parse()?, "u000000", cache.path().join("c.db"));
     options.device = "bench".into();
+    // A throwaway server on loopback, plain TCP by choice.
+    options.insecure_plaintext = true;
     let started = Instant::now();
     let client = Client::start(options, Credential::Password(PASSWORD.into()))?;
     client.wait_online().await?;

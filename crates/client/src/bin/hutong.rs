@@ -57,9 +57,14 @@ struct Cli {
 enum Command {
     /// Log in and remember the session in the profile.
     Login {
-        /// Server address: tls://host:7300 (default scheme), tcp://host:port or ws://host:port/ws.
+        /// Server address: tls://host:7300 (default scheme) or wss://host:7380/ws; the
+        /// unencrypted tcp://host:port and ws://host:port/ws need --insecure-plaintext.
         #[arg(long)]
         server: String,
+        /// Allow an unencrypted tcp:// or ws:// address: the password, the session
+        /// token and every message cross the network in clear text.
+        #[arg(long)]
+        insecure_plaintext: bool,
         #[arg(long)]
         account: String,
         /// Device name; one session per device.
@@ -273,8 +278,11 @@ fn profile_dir(cli: &Cli) -> PathBuf {
 async fn real_main(cli: Cli) -> Result<(), Failure> {
     let dir = profile_dir(&cli);
     let timeout = Duration::from_secs(cli.timeout);
-    if let Command::Login { server, account, device, fingerprint, password_stdin } = &cli.command {
-        return login(&dir, server, account, device, fingerprint.clone(), *password_stdin, timeout).await;
+    if let Command::Login { server, insecure_plaintext, account, device, fingerprint, password_stdin } =
+        &cli.command
+    {
+        let security = Security { fingerprint: fingerprint.clone(), insecure_plaintext: *insecure_plaintext };
+        return login(&dir, server, account, device, security, *password_stdin, timeout).await;
     }
     let profile = Profile::load(&dir)?.ok_or_else(|| {
         fail(2, format!("not logged in (profile {:?}); run `hutong login` first", cli.profile))
@@ -282,6 +290,7 @@ async fn real_main(cli: Cli) -> Result<(), Failure> {
     let mut options = ClientOptions::new(profile.server.parse()?, &profile.account, dir.join("cache.db"));
     options.device = profile.device.clone();
     options.pinned_fingerprint = profile.fingerprint.clone();
+    options.insecure_plaintext = profile.insecure_plaintext;
     let client = Client::start(options, Credential::Token(profile.token.clone()))?;
     let online = tokio::time::timeout(timeout, client.wait_online()).await;
     let result = match online {
@@ -306,16 +315,31 @@ async fn wait_first_sync(client: &Client) {
     }
 }
 
+/// How `login` may trust the server: a fingerprint to insist on, and
+/// whether the person allowed an unencrypted address.
+struct Security {
+    fingerprint: Option<String>,
+    insecure_plaintext: bool,
+}
+
 async fn login(
     dir: &std::path::Path,
     server: &str,
     account: &str,
     device: &str,
-    fingerprint: Option<String>,
+    security: Security,
     password_stdin: bool,
     timeout: Duration,
 ) -> Result<(), Failure> {
+    let Security { fingerprint, insecure_plaintext } = security;
     let addr: ServerAddr = server.parse()?;
+    // Refused before the password is even asked for.
+    addr.check_secure(insecure_plaintext)?;
+    if insecure_plaintext && addr.is_plaintext() {
+        eprintln!(
+            "warning: {addr} is not encrypted; the password and messages cross the network in clear text"
+        );
+    }
     let password = if password_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line)?;
@@ -338,6 +362,7 @@ async fn login(
         let mut options = ClientOptions::new(addr.clone(), account, dir.join("cache.db"));
         options.device = device.to_owned();
         options.pinned_fingerprint = fingerprint.clone();
+        options.insecure_plaintext = insecure_plaintext;
         Ok(Client::start(options, Credential::Password(password))?)
     };
     let mut client = start(password.clone())?;
@@ -357,7 +382,15 @@ async fn login(
                 }
             };
             let pinned = fingerprint.clone().or_else(|| client.fingerprint());
-            hutong_client::change_password(&addr, pinned.as_deref(), account, &password, &new).await?;
+            hutong_client::change_password(
+                &addr,
+                pinned.as_deref(),
+                insecure_plaintext,
+                account,
+                &password,
+                &new,
+            )
+            .await?;
             eprintln!("Password changed.");
             client = start(new)?;
             outcome = tokio::time::timeout(timeout, client.wait_online()).await;
@@ -377,6 +410,7 @@ async fn login(
         device: device.to_owned(),
         fingerprint: fingerprint.or(seen.clone()),
         token,
+        insecure_plaintext: insecure_plaintext && addr.is_plaintext(),
     };
     profile.save(dir)?;
     if let Some(fp) = seen {
