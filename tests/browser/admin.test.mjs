@@ -8,12 +8,19 @@
 // sessions list the CLI's sign-ins, and retention saves. Screenshots of the
 // main screens go to docs/screenshots/admin-*.png.
 //
+// The server runs as shipped: HTTPS and TLS with its self-signed certificate.
+// Chromium trusts exactly that key (--ignore-certificate-errors-spki-list),
+// the API calls pin the certificate's fingerprint, and the CLI pins it on
+// first use; the console must work under its Content-Security-Policy.
+//
 // Needs the debug binaries (HUTONG_SERVER_BIN, HUTONG_CLI_BIN, by default
 // ${CARGO_TARGET_DIR:-target}/debug/hutong-server and .../hutong) built after
 // `scripts/ui.sh build`, and Chromium at /usr/bin/chromium (or $CHROMIUM).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { X509Certificate, createHash } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +51,7 @@ async function startServer() {
   }
   const child = spawn(
     serverBin,
-    ['--data-dir', join(scratch, 'data'), 'serve', '--no-tls', '--tcp-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'],
+    ['--data-dir', join(scratch, 'data'), 'serve', '--tcp-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'],
     { env: { ...process.env, HUTONG_ADMIN_PASSWORD: adminPassword, HUTONG_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const lines = createInterface({ input: child.stdout });
@@ -52,7 +59,7 @@ async function startServer() {
     child.once('error', reject);
     child.once('exit', (code, signal) => reject(new Error(`hutong-server exited early (${code ?? signal})`)));
     lines.on('line', (line) => {
-      const m = /^listening tcp:\/\/(\S+) ws:\/\/(\S+)\/ws/.exec(line);
+      const m = /^listening tls:\/\/(\S+) wss:\/\/(\S+)\/ws/.exec(line);
       if (m) resolve([m[1], m[2]]);
     });
   });
@@ -69,9 +76,52 @@ async function stopServer(child) {
   clearTimeout(timer);
 }
 
+/** The server's certificate (made on first start in the data directory). */
+function certificate() {
+  return new X509Certificate(readFileSync(join(scratch, 'data', 'tls-cert.der')));
+}
+
+/** Base64 SHA-256 of the certificate's public key, as Chromium's SPKI allow-list wants it. */
+function spkiHash() {
+  const spki = certificate().publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64');
+}
+
+/**
+ * A request over HTTPS to the server that accepts only its certificate (the
+ * fingerprint pinned, as the client core does), answering like fetch.
+ */
+function pinnedFetch(url, { method = 'GET', headers = {}, body } = {}) {
+  const cert = certificate();
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        headers,
+        ca: cert.toString(),
+        servername: 'localhost',
+        checkServerIdentity: (_host, peer) =>
+          peer.fingerprint256 === cert.fingerprint256 ? undefined : new Error('the server certificate changed'),
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode, ok: res.statusCode >= 200 && res.statusCode < 300, text: async () => text, json: async () => JSON.parse(text) });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
 /** Calls the administration API directly (to seed data around the browser steps). */
 async function apiCall(token, method, path, body) {
-  const response = await fetch(`http://${http}/api/admin/v1${path}`, {
+  const response = await pinnedFetch(`https://${http}/api/admin/v1${path}`, {
     method,
     headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -82,7 +132,7 @@ async function apiCall(token, method, path, body) {
 }
 
 async function adminToken() {
-  const response = await fetch(`http://${http}/api/admin/v1/login`, {
+  const response = await pinnedFetch(`https://${http}/api/admin/v1/login`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ account: 'admin', password: adminPassword }),
@@ -93,7 +143,7 @@ async function adminToken() {
 
 /** The hutong CLI signs in as `account`; resolves with its output, rejects when it exits non-zero. */
 async function cliLogin(account, password, profile) {
-  return run(cliBin, ['--profile', profile, 'login', '--server', `tcp://${tcp}`, '--account', account], {
+  return run(cliBin, ['--profile', profile, 'login', '--server', `tls://${tcp}`, '--account', account], {
     env: { ...process.env, HUTONG_HOME: join(scratch, 'cli'), HUTONG_PASSWORD: password },
     timeout: 60_000,
   });
@@ -130,6 +180,8 @@ before(async () => {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // Trust exactly the server's key, not every certificate.
+      `--ignore-certificate-errors-spki-list=${spkiHash()}`,
     ],
     viewport: { width: 1440, height: 860 },
     locale: 'zh-CN',
@@ -148,10 +200,21 @@ test('the administrator builds the directory and a new person signs in with the 
   const page = await context.newPage();
   const failures = [];
   page.on('pageerror', (e) => failures.push(e.message));
+  // Anything the Content-Security-Policy blocks is a failure too.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) failures.push(m.text());
+  });
 
-  // /admin serves the console; a wrong password is refused with a clear sentence.
-  await page.goto(`http://${http}/admin`);
+  // /admin serves the console over HTTPS, with its security headers; a wrong
+  // password is refused with a clear sentence.
+  const first = await page.goto(`https://${http}/admin`);
+  const headers = first.headers();
+  assert.match(headers['content-security-policy'] ?? '', /frame-ancestors 'none'/);
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+  assert.equal(headers['referrer-policy'], 'no-referrer');
   await page.getByRole('heading', { name: '登录管理后台' }).waitFor();
+  // Served by Hutong over TLS: no "not encrypted" banner.
+  assert.equal(await page.getByTestId('insecure-banner').count(), 0);
   await page.locator('input[name=account]').fill('admin');
   await page.locator('input[name=password]').fill('not-the-password');
   await page.locator('input[name=account]').focus();
@@ -255,7 +318,7 @@ test('the administrator builds the directory and a new person signs in with the 
 
 test('a reset password is shown once and must be replaced at the next sign-in', { timeout: 240_000 }, async () => {
   const page = await context.newPage();
-  await page.goto(`http://${http}/admin/`);
+  await page.goto(`https://${http}/admin/`);
   // sessionStorage is per tab: this tab signs in again.
   await page.locator('input[name=account]').fill('admin');
   await page.locator('input[name=password]').fill(adminPassword);
@@ -274,7 +337,7 @@ test('a reset password is shown once and must be replaced at the next sign-in', 
 
   // The person signs in to the console: a new password first, then the console says staff cannot use it.
   const person = await context.newPage();
-  await person.goto(`http://${http}/admin`);
+  await person.goto(`https://${http}/admin`);
   await person.getByTestId('lang-en').click();
   await person.getByRole('heading', { name: 'Sign in to the admin console' }).waitFor();
   await person.locator('input[name=account]').fill('wangfang');

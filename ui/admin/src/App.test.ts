@@ -148,13 +148,31 @@ describe('App', () => {
     unmount(app);
   });
 
+  it('warns on every page when the server does not encrypt the connection', async () => {
+    setLang('en');
+    fakeServer({ 'GET /health': () => json(200, { status: 'ok', tls: false }) });
+    const { target, app } = render();
+    await vi.waitFor(() =>
+      expect(target.querySelector('[data-testid=insecure-banner]')?.textContent).toContain('not encrypted by Hutong'),
+    );
+    unmount(app);
+
+    setLang('zh');
+    fakeServer({ 'GET /health': () => json(200, { status: 'ok', tls: true }) });
+    const secure = render();
+    await vi.waitFor(() => expect(secure.target.querySelector('h1')?.textContent).toBe('登录管理后台'));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(secure.target.querySelector('[data-testid=insecure-banner]')).toBeNull();
+    unmount(secure.app);
+  });
+
   it('keeps the session across a reload', async () => {
     setLang('en');
     sessionStorage.setItem('hutong.admin.token', 'kept');
     const calls = fakeServer({ 'GET /me': () => json(200, admin), ...emptyDirectory });
     const { target, app } = render();
     await vi.waitFor(() => expect(target.querySelector('[data-testid=who]')?.textContent).toContain('Administrator'));
-    expect(calls[0]?.headers['Authorization']).toBe('Bearer kept');
+    expect(calls.find((c) => c.path === '/me')?.headers['Authorization']).toBe('Bearer kept');
     expect(() => button(target, 'Sign out')).not.toThrow();
     unmount(app);
   });

@@ -7,6 +7,7 @@ export type Lang = 'zh' | 'en';
 
 const zh = {
   'app.title': 'Hutong 管理后台',
+  'insecure.banner': '此连接未经 Hutong 加密（服务器配置了 http_insecure_plaintext）：除非前面有负责 TLS 的代理，密码和数据会以明文在网络上传输。',
   'nav.directory': '组织架构',
   'nav.sessions': '会话',
   'nav.audit': '消息审计',
@@ -224,6 +225,7 @@ export type Key = keyof typeof zh;
 
 const en: Record<Key, string> = {
   'app.title': 'Hutong Admin',
+  'insecure.banner': 'This connection is not encrypted by Hutong (the server is set to http_insecure_plaintext): unless a proxy in front of it provides TLS, passwords and data cross the network in clear text.',
   'nav.directory': 'Directory',
   'nav.sessions': 'Sessions',
   'nav.audit': 'Audit search',
