@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 ./scripts/ui.sh build
 cargo build --release --locked -p hutong-server -p hutong-client -p hutong-desktop
 target_dir="${CARGO_TARGET_DIR:-target}"
-echo "Administration console: http://localhost:7380/admin (account admin)"
+echo "Administration console: https://localhost:7380/admin (account admin; the certificate is the server's own:"
+echo "compare the fingerprint the browser shows with the one the server prints)"
 
 if [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
   echo "No display here: starting the server alone. Chat with the CLI ($target_dir/release/hutong --help),"

@@ -130,7 +130,7 @@ function exited(pid) {
 before(async () => {
   port = await freePort();
   server = await startServer(dataDir, port, adminPassword);
-  const admin = new Admin(server.http);
+  const admin = new Admin(server.http, server.certFile);
   await admin.login(adminPassword);
   const root = (await admin.call('POST', '/departments', { name: '胡同科技' })).id;
   const rd = (await admin.call('POST', '/departments', { name: '研发中心', parent_id: root })).id;

@@ -185,7 +185,7 @@ function fetched(stdout) {
 
 before(async () => {
   server = await startServer(dataDir, await freePort(), adminPassword);
-  const admin = new Admin(server.http);
+  const admin = new Admin(server.http, server.certFile);
   await admin.login(adminPassword);
   const root = (await admin.call('POST', '/departments', { name: '胡同科技' })).id;
   for (const [account, display_name] of [

@@ -7,7 +7,9 @@
 // ${CARGO_TARGET_DIR:-target}/debug.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,7 +53,10 @@ export async function freePort() {
   });
 }
 
-/** Starts hutong-server with TLS on `tcpPort` and reads the addresses and fingerprint it prints. */
+/**
+ * Starts hutong-server as shipped (TLS on `tcpPort`, HTTPS on a free port)
+ * and reads the addresses and fingerprint it prints.
+ */
 export async function startServer(dataDir, tcpPort, adminPassword) {
   for (const bin of [serverBin, cliBin, appBin]) {
     assert.ok(existsSync(bin), `${bin} is missing: run scripts/desktop-e2e.sh (it builds what it needs)`);
@@ -69,11 +74,48 @@ export async function startServer(dataDir, tcpPort, adminPassword) {
     lines.on('line', (line) => {
       const f = /fingerprint \(SHA-256\): (\S+)/.exec(line);
       if (f) fingerprint = f[1];
-      const m = /^listening tls:\/\/(\S+) ws:\/\/(\S+)\/ws/.exec(line);
+      const m = /^listening tls:\/\/(\S+) wss:\/\/(\S+)\/ws/.exec(line);
       if (m) resolve([m[1], m[2]]);
     });
   });
-  return { child, tls, http, fingerprint };
+  return { child, tls, http, fingerprint, certFile: join(dataDir, 'tls-cert.der') };
+}
+
+/**
+ * A request over HTTPS that accepts only the server's own certificate (its
+ * fingerprint pinned, as the client core does); answers like fetch.
+ */
+export function pinnedFetch(url, certFile, { method = 'GET', headers = {}, body } = {}) {
+  const cert = new X509Certificate(readFileSync(certFile));
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        headers,
+        ca: cert.toString(),
+        servername: 'localhost',
+        checkServerIdentity: (_host, peer) =>
+          peer.fingerprint256 === cert.fingerprint256 ? undefined : new Error('the server certificate changed'),
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({
+            status: res.statusCode,
+            ok: res.statusCode >= 200 && res.statusCode < 300,
+            text: async () => text,
+            json: async () => JSON.parse(text),
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
 }
 
 export async function stopProcess(child, signal = 'SIGTERM') {
@@ -87,11 +129,12 @@ export async function stopProcess(child, signal = 'SIGTERM') {
 
 /** The administration API, to seed the org tree and accounts. */
 export class Admin {
-  constructor(http) {
+  constructor(http, certFile) {
     this.http = http;
+    this.certFile = certFile;
   }
   async login(password) {
-    const r = await fetch(`http://${this.http}/api/admin/v1/login`, {
+    const r = await pinnedFetch(`https://${this.http}/api/admin/v1/login`, this.certFile, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ account: 'admin', password }),
@@ -100,7 +143,7 @@ export class Admin {
     this.token = (await r.json()).token;
   }
   async call(method, path, body) {
-    const r = await fetch(`http://${this.http}/api/admin/v1${path}`, {
+    const r = await pinnedFetch(`https://${this.http}/api/admin/v1${path}`, this.certFile, {
       method,
       headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),

@@ -44,7 +44,7 @@ describe('SignIn', () => {
     expect(fakeApi.signIn).not.toHaveBeenCalled();
     click(document.querySelector('#confirm-fingerprint'));
     await settle();
-    expect(fakeApi.signIn).toHaveBeenCalledWith('tls://chat.example.com:7300', 'alice', 'old-password', FP);
+    expect(fakeApi.signIn).toHaveBeenCalledWith('tls://chat.example.com:7300', 'alice', 'old-password', FP, false);
     expect(onSignedIn).toHaveBeenCalledWith(sessionState());
     unmount(app);
   });
@@ -76,17 +76,38 @@ describe('SignIn', () => {
     unmount(app);
   });
 
-  it('signs in directly with the known fingerprint when it matches (any case), or none for plain tcp', async () => {
+  it('signs in directly with the known fingerprint when it matches (any case)', async () => {
     fakeApi.probeServer.mockResolvedValueOnce({ server: 'tls://h:1', fingerprint: FP, known: FP.toLowerCase() });
     const { target, app, onSignedIn } = render();
     fill(target);
     await settle();
-    expect(fakeApi.signIn).toHaveBeenCalledWith('tls://h:1', 'alice', 'old-password', FP.toLowerCase());
+    expect(fakeApi.signIn).toHaveBeenCalledWith('tls://h:1', 'alice', 'old-password', FP.toLowerCase(), false);
     expect(onSignedIn).toHaveBeenCalledTimes(1);
+    // No insecure choice is offered for an encrypted address.
+    expect(target.querySelector('#insecure-plaintext')).toBeNull();
+    unmount(app);
+  });
+
+  it('signs in to a plain tcp:// or ws:// address only with the insecure choice made explicitly', async () => {
+    const { target, app, onSignedIn } = render();
+    fill(target, 'tcp://h:1');
+    await settle();
+    // Offered only now that a plain address is typed; without it nothing is sent.
+    expect(target.querySelector('#insecure-plaintext')).not.toBeNull();
+    expect(target.querySelector('[role=alert]')?.textContent).toContain('not encrypted');
+    expect(fakeApi.probeServer).not.toHaveBeenCalled();
+    expect(fakeApi.signIn).not.toHaveBeenCalled();
+
     fakeApi.probeServer.mockResolvedValueOnce({ server: 'tcp://h:1', fingerprint: null, known: null });
+    click(target.querySelector('#insecure-plaintext'));
     submit(target.querySelector('form'));
     await settle();
-    expect(fakeApi.signIn).toHaveBeenLastCalledWith('tcp://h:1', 'alice', 'old-password', null);
+    expect(fakeApi.signIn).toHaveBeenLastCalledWith('tcp://h:1', 'alice', 'old-password', null, true);
+    expect(onSignedIn).toHaveBeenCalledTimes(1);
+
+    type(target.querySelector('#server'), 'wss://h:2/ws');
+    await settle();
+    expect(target.querySelector('#insecure-plaintext')).toBeNull();
     unmount(app);
   });
 
@@ -160,8 +181,8 @@ describe('SignIn', () => {
     type(target.querySelector('#repeat-password'), 'new-password-1');
     click(target.querySelector('#change-password'));
     await settle();
-    expect(fakeApi.changePassword).toHaveBeenCalledWith('tls://h:1', 'alice', 'old-password', 'new-password-1', FP);
-    expect(fakeApi.signIn).toHaveBeenLastCalledWith('tls://h:1', 'alice', 'new-password-1', FP);
+    expect(fakeApi.changePassword).toHaveBeenCalledWith('tls://h:1', 'alice', 'old-password', 'new-password-1', FP, false);
+    expect(fakeApi.signIn).toHaveBeenLastCalledWith('tls://h:1', 'alice', 'new-password-1', FP, false);
     expect(onSignedIn).toHaveBeenCalledTimes(1);
     unmount(app);
   });

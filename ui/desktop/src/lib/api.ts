@@ -20,15 +20,17 @@ import type {
 export const api = {
   sessionState: () => invoke<SessionState>('session_state'),
   probeServer: (server: string) => invoke<ServerProbe>('probe_server', { server }),
-  signIn: (server: string, account: string, password: string, fingerprint: string | null) =>
-    invoke<SessionState>('sign_in', { server, account, password, fingerprint }),
+  /** `insecurePlaintext`: the person chose an unencrypted tcp:// or ws:// connection explicitly. */
+  signIn: (server: string, account: string, password: string, fingerprint: string | null, insecurePlaintext: boolean) =>
+    invoke<SessionState>('sign_in', { server, account, password, fingerprint, insecurePlaintext }),
   changePassword: (
     server: string,
     account: string,
     oldPassword: string,
     newPassword: string,
     fingerprint: string | null,
-  ) => invoke<void>('change_password', { server, account, oldPassword, newPassword, fingerprint }),
+    insecurePlaintext: boolean,
+  ) => invoke<void>('change_password', { server, account, oldPassword, newPassword, fingerprint, insecurePlaintext }),
   signOut: () => invoke<void>('sign_out'),
   conversations: () => invoke<ConversationView[]>('conversations'),
   /** Oldest first; `beforeSeq` null means the newest page. Pending and failed outbox entries are not included. */
