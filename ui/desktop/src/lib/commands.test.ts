@@ -127,6 +127,7 @@ describe('the UI and the shell agree on commands', () => {
       'oldPassword',
       'newPassword',
       'fingerprint',
+      'insecurePlaintext',
     ]);
   });
 
