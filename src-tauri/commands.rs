@@ -130,10 +130,17 @@ pub async fn sign_in(
     let client = start_session(&app, &state, &profile, Credential::Password(password))?;
     let outcome = tokio::time::timeout(SIGN_IN_TIMEOUT, client.wait_online()).await;
     let failure = match outcome {
-        Err(_) => Some(AppError::new(
-            "NETWORK",
-            format!("{addr} did not answer within {} s", SIGN_IN_TIMEOUT.as_secs()),
-        )),
+        // The server's refusal (a connection cap) when that was why, never "unreachable".
+        Err(_) => Some(
+            client.last_error().filter(|e| e.remote_code().is_some()).map(AppError::from).unwrap_or_else(
+                || {
+                    AppError::new(
+                        "NETWORK",
+                        format!("{addr} did not answer within {} s", SIGN_IN_TIMEOUT.as_secs()),
+                    )
+                },
+            ),
+        ),
         Ok(Err(e)) => Some(e.into()),
         Ok(Ok(())) => None,
     };
@@ -177,6 +184,8 @@ pub async fn change_password(
 
 #[tauri::command]
 pub async fn sign_out(app: AppHandle, state: State<'_, AppState>) -> CmdResult<()> {
+    // What was picked for one person is not sendable by the next.
+    state.grants.clear();
     if let Some(client) = state.client() {
         // Best effort: the session ends on the server when it is reachable.
         let _ = tokio::time::timeout(Duration::from_secs(3), client.logout()).await;

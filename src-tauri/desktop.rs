@@ -79,11 +79,9 @@ pub fn run() {
         })
         .on_window_event(|window, event| match event {
             // Closing the window keeps the app running in the tray, as messengers do.
-            WindowEvent::CloseRequested { api, .. } => {
-                if window.label() == "main" {
-                    api.prevent_close();
-                    let _ = window.hide();
-                }
+            WindowEvent::CloseRequested { api, .. } if window.label() == "main" => {
+                api.prevent_close();
+                let _ = window.hide();
             }
             // A drop seen by the shell itself: these paths may be sent (and no others but picked ones).
             WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) => {
