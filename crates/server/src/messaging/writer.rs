@@ -44,29 +44,44 @@ const MAX_NAME_CHARS: usize = 100;
 /// log entry, the live fan-out first.
 pub struct Reply {
     tx: oneshot::Sender<Result<Committed, ServiceError>>,
-    fanout: Option<(mpsc::Sender<Fanout>, Option<u64>)>,
+    fanout: Option<(mpsc::Sender<Vec<Fanout>>, Option<u64>)>,
 }
 
 impl Reply {
-    /// Hands a committed entry to the fan-out (in commit order, whatever
-    /// became of the caller), then answers the caller. Runs on the writer
-    /// thread only.
-    fn send(self, result: Result<Committed, ServiceError>) -> Result<(), ()> {
-        if let (Some((fanout, except)), Ok(c)) = (&self.fanout, &result) {
-            // A retry of a message retention removed has nothing left to push.
-            if let Some(message) = c.message.as_ref().filter(|_| !c.entry_removed) {
-                let item = Fanout { members: c.members.clone(), message: message.clone(), except: *except };
-                // Bounded: a fan-out that falls behind slows commits instead of
-                // growing memory. Closed only when the server stops.
-                let _ = fanout.blocking_send(item);
-            }
-        }
-        self.tx.send(result).map_err(|_| ())
+    /// What the fan-out gets of a committed result, if anything.
+    fn fanout_item(&self, result: &Result<Committed, ServiceError>) -> Option<Fanout> {
+        let (Some((_, except)), Ok(c)) = (&self.fanout, result) else { return None };
+        // A retry of a message retention removed has nothing left to push.
+        let message = c.message.as_ref().filter(|_| !c.entry_removed)?;
+        Some(Fanout { members: c.members.clone(), message: message.clone(), except: *except })
     }
 }
 
-/// Entries waiting for the fan-out task; bounds the writer's lead over it.
-const FANOUT_QUEUE: usize = 4096;
+/// Hands a batch's committed entries to the fan-out in one piece (one
+/// wake-up of its task per batch, in commit order, whatever became of the
+/// callers), then answers the callers. Runs on the writer thread only.
+fn answer_batch(replies: Vec<(Reply, Result<Committed, ServiceError>)>) {
+    let mut items = Vec::new();
+    let mut channel = None;
+    for (reply, result) in &replies {
+        if let Some(item) = reply.fanout_item(result) {
+            items.push(item);
+            channel = channel.or_else(|| reply.fanout.as_ref().map(|(tx, _)| tx.clone()));
+        }
+    }
+    if let Some(channel) = channel {
+        // Bounded: a fan-out that falls behind slows commits instead of
+        // growing memory. Closed only when the server stops.
+        let _ = channel.blocking_send(items);
+    }
+    for (reply, result) in replies {
+        let _ = reply.tx.send(result);
+    }
+}
+
+/// Batches waiting for the fan-out task; bounds the writer's lead over it
+/// (a batch holds at most `batch_max` entries).
+const FANOUT_QUEUE: usize = 32;
 
 /// Most cursor reports one `UpdateCursors` command carries.
 pub const MAX_CURSOR_REPORTS: usize = 4096;
@@ -78,9 +93,16 @@ pub struct WriterStats {
     pub sends: AtomicU64,
     /// Batches whose commit failed (every command in them answered INTERNAL).
     pub failed_batches: AtomicU64,
+    /// Batches run again with a savepoint per command after a send failed
+    /// in the fast pass.
+    pub safe_reruns: AtomicU64,
 }
 
-pub static STATS: WriterStats = WriterStats { sends: AtomicU64::new(0), failed_batches: AtomicU64::new(0) };
+pub static STATS: WriterStats = WriterStats {
+    sends: AtomicU64::new(0),
+    failed_batches: AtomicU64::new(0),
+    safe_reruns: AtomicU64::new(0),
+};
 
 // Sends dominate the queue, so the enum is as large as they are either way.
 #[allow(clippy::large_enum_variant)]
@@ -234,7 +256,7 @@ pub enum CursorOutcome {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<(Command, Reply)>,
-    fanout: mpsc::Sender<Fanout>,
+    fanout: mpsc::Sender<Vec<Fanout>>,
 }
 
 impl Writer {
@@ -246,7 +268,7 @@ impl Writer {
         path: &Path,
         recall_window_ms: i64,
         batch_max: usize,
-    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Fanout>)> {
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Vec<Fanout>>)> {
         Self::start_with_fault(path, recall_window_ms, batch_max, None)
     }
 
@@ -258,7 +280,7 @@ impl Writer {
         recall_window_ms: i64,
         batch_max: usize,
         panic_after: Option<u64>,
-    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Fanout>)> {
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Vec<Fanout>>)> {
         let conn = open_connection(path)?;
         let mut state = WriterState::load(conn, recall_window_ms)?;
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
@@ -327,7 +349,7 @@ impl Writer {
     async fn enqueue_with(
         &self,
         cmd: Command,
-        fanout: Option<(mpsc::Sender<Fanout>, Option<u64>)>,
+        fanout: Option<(mpsc::Sender<Vec<Fanout>>, Option<u64>)>,
     ) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send((cmd, Reply { tx, fanout })).await.map_err(|_| ServiceError::ShuttingDown)?;
@@ -402,37 +424,68 @@ impl WriterState {
         let sends = batch.iter().filter(|(c, _)| matches!(c, Command::Send { .. })).count();
         STATS.sends.fetch_add(sends as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(batch.len());
-        let commit = self.apply_all(batch, &mut results);
+        // Sends run without a savepoint of their own (most of a batch, and a
+        // savepoint costs a statement each way plus a copy of every page it
+        // touches again). A send refuses before its first write, so only a
+        // database failure can leave half of one behind; then the whole
+        // pass is rolled back and the batch runs again with a savepoint per
+        // command, as if the fast pass had never happened.
+        let commit = match self.apply_all(batch, &mut results, false) {
+            Err(Pass::Unsafe) => {
+                STATS.safe_reruns.fetch_add(1, Ordering::Relaxed);
+                self.forget_cached_state();
+                results.clear();
+                self.apply_all(batch, &mut results, true)
+            }
+            other => other,
+        };
         if let Err(e) = commit {
             STATS.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "commit failed; answering the whole batch with an error");
-            self.members.clear();
-            if let Ok(v) = Self::max_version(&self.conn) {
-                self.version = self.version.max(v);
-            }
+            self.forget_cached_state();
             for (cmd, reply) in batch.drain(..) {
                 if let Command::Send { ordered, .. } = &cmd {
                     ordered.store(true, Ordering::Release);
                 }
-                let _ = reply.send(Err(ServiceError::Internal(format!("commit failed: {e}"))));
+                let _ = reply.tx.send(Err(ServiceError::Internal(format!("commit failed: {e}"))));
             }
             return;
         }
-        for ((_, reply), result) in batch.drain(..).zip(results) {
-            let _ = reply.send(result);
+        answer_batch(batch.drain(..).map(|(_, reply)| reply).zip(results).collect());
+    }
+
+    /// After a rollback the member cache may be ahead of the database.
+    fn forget_cached_state(&mut self) {
+        self.members.clear();
+        if let Ok(v) = Self::max_version(&self.conn) {
+            self.version = self.version.max(v);
         }
     }
 
-    /// Applies each command in its own savepoint, then commits the batch.
+    /// Applies the batch's commands, then commits. With `safe`, each command
+    /// runs in its own savepoint; without, sends run directly in the
+    /// transaction and a database failure inside one ends the pass with
+    /// [`Pass::Unsafe`] (nothing committed).
     fn apply_all(
         &mut self,
         batch: &[(Command, Reply)],
         results: &mut Vec<Result<Committed, ServiceError>>,
-    ) -> rusqlite::Result<()> {
+        safe: bool,
+    ) -> Result<(), Pass> {
         // IMMEDIATE: take the write lock up front (waiting for it), so a batch
         // that has read never fails to upgrade because of a concurrent login.
         let mut tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (cmd, _) in batch {
+            if !safe && matches!(cmd, Command::Send { .. }) {
+                match apply(&tx, &mut self.members, &mut self.version, self.recall_window_ms, cmd) {
+                    // Only a database failure comes after a write.
+                    Err(ServiceError::Internal(_)) => return Err(Pass::Unsafe),
+                    // Refused before any write (the ordering guard's refusal
+                    // included): nothing to undo.
+                    result => results.push(result),
+                }
+                continue;
+            }
             let mut sp = tx.savepoint()?;
             let result = apply(&sp, &mut self.members, &mut self.version, self.recall_window_ms, cmd);
             match result {
@@ -464,8 +517,18 @@ impl WriterState {
                 }
             }
         }
-        tx.commit()
+        Ok(tx.commit()?)
     }
+}
+
+/// How a pass over a batch failed.
+#[derive(Debug, thiserror::Error)]
+enum Pass {
+    /// A send failed after it may have written: run the batch again safely.
+    #[error("a send failed inside the fast pass")]
+    Unsafe,
+    #[error(transparent)]
+    Database(#[from] rusqlite::Error),
 }
 
 fn load_members<'a>(
@@ -740,6 +803,9 @@ pub fn content_hash(msg: &v1::SendMessage) -> [u8; 32] {
     sha2::Sha256::digest(content.encode_to_vec()).into()
 }
 
+/// Stores a send. **Invariant** (the fast pass of `apply_batch` relies on
+/// it): every refusal comes before the first write; after it, only a
+/// database failure (`Internal`) can end the command.
 fn send(
     conn: &Connection,
     cache: &mut HashMap<u64, ConvMembers>,
@@ -1373,5 +1439,78 @@ mod tests {
         // The next run removes nothing and changes nothing.
         assert_eq!(run(&mut conn, &mut version, &mut cache), 0);
         assert_eq!(versions(&conn), after);
+    }
+
+    /// A send that fails after it wrote (here: the log insert refused after
+    /// the conversation's counter moved) makes the batch run again with
+    /// savepoints: the sends around it are stored with dense seqs, the
+    /// failed one leaves nothing behind, and its connection's later sends
+    /// are refused to keep order.
+    #[test]
+    fn a_send_failing_mid_write_reruns_its_batch_safely() {
+        let (_dir, conn, users) = setup();
+        let mut state = WriterState::load(conn, 0).unwrap();
+        let cmd = Command::CreateGroup { owner: users[0], name: "g".into(), members: vec![users[1]] };
+        let group = {
+            let tx = state.conn.transaction().unwrap();
+            let c = apply(&tx, &mut state.members, &mut state.version, 0, &cmd).unwrap();
+            tx.commit().unwrap();
+            c.conversation_id
+        };
+        state
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let first = Arc::new(AtomicBool::new(false));
+        let second = Arc::new(AtomicBool::new(false));
+        let mut answers = Vec::new();
+        let mut batch = Vec::new();
+        for (i, (text, ordered)) in
+            [("a", &first), ("poison", &first), ("after on the same connection", &first), ("b", &second)]
+                .into_iter()
+                .enumerate()
+        {
+            let msg = v1::SendMessage {
+                conversation_id: group,
+                client_msg_id: format!("0190aaaa-0000-7000-8000-00000000000{i}"),
+                text: text.into(),
+                ..Default::default()
+            };
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            let cmd = Command::Send { sender: users[0], msg, ordered: ordered.clone(), folder: None };
+            batch.push((cmd, Reply { tx, fanout: None }));
+        }
+        let reruns = STATS.safe_reruns.load(Ordering::Relaxed);
+        state.apply_batch(&mut batch);
+        assert!(STATS.safe_reruns.load(Ordering::Relaxed) > reruns, "the batch ran again with savepoints");
+        let answers: Vec<_> = answers.into_iter().map(|rx| rx.blocking_recv().unwrap()).collect();
+        let seq = |r: &Result<Committed, ServiceError>| {
+            r.as_ref().ok().and_then(|c| c.message.as_ref()).map(|m| m.seq)
+        };
+        assert!(matches!(answers[1], Err(ServiceError::Internal(_))), "{:?}", answers[1].as_ref().err());
+        assert!(
+            matches!(answers[2], Err(ServiceError::ShuttingDown)),
+            "the guard keeps the connection's order"
+        );
+        // Seq 1 is the group's creation entry.
+        assert_eq!((seq(&answers[0]), seq(&answers[3])), (Some(2), Some(3)));
+        let stored: Vec<(u64, String)> = state
+            .conn
+            .prepare("SELECT seq, text FROM messages WHERE conversation_id = ?1 AND kind = 0 ORDER BY seq")
+            .unwrap()
+            .query_map([group], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, [(2, "a".to_owned()), (3, "b".to_owned())]);
+        let last: u64 = state
+            .conn
+            .query_row("SELECT last_seq FROM conversations WHERE id = ?1", [group], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 3, "no seq was taken by the failed send");
     }
 }
