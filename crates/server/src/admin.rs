@@ -386,7 +386,7 @@ fn me_json(c: &Caller, display_name: &str) -> serde_json::Value {
 
 async fn logout(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<StatusCode> {
     let id = caller.session_id;
-    shared.db.read(move |conn| Ok(crate::accounts::end_session(conn, id)?)).await?;
+    shared.db.read(move |conn| crate::accounts::end_session(conn, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -664,8 +664,7 @@ async fn reset_password(
         if p.status == "deleted" {
             return Err(ServiceError::NotFound("person").into());
         }
-        crate::storage::sqlite::accounts::set_password_hash(conn, id, &hash, true)
-            .map_err(ServiceError::from)?;
+        crate::storage::AccountsStore::set_password_hash(conn, id, &hash, Some(true))?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
         log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
@@ -695,7 +694,7 @@ async fn list_sessions(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Admin)?;
-    let mut sessions = shared.db.read(crate::accounts::sessions).await?;
+    let mut sessions = shared.db.read(|conn| crate::accounts::sessions(conn)).await?;
     let live = shared.hub.live_sessions();
     for s in &mut sessions {
         s.online = live.contains(&s.id);

@@ -169,7 +169,7 @@ pub async fn run(
             Duration::from_secs(config.login_window_secs),
         ),
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
-        writer: writer.clone(),
+        writer: Arc::new(writer.clone()),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
@@ -308,7 +308,7 @@ async fn log_stats(stats: Arc<outbound::ServerStats>, shutdown: CancellationToke
 /// Turns revocations recorded by administrators (possibly from another
 /// process, such as `hutong-server user disable`) into closed sessions.
 async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut last = match shared.db.read(|c| Ok(accounts::last_revocation(c)?)).await {
+    let mut last = match shared.db.read(|c| accounts::last_revocation(c)).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations");
@@ -322,7 +322,7 @@ async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let after = last;
-        match shared.db.read(move |c| Ok(accounts::revocations_after(c, after)?)).await {
+        match shared.db.read(move |c| accounts::revocations_after(c, after)).await {
             Ok(list) => {
                 for r in list {
                     last = r.id;

@@ -6,12 +6,40 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+
 use hutong_protocol::v1::{self, ConversationState, Member, Message};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::ServiceError;
 
+pub mod accounts;
+pub mod directory;
 pub mod sqlite;
+
+pub use accounts::AccountsStore;
+pub use directory::DirectoryStore;
+
+/// One connection to the database, whatever the backend: every domain's
+/// rows. Domains take `&dyn Store` and call only these traits; a second
+/// backend implements them over its own connection type.
+pub trait Store: AccountsStore + DirectoryStore {}
+
+impl<T: AccountsStore + DirectoryStore> Store for T {}
+
+/// A write a domain hands to the one writer thread: it runs inside the
+/// writer's transaction (in a savepoint of its own) and answers a number
+/// (an id, a count) after the commit.
+pub type WriteFn = Box<dyn Fn(&dyn Store) -> Result<u64, ServiceError> + Send>;
+
+/// The writer's queue as the domains below messaging see it, so logins and
+/// file uploads write through the one writer without importing it.
+pub trait WriteQueue: Send + Sync {
+    /// Queues `write` and waits for its commit.
+    fn submit(&self, write: WriteFn) -> BoxFuture<'static, Result<u64, ServiceError>>;
+    /// Queues `write` and returns once it is queued, not committed.
+    fn enqueue(&self, write: WriteFn) -> BoxFuture<'static, Result<(), ServiceError>>;
+}
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Never edit a released entry: append a new one.

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use hutong_protocol::v1::{
     self, system_event::Kind as SystemKind, ConversationKind, MemberRole, Message, MessageKind,
 };
@@ -34,7 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
 pub use crate::live::hub::Fanout;
-use crate::storage::{encode_ids, message_from_row, now_ms, open_connection, MESSAGE_COLUMNS};
+use crate::storage::{
+    encode_ids, message_from_row, now_ms, open_connection, WriteFn, WriteQueue, MESSAGE_COLUMNS,
+};
 
 /// Most members a group may have; bounds fan-out and every membership list.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
@@ -159,29 +162,11 @@ pub enum Command {
         now: i64,
         key: crate::audit::AuditKey,
     },
-    /// Login writes (see `accounts::Authenticator`): through this thread so
-    /// they never hold the write lock the writer waits for.
-    /// A password login's new session; its id comes back in `value`.
-    CreateSession {
-        user_id: u64,
-        device: String,
-        token_hash: Vec<u8>,
-        /// The hash the password was checked against.
-        password_hash: String,
-    },
-    TouchSession {
-        session_id: u64,
-        at: i64,
-    },
-    ChangePassword {
-        user_id: u64,
-        old_hash: String,
-        new_hash: String,
-        keep: Option<u64>,
-    },
-    EndSession {
-        session_id: u64,
-    },
+    /// A write of another domain (logins: see `accounts::Authenticator`;
+    /// files), handed over as a [`WriteFn`] so those domains need not know
+    /// this module: through this thread, so no other connection of this
+    /// process holds the write lock the writer waits for.
+    Write(WriteFn),
 }
 
 /// What a committed command changed, so the caller can answer and fan out.
@@ -337,6 +322,18 @@ impl Writer {
     /// Queues a command and waits for its commit.
     pub async fn submit(&self, cmd: Command) -> Result<Committed, ServiceError> {
         self.enqueue(cmd).await?.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+impl WriteQueue for Writer {
+    fn submit(&self, write: WriteFn) -> BoxFuture<'static, Result<u64, ServiceError>> {
+        let writer = self.clone();
+        Box::pin(async move { Ok(writer.submit(Command::Write(write)).await?.value) })
+    }
+
+    fn enqueue(&self, write: WriteFn) -> BoxFuture<'static, Result<(), ServiceError>> {
+        let writer = self.clone();
+        Box::pin(async move { writer.enqueue(Command::Write(write)).await.map(drop) })
     }
 }
 
@@ -668,27 +665,9 @@ fn apply(
             index_pending(conn, usize::MAX)?;
             Ok(Committed::default())
         }
-        Command::CreateSession { user_id, device, token_hash, password_hash } => {
-            let value = crate::storage::sqlite::accounts::create_session(
-                conn,
-                *user_id,
-                device,
-                token_hash,
-                password_hash,
-            )?;
+        Command::Write(write) => {
+            let value = write(conn)?;
             Ok(Committed { value, ..Default::default() })
-        }
-        Command::TouchSession { session_id, at } => {
-            crate::storage::sqlite::accounts::touch_session(conn, *session_id, *at)?;
-            Ok(Committed::default())
-        }
-        Command::ChangePassword { user_id, old_hash, new_hash, keep } => {
-            crate::storage::sqlite::accounts::replace_password(conn, *user_id, old_hash, new_hash, *keep)?;
-            Ok(Committed::default())
-        }
-        Command::EndSession { session_id } => {
-            crate::storage::sqlite::accounts::end_session(conn, *session_id)?;
-            Ok(Committed::default())
         }
         Command::ApplyRetention { now, key } => {
             let applied = crate::audit::apply_retention(conn, key, *now)?;

@@ -96,3 +96,9 @@ pub fn account_names(conn: &Connection) -> rusqlite::Result<HashMap<u64, String>
     }
     Ok(accounts)
 }
+
+impl crate::storage::DirectoryStore for Connection {
+    fn next_dir_version(&self) -> Result<u64, ServiceError> {
+        Ok(next_version(self)?)
+    }
+}
