@@ -432,7 +432,7 @@ async fn list_departments(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Admin)?;
-    let list = shared.db.read(directory::departments).await?;
+    let list = shared.db.read(|conn| directory::departments(conn)).await?;
     Ok(Json(json!({ "departments": list })))
 }
 

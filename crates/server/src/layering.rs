@@ -48,8 +48,6 @@ const SQL_NOT_YET_MOVED: &[&str] = &[
     "error.rs",
     "audit.rs",
     "files.rs",
-    "directory.rs",
-    "directory/import.rs",
     "admin.rs",
     "messaging/writer.rs",
     "messaging/handlers.rs",

@@ -255,6 +255,12 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A connection of its own outside the pools (the `user` subcommands,
+/// first start, tests).
+pub fn open(path: &Path) -> anyhow::Result<Box<dyn Store + Send>> {
+    Ok(Box::new(open_connection(path)?))
+}
+
 /// Opens (creating if needed) the database and applies pending migrations.
 pub fn migrate(path: &Path) -> anyhow::Result<usize> {
     let mut conn = open_connection(path)?;
