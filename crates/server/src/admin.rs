@@ -812,7 +812,7 @@ async fn download_file(
     };
     let logged_name = name.clone();
     let manifest = audited(&shared, &caller, move |conn, log| {
-        let archived = crate::storage::sqlite::files::is_referenced(conn, &id).map_err(ServiceError::from)?;
+        let archived = crate::storage::FilesStore::file_is_referenced(conn, &id)?;
         let manifest = if archived { crate::files::load_committed(conn, &id)? } else { None };
         let manifest = manifest.ok_or(ServiceError::NotFound("archived file"))?;
         log.record(

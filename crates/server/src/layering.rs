@@ -23,14 +23,11 @@ const TOP: &[&str] = &["gateway", "admin"];
 /// Below the domains: they import no domain, no gateway and no HTTP.
 const BELOW: &[&str] = &["live", "storage", "config", "error", "util"];
 
-/// Edges that close a circle today, each with the reason and what removes it.
-/// Every other module not in `TOP` or `BELOW` is treated as a domain.
-const ALLOWED_CYCLE_EDGES: &[(&str, &str, &str)] = &[(
-    "files",
-    "messaging",
-    "file requests take the session of `messaging::handlers` and submit \
-     `messaging::writer` commands; goes when each domain owns its writer commands",
-)];
+/// Edges that close a circle today, each with the reason and what removes
+/// it; none is left (files and accounts hand their writes to the writer
+/// through `storage::WriteQueue`). Every other module not in `TOP` or
+/// `BELOW` is treated as a domain.
+const ALLOWED_CYCLE_EDGES: &[(&str, &str, &str)] = &[];
 
 /// The crate root and the binary: they compose every layer, so only the
 /// rule on `rusqlite` applies to them.
@@ -47,7 +44,6 @@ const SQL_NOT_YET_MOVED: &[&str] = &[
     "storage.rs",
     "error.rs",
     "audit.rs",
-    "files.rs",
     "admin.rs",
     "messaging/writer.rs",
     "messaging/handlers.rs",

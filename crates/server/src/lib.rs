@@ -51,6 +51,8 @@ pub struct Shared {
     pub config: Config,
     pub db: storage::Db,
     pub writer: writer::Writer,
+    /// The same writer, as the domains below messaging see it.
+    writes: Arc<dyn storage::WriteQueue>,
     hub: Arc<hub::Hub>,
     /// Delivered/read reports waiting to be written together.
     receipts: receipts::Receipts,
@@ -162,6 +164,7 @@ pub async fn run(
     let hub = Arc::new(hub::Hub::default());
     // Outside the task tracker: it ends after the writer, which outlives it.
     let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
+    let writes: Arc<dyn storage::WriteQueue> = Arc::new(writer.clone());
     let auth = accounts::Authenticator {
         throttle: accounts::Throttle::new(
             config.login_failures_per_account,
@@ -169,7 +172,7 @@ pub async fn run(
             Duration::from_secs(config.login_window_secs),
         ),
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
-        writer: Arc::new(writer.clone()),
+        writer: writes.clone(),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
@@ -181,6 +184,7 @@ pub async fn run(
         config,
         db,
         writer,
+        writes,
         hub,
         receipts: receipts::Receipts::default(),
         auth,

@@ -38,6 +38,18 @@ pub struct Session {
     pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
 }
 
+impl Session {
+    /// What the file requests need of this session.
+    fn files(&self) -> crate::files::Session {
+        crate::files::Session {
+            shared: self.shared.clone(),
+            user_id: self.user_id,
+            bulk: self.bulk,
+            readable: self.readable.clone(),
+        }
+    }
+}
+
 /// The answer to one request: `None` when nothing is sent back.
 pub type Reply = Result<Option<(Lane, Payload)>, ServiceError>;
 
@@ -68,7 +80,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             // this connection's sends still enter the writer in order.
             let folder = match &msg.attachment {
                 Some(a) if a.kind == v1::AttachmentKind::AttachmentFolder as i32 => {
-                    match crate::files::folder_contents(s, a).await {
+                    match crate::files::folder_contents(&s.files(), a).await {
                         Ok(contents) => Some(contents),
                         Err(e) => return Step::Ready(Err(e)),
                     }
@@ -168,9 +180,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
-        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
-        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
-        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::PutChunk(_) | Payload::GetChunk(_) => {
             Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
         }
@@ -186,11 +198,11 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
 /// A bulk connection carries file requests (and pings) only.
 fn route_bulk(s: &Session, payload: Payload) -> Step {
     match payload {
-        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.clone(), r).boxed()),
-        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.clone(), r).boxed()),
-        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
-        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
-        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.files(), r).boxed()),
+        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.files(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::Ping(p) => {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }

@@ -144,19 +144,6 @@ pub enum Command {
     },
     /// Brings the keyword index up to date (before an audit search).
     FlushIndex,
-    /// Records announced files (see `files::prepare_files`).
-    PrepareFiles {
-        user: u64,
-        files: Vec<hutong_protocol::files::CheckedManifest>,
-        quota: u64,
-    },
-    CommitFiles {
-        ids: Vec<hutong_protocol::files::Hash>,
-    },
-    /// Forgets files nobody refers to, uploaded before `cutoff_ms`.
-    CollectFiles {
-        cutoff_ms: i64,
-    },
     /// Removes messages older than the retention rules allow and records it.
     ApplyRetention {
         now: i64,
@@ -188,8 +175,7 @@ pub struct Committed {
     pub members: Arc<[u64]>,
     /// For `UpdateCursors`: one outcome per report, in order.
     pub cursors: Vec<CursorOutcome>,
-    /// The number some commands answer with: bytes counted against the
-    /// quota (PrepareFiles), files forgotten (CollectFiles).
+    /// The number a `Write` answers with (an id, a count).
     pub value: u64,
 }
 
@@ -625,18 +611,6 @@ fn apply(
         Command::Send { ordered, .. } if ordered.load(Ordering::Acquire) => Err(ServiceError::ShuttingDown),
         Command::Send { sender, msg, folder, .. } => {
             send(conn, cache, version, *sender, msg, folder.as_ref())
-        }
-        Command::PrepareFiles { user, files, quota } => {
-            let value = crate::files::prepare_files(conn, *user, files, *quota)?;
-            Ok(Committed { value, ..Default::default() })
-        }
-        Command::CommitFiles { ids } => {
-            crate::files::commit_files(conn, ids)?;
-            Ok(Committed::default())
-        }
-        Command::CollectFiles { cutoff_ms } => {
-            let value = crate::files::forget_unreferenced(conn, *cutoff_ms)? as u64;
-            Ok(Committed { value, ..Default::default() })
         }
         Command::Recall { user, conversation_id, seq } => {
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
