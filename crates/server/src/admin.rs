@@ -944,7 +944,7 @@ async fn get_retention(
     caller: Caller,
 ) -> ApiResult<Json<audit::Retention>> {
     caller.require(Need::Admin)?;
-    Ok(Json(shared.db.read(audit::retention).await?))
+    Ok(Json(shared.db.read(|conn| audit::retention(conn)).await?))
 }
 
 async fn set_retention(
@@ -963,10 +963,7 @@ async fn set_retention(
     }
     let saved = audited(&shared, &caller, move |conn, log| {
         let before = audit::retention(conn)?;
-        crate::storage::sqlite::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
-            .map_err(ServiceError::from)?;
-        crate::storage::sqlite::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
-            .map_err(ServiceError::from)?;
+        audit::set_retention(conn, &rules)?;
         log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
         Ok(rules)
     })

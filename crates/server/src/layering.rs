@@ -43,7 +43,6 @@ const SQL_NOT_YET_MOVED: &[&str] = &[
     "main.rs",
     "storage.rs",
     "error.rs",
-    "audit.rs",
     "admin.rs",
     "messaging/writer.rs",
     "messaging/handlers.rs",

@@ -14,20 +14,22 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::ServiceError;
 
 pub mod accounts;
+pub mod audit;
 pub mod directory;
 pub mod files;
 pub mod sqlite;
 
 pub use accounts::AccountsStore;
+pub use audit::AuditStore;
 pub use directory::DirectoryStore;
 pub use files::FilesStore;
 
 /// One connection to the database, whatever the backend: every domain's
 /// rows. Domains take `&dyn Store` and call only these traits; a second
 /// backend implements them over its own connection type.
-pub trait Store: AccountsStore + DirectoryStore + FilesStore {}
+pub trait Store: AccountsStore + AuditStore + DirectoryStore + FilesStore {}
 
-impl<T: AccountsStore + DirectoryStore + FilesStore> Store for T {}
+impl<T: AccountsStore + AuditStore + DirectoryStore + FilesStore> Store for T {}
 
 /// A write a domain hands to the one writer thread: it runs inside the
 /// writer's transaction (in a savepoint of its own) and answers a number

@@ -4,6 +4,7 @@
 //! and hold no SQL of their own.
 
 pub mod accounts;
+pub mod audit;
 pub mod directory;
 pub mod files;
 
