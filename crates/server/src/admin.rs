@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::storage::Store;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::handler::Handler;
@@ -17,7 +18,6 @@ use axum::http::{header, request::Parts, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -177,23 +177,23 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 async fn write<T, F>(shared: &Arc<Shared>, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
 {
     let key = shared.audit_key.clone();
     shared
         .db
         .read(move |conn| {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.begin_immediate()?;
             match f(conn) {
                 Ok(v) => {
-                    conn.execute_batch("COMMIT")?;
+                    conn.commit()?;
                     if let Err(e) = key.write_head(conn) {
                         tracing::error!(error = %e, "cannot write the audit head file");
                     }
                     Ok(Ok(v))
                 }
                 Err(e) => {
-                    conn.execute_batch("ROLLBACK")?;
+                    conn.rollback()?;
                     Ok(Err(e))
                 }
             }
@@ -217,7 +217,7 @@ struct AuditLog {
 impl AuditLog {
     fn record(
         &self,
-        conn: &Connection,
+        conn: &dyn Store,
         action: &str,
         target: impl Into<String>,
         detail: serde_json::Value,
@@ -232,7 +232,7 @@ impl AuditLog {
 async fn audited<T, F>(shared: &Arc<Shared>, caller: &Caller, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection, &AuditLog) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Store, &AuditLog) -> Result<T, ApiError> + Send + 'static,
 {
     let log = AuditLog { key: shared.audit_key.clone(), actor: caller.actor() };
     write(shared, move |conn| f(conn, &log)).await

@@ -28,7 +28,7 @@ use prost::Message as _;
 
 use crate::error::ServiceError;
 use crate::live::outbound::Lane;
-use crate::storage::{FilesStore as _, Store};
+use crate::storage::Store;
 use hutong_protocol::Payload;
 
 /// Who asks, as the file requests need it (the messaging router builds it

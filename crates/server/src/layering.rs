@@ -39,14 +39,10 @@ const SQLITE_BACKEND: &[&str] = &["storage/sqlite.rs", "storage/sqlite/"];
 /// Files that still hold SQL of their own while it moves behind the storage
 /// traits; the list only shrinks.
 const SQL_NOT_YET_MOVED: &[&str] = &[
-    "lib.rs",
-    "main.rs",
-    "storage.rs",
-    "error.rs",
-    "admin.rs",
+    // The writer's own transaction (savepoints, conversations, members,
+    // messages, cursors, the keyword index): the `MessagesWrite` side of the
+    // boundary is still to come.
     "messaging/writer.rs",
-    "messaging/handlers.rs",
-    "messaging/receipts.rs",
 ];
 
 /// Problems with the layering of `files` (path relative to `src/`, text);

@@ -115,10 +115,9 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     storage::migrate(&config.database_path())?;
     let identity = tls::load_or_create(&config.data_dir)?;
-    let conn = storage::open_connection(&config.database_path())?;
-    let users: u64 = conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    let conn = storage::open(&config.database_path())?;
     let mut generated = None;
-    if users == 0 {
+    if !conn.has_users()? {
         let password = match admin_password {
             Some(p) => p,
             None => {
@@ -127,7 +126,7 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
                 p
             }
         };
-        accounts::add_user(&conn, "admin", "Administrator", &password, true)?;
+        accounts::add_user(&*conn, "admin", "Administrator", &password, true)?;
     }
     Ok(Prepared { fingerprint: identity.fingerprint, admin_password: generated })
 }

@@ -16,7 +16,7 @@ use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
 
 use crate::error::ServiceError;
 use crate::live::outbound::{Lane, Outbound};
-use crate::storage;
+
 use crate::writer::{Command, Committed, CursorReport};
 use crate::Shared;
 
@@ -271,7 +271,7 @@ async fn after_recall(_s: Session, c: Committed) -> Reply {
 /// the conversation.
 async fn after_change(s: Session, c: Committed) -> Reply {
     let (user, id) = (s.user_id, c.conversation_id);
-    let state = s.shared.db.read(move |conn| storage::conversation_state(conn, id, user)).await?;
+    let state = s.shared.db.read(move |conn| super::reads::conversation_state(conn, id, user)).await?;
     Ok(Some((Lane::Live, Payload::Conversation(state))))
 }
 
@@ -281,14 +281,15 @@ async fn sync(s: Session, r: v1::SyncRequest) -> Reply {
     let resp = s
         .shared
         .db
-        .read(move |conn| storage::sync(conn, user, r.since_version, r.since_conversation_id, limit))
+        .read(move |conn| super::reads::sync(conn, user, r.since_version, r.since_conversation_id, limit))
         .await?;
     Ok(Some((Lane::Bulk, Payload::SyncResponse(resp))))
 }
 
 async fn fetch_messages(s: Session, r: v1::FetchMessages) -> Reply {
     let user = s.user_id;
-    let batch = s.shared.db.read(move |conn| storage::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
+    let batch =
+        s.shared.db.read(move |conn| super::reads::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
     Ok(Some((Lane::Bulk, Payload::MessageBatch(batch))))
 }
 
@@ -296,7 +297,7 @@ async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
     if r.accounts.len() + r.user_ids.len() > 1000 {
         return Err(ServiceError::TooLarge("look up at most 1000 users at once".into()));
     }
-    let list = s.shared.db.read(move |conn| storage::lookup_users(conn, &r)).await?;
+    let list = s.shared.db.read(move |conn| super::reads::lookup_users(conn, &r)).await?;
     Ok(Some((Lane::Live, Payload::UserList(list))))
 }
 
@@ -325,14 +326,11 @@ async fn typing(s: Session, r: v1::Typing) -> Reply {
         .shared
         .db
         .read(move |conn| {
-            let m = storage::membership(conn, id, user)?;
+            let m = conn.membership(id, user)?;
             if !m.is_some_and(|m| m.active) {
                 return Err(ServiceError::NotMember);
             }
-            let mut stmt =
-                conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 AND active = 1")?;
-            let rows = stmt.query_map([id], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<u64>, _>>()?)
+            conn.active_members(id)
         })
         .await?;
     let others: Vec<u64> = members.into_iter().filter(|m| *m != user).collect();

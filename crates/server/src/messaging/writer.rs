@@ -35,9 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
 pub use crate::live::hub::Fanout;
-use crate::storage::{
-    encode_ids, message_from_row, now_ms, open_connection, WriteFn, WriteQueue, MESSAGE_COLUMNS,
-};
+use crate::storage::sqlite::messages::{encode_ids, message_from_row, MESSAGE_COLUMNS};
+use crate::storage::{now_ms, open_connection, WriteFn, WriteQueue};
 
 /// Most members a group may have; bounds fan-out and every membership list.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;

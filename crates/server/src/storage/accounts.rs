@@ -79,6 +79,8 @@ pub struct SessionRow {
 
 /// The accounts' rows. Writes run inside the caller's transaction.
 pub trait AccountsStore {
+    /// Whether any account exists (first start makes the administrator).
+    fn has_users(&self) -> Result<bool, ServiceError>;
     fn account_exists(&self, account: &str) -> Result<bool, ServiceError>;
     /// Adds an account and returns its id.
     fn insert_user(&self, user: &NewUser<'_>) -> Result<u64, ServiceError>;

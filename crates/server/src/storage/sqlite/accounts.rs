@@ -10,6 +10,10 @@ use crate::storage::accounts::{
 use crate::storage::now_ms;
 
 impl AccountsStore for Connection {
+    fn has_users(&self) -> Result<bool, ServiceError> {
+        Ok(self.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
+    }
+
     fn account_exists(&self, account: &str) -> Result<bool, ServiceError> {
         Ok(self.query_row("SELECT count(*) FROM users WHERE account = ?1", [account], |r| r.get(0))?)
     }
