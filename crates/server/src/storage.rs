@@ -31,7 +31,7 @@ pub use accounts::AccountsStore;
 pub use audit::AuditStore;
 pub use directory::DirectoryStore;
 pub use files::FilesStore;
-pub use messages::MessagesRead;
+pub use messages::{MessagesRead, MessagesWrite};
 // The SQLite file's own handles, for the tools and tests that seed or
 // inspect a database directly.
 pub use sqlite::schema::{migrate, open_connection};

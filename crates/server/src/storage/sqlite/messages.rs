@@ -5,7 +5,9 @@ use hutong_protocol::v1::{self, Member, Message, MessageKind};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::ServiceError;
-use crate::storage::messages::{ConversationRow, MemberRow, Membership, MessagesRead};
+use crate::storage::messages::{
+    ConversationRow, MemberRow, Membership, MessagesRead, MessagesWrite, RecallTarget,
+};
 
 pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment";
 
@@ -187,4 +189,175 @@ impl MessagesRead for Connection {
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::User> {
     Ok(v1::User { id: r.get(0)?, account: r.get(1)?, display_name: r.get(2)?, disabled: r.get(3)? })
+}
+
+impl MessagesWrite for Connection {
+    fn max_version(&self) -> Result<u64, ServiceError> {
+        Ok(self.query_row(
+            "SELECT max((SELECT coalesce(max(version), 0) FROM conversations), (SELECT coalesce(max(version), 0) FROM members))",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn conversation_kind(&self, conversation_id: u64) -> Result<Option<i32>, ServiceError> {
+        Ok(self
+            .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
+            .query_row([conversation_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn active_member_roles(&self, conversation_id: u64) -> Result<Vec<(u64, i32)>, ServiceError> {
+        let mut stmt = self
+            .prepare_cached("SELECT user_id, role FROM members WHERE conversation_id = ?1 AND active = 1")?;
+        let rows = stmt.query_map([conversation_id], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, i32>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn user_disabled(&self, id: u64) -> Result<Option<bool>, ServiceError> {
+        Ok(self
+            .prepare_cached("SELECT disabled FROM users WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, bool>(0))
+            .optional()?)
+    }
+
+    fn set_conversation_version(&self, conversation_id: u64, version: u64) -> Result<(), ServiceError> {
+        self.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?
+            .execute(params![conversation_id, version])?;
+        Ok(())
+    }
+
+    fn recall_target(&self, conversation_id: u64, seq: u64) -> Result<Option<RecallTarget>, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT sender_id, sent_at, kind, recalled FROM messages WHERE conversation_id = ?1 AND seq = ?2",
+            )?
+            .query_row(params![conversation_id, seq], |r| {
+                Ok(RecallTarget { sender_id: r.get(0)?, sent_at: r.get(1)?, kind: r.get(2)?, recalled: r.get(3)? })
+            })
+            .optional()?)
+    }
+
+    fn mark_recalled(&self, conversation_id: u64, seq: u64) -> Result<(), ServiceError> {
+        self.prepare_cached("UPDATE messages SET recalled = 1 WHERE conversation_id = ?1 AND seq = ?2")?
+            .execute(params![conversation_id, seq])?;
+        Ok(())
+    }
+
+    fn upsert_member(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        role: i32,
+        version: u64,
+    ) -> Result<(), ServiceError> {
+        self.prepare_cached(
+            "INSERT INTO members (conversation_id, user_id, role, active, until_seq, version) VALUES (?1, ?2, ?3, 1, NULL, ?4)
+             ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = ?3, active = 1, until_seq = NULL, version = ?4",
+        )?
+        .execute(params![conversation_id, user, role, version])?;
+        Ok(())
+    }
+
+    fn direct_conversation(&self, key: &str) -> Result<Option<u64>, ServiceError> {
+        Ok(self
+            .prepare_cached("SELECT id FROM conversations WHERE direct_key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn insert_conversation(
+        &self,
+        kind: i32,
+        name: &str,
+        direct_key: Option<&str>,
+        version: u64,
+        created_at: i64,
+    ) -> Result<u64, ServiceError> {
+        self.prepare_cached(
+            "INSERT INTO conversations (kind, name, direct_key, last_seq, version, created_at) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+        )?
+        .execute(params![kind, name, direct_key, version, created_at])?;
+        Ok(self.last_insert_rowid() as u64)
+    }
+
+    fn rename_conversation(&self, conversation_id: u64, name: &str) -> Result<(), ServiceError> {
+        self.prepare_cached("UPDATE conversations SET name = ?2 WHERE id = ?1")?
+            .execute(params![conversation_id, name])?;
+        Ok(())
+    }
+
+    fn deactivate_member(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        until_seq: u64,
+        version: u64,
+    ) -> Result<(), ServiceError> {
+        self.prepare_cached(
+            "UPDATE members SET active = 0, until_seq = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![conversation_id, user, until_seq, version])?;
+        Ok(())
+    }
+
+    fn set_member_role(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        role: i32,
+        version: u64,
+    ) -> Result<(), ServiceError> {
+        self.prepare_cached(
+            "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![conversation_id, user, role, version])?;
+        Ok(())
+    }
+
+    fn cursors(&self, conversation_id: u64, user: u64) -> Result<(u64, u64, u64), ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT c.last_seq, m.delivered_seq, m.read_seq FROM conversations c JOIN members m ON m.conversation_id = c.id
+                 WHERE c.id = ?1 AND m.user_id = ?2",
+            )?
+            .query_row(params![conversation_id, user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
+    }
+
+    fn set_cursors(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        delivered: u64,
+        read: u64,
+        version: u64,
+    ) -> Result<(), ServiceError> {
+        self.prepare_cached(
+            "UPDATE members SET delivered_seq = ?3, read_seq = ?4, version = ?5 WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![conversation_id, user, delivered, read, version])?;
+        Ok(())
+    }
+
+    fn index_pending(&self, limit: usize) -> Result<usize, ServiceError> {
+        let mut stmt = self.prepare_cached(
+            "SELECT p.conversation_id, p.seq, m.text FROM message_text_pending p
+             LEFT JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.seq LIMIT ?1",
+        )?;
+        let rows: Vec<(u64, u64, Option<String>)> = stmt
+            .query_map([limit.min(i64::MAX as usize) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut insert =
+            self.prepare_cached("INSERT INTO message_text (rowid, text) VALUES ((?1 << 32) | ?2, ?3)")?;
+        let mut done =
+            self.prepare_cached("DELETE FROM message_text_pending WHERE conversation_id = ?1 AND seq = ?2")?;
+        for (conversation, seq, text) in &rows {
+            // A message removed by retention before it was indexed has no text left.
+            if let Some(text) = text {
+                insert.execute(params![conversation, seq, text])?;
+            }
+            done.execute(params![conversation, seq])?;
+        }
+        Ok(rows.len())
+    }
 }
