@@ -137,10 +137,17 @@ pub async fn sign_in(
     let client = start_session(&app, &state, &profile, Credential::Password(password))?;
     let outcome = tokio::time::timeout(SIGN_IN_TIMEOUT, client.wait_online()).await;
     let failure = match outcome {
-        Err(_) => Some(AppError::new(
-            "NETWORK",
-            format!("{addr} did not answer within {} s", SIGN_IN_TIMEOUT.as_secs()),
-        )),
+        // The server's refusal (a connection cap) when that was why, never "unreachable".
+        Err(_) => Some(
+            client.last_error().filter(|e| e.remote_code().is_some()).map(AppError::from).unwrap_or_else(
+                || {
+                    AppError::new(
+                        "NETWORK",
+                        format!("{addr} did not answer within {} s", SIGN_IN_TIMEOUT.as_secs()),
+                    )
+                },
+            ),
+        ),
         Ok(Err(e)) => Some(e.into()),
         Ok(Ok(())) => None,
     };
@@ -186,6 +193,8 @@ pub async fn change_password(
 
 #[tauri::command]
 pub async fn sign_out(app: AppHandle, state: State<'_, AppState>) -> CmdResult<()> {
+    // What was picked for one person is not sendable by the next.
+    state.grants.clear();
     if let Some(client) = state.client() {
         // Best effort: the session ends on the server when it is reachable.
         let _ = tokio::time::timeout(Duration::from_secs(3), client.logout()).await;
@@ -453,6 +462,7 @@ pub fn settings(state: State<'_, AppState>) -> Settings {
 pub fn save_settings(app: AppHandle, state: State<'_, AppState>, settings: Settings) -> CmdResult<Settings> {
     settings.validate()?;
     let before = state.settings();
+    keeps_download_dir(&before, &settings)?;
     if before.autostart != settings.autostart {
         desktop::set_autostart(&app, settings.autostart)?;
     }
@@ -461,6 +471,30 @@ pub fn save_settings(app: AppHandle, state: State<'_, AppState>, settings: Setti
         desktop::relabel_tray(&app, &settings, &state.system_locale);
     }
     Ok(settings)
+}
+
+/// The web view may keep the download folder or go back to the default
+/// (empty), never name another: a folder is chosen in the native picker
+/// ([`pick_download_dir`]), so script in the page cannot send downloads
+/// (and files that run when opened) to a folder of its choosing.
+fn keeps_download_dir(before: &Settings, after: &Settings) -> CmdResult<()> {
+    if after.download_dir == before.download_dir || after.download_dir.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::new("FORBIDDEN", "the download folder is chosen with the folder picker"))
+}
+
+/// Opens the native folder picker and makes the chosen folder the download
+/// folder. The new settings, or null when the person cancelled.
+#[tauri::command]
+pub async fn pick_download_dir(app: AppHandle, state: State<'_, AppState>) -> CmdResult<Option<Settings>> {
+    let Some(picked) = pick(&app, true, true).await else { return Ok(None) };
+    let Some(dir) = picked.into_iter().next() else { return Ok(None) };
+    let mut settings = state.settings();
+    settings.download_dir = dir.to_string_lossy().into_owned();
+    settings.validate()?;
+    state.save_settings(&settings).map_err(|e| AppError::new("CACHE", e.to_string()))?;
+    Ok(Some(settings))
 }
 
 /// The first screen is drawn: report the start-up time once.
@@ -491,11 +525,13 @@ pub async fn send_paths(
     if paths.is_empty() {
         return Ok(Vec::new());
     }
+    // Only what the person picked or dropped here: never a path the web view names.
+    let paths = state.grants.check(&paths)?;
     // Walking a folder and reading a file's size may take a while on a slow disk.
     tauri::async_runtime::spawn_blocking(move || {
         let mut sent = Vec::new();
         let mut failure = None;
-        for path in paths.iter().map(PathBuf::from) {
+        for path in paths {
             let result = if path.is_dir() {
                 client.send_folder(conversation_id, &path)
             } else {
@@ -633,16 +669,54 @@ fn finished_transfer_path(state: &AppState, path: &str) -> CmdResult<PathBuf> {
 /// run) is opened only when the person has confirmed it (`confirmed`);
 /// otherwise the answer is `RUNS_WHEN_OPENED` and the UI asks.
 #[tauri::command]
-pub fn open_path(state: State<'_, AppState>, path: String, confirmed: Option<bool>) -> CmdResult<()> {
+pub async fn open_path(app: AppHandle, state: State<'_, AppState>, path: String) -> CmdResult<bool> {
     let path = finished_transfer_path(&state, &path)?;
     if !path.exists() {
         return Err(AppError::new("NOT_FOUND", format!("{} is no longer there", path.display())));
     }
-    if !confirmed.unwrap_or(false) && runs_when_opened(&path) {
-        return Err(AppError::new("RUNS_WHEN_OPENED", "opening this file runs it; confirm first"));
+    if runs_when_opened(&path) && !confirm_run(&app, &state, &path).await {
+        return Ok(false);
     }
     tauri_plugin_opener::open_path(&path, None::<&str>)
-        .map_err(|e| AppError::new("OPEN_FAILED", e.to_string()))
+        .map_err(|e| AppError::new("OPEN_FAILED", e.to_string()))?;
+    Ok(true)
+}
+
+/// Asks in a native dialog (the web view cannot answer it) whether to open
+/// a file that runs when opened. Cancel is the default answer.
+async fn confirm_run(app: &AppHandle, state: &AppState, path: &Path) -> bool {
+    use tauri_plugin_dialog::{DialogExt as _, MessageDialogButtons, MessageDialogKind};
+    let zh = state.settings().chinese(&state.system_locale);
+    let name = crate::views::isolate(&path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let (title, text, open, cancel) = if zh {
+        (
+            "打开程序？",
+            format!("“{name}”是程序或脚本，打开它会在这台电脑上运行它。仅在信任发送者时打开。"),
+            "仍然打开",
+            "取消",
+        )
+    } else {
+        (
+            "Open a program?",
+            format!("“{name}” is a program or script: opening it runs it on this computer. Open it only if you trust the sender."),
+            "Open anyway",
+            "Cancel",
+        )
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut dialog = app
+        .dialog()
+        .message(text)
+        .title(title)
+        .kind(MessageDialogKind::Warning)
+        .buttons(MessageDialogButtons::OkCancelCustom(open.into(), cancel.into()));
+    if let Some(window) = app.get_webview_window("main") {
+        dialog = dialog.parent(&window);
+    }
+    dialog.show(move |ok| {
+        let _ = tx.send(ok);
+    });
+    rx.await.unwrap_or(false)
 }
 
 /// Endings of files that the system runs, installs or follows when they are
@@ -744,10 +818,23 @@ pub fn reveal_path(state: State<'_, AppState>, path: String) -> CmdResult<()> {
     tauri_plugin_opener::reveal_item_in_dir(&path).map_err(|e| AppError::new("OPEN_FAILED", e.to_string()))
 }
 
-/// The native picker: files (several), folders (several) or, with `single`,
-/// one folder (the download folder in the settings). Null when cancelled.
+/// The native picker: files (several) or folders (several). Null when
+/// cancelled. What the person picks may then be sent ([`send_paths`]).
 #[tauri::command]
-pub async fn pick_paths(app: AppHandle, folders: bool, single: bool) -> CmdResult<Option<Vec<String>>> {
+pub async fn pick_paths(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    folders: bool,
+    single: bool,
+) -> CmdResult<Option<Vec<String>>> {
+    let picked = pick(&app, folders, single).await;
+    if let Some(paths) = &picked {
+        state.grants.grant(paths.iter().cloned());
+    }
+    Ok(picked.map(|ps| ps.into_iter().map(|p| p.to_string_lossy().into_owned()).collect()))
+}
+
+async fn pick(app: &AppHandle, folders: bool, single: bool) -> Option<Vec<PathBuf>> {
     use tauri_plugin_dialog::DialogExt as _;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut dialog = app.dialog().file();
@@ -755,12 +842,7 @@ pub async fn pick_paths(app: AppHandle, folders: bool, single: bool) -> CmdResul
         dialog = dialog.set_parent(&window);
     }
     let reply = move |paths: Option<Vec<tauri_plugin_dialog::FilePath>>| {
-        let paths = paths.map(|ps| {
-            ps.into_iter()
-                .filter_map(|p| p.into_path().ok())
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect()
-        });
+        let paths = paths.map(|ps| ps.into_iter().filter_map(|p| p.into_path().ok()).collect());
         let _ = tx.send(paths);
     };
     match (folders, single) {
@@ -769,12 +851,25 @@ pub async fn pick_paths(app: AppHandle, folders: bool, single: bool) -> CmdResul
         (false, true) => dialog.pick_file(move |p| reply(p.map(|p| vec![p]))),
         (false, false) => dialog.pick_files(reply),
     }
-    Ok(rx.await.unwrap_or(None))
+    rx.await.unwrap_or(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_web_view_cannot_name_a_download_folder() {
+        let before = Settings { download_dir: "/home/me/下载".into(), ..Settings::default() };
+        let same = before.clone();
+        assert!(keeps_download_dir(&before, &same).is_ok());
+        let reset = Settings { download_dir: String::new(), ..before.clone() };
+        assert!(keeps_download_dir(&before, &reset).is_ok());
+        let other = Settings { download_dir: "/home/me/.config/autostart".into(), ..before.clone() };
+        assert_eq!(keeps_download_dir(&before, &other).unwrap_err().code, "FORBIDDEN");
+        let from_default = Settings::default();
+        assert_eq!(keeps_download_dir(&from_default, &other).unwrap_err().code, "FORBIDDEN");
+    }
 
     #[test]
     fn programs_scripts_and_installers_run_when_opened_documents_do_not() {

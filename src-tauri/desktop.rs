@@ -13,7 +13,7 @@ use tauri::{AppHandle, Manager as _, UserAttentionType, WindowEvent, Wry};
 use crate::commands;
 use crate::events::emit;
 use crate::state::{lock, AppState};
-use crate::views::{AppError, MessageView, Settings};
+use crate::views::{isolate, AppError, MessageView, Settings};
 
 const TRAY: &str = "main";
 const BODY_CHARS: usize = 120;
@@ -77,16 +77,22 @@ pub fn run() {
             restore_session(app.handle());
             Ok(())
         })
-        .on_window_event(|window, event| {
+        .on_window_event(|window, event| match event {
             // Closing the window keeps the app running in the tray, as messengers do.
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                if window.label() == "main" {
-                    api.prevent_close();
-                    let _ = window.hide();
+            WindowEvent::CloseRequested { api, .. } if window.label() == "main" => {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+            // A drop seen by the shell itself: these paths may be sent (and no others but picked ones).
+            WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) => {
+                if let Some(state) = window.try_state::<AppState>() {
+                    state.grants.grant(paths.iter().cloned());
                 }
             }
+            _ => {}
         })
         .invoke_handler(tauri::generate_handler![
+            commands::pick_download_dir,
             commands::session_state,
             commands::probe_server,
             commands::sign_in,
@@ -330,20 +336,24 @@ pub fn notify_messages(
     for (conversation_id, items) in worth_notifying(messages, me, on_screen, muted) {
         let Some(summary) = conversations.iter().find(|c| c.id == conversation_id) else { continue };
         let last = items[items.len() - 1];
+        // Names, file names and text are isolated: an RTL override in one
+        // cannot reorder the rest of the line.
         let title = if summary.kind == "group" && !summary.name.is_empty() {
-            summary.name.clone()
+            isolate(&summary.name)
         } else {
-            last.sender_name.clone()
+            isolate(&last.sender_name)
         };
         let chinese = settings.chinese(&state.system_locale);
-        let text = match &last.attachment {
-            Some(a) => format!("{} {}", file_label(a.kind, chinese), last.text),
-            None => last.text.clone(),
-        };
-        let mut body = if summary.kind == "group" { format!("{}: {text}", last.sender_name) } else { text };
-        if body.chars().count() > BODY_CHARS {
-            body = body.chars().take(BODY_CHARS).chain(['…']).collect();
+        let mut text = last.text.clone();
+        if text.chars().count() > BODY_CHARS {
+            text = text.chars().take(BODY_CHARS).chain(['…']).collect();
         }
+        let text = match &last.attachment {
+            Some(a) => format!("{} {}", file_label(a.kind, chinese), isolate(&text)),
+            None => isolate(&text),
+        };
+        let mut body =
+            if summary.kind == "group" { format!("{}: {text}", isolate(&last.sender_name)) } else { text };
         if items.len() > 1 {
             body = if chinese {
                 format!("[{} 条新消息] {body}", items.len())

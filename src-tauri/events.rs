@@ -21,8 +21,8 @@ pub fn status_json(status: &Status) -> serde_json::Value {
     match status {
         Status::Connecting => json!({ "state": "connecting" }),
         Status::Online => json!({ "state": "online" }),
-        Status::Reconnecting { in_ms, reason } => {
-            json!({ "state": "reconnecting", "inMs": in_ms, "reason": reason })
+        Status::Reconnecting { in_ms, reason, code } => {
+            json!({ "state": "reconnecting", "inMs": in_ms, "reason": reason, "code": code })
         }
         Status::Offline { code, reason } => json!({ "state": "offline", "code": code, "reason": reason }),
     }

@@ -11,6 +11,7 @@
 mod commands;
 mod desktop;
 mod events;
+mod grants;
 mod state;
 mod views;
 

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Last known presence of the people the UI has shown.
     pub presence: Mutex<HashMap<u64, &'static str>>,
     pub ready: Mutex<bool>,
+    /// Paths the person picked or dropped in this session (`send_paths` takes no other).
+    pub grants: crate::grants::Grants,
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -56,6 +58,7 @@ impl AppState {
             focus: Mutex::new(None),
             presence: Mutex::new(HashMap::new()),
             ready: Mutex::new(false),
+            grants: Default::default(),
         }
     }
 

@@ -17,21 +17,53 @@ use serde::{Deserialize, Serialize};
 pub struct AppError {
     pub code: String,
     pub message: String,
+    /// The wait the server asked for (a lockout, a connection cap), 0 if none:
+    /// the UI says the time left in the person's language.
+    #[serde(rename = "retryAfterMs", skip_serializing_if = "is_zero")]
+    pub retry_after_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl AppError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        AppError { code: code.to_owned(), message: message.into() }
+        AppError { code: code.to_owned(), message: message.into(), retry_after_ms: 0 }
     }
 }
 
 impl From<ClientError> for AppError {
     fn from(e: ClientError) -> Self {
-        AppError { code: e.code().to_owned(), message: e.to_string() }
+        let retry_after_ms = e.retry_after().map_or(0, |d| d.as_millis() as u64);
+        AppError { code: e.code().to_owned(), message: e.explain(), retry_after_ms }
     }
 }
 
 pub type CmdResult<T> = Result<T, AppError>;
+
+/// Wraps untrusted text (a name, a file name, a message) for plain-text
+/// places (notifications, native dialogs) in FIRST STRONG ISOLATE … POP
+/// DIRECTIONAL ISOLATE, so a right-to-left override inside it cannot
+/// reorder what follows (`invoice` + U+202E + `fdp.exe` stays one unit).
+/// A stray PDI in the text that would close the wrapper early is dropped,
+/// and isolates the text leaves open are closed inside it.
+pub fn isolate(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push('\u{2068}');
+    let mut open = 0usize;
+    for c in text.chars() {
+        match c {
+            '\u{2066}'..='\u{2068}' => open += 1,
+            '\u{2069}' if open == 0 => continue,
+            '\u{2069}' => open -= 1,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out.extend(std::iter::repeat_n('\u{2069}', open + 1));
+    out
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
@@ -455,6 +487,16 @@ impl<'a> Names<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_text_is_isolated_for_plain_text_places() {
+        assert_eq!(isolate("invoice\u{202e}fdp.exe"), "\u{2068}invoice\u{202e}fdp.exe\u{2069}");
+        // A stray PDI cannot close the wrapper early; an isolate left open is closed inside it.
+        assert_eq!(isolate("a\u{2069}b"), "\u{2068}ab\u{2069}");
+        assert_eq!(isolate("\u{2067}x"), "\u{2068}\u{2067}x\u{2069}\u{2069}");
+        assert_eq!(isolate("\u{2066}x\u{2069}y"), "\u{2068}\u{2066}x\u{2069}y\u{2069}");
+        assert_eq!(isolate(""), "\u{2068}\u{2069}");
+    }
 
     #[test]
     fn attachments_reach_the_ui_in_camel_case_with_a_data_url_thumbnail() {

@@ -118,10 +118,50 @@ pub fn check_manifest(m: &FileManifest) -> Result<CheckedManifest, FileError> {
     Ok(checked)
 }
 
-const WINDOWS_RESERVED: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
-    "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+/// Device names Windows opens instead of a file, with or without an
+/// extension and in any case (superscript digits included: Windows reads
+/// `COM¹` as `COM1`).
+const WINDOWS_RESERVED: [&str; 32] = [
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "COM0",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{b9}",
+    "COM\u{b2}",
+    "COM\u{b3}",
+    "LPT0",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
+    "LPT9",
+    "LPT\u{b9}",
+    "LPT\u{b2}",
+    "LPT\u{b3}",
+    "CONIN$",
+    "CONOUT$",
 ];
+
+/// Characters that change the direction of the text around them: a name
+/// holding one can show as something else (`invoice` + U+202E + `fdp.exe`
+/// reads "invoiceexe.pdf"), so names never carry them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
 
 /// Checks one file or folder name (a single path component) so that it can
 /// be written on Windows, macOS and Linux alike.
@@ -140,6 +180,9 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
         .any(|c| c.is_control() || matches!(c, '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*'))
     {
         return Err("a character not allowed in file names");
+    }
+    if name.chars().any(is_bidi_control) {
+        return Err("a character that reverses the direction of the text");
     }
     if name.ends_with('.') || name.ends_with(' ') {
         return Err("a name ending in a dot or a space");
@@ -267,6 +310,52 @@ mod tests {
         assert!(refused(vec![link]));
         let device = FolderEntry { kind: 7, ..file("d") };
         assert!(refused(vec![device]));
+    }
+
+    #[test]
+    fn names_that_reorder_their_text_are_refused() {
+        for c in ['\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}'] {
+            assert!(check_name(&format!("invoice{c}fdp.exe")).is_err(), "U+{:04X}", c as u32);
+        }
+        for c in ['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}'] {
+            assert!(check_name(&format!("a{c}b.txt")).is_err(), "U+{:04X}", c as u32);
+        }
+        assert!(refused(vec![dir("ok"), file("ok/invoice\u{202e}fdp.exe")]));
+        // Right-to-left text itself is fine; only the controls are refused.
+        assert!(check_name("שלום.txt").is_ok());
+        assert!(check_name("تقرير.pdf").is_ok());
+    }
+
+    #[test]
+    fn every_windows_device_name_is_refused() {
+        for stem in [
+            "COM0",
+            "com0",
+            "LPT0",
+            "Lpt0",
+            "COM\u{b9}",
+            "com\u{b2}",
+            "COM\u{b3}",
+            "LPT\u{b9}",
+            "lpt\u{b2}",
+            "LPT\u{b3}",
+            "CONIN$",
+            "conin$",
+            "CONOUT$",
+            "ConOut$",
+            "con",
+            "nul",
+            "COM9",
+            "lpt9",
+        ] {
+            assert!(check_name(stem).is_err(), "{stem}");
+            assert!(check_name(&format!("{stem}.txt")).is_err(), "{stem}.txt");
+            assert!(check_name(&format!("{stem}.tar.gz")).is_err(), "{stem}.tar.gz");
+        }
+        // Only the exact stems: similar names are ordinary files.
+        for ok in ["COM10", "LPT10", "console.txt", "CONIN", "conout.log", "com.txt", "COM\u{b4}.txt"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

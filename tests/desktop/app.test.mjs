@@ -211,7 +211,12 @@ test('a message from the CLI arrives with a notification; the reply and the read
   await until('the notification on the session bus', () =>
     notifications.seen.some((s) => s.includes('下午三点开会') && s.includes('&lt;b&gt;')),
   );
-  assert.ok(notifications.seen.includes('李娜'), `notification title: ${notifications.seen.join(' | ')}`);
+  // Names and text are bidi-isolated (FSI … PDI): an RTL override in one cannot reorder the rest.
+  assert.ok(notifications.seen.includes('\u2068李娜\u2069'), `notification title: ${notifications.seen.join(' | ')}`);
+  assert.ok(
+    notifications.seen.some((s) => s.startsWith('\u2068你好') && s.endsWith('\u2069')),
+    `notification body: ${notifications.seen.join(' | ')}`,
+  );
   // The unread total is in the native window title (and the tray's tooltip and label, set together).
   const windowNames = async () => (await run('xwininfo', ['-root', '-tree'])).stdout;
   await until('the unread count in the window title', async () => (await windowNames()).includes('"Hutong (1)"'));

@@ -121,7 +121,11 @@ async fn the_http_listener_speaks_https_with_the_native_ports_certificate() {
     let (answer, fp) = https(server.http, &get("/health")).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"tls\":true"), "{answer}");
-    assert_eq!(fp, fingerprint_of(&server), "the HTTPS certificate is the one clients pin on the native port");
+    assert_eq!(
+        fp,
+        fingerprint_of(&server),
+        "the HTTPS certificate is the one clients pin on the native port"
+    );
 
     // Plain HTTP to the same port gets no HTTP answer.
     let mut plain = TcpStream::connect(server.http).await.unwrap();
@@ -292,7 +296,9 @@ async fn an_oversized_frame_before_login_is_refused_on_tcp_and_websocket() {
         }
     }
     assert!(
-        codes.iter().any(|p| matches!(p, Some(Payload::Disconnect(d)) if d.code == ErrorCode::TooLarge as i32)),
+        codes
+            .iter()
+            .any(|p| matches!(p, Some(Payload::Disconnect(d)) if d.code == ErrorCode::TooLarge as i32)),
         "{codes:?}"
     );
 
@@ -312,7 +318,9 @@ async fn an_oversized_frame_before_login_is_refused_on_tcp_and_websocket() {
     .await;
     assert!(ended.is_ok(), "the connection stayed open");
     assert!(
-        !answers.iter().any(|p| matches!(p, Some(Payload::Error(e)) if e.code == ErrorCode::BadRequest as i32)),
+        !answers
+            .iter()
+            .any(|p| matches!(p, Some(Payload::Error(e)) if e.code == ErrorCode::BadRequest as i32)),
         "the oversized message was read and decoded: {answers:?}"
     );
     server.stop().await;
@@ -490,13 +498,16 @@ async fn every_http_response_carries_the_security_headers() {
     }
     assert!(requests.len() > 20, "the route table was walked");
     for (method, path) in requests {
-        let answer = http.request(method.clone(), format!("http://{}{path}", server.http)).send().await.unwrap();
+        let answer =
+            http.request(method.clone(), format!("http://{}{path}", server.http)).send().await.unwrap();
         check_headers(&format!("{method} {path} ({})", answer.status()), answer.headers());
     }
     // The WebSocket handshake's answer too.
     let (_, answer) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http)).await.unwrap();
     let headers = answer.headers();
-    assert!(headers.get("content-security-policy").is_some_and(|v| v.to_str().unwrap().contains("frame-ancestors")));
+    assert!(headers
+        .get("content-security-policy")
+        .is_some_and(|v| v.to_str().unwrap().contains("frame-ancestors")));
     assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
     server.stop().await;
 
@@ -504,8 +515,13 @@ async fn every_http_response_carries_the_security_headers() {
     let server = secure_server(|_| {}).await;
     let (answer, _) = https(server.http, &get("/admin/")).await;
     let lower = answer.to_ascii_lowercase();
-    assert!(lower.contains("content-security-policy:") && lower.contains("frame-ancestors 'none'"), "{answer}");
-    assert!(lower.contains("x-content-type-options: nosniff") && lower.contains("referrer-policy: no-referrer"));
+    assert!(
+        lower.contains("content-security-policy:") && lower.contains("frame-ancestors 'none'"),
+        "{answer}"
+    );
+    assert!(
+        lower.contains("x-content-type-options: nosniff") && lower.contains("referrer-policy: no-referrer")
+    );
     server.stop().await;
 }
 

@@ -296,11 +296,20 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
 
 impl Cache {
     pub fn open(path: &Path) -> Result<Cache, ClientError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+        // Owner-only: the cache holds every message this person can read.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::profile::private_dir(dir)
                 .map_err(|e| ClientError::Cache(format!("creating {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path)?;
+        // SQLite gives -wal and -shm the database file's mode, so a private
+        // database keeps them private; ones an older version left are fixed too.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            crate::profile::private_file(Path::new(&name))
+                .map_err(|e| ClientError::Cache(format!("protecting {}: {e}", Path::new(&name).display())))?;
+        }
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Everything but the outbox can be fetched again from the server, so

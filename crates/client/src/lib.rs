@@ -110,6 +110,9 @@ pub enum Status {
     Reconnecting {
         in_ms: u64,
         reason: String,
+        /// The error's stable code (`NETWORK`, `TOO_MANY_CONNECTIONS`, ...):
+        /// a server's answer is told apart from an unreachable server.
+        code: String,
     },
     /// Given up until the person acts (bad password, disabled account, changed certificate...).
     Offline {
@@ -185,6 +188,8 @@ pub(crate) struct Inner {
     pub(crate) failed_send: Mutex<Option<i64>>,
     /// Why the client gave up, when it did.
     pub(crate) fatal: Mutex<Option<ClientError>>,
+    /// Why the last connection attempt failed (the client retries).
+    pub(crate) last_error: Mutex<Option<ClientError>>,
     /// Uploads and downloads.
     pub(crate) transfers: transfer::Transfers,
 }
@@ -236,6 +241,7 @@ impl Client {
             sending: Mutex::new(None),
             failed_send: Mutex::new(None),
             fatal: Mutex::new(None),
+            last_error: Mutex::new(None),
             transfers: transfer::Transfers::default(),
         });
         tokio::spawn(session::run(inner.clone()));
@@ -284,6 +290,15 @@ impl Client {
             }
             rx.changed().await.map_err(|_| ClientError::Closed)?;
         }
+    }
+
+    /// Why the last connection attempt failed, while the client retries
+    /// (`None` once online or before any failure).
+    pub fn last_error(&self) -> Option<ClientError> {
+        if *self.inner.status.borrow() == Status::Online {
+            return None;
+        }
+        self.inner.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits for the next completed sync round (started after this call).

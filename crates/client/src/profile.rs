@@ -51,16 +51,53 @@ impl Profile {
     }
 }
 
-/// Writes a file only its owner can read (it holds a session token).
+/// Writes a file only its owner can read (it holds a session token), in a
+/// folder only its owner can enter; a file an older version left readable
+/// by others is made private before the new content goes in.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        private_dir(parent)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    let mut file = options.open(path)?;
+    private_file(path)?;
+    file.write_all(bytes)
+}
+
+/// Creates `dir` if needed and makes it owner-only (0700), fixing one an
+/// older version or a permissive umask left open.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    set_mode(dir, 0o700)
+}
+
+/// Makes an existing file owner-only (0600); a missing one is fine.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    match set_mode(path, 0o600) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::symlink_metadata(path)?;
+    // Links are left alone (their target is not ours to change), and so are
+    // shared folders such as /tmp (sticky bit): the cache belongs in its own.
+    let current = meta.permissions().mode() & 0o7777;
+    if meta.file_type().is_symlink() || current == mode || current & 0o1000 != 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,5 +128,29 @@ mod tests {
         }
         Profile::remove(dir.path()).unwrap();
         assert!(Profile::load(dir.path()).unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_open_profile_left_by_an_older_version_is_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("profiles").join("default");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join(PROFILE_FILE), "{}").unwrap();
+        std::fs::set_permissions(dir.join(PROFILE_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = Profile {
+            server: "tls://h:1".into(),
+            account: "a".into(),
+            device: "d".into(),
+            fingerprint: None,
+            token: "secret".into(),
+        };
+        p.save(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(PROFILE_FILE)), 0o600);
+        assert_eq!(Profile::load(&dir).unwrap().unwrap().token, "secret");
     }
 }

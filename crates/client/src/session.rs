@@ -91,10 +91,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             Ok(()) => break,
             Err(e) => e,
         };
-        if error.is_fatal() {
+        // A refused hello or login (a lockout included) is the server's
+        // answer, not a network fault: retrying the same secret cannot help,
+        // so stop and say why instead of reconnecting until a timeout.
+        if error.give_up(!was_online) {
             tracing::warn!(error = %error, "giving up until the person acts");
             *inner.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
-            inner.set_status(Status::Offline { code: error.code().into(), reason: error.to_string() });
+            inner.set_status(Status::Offline { code: error.code().into(), reason: error.explain() });
             return;
         }
         // An outbox entry the server keeps failing on backs off like a connection that keeps failing.
@@ -105,7 +108,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         failures = if was_online { send_failures.max(1) } else { failures.saturating_add(1) };
         let delay = backoff(&inner, failures, &error);
         tracing::info!(error = %error, delay_ms = delay.as_millis() as u64, "connection lost; reconnecting");
-        inner.set_status(Status::Reconnecting { in_ms: delay.as_millis() as u64, reason: error.to_string() });
+        *inner.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+        inner.set_status(Status::Reconnecting {
+            in_ms: delay.as_millis() as u64,
+            code: error.code().into(),
+            reason: error.explain(),
+        });
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = inner.shutdown.cancelled() => break,

@@ -51,6 +51,8 @@ pub struct Shared {
     pub config: Config,
     pub db: storage::Db,
     pub writer: writer::Writer,
+    /// The same writer, as the domains below messaging see it.
+    writes: Arc<dyn storage::WriteQueue>,
     hub: Arc<hub::Hub>,
     /// Delivered/read reports waiting to be written together.
     receipts: receipts::Receipts,
@@ -113,12 +115,14 @@ pub struct Prepared {
 pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Result<Prepared> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    restrict_data_dir(&config.data_dir)?;
     storage::migrate(&config.database_path())?;
     let identity = tls::load_or_create(&config.data_dir)?;
-    let conn = storage::open_connection(&config.database_path())?;
-    let users: u64 = conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    // Again, now that the database (and its -wal/-shm) and the key exist.
+    restrict_data_dir(&config.data_dir)?;
+    let conn = storage::open(&config.database_path())?;
     let mut generated = None;
-    if users == 0 {
+    if !conn.has_users()? {
         let password = match admin_password {
             Some(p) => p,
             None => {
@@ -127,9 +131,41 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
                 p
             }
         };
-        accounts::add_user(&conn, "admin", "Administrator", &password, true)?;
+        accounts::add_user(&*conn, "admin", "Administrator", &password, true)?;
     }
     Ok(Prepared { fingerprint: identity.fingerprint, admin_password: generated })
+}
+
+/// Makes the data directory owner-only (0700) and every file and folder
+/// directly in it too (0600/0700), fixing what an older version or a
+/// permissive umask left: the database, its -wal/-shm, the TLS key and
+/// the chunk store hold every message and file of the company. Deeper
+/// entries (millions of chunks) are not walked: the 0700 directories
+/// above them already keep every other user out. SQLite creates -wal and
+/// -shm with the database file's mode, so they stay 0600.
+pub fn restrict_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let set = |path: &std::path::Path, mode: u32| -> anyhow::Result<()> {
+            let meta = std::fs::symlink_metadata(path)?;
+            // A link's target may be anything of anyone's; links are left alone.
+            if meta.file_type().is_symlink() || meta.permissions().mode() & 0o7777 == mode {
+                return Ok(());
+            }
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("making {} private to its owner", path.display()))
+        };
+        set(dir, 0o700)?;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let mode = if entry.file_type()?.is_dir() { 0o700 } else { 0o600 };
+            set(&entry.path(), mode)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets every
@@ -177,6 +213,7 @@ pub async fn run(
     let hub = Arc::new(hub::Hub::default());
     // Outside the task tracker: it ends after the writer, which outlives it.
     let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
+    let writes: Arc<dyn storage::WriteQueue> = Arc::new(writer.clone());
     let auth = accounts::Authenticator {
         throttle: accounts::Throttle::new(
             config.login_failures_per_account,
@@ -184,11 +221,13 @@ pub async fn run(
             Duration::from_secs(config.login_window_secs),
         ),
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
-        writer: writer.clone(),
+        writer: writes.clone(),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
     let blobs = Arc::new(files::BlobStore::open(config.blob_dir())?);
+    // Now that the database and the chunk store exist.
+    restrict_data_dir(&config.data_dir)?;
     let stats = Arc::new(outbound::ServerStats::default());
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let typing = ratelimit::TypingLimiter::new(Duration::from_millis(config.typing_interval_ms));
@@ -206,6 +245,7 @@ pub async fn run(
         config,
         db,
         writer,
+        writes,
         hub,
         receipts: receipts::Receipts::default(),
         auth,
@@ -328,7 +368,7 @@ async fn log_stats(stats: Arc<outbound::ServerStats>, shutdown: CancellationToke
 /// Turns revocations recorded by administrators (possibly from another
 /// process, such as `hutong-server user disable`) into closed sessions.
 async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut last = match shared.db.read(|c| Ok(accounts::last_revocation(c)?)).await {
+    let mut last = match shared.db.read(|c| accounts::last_revocation(c)).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations");
@@ -342,7 +382,7 @@ async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let after = last;
-        match shared.db.read(move |c| Ok(accounts::revocations_after(c, after)?)).await {
+        match shared.db.read(move |c| accounts::revocations_after(c, after)).await {
             Ok(list) => {
                 for r in list {
                     last = r.id;

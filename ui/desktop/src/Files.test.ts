@@ -3,6 +3,7 @@ import { mount, unmount } from 'svelte';
 import Chat from './Chat.svelte';
 import Settings from './Settings.svelte';
 import TransfersPanel from './TransfersPanel.svelte';
+import ConversationList from './ConversationList.svelte';
 import { setLocale } from './lib/locale.svelte';
 import { convos } from './lib/convos.svelte';
 import { nav, session } from './lib/session.svelte';
@@ -129,32 +130,19 @@ describe('file messages', () => {
     unmount(app);
   });
 
-  it('asks before opening a program or script, and opens it only on Open anyway', async () => {
+  it('leaves the question of opening a program to the shell: the page cannot confirm it', async () => {
     setLocale('zh-CN');
     const done = transfer({ id: 'x', direction: 'download', state: 'done', seq: 8, clientMsgId: '', localPath: '/dl/安装程序.exe' });
     const { target, app } = await render([fileMsg({ seq: 8 }, { name: '安装程序.exe' })], { transfers: [done] });
     const c = () => card(target, 8);
-    fakeApi.openPath.mockImplementation(async (_path, confirmed) => {
-      if (!confirmed) throw { code: 'RUNS_WHEN_OPENED', message: 'opening this file runs it; confirm first' };
-    });
+    // The shell asked in its native dialog and the person declined.
+    fakeApi.openPath.mockResolvedValueOnce(false);
     click(c().querySelector('.open'));
     await settle();
+    // One call with the path only: there is no "confirmed" for the page to pass.
     expect(fakeApi.openPath.mock.calls).toEqual([['/dl/安装程序.exe']]);
-    const warning = () => c().querySelector('.runs-warning');
-    expect(warning()?.textContent).toContain('“安装程序.exe”是程序、脚本或安装包，打开会在这台电脑上运行它');
+    expect(c().querySelector('.runs-warning')).toBeNull();
     expect(c().querySelector('.action-error')).toBeNull();
-    // Cancel: nothing opens.
-    click(c().querySelector('.dont-open'));
-    await settle();
-    expect(warning()).toBeNull();
-    expect(fakeApi.openPath).toHaveBeenCalledTimes(1);
-    // Open anyway: opened, confirmed.
-    click(c().querySelector('.open'));
-    await settle();
-    click(c().querySelector('.open-anyway'));
-    await settle();
-    expect(fakeApi.openPath.mock.calls.at(-1)).toEqual(['/dl/安装程序.exe', true]);
-    expect(warning()).toBeNull();
     unmount(app);
   });
 
@@ -320,26 +308,27 @@ describe('sending files', () => {
 });
 
 describe('download folder setting', () => {
-  it('shows the default, refuses a relative path and saves a full one', async () => {
+  it('shows the default and changes it only through the native picker', async () => {
     const target = document.body.appendChild(document.createElement('div'));
     const app = mount(Settings, { target, props: { onSignOut: () => {} } });
     await settle();
     const input = target.querySelector('#setting-download-dir') as HTMLInputElement;
     expect(input.value).toBe('/home/me/Downloads/Hutong');
-    type(input, 'Downloads');
+    // The page cannot type a folder: the field is read-only and typing saves nothing.
+    expect(input.readOnly).toBe(true);
+    type(input, '/home/me/.config/autostart');
     await settle();
-    expect(target.querySelector('#download-dir-error')?.textContent).toBe('The download folder must be the full path of a folder');
     expect(fakeApi.saveSettings).not.toHaveBeenCalled();
-    type(input, '/data/下载');
+    // The shell's picker chooses and saves it.
+    fakeApi.pickDownloadDir.mockResolvedValueOnce({ ...session.settings, downloadDir: '/data/下载' });
+    click(target.querySelector('#choose-download-dir'));
     await settle();
-    expect(fakeApi.saveSettings).toHaveBeenCalledWith(expect.objectContaining({ downloadDir: '/data/下载' }));
+    expect(fakeApi.pickDownloadDir).toHaveBeenCalledTimes(1);
+    expect(fakeApi.pickPaths).not.toHaveBeenCalled();
     expect(session.settings.downloadDir).toBe('/data/下载');
-    expect(target.querySelector('#download-dir-error')).toBeNull();
-    // The shell's refusal is shown too.
-    fakeApi.saveSettings.mockRejectedValueOnce({ code: 'BAD_DOWNLOAD_DIR', message: '/etc/passwd is a file' });
-    type(input, '/etc/passwd');
+    // Cancelled: nothing changes.
+    click(target.querySelector('#choose-download-dir'));
     await settle();
-    expect(target.querySelector('#download-dir-error')?.textContent).toBe('The download folder must be the full path of a folder');
     expect(session.settings.downloadDir).toBe('/data/下载');
     click(target.querySelector('#default-download-dir'));
     await settle();
@@ -385,12 +374,46 @@ describe('transfers panel', () => {
     expect(target.querySelector('#transfers-panel .error')).toBeNull();
     click(target.querySelector('#transfers-panel .open-anyway'));
     await settle();
-    expect(fakeApi.openPath.mock.calls).toEqual([['/dl/旧文件.zip'], ['/dl/旧文件.zip', true]]);
+    expect(fakeApi.openPath.mock.calls).toEqual([['/dl/旧文件.zip'], ['/dl/旧文件.zip']]);
     expect(target.querySelector('#transfers-panel .runs-warning')).toBeNull();
     click(row('done').querySelector('.name'));
     await settle();
     expect(nav.conversationId).toBe(11);
     expect(target.querySelector('#transfers-panel')).toBeNull();
     unmount(app);
+  });
+});
+
+describe('bidirectional text', () => {
+  const spoof = 'invoice\u202Efdp.exe';
+  /** The element holding `text` is an isolating one (a <bdi>). */
+  function isolated(root: Element, text: string): void {
+    const holders = [...root.querySelectorAll('*')].filter((e) => e.children.length === 0 && e.textContent?.includes(text));
+    expect(holders.length).toBeGreaterThan(0);
+    for (const h of holders) expect(h.closest('bdi'), h.outerHTML).not.toBeNull();
+  }
+
+  it('isolates a spoofed file name in the chat, the transfers panel and the conversation preview', async () => {
+    const { target, app } = await render([fileMsg({ seq: 5 }, { name: spoof })]);
+    isolated(target, spoof);
+    unmount(app);
+
+    applyTransfers([transfer({ id: 'x', state: 'running', name: spoof, totalBytes: 100, doneBytes: 40, conversationId: 10 })]);
+    const panelTarget = document.body.appendChild(document.createElement('div'));
+    const panel = mount(TransfersPanel, { target: panelTarget });
+    await settle();
+    click(panelTarget.querySelector('#nav-transfers'));
+    await settle();
+    isolated(panelTarget, spoof);
+    unmount(panel);
+
+    convos.list = [conv({ id: 12, name: 'evil\u202Egnp.scr', lastText: spoof })];
+    const listTarget = document.body.appendChild(document.createElement('div'));
+    const list = mount(ConversationList, { target: listTarget });
+    await settle();
+    isolated(listTarget, 'evil\u202Egnp.scr');
+    const preview = listTarget.querySelector('.preview');
+    expect(preview?.querySelector('bdi')).not.toBeNull();
+    unmount(list);
   });
 });

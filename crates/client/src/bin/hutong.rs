@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 use hutong_client::files::human_size;
 use hutong_client::{
     AttachmentKind, CachedMessage, Client, ClientError, ClientOptions, Credential, Event, Profile,
-    SendOptions, SendOutcome, ServerAddr, Transfer, TransferState,
+    SendOptions, SendOutcome, ServerAddr, Status, Transfer, TransferState,
 };
 
 #[derive(Parser)]
@@ -224,7 +224,7 @@ impl From<ClientError> for Failure {
             ClientError::InvalidAddress(_) => 2,
             _ => 1,
         };
-        Failure { code, message: format!("{e} [{}]", e.code()) }
+        Failure { code, message: format!("{} [{}]", e.explain(), e.code()) }
     }
 }
 
@@ -292,18 +292,73 @@ async fn real_main(cli: Cli) -> Result<(), Failure> {
     options.pinned_fingerprint = profile.fingerprint.clone();
     options.insecure_plaintext = profile.insecure_plaintext;
     let client = Client::start(options, Credential::Token(profile.token.clone()))?;
-    let online = tokio::time::timeout(timeout, client.wait_online()).await;
-    let result = match online {
-        Ok(Err(e)) if e.is_fatal() => Err(e.into()),
-        Ok(Ok(())) => {
+    let result = match wait_online(&client, timeout).await {
+        // The client gave up: the server refused this session (revoked,
+        // expired, locked out...); say so rather than working offline.
+        Online::GaveUp(e) => Err(e.into()),
+        Online::Yes => {
             // The first sync makes the cache current before we read it.
             let _ = tokio::time::timeout(timeout, wait_first_sync(&client)).await;
             command(&client, cli.command, true, timeout).await
         }
-        _ => command(&client, cli.command, false, timeout).await,
+        Online::Not(why) => {
+            if let Some(e) = why {
+                eprintln!("note: working offline: {} [{}]", e.explain(), e.code());
+            }
+            command(&client, cli.command, false, timeout).await
+        }
     };
     client.shutdown();
     result
+}
+
+enum Online {
+    Yes,
+    /// The client stopped trying: only the person can fix this.
+    GaveUp(ClientError),
+    /// Not online within the time; the server's refusal, if that was why.
+    Not(Option<ClientError>),
+}
+
+/// Waits until online. A server that refused us and asked to wait longer
+/// than the time left (a connection cap) ends the wait at once with its
+/// reason; the reason is the server's answer, never "unreachable".
+async fn wait_online(client: &Client, timeout: Duration) -> Online {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut status = client.status();
+    loop {
+        let server_refusal = || client.last_error().filter(|e| e.remote_code().is_some());
+        match &*status.borrow_and_update() {
+            Status::Online => return Online::Yes,
+            Status::Offline { .. } => {
+                return match tokio::time::timeout(Duration::ZERO, client.wait_online()).await {
+                    Ok(Err(e)) => Online::GaveUp(e),
+                    _ => Online::Not(server_refusal()),
+                }
+            }
+            Status::Reconnecting { in_ms, .. } => {
+                let next_try = tokio::time::Instant::now() + Duration::from_millis(*in_ms);
+                if next_try >= deadline {
+                    if let Some(e) = server_refusal() {
+                        return Online::Not(Some(e));
+                    }
+                }
+            }
+            Status::Connecting => {}
+        }
+        if tokio::time::timeout_at(deadline, status.changed()).await.is_err() {
+            return Online::Not(server_refusal());
+        }
+    }
+}
+
+/// Why a command that needs the server cannot run: the server's refusal
+/// when there was one (exit 3), else unreachable (exit 4).
+fn offline(client: &Client, what: &str) -> Failure {
+    match client.last_error().filter(|e| e.remote_code().is_some()) {
+        Some(e) => fail(3, format!("{what}: {} [{}]", e.explain(), e.code())),
+        None => fail(4, format!("{what}: cannot reach the server")),
+    }
 }
 
 async fn wait_first_sync(client: &Client) {
@@ -366,9 +421,9 @@ async fn login(
         Ok(Client::start(options, Credential::Password(password))?)
     };
     let mut client = start(password.clone())?;
-    let mut outcome = tokio::time::timeout(timeout, client.wait_online()).await;
+    let mut outcome = wait_online(&client, timeout).await;
     client.shutdown();
-    if let Ok(Err(e)) = &outcome {
+    if let Online::GaveUp(e) = &outcome {
         if e.remote_code() == Some(hutong_protocol::ErrorCode::PasswordChangeRequired) {
             eprintln!("The administrator requires a new password for {account}.");
             let new = match std::env::var("HUTONG_NEW_PASSWORD") {
@@ -393,14 +448,17 @@ async fn login(
             .await?;
             eprintln!("Password changed.");
             client = start(new)?;
-            outcome = tokio::time::timeout(timeout, client.wait_online()).await;
+            outcome = wait_online(&client, timeout).await;
             client.shutdown();
         }
     }
     match outcome {
-        Err(_) => return Err(fail(4, format!("could not reach {addr} within {} s", timeout.as_secs()))),
-        Ok(Err(e)) => return Err(e.into()),
-        Ok(Ok(())) => {}
+        Online::Not(Some(e)) => return Err(e.into()),
+        Online::Not(None) => {
+            return Err(fail(4, format!("could not reach {addr} within {} s", timeout.as_secs())))
+        }
+        Online::GaveUp(e) => return Err(e.into()),
+        Online::Yes => {}
     }
     let seen = client.fingerprint();
     let token = client.token().ok_or_else(|| fail(1, "the server did not issue a session token"))?;
@@ -482,7 +540,7 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
         Command::Login { .. } => unreachable!("handled before connecting"),
         Command::Logout => {
             if !online {
-                return Err(fail(4, "cannot reach the server to end the session"));
+                return Err(offline(client, "cannot end the session"));
             }
             client.logout().await?;
             println!("logged out");
@@ -592,7 +650,7 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
         }
         Command::Tail { target, json, count } => {
             if !online {
-                return Err(fail(4, "cannot reach the server"));
+                return Err(offline(client, "cannot run this offline"));
             }
             let only = match target {
                 Some(t) => Some(resolve_target(client, &t, online).await?),
@@ -632,7 +690,7 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
         }
         Command::Chat { target } => {
             if !online {
-                return Err(fail(4, "cannot reach the server"));
+                return Err(offline(client, "cannot run this offline"));
             }
             let conversation = resolve_target(client, &target, online).await?;
             let page = client.history(conversation, None, 20).await?;
@@ -768,7 +826,7 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
         }
         Command::Group(g) => {
             if !online {
-                return Err(fail(4, "cannot reach the server"));
+                return Err(offline(client, "cannot run this offline"));
             }
             let group_id = |s: &str| -> Result<u64, Failure> {
                 s.trim_start_matches('#').parse().map_err(|_| fail(2, format!("{s:?} is not a group id")))

@@ -82,13 +82,15 @@ export const api = {
   cancelTransfer: (id: string) => invoke<void>('cancel_transfer', { id }),
   /**
    * Opens a finished transfer's file or folder (the shell refuses any other
-   * path). A program, script or installer fails with RUNS_WHEN_OPENED unless
-   * `confirmed`.
+   * path). For a program, script or installer the shell itself asks in a
+   * native dialog; false when the person declined there.
    */
-  openPath: (path: string, confirmed = false) => invoke<void>('open_path', { path, confirmed }),
+  openPath: (path: string) => invoke<boolean>('open_path', { path }),
   /** Shows a finished transfer's file or folder in the file manager. */
   revealPath: (path: string) => invoke<void>('reveal_path', { path }),
-  /** The native picker; null when cancelled. */
+  /** The native folder picker for the download folder; the new settings, or null when cancelled. */
+  pickDownloadDir: () => invoke<Settings | null>('pick_download_dir'),
+  /** The native picker; null when cancelled. Only picked or dropped paths may be sent. */
   pickPaths: (folders: boolean, single: boolean) => invoke<string[] | null>('pick_paths', { folders, single }),
   /** Native file drops on the window (Tauri's drag-drop events for this webview). */
   onDragDrop: (handler: (e: DragDrop) => void): Promise<UnlistenFn> =>

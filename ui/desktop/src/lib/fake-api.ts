@@ -73,9 +73,10 @@ function defaults(): { [K in keyof Api]: Api[K] } {
     pauseTransfer: async () => {},
     resumeTransfer: async () => {},
     cancelTransfer: async () => {},
-    openPath: async () => {},
+    openPath: async () => true,
     revealPath: async () => {},
     pickPaths: async () => null,
+    pickDownloadDir: async () => null,
     onDragDrop: async (handler) => {
       bus.drop = handler;
       return () => {

@@ -163,6 +163,16 @@ const en = {
   'err.TOO_LARGE': 'The message is too long',
   'err.FORBIDDEN': 'You are not allowed to do this',
   'err.UNSUPPORTED_VERSION': 'This app is too old for the server; please update it',
+  'err.SESSION_EXPIRED': 'Your session expired; sign in with your password again',
+  'err.TOO_MANY_CONNECTIONS': 'The server has too many connections from you or this network; try again in {time}',
+  'err.RATE_LIMITED_FOR': 'Signing in is locked after too many failed attempts; try again in {time}',
+  'err.NOT_AUTHENTICATED': 'Not signed in yet; signing in again',
+  'err.SLOW_CONSUMER': 'The connection fell behind; catching up',
+  'err.IDLE_TIMEOUT': 'The connection was idle for too long; reconnecting',
+  'err.SHUTTING_DOWN': 'The server is restarting; reconnecting',
+  'err.INTERNAL': 'The server could not complete the request',
+  'err.BAD_REQUEST': 'The server did not understand the request',
+  'err.CONFLICT': 'This conflicts with an earlier change',
   'file.download': 'Download',
   'file.open': 'Open',
   'file.openImage': 'Open the image',
@@ -386,6 +396,16 @@ const zh: Record<Key, string> = {
   'err.TOO_LARGE': '消息太长',
   'err.FORBIDDEN': '您没有权限执行此操作',
   'err.UNSUPPORTED_VERSION': '应用版本过旧，请更新',
+  'err.SESSION_EXPIRED': '登录已过期，请重新输入密码登录',
+  'err.TOO_MANY_CONNECTIONS': '来自您或此网络的连接过多，请在 {time} 后重试',
+  'err.RATE_LIMITED_FOR': '登录失败次数过多，已被锁定，请在 {time} 后重试',
+  'err.NOT_AUTHENTICATED': '尚未登录，正在重新登录',
+  'err.SLOW_CONSUMER': '连接跟不上，正在追赶',
+  'err.IDLE_TIMEOUT': '连接空闲过久，正在重新连接',
+  'err.SHUTTING_DOWN': '服务器正在重启，正在重新连接',
+  'err.INTERNAL': '服务器无法完成请求',
+  'err.BAD_REQUEST': '服务器无法理解此请求',
+  'err.CONFLICT': '与之前的更改冲突',
   'file.download': '下载',
   'file.open': '打开',
   'file.openImage': '打开图片',
@@ -465,7 +485,22 @@ function isKey(key: string): key is Key {
 }
 
 /** The sentence for a failed command: ours for a known code, else the shell's own message. */
-export function errorText(locale: Locale, code: string, message: string): string {
+/** "4 分 59 秒" / "4 min 59 s": a wait the server asked for, rounded up to a second. */
+export function waitText(locale: Locale, ms: number): string {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const zh = locale === 'zh-CN';
+  const parts: string[] = [];
+  if (h) parts.push(zh ? `${h} 小时` : `${h} h`);
+  if (m) parts.push(zh ? `${m} 分` : `${m} min`);
+  if (sec && !h) parts.push(zh ? `${sec} 秒` : `${sec} s`);
+  return parts.join(' ');
+}
+
+export function errorText(locale: Locale, code: string, message: string, retryAfterMs = 0): string {
+  // A lockout or a connection cap says how long to wait.
+  if (retryAfterMs > 0 && code === 'RATE_LIMITED') return translate(locale, 'err.RATE_LIMITED_FOR', { time: waitText(locale, retryAfterMs) });
+  if (code === 'TOO_MANY_CONNECTIONS') return translate(locale, 'err.TOO_MANY_CONNECTIONS', { time: waitText(locale, retryAfterMs) });
   const key = `err.${code}`;
   if (isKey(key)) return translate(locale, key);
   return message || code;

@@ -22,8 +22,8 @@ export function t(key: Key, params: Record<string, string | number> = {}): strin
 /** An AppError ({code, message}) as the sentence to show; anything else as its text. */
 export function explain(e: unknown): string {
   if (e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'string') {
-    const { code, message } = e as { code: string; message?: unknown };
-    return errorText(ui.locale, code, typeof message === 'string' ? message : '');
+    const { code, message, retryAfterMs } = e as { code: string; message?: unknown; retryAfterMs?: unknown };
+    return errorText(ui.locale, code, typeof message === 'string' ? message : '', typeof retryAfterMs === 'number' ? retryAfterMs : 0);
   }
   if (e instanceof Error) return e.message;
   return String(e);

@@ -12,7 +12,7 @@ export interface AppError {
 export type Status =
   | { state: 'connecting' }
   | { state: 'online' }
-  | { state: 'reconnecting'; inMs: number; reason: string }
+  | { state: 'reconnecting'; inMs: number; reason: string; code?: string }
   | { state: 'offline'; code: string; reason: string };
 
 export type Locale = 'zh-CN' | 'en';
