@@ -159,6 +159,7 @@ impl Refuser {
     fn client(&self, dir: &Path) -> Client {
         let server = format!("tcp://{}", self.addr).parse().unwrap();
         let mut options = ClientOptions::new(server, "alice", dir.join("cache.db"));
+        options.insecure_plaintext = true;
         options.backoff_min = Duration::from_millis(10);
         options.backoff_max = Duration::from_millis(50);
         Client::start(options, Credential::Password(PASSWORD.into())).unwrap()
@@ -258,6 +259,7 @@ async fn cli_says_an_expired_session_needs_the_password() {
         device: "laptop".into(),
         fingerprint: None,
         token: "an-old-token".into(),
+        insecure_plaintext: true,
     };
     profile.save(&home.path().join("profiles").join("p")).unwrap();
     let (out, took) = hutong(home.path(), "p", PASSWORD, &["ls"]).await;

@@ -146,6 +146,7 @@ mod tests {
             device: "d".into(),
             fingerprint: None,
             token: "secret".into(),
+            insecure_plaintext: false,
         };
         p.save(&dir).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
