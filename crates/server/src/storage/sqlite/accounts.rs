@@ -42,7 +42,7 @@ pub fn create_session(
     password_hash: &str,
 ) -> Result<u64, ServiceError> {
     let (current, disabled): (String, bool) = conn
-        .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
+        .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1 AND deleted = 0")?
         .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .ok_or(ServiceError::BadCredentials)?;
@@ -53,13 +53,15 @@ pub fn create_session(
         return Err(ServiceError::AccountDisabled);
     }
     let now = now_ms();
+    // The console names its devices so; the native login refuses such names.
+    let kind = if device.starts_with(crate::accounts::CONSOLE_DEVICE_PREFIX) { "console" } else { "client" };
     Ok(conn
         .prepare_cached(
-            "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4
+            "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at, kind) VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+             ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4, kind = ?5, second_factor = 0
              RETURNING id",
         )?
-        .query_row(params![user_id, device, token_hash, now], |r| r.get(0))?)
+        .query_row(params![user_id, device, token_hash, now, kind], |r| r.get(0))?)
 }
 
 /// Records when a session was last used.
@@ -105,4 +107,154 @@ pub fn end_other_sessions(conn: &Connection, user_id: u64, keep: Option<u64>) ->
 pub fn end_session(conn: &Connection, session_id: u64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
     Ok(())
+}
+
+/// Marks the bootstrap administrator's generated password as one-time.
+pub fn require_password_change(conn: &Connection, user_id: u64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET must_change_password = 1 WHERE id = ?1", [user_id])?;
+    Ok(())
+}
+
+/// A person's TOTP state: confirmed secret, secret being enrolled, last step used.
+pub struct TotpState {
+    pub secret: Option<Vec<u8>>,
+    pub pending: Option<Vec<u8>>,
+    pub last_step: i64,
+}
+
+pub fn totp_state(conn: &Connection, user_id: u64) -> rusqlite::Result<TotpState> {
+    conn.query_row(
+        "SELECT totp_secret, totp_pending, totp_last_step FROM users WHERE id = ?1",
+        [user_id],
+        |r| Ok(TotpState { secret: r.get(0)?, pending: r.get(1)?, last_step: r.get(2)? }),
+    )
+}
+
+pub fn set_totp_pending(conn: &Connection, user_id: u64, secret: &[u8]) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET totp_pending = ?2 WHERE id = ?1", params![user_id, secret])?;
+    Ok(())
+}
+
+/// Makes the pending secret the person's (checked with a code of `step`)
+/// and replaces their recovery codes. False if the pending secret changed
+/// meanwhile.
+pub fn confirm_totp(
+    conn: &Connection,
+    user_id: u64,
+    secret: &[u8],
+    step: i64,
+    recovery_hashes: &[Vec<u8>],
+) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?3
+         WHERE id = ?1 AND totp_pending = ?2",
+        params![user_id, secret, step],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    conn.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+    for h in recovery_hashes {
+        conn.execute("INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)", params![user_id, h])?;
+    }
+    Ok(true)
+}
+
+/// Records that a code of `step` was used; false if that step (or a later
+/// one) was used already, so two requests with one code cannot both pass.
+pub fn use_totp_step(conn: &Connection, user_id: u64, step: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND totp_last_step < ?2",
+        params![user_id, step],
+    )? == 1)
+}
+
+/// Spends a recovery code; false if it is unknown or spent.
+pub fn use_recovery_code(conn: &Connection, user_id: u64, code_hash: &[u8]) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE recovery_codes SET used_at = ?3 WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL",
+        params![user_id, code_hash, now_ms()],
+    )? == 1)
+}
+
+pub fn recovery_codes_left(conn: &Connection, user_id: u64) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL",
+        [user_id],
+        |r| r.get(0),
+    )
+}
+
+/// The console session passed its second factor.
+pub fn mark_second_factor(conn: &Connection, session_id: u64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE sessions SET second_factor = 1 WHERE id = ?1", [session_id])?;
+    Ok(())
+}
+
+/// A change waiting for an auditor.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingChange {
+    pub id: u64,
+    pub kind: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+    pub requested_by: u64,
+    pub requested_at_ms: i64,
+    pub state: String,
+    pub decided_by: Option<u64>,
+}
+
+pub fn add_pending_change(
+    conn: &Connection,
+    kind: &str,
+    target: &str,
+    detail: &serde_json::Value,
+    requested_by: u64,
+) -> rusqlite::Result<u64> {
+    conn.execute(
+        "INSERT INTO pending_changes (kind, target, detail, requested_by, requested_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![kind, target, detail.to_string(), requested_by, now_ms()],
+    )?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+fn pending_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingChange> {
+    let detail: String = r.get(3)?;
+    Ok(PendingChange {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        target: r.get(2)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        requested_by: r.get(4)?,
+        requested_at_ms: r.get(5)?,
+        state: r.get(6)?,
+        decided_by: r.get(7)?,
+    })
+}
+
+const PENDING_COLUMNS: &str = "id, kind, target, detail, requested_by, requested_at, state, decided_by";
+
+pub fn pending_changes(conn: &Connection) -> rusqlite::Result<Vec<PendingChange>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {PENDING_COLUMNS} FROM pending_changes ORDER BY state = 'pending' DESC, id DESC LIMIT 200"
+    ))?;
+    let rows = stmt.query_map([], pending_from_row)?;
+    rows.collect()
+}
+
+pub fn pending_change(conn: &Connection, id: u64) -> rusqlite::Result<Option<PendingChange>> {
+    conn.query_row(
+        &format!("SELECT {PENDING_COLUMNS} FROM pending_changes WHERE id = ?1"),
+        [id],
+        pending_from_row,
+    )
+    .optional()
+}
+
+/// Decides a pending change; false if it was decided already.
+pub fn decide_pending_change(conn: &Connection, id: u64, state: &str, by: u64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE pending_changes SET state = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1 AND state = 'pending'",
+        params![id, state, by, now_ms()],
+    )? == 1)
 }
