@@ -198,6 +198,21 @@ pub fn set_password(conn: &Connection, account: &str, password: &str) -> anyhow:
     Ok(())
 }
 
+/// Adds a role (the `user add --auditor` of the host's operator).
+pub fn add_role(conn: &Connection, id: u64, role: &str) -> anyhow::Result<()> {
+    Ok(crate::storage::sqlite::accounts::add_role(conn, id, role)?)
+}
+
+/// Forgets a person's authenticator app and recovery codes and ends their
+/// sessions; they enrol again at their next console login.
+pub fn reset_totp(conn: &Connection, account: &str) -> anyhow::Result<()> {
+    let id = user_id(conn, account)?;
+    crate::storage::sqlite::accounts::forget_totp(conn, id)?;
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    revoke(conn, id, None, ErrorCode::SessionRevoked)?;
+    Ok(())
+}
+
 /// A revocation the running server has not acted on yet.
 pub struct Revocation {
     pub id: u64,

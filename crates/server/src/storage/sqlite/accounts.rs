@@ -258,3 +258,25 @@ pub fn decide_pending_change(conn: &Connection, id: u64, state: &str, by: u64) -
         params![id, state, by, now_ms()],
     )? == 1)
 }
+
+/// Adds a role to a person (a directory change: clients see it at their next sync).
+pub fn add_role(conn: &Connection, id: u64, role: &str) -> rusqlite::Result<()> {
+    let roles: String = conn.query_row("SELECT roles FROM users WHERE id = ?1", [id], |r| r.get(0))?;
+    let mut list: Vec<&str> = roles.split(',').filter(|r| !r.is_empty()).collect();
+    if !list.contains(&role) {
+        list.push(role);
+    }
+    let version = super::directory::next_version(conn)?;
+    conn.execute(
+        "UPDATE users SET roles = ?2, dir_version = ?3 WHERE id = ?1",
+        params![id, list.join(","), version],
+    )?;
+    Ok(())
+}
+
+/// Removes a person's TOTP secret and recovery codes.
+pub fn forget_totp(conn: &Connection, user_id: u64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET totp_secret = NULL, totp_pending = NULL WHERE id = ?1", [user_id])?;
+    conn.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
+    Ok(())
+}
