@@ -398,9 +398,7 @@ pub struct Authenticator {
 /// costs the writer at most one tiny write per session and interval.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-/// Devices whose names start with this are console sessions; the native
-/// protocol refuses them, so no client can pass for the console.
-pub const CONSOLE_DEVICE_PREFIX: &str = "console-";
+pub use crate::storage::sqlite::accounts::CONSOLE_DEVICE_PREFIX;
 
 impl Authenticator {
     pub fn new(config: &crate::Config, writer: crate::writer::Writer) -> Self {

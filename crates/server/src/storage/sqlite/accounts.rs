@@ -7,6 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::ServiceError;
 use crate::storage::now_ms;
 
+/// Devices whose names start with this are console sessions; the native
+/// protocol refuses them, so no client can pass for the console.
+pub const CONSOLE_DEVICE_PREFIX: &str = "console-";
+
 /// Sets a person's password hash; `must_change` makes them choose a new one
 /// at their next login.
 pub fn set_password_hash(conn: &Connection, id: u64, hash: &str, must_change: bool) -> rusqlite::Result<()> {
@@ -54,7 +58,7 @@ pub fn create_session(
     }
     let now = now_ms();
     // The console names its devices so; the native login refuses such names.
-    let kind = if device.starts_with(crate::accounts::CONSOLE_DEVICE_PREFIX) { "console" } else { "client" };
+    let kind = if device.starts_with(CONSOLE_DEVICE_PREFIX) { "console" } else { "client" };
     Ok(conn
         .prepare_cached(
             "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at, kind) VALUES (?1, ?2, ?3, ?4, ?4, ?5)
