@@ -405,3 +405,25 @@ async fn auditor_role_and_short_retention_wait_for_an_auditor() {
     assert!(actions.contains(&"change.request") && actions.contains(&"change.confirm"), "{actions:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_cannot_make_an_auditor() {
+    let server = TestServer::start().await;
+    let admin = console_login(&server, "admin", ADMIN_PASSWORD).await;
+    let csv = "account,display_name,roles\nmallory,Mallory,auditor\n";
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/admin/v1/import", server.http))
+        .bearer_auth(&admin)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{}", resp.text().await.unwrap_or_default());
+    let exists: u64 = server
+        .db()
+        .query_row("SELECT count(*) FROM users WHERE account = 'mallory'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(exists, 0, "nothing was imported");
+    server.stop().await;
+}

@@ -1035,7 +1035,17 @@ async fn import_people(
     };
     let bytes = body.len();
     let summary = audited(&shared, &caller, move |conn, log| {
+        let auditors = crate::storage::sqlite::accounts::holders_of(conn, AUDITOR).map_err(ServiceError::from)?;
         let summary = import::import(conn, &body, initial.as_deref())?;
+        // Nobody becomes or stops being an auditor by a file: that waits for
+        // an auditor's confirmation (the whole import is rolled back).
+        if crate::storage::sqlite::accounts::holders_of(conn, AUDITOR).map_err(ServiceError::from)? != auditors {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "an import cannot give or take the auditor role; change it on the person (an auditor confirms it)",
+            ));
+        }
         log.record(conn, "directory.import", "people", json!({ "bytes": bytes, "summary": summary }))?;
         Ok(summary)
     })

@@ -284,3 +284,12 @@ pub fn forget_totp(conn: &Connection, user_id: u64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
     Ok(())
 }
+
+/// Everyone holding a role, by id (to hold an import to the auditor rule).
+pub fn holders_of(conn: &Connection, role: &str) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT id FROM users WHERE deleted = 0 AND ',' || roles || ',' LIKE '%,' || ?1 || ',%' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([role], |r| r.get(0))?;
+    rows.collect()
+}
