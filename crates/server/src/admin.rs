@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::storage::Store;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::handler::Handler;
@@ -17,7 +18,6 @@ use axum::http::{header, request::Parts, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -184,8 +184,9 @@ async fn console_session(parts: &Parts, shared: &Arc<Shared>) -> Result<Caller, 
         .ok_or_else(ApiError::unauthenticated)?;
     let now = crate::storage::now_ms();
     if now - caller.last_seen_at_ms >= CONSOLE_TOUCH_EVERY_MS {
-        let touch = crate::writer::Command::TouchSession { session_id: caller.session_id, at: now };
-        if let Err(e) = shared.writer.enqueue(touch).await {
+        let session_id = caller.session_id;
+        let touch = Box::new(move |st: &dyn Store| st.touch_session(session_id, now).map(|()| 0));
+        if let Err(e) = shared.writes.enqueue(touch).await {
             tracing::debug!(error = %e, "console session use not recorded");
         }
     }
@@ -230,23 +231,23 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 async fn write<T, F>(shared: &Arc<Shared>, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
 {
     let key = shared.audit_key.clone();
     shared
         .db
         .read(move |conn| {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.begin_immediate()?;
             match f(conn) {
                 Ok(v) => {
-                    conn.execute_batch("COMMIT")?;
+                    conn.commit()?;
                     if let Err(e) = key.write_head(conn) {
                         tracing::error!(error = %e, "cannot write the audit head file");
                     }
                     Ok(Ok(v))
                 }
                 Err(e) => {
-                    conn.execute_batch("ROLLBACK")?;
+                    conn.rollback()?;
                     Ok(Err(e))
                 }
             }
@@ -270,7 +271,7 @@ struct AuditLog {
 impl AuditLog {
     fn record(
         &self,
-        conn: &Connection,
+        conn: &dyn Store,
         action: &str,
         target: impl Into<String>,
         detail: serde_json::Value,
@@ -285,7 +286,7 @@ impl AuditLog {
 async fn audited<T, F>(shared: &Arc<Shared>, caller: &Caller, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection, &AuditLog) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Store, &AuditLog) -> Result<T, ApiError> + Send + 'static,
 {
     let log = AuditLog { key: shared.audit_key.clone(), actor: caller.actor() };
     write(shared, move |conn| f(conn, &log)).await
@@ -467,7 +468,7 @@ fn me_json(shared: &Shared, c: &Caller, display_name: &str) -> serde_json::Value
 
 async fn logout(State(shared): State<Arc<Shared>>, LoginStep(caller): LoginStep) -> ApiResult<StatusCode> {
     let id = caller.session_id;
-    shared.db.read(move |conn| Ok(crate::accounts::end_session(conn, id)?)).await?;
+    shared.db.read(move |conn| crate::accounts::end_session(conn, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -547,7 +548,6 @@ async fn pass_second_factor(
     addr: std::net::IpAddr,
 ) -> ApiResult<()> {
     use crate::accounts::totp;
-    use crate::storage::sqlite::accounts as q;
     if code.as_ref().is_some_and(|c| c.len() > 64) || recovery.as_ref().is_some_and(|c| c.len() > 64) {
         return Err(ApiError::bad_request("a code has at most 64 characters"));
     }
@@ -557,7 +557,7 @@ async fn pass_second_factor(
     let attempt = shared.auth.throttle.reserve_code(&caller.account, Some(addr))?;
     let (user_id, session_id, account) = (caller.user_id, caller.session_id, caller.account.clone());
     let passed = audited(shared, caller, move |conn, log| {
-        let state = q::totp_state(conn, user_id).map_err(ServiceError::from)?;
+        let state = conn.totp_state(user_id)?;
         let Some(secret) = state.secret else {
             return Err(ApiError::bad_request("no authenticator app is set up for this account"));
         };
@@ -565,20 +565,18 @@ async fn pass_second_factor(
         let ok = match (code, recovery) {
             (Some(code), _) => {
                 match totp::matching_step(&secret, &account, &code, totp::now_secs(), state.last_step) {
-                    Some(step) => q::use_totp_step(conn, user_id, step).map_err(ServiceError::from)?,
+                    Some(step) => conn.use_totp_step(user_id, step)?,
                     None => false,
                 }
             }
-            (None, Some(r)) => {
-                q::use_recovery_code(conn, user_id, &totp::recovery_hash(&r)).map_err(ServiceError::from)?
-            }
+            (None, Some(r)) => conn.use_recovery_code(user_id, &totp::recovery_hash(&r))?,
             (None, None) => false,
         };
         if !ok {
             return Ok(false);
         }
-        q::mark_second_factor(conn, session_id).map_err(ServiceError::from)?;
-        let left = q::recovery_codes_left(conn, user_id).map_err(ServiceError::from)?;
+        conn.mark_second_factor(session_id)?;
+        let left = conn.recovery_codes_left(user_id)?;
         log.record(
             conn,
             "console.second_factor",
@@ -623,10 +621,7 @@ async fn start_totp(
     let secret = crate::accounts::totp::new_secret();
     let enrolment = crate::accounts::totp::enrolment(&secret, &caller.account)?;
     let id = caller.user_id;
-    shared
-        .db
-        .read(move |conn| Ok(crate::storage::sqlite::accounts::set_totp_pending(conn, id, &secret)?))
-        .await?;
+    shared.db.read(move |conn| conn.set_totp_pending(id, &secret)).await?;
     Ok(Json(enrolment))
 }
 
@@ -640,7 +635,6 @@ async fn confirm_totp(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     use crate::accounts::totp;
-    use crate::storage::sqlite::accounts as q;
     check_login_step(&shared, &caller)?;
     let body: CodeBody = parse(&body)?;
     let code = body.code.ok_or_else(|| ApiError::bad_request("send a code of the new authenticator app"))?;
@@ -649,17 +643,17 @@ async fn confirm_totp(
     let codes = totp::new_recovery_codes();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| totp::recovery_hash(c)).collect();
     let confirmed = audited(&shared, &caller, move |conn, log| {
-        let state = q::totp_state(conn, user_id).map_err(ServiceError::from)?;
+        let state = conn.totp_state(user_id)?;
         let Some(pending) = state.pending else {
             return Err(ApiError::bad_request("start setting up an authenticator app first"));
         };
         let Some(step) = totp::matching_step(&pending, &account, &code, totp::now_secs(), 0) else {
             return Ok(false);
         };
-        if !q::confirm_totp(conn, user_id, &pending, step, &hashes).map_err(ServiceError::from)? {
+        if !conn.confirm_totp(user_id, &pending, step, &hashes)? {
             return Ok(false);
         }
-        q::mark_second_factor(conn, session_id).map_err(ServiceError::from)?;
+        conn.mark_second_factor(session_id)?;
         log.record(conn, "totp.enrol", account, json!({ "recovery_codes": hashes.len() }))?;
         Ok(true)
     })
@@ -682,7 +676,7 @@ async fn list_departments(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Admin)?;
-    let list = shared.db.read(directory::departments).await?;
+    let list = shared.db.read(|conn| directory::departments(conn)).await?;
     Ok(Json(json!({ "departments": list })))
 }
 
@@ -973,8 +967,7 @@ async fn reset_password(
                 "an auditor's password is reset on the server host (`hutong-server user passwd`), not by an administrator",
             ));
         }
-        crate::storage::sqlite::accounts::set_password_hash(conn, id, &hash, true)
-            .map_err(ServiceError::from)?;
+        crate::storage::AccountsStore::set_password_hash(conn, id, &hash, Some(true))?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
         log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
@@ -1004,7 +997,7 @@ async fn list_sessions(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Admin)?;
-    let mut sessions = shared.db.read(crate::accounts::sessions).await?;
+    let mut sessions = shared.db.read(|conn| crate::accounts::sessions(conn)).await?;
     let live = shared.hub.live_sessions();
     for s in &mut sessions {
         s.online = live.contains(&s.id);
@@ -1035,11 +1028,11 @@ async fn import_people(
     };
     let bytes = body.len();
     let summary = audited(&shared, &caller, move |conn, log| {
-        let auditors = crate::storage::sqlite::accounts::holders_of(conn, AUDITOR).map_err(ServiceError::from)?;
+        let auditors = conn.holders_of(AUDITOR)?;
         let summary = import::import(conn, &body, initial.as_deref())?;
         // Nobody becomes or stops being an auditor by a file: that waits for
         // an auditor's confirmation (the whole import is rolled back).
-        if crate::storage::sqlite::accounts::holders_of(conn, AUDITOR).map_err(ServiceError::from)? != auditors {
+        if conn.holders_of(AUDITOR)? != auditors {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN",
@@ -1132,7 +1125,7 @@ async fn download_file(
     };
     let logged_name = name.clone();
     let manifest = audited(&shared, &caller, move |conn, log| {
-        let archived = crate::storage::sqlite::files::is_referenced(conn, &id).map_err(ServiceError::from)?;
+        let archived = crate::storage::FilesStore::file_is_referenced(conn, &id)?;
         let manifest = if archived { crate::files::load_committed(conn, &id)? } else { None };
         let manifest = manifest.ok_or(ServiceError::NotFound("archived file"))?;
         log.record(
@@ -1264,7 +1257,7 @@ async fn get_retention(
     caller: Caller,
 ) -> ApiResult<Json<audit::Retention>> {
     caller.require(Need::Admin)?;
-    Ok(Json(shared.db.read(audit::retention).await?))
+    Ok(Json(shared.db.read(|conn| audit::retention(conn)).await?))
 }
 
 async fn set_retention(
@@ -1306,15 +1299,12 @@ async fn set_retention(
 }
 
 fn apply_retention_rules(
-    conn: &Connection,
+    conn: &dyn Store,
     log: &AuditLog,
     before: audit::Retention,
     rules: audit::Retention,
 ) -> ApiResult<()> {
-    crate::storage::sqlite::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
-        .map_err(ServiceError::from)?;
-    crate::storage::sqlite::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
-        .map_err(ServiceError::from)?;
+    audit::set_retention(conn, &rules)?;
     log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))
 }
 
@@ -1325,22 +1315,21 @@ const AUDITOR: &str = "auditor";
 /// Records a change that takes effect only when an auditor other than the
 /// requester confirms it (see ARCHITECTURE.md, "Who may do what").
 fn request_change(
-    conn: &Connection,
+    conn: &dyn Store,
     log: &AuditLog,
     requester: u64,
     kind: &str,
     target: &str,
     detail: serde_json::Value,
-) -> ApiResult<crate::storage::sqlite::accounts::PendingChange> {
-    use crate::storage::sqlite::accounts as q;
-    let id = q::add_pending_change(conn, kind, target, &detail, requester).map_err(ServiceError::from)?;
+) -> ApiResult<crate::storage::accounts::PendingChange> {
+    let id = conn.add_pending_change(kind, target, &detail, requester)?;
     log.record(
         conn,
         "change.request",
         format!("change:{id}"),
         json!({ "kind": kind, "target": target, "detail": detail }),
     )?;
-    Ok(q::pending_change(conn, id).map_err(ServiceError::from)?.ok_or(ServiceError::NotFound("change"))?)
+    Ok(conn.pending_change(id)?.ok_or(ServiceError::NotFound("change"))?)
 }
 
 async fn list_pending_changes(
@@ -1348,7 +1337,7 @@ async fn list_pending_changes(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::AdminOrAuditor)?;
-    let changes = shared.db.read(|conn| Ok(crate::storage::sqlite::accounts::pending_changes(conn)?)).await?;
+    let changes = shared.db.read(|conn| conn.pending_changes()).await?;
     Ok(Json(json!({ "changes": changes })))
 }
 
@@ -1357,13 +1346,10 @@ async fn confirm_pending_change(
     caller: Caller,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    use crate::storage::sqlite::accounts as q;
     caller.require(Need::Auditor)?;
     let me = caller.user_id;
     let (change, affects_retention, affects_directory) = audited(&shared, &caller, move |conn, log| {
-        let change = q::pending_change(conn, id)
-            .map_err(ServiceError::from)?
-            .ok_or(ServiceError::NotFound("change"))?;
+        let change = conn.pending_change(id)?.ok_or(ServiceError::NotFound("change"))?;
         if change.requested_by == me {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -1371,7 +1357,7 @@ async fn confirm_pending_change(
                 "another auditor confirms a change you asked for",
             ));
         }
-        if !q::decide_pending_change(conn, id, "confirmed", me).map_err(ServiceError::from)? {
+        if !conn.decide_pending_change(id, "confirmed", me)? {
             return Err(ServiceError::Conflict("this change was decided already".into()).into());
         }
         log.record(
@@ -1431,17 +1417,14 @@ async fn reject_pending_change(
     caller: Caller,
     Path(id): Path<u64>,
 ) -> ApiResult<StatusCode> {
-    use crate::storage::sqlite::accounts as q;
     caller.require(Need::AdminOrAuditor)?;
     let (me, auditor) = (caller.user_id, caller.has_role(AUDITOR));
     audited(&shared, &caller, move |conn, log| {
-        let change = q::pending_change(conn, id)
-            .map_err(ServiceError::from)?
-            .ok_or(ServiceError::NotFound("change"))?;
+        let change = conn.pending_change(id)?.ok_or(ServiceError::NotFound("change"))?;
         if !auditor && change.requested_by != me {
             return Err(ApiError::forbidden());
         }
-        if !q::decide_pending_change(conn, id, "rejected", me).map_err(ServiceError::from)? {
+        if !conn.decide_pending_change(id, "rejected", me)? {
             return Err(ServiceError::Conflict("this change was decided already".into()).into());
         }
         log.record(conn, "change.reject", format!("change:{id}"), json!({ "kind": change.kind }))

@@ -85,9 +85,3 @@ impl ServiceError {
         }
     }
 }
-
-impl From<rusqlite::Error> for ServiceError {
-    fn from(e: rusqlite::Error) -> Self {
-        ServiceError::Internal(format!("database: {e}"))
-    }
-}

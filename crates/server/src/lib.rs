@@ -51,6 +51,8 @@ pub struct Shared {
     pub config: Config,
     pub db: storage::Db,
     pub writer: writer::Writer,
+    /// The same writer, as the domains below messaging see it.
+    writes: Arc<dyn storage::WriteQueue>,
     hub: Arc<hub::Hub>,
     /// Delivered/read reports waiting to be written together.
     receipts: receipts::Receipts,
@@ -113,10 +115,9 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     storage::migrate(&config.database_path())?;
     let identity = tls::load_or_create(&config.data_dir)?;
-    let conn = storage::open_connection(&config.database_path())?;
-    let users: u64 = conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    let conn = storage::open(&config.database_path())?;
     let mut generated = None;
-    if users == 0 {
+    if !conn.has_users()? {
         let password = match admin_password {
             Some(p) => p,
             None => {
@@ -125,11 +126,11 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
                 p
             }
         };
-        let id = accounts::add_user(&conn, "admin", "Administrator", &password, true)?;
+        let id = accounts::add_user(&*conn, "admin", "Administrator", &password, true)?;
         if generated.is_some() {
             // The generated password was printed to a console or a log: it
             // opens one login, which must choose a new password.
-            storage::sqlite::accounts::require_password_change(&conn, id)?;
+            conn.require_password_change(id)?;
         }
     }
     Ok(Prepared { fingerprint: identity.fingerprint, admin_password: generated })
@@ -167,7 +168,8 @@ pub async fn run(
     let hub = Arc::new(hub::Hub::default());
     // Outside the task tracker: it ends after the writer, which outlives it.
     let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
-    let auth = accounts::Authenticator::new(&config, writer.clone());
+    let writes: Arc<dyn storage::WriteQueue> = Arc::new(writer.clone());
+    let auth = accounts::Authenticator::new(&config, writes.clone());
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
     let blobs = Arc::new(files::BlobStore::open(config.blob_dir())?);
@@ -178,6 +180,7 @@ pub async fn run(
         config,
         db,
         writer,
+        writes,
         hub,
         receipts: receipts::Receipts::default(),
         auth,
@@ -306,7 +309,7 @@ async fn log_stats(stats: Arc<outbound::ServerStats>, shutdown: CancellationToke
 /// Turns revocations recorded by administrators (possibly from another
 /// process, such as `hutong-server user disable`) into closed sessions.
 async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut last = match shared.db.read(|c| Ok(accounts::last_revocation(c)?)).await {
+    let mut last = match shared.db.read(|c| accounts::last_revocation(c)).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations");
@@ -320,7 +323,7 @@ async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let after = last;
-        match shared.db.read(move |c| Ok(accounts::revocations_after(c, after)?)).await {
+        match shared.db.read(move |c| accounts::revocations_after(c, after)).await {
             Ok(list) => {
                 for r in list {
                     last = r.id;
@@ -349,8 +352,9 @@ async fn touch_live_sessions(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
         let now = storage::now_ms();
         for session_id in shared.hub.live_sessions() {
-            let touch = writer::Command::TouchSession { session_id, at: now };
-            if shared.writer.enqueue(touch).await.is_err() {
+            let touch =
+                Box::new(move |st: &dyn storage::Store| st.touch_session(session_id, now).map(|()| 0));
+            if shared.writes.enqueue(touch).await.is_err() {
                 return;
             }
         }

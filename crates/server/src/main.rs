@@ -141,9 +141,9 @@ fn real_main() -> anyhow::Result<()> {
             if !db.exists() {
                 anyhow::bail!("no database at {}", db.display());
             }
-            let conn = storage::open_connection(&db)?;
+            let conn = storage::open(&db)?;
             let key = hutong_server::audit::AuditKey::load_or_create(&config.data_dir)?;
-            let (entries, problems) = hutong_server::audit::verify(&conn, &key)?;
+            let (entries, problems) = hutong_server::audit::verify(&*conn, &key)?;
             if problems.is_empty() {
                 println!("audit log intact: {entries} entries verified");
                 Ok(())
@@ -213,9 +213,9 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         );
     }
     storage::migrate(&db)?;
-    let conn = storage::open_connection(&db)?;
+    let conn = storage::open(&db)?;
     if let UserCommand::List { json } = cmd {
-        return list_users(&conn, json);
+        return list_users(&*conn, json);
     }
     // Changes are recorded in the audit log like the console's, in the same
     // transaction; the actor is the host's operator.
@@ -228,17 +228,16 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Add { .. } | UserCommand::Passwd { .. } => Some(read_new_password()?),
         _ => None,
     };
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| -> anyhow::Result<String> {
+    let message = storage::in_transaction(&*conn, |st| -> anyhow::Result<String> {
         let record = |action: &str, account: &str, detail: serde_json::Value| {
-            hutong_server::audit::record(&conn, &key, &actor, action, &format!("person:{account}"), detail)
+            hutong_server::audit::record(st, &key, &actor, action, &format!("person:{account}"), detail)
         };
         Ok(match cmd {
             UserCommand::Add { account, name, admin, auditor } => {
                 let password = password.unwrap_or_default();
-                let id = accounts::add_user(&conn, &account, &name, &password, admin)?;
+                let id = accounts::add_user(st, &account, &name, &password, admin)?;
                 if auditor {
-                    accounts::add_role(&conn, id, "auditor")?;
+                    accounts::add_role(st, id, "auditor")?;
                 }
                 record(
                     "person.create",
@@ -248,44 +247,35 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
                 format!("created {account} (id {id})")
             }
             UserCommand::Disable { account } => {
-                accounts::set_disabled(&conn, &account, true)?;
+                accounts::set_disabled(st, &account, true)?;
                 record("person.disable", &account, serde_json::json!({}))?;
                 format!("disabled {account}; its sessions are closed")
             }
             UserCommand::Enable { account } => {
-                accounts::set_disabled(&conn, &account, false)?;
+                accounts::set_disabled(st, &account, false)?;
                 record("person.enable", &account, serde_json::json!({}))?;
                 format!("enabled {account}")
             }
             UserCommand::Passwd { account } => {
-                accounts::set_password(&conn, &account, &password.unwrap_or_default())?;
+                accounts::set_password(st, &account, &password.unwrap_or_default())?;
                 record("person.set_password", &account, serde_json::json!({}))?;
                 format!("password of {account} changed; its sessions are closed")
             }
             UserCommand::TotpReset { account } => {
-                accounts::reset_totp(&conn, &account)?;
+                accounts::reset_totp(st, &account)?;
                 record("totp.reset", &account, serde_json::json!({}))?;
                 format!("{account} sets up an authenticator app again at the next console login")
             }
             UserCommand::List { .. } => unreachable!("handled above"),
         })
-    })();
-    match result {
-        Ok(message) => {
-            conn.execute_batch("COMMIT")?;
-            key.write_head(&conn)?;
-            println!("{message}");
-            Ok(())
-        }
-        Err(e) => {
-            conn.execute_batch("ROLLBACK")?;
-            Err(e)
-        }
-    }
+    })?;
+    key.write_head(&*conn)?;
+    println!("{message}");
+    Ok(())
 }
 
-fn list_users(conn: &rusqlite::Connection, json: bool) -> anyhow::Result<()> {
-    let users = accounts::list_users(conn)?;
+fn list_users(store: &dyn storage::Store, json: bool) -> anyhow::Result<()> {
+    let users = accounts::list_users(store)?;
     if json {
         for u in users {
             println!("{}", serde_json::to_string(&u)?);

@@ -16,7 +16,7 @@ use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
 
 use crate::error::ServiceError;
 use crate::live::outbound::{Lane, Outbound};
-use crate::storage;
+
 use crate::writer::{Command, Committed, CursorReport};
 use crate::Shared;
 
@@ -36,6 +36,18 @@ pub struct Session {
     pub bulk: bool,
     /// Files this connection has been allowed to read, with their manifests.
     pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
+}
+
+impl Session {
+    /// What the file requests need of this session.
+    fn files(&self) -> crate::files::Session {
+        crate::files::Session {
+            shared: self.shared.clone(),
+            user_id: self.user_id,
+            bulk: self.bulk,
+            readable: self.readable.clone(),
+        }
+    }
 }
 
 /// The answer to one request: `None` when nothing is sent back.
@@ -68,7 +80,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             // this connection's sends still enter the writer in order.
             let folder = match &msg.attachment {
                 Some(a) if a.kind == v1::AttachmentKind::AttachmentFolder as i32 => {
-                    match crate::files::folder_contents(s, a).await {
+                    match crate::files::folder_contents(&s.files(), a).await {
                         Ok(contents) => Some(contents),
                         Err(e) => return Step::Ready(Err(e)),
                     }
@@ -168,9 +180,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
-        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
-        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
-        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::PutChunk(_) | Payload::GetChunk(_) => {
             Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
         }
@@ -186,11 +198,11 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
 /// A bulk connection carries file requests (and pings) only.
 fn route_bulk(s: &Session, payload: Payload) -> Step {
     match payload {
-        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.clone(), r).boxed()),
-        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.clone(), r).boxed()),
-        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
-        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
-        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.files(), r).boxed()),
+        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.files(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::Ping(p) => {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }
@@ -259,7 +271,7 @@ async fn after_recall(_s: Session, c: Committed) -> Reply {
 /// the conversation.
 async fn after_change(s: Session, c: Committed) -> Reply {
     let (user, id) = (s.user_id, c.conversation_id);
-    let state = s.shared.db.read(move |conn| storage::conversation_state(conn, id, user)).await?;
+    let state = s.shared.db.read(move |conn| super::reads::conversation_state(conn, id, user)).await?;
     Ok(Some((Lane::Live, Payload::Conversation(state))))
 }
 
@@ -269,14 +281,15 @@ async fn sync(s: Session, r: v1::SyncRequest) -> Reply {
     let resp = s
         .shared
         .db
-        .read(move |conn| storage::sync(conn, user, r.since_version, r.since_conversation_id, limit))
+        .read(move |conn| super::reads::sync(conn, user, r.since_version, r.since_conversation_id, limit))
         .await?;
     Ok(Some((Lane::Bulk, Payload::SyncResponse(resp))))
 }
 
 async fn fetch_messages(s: Session, r: v1::FetchMessages) -> Reply {
     let user = s.user_id;
-    let batch = s.shared.db.read(move |conn| storage::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
+    let batch =
+        s.shared.db.read(move |conn| super::reads::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
     Ok(Some((Lane::Bulk, Payload::MessageBatch(batch))))
 }
 
@@ -284,7 +297,7 @@ async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
     if r.accounts.len() + r.user_ids.len() > 1000 {
         return Err(ServiceError::TooLarge("look up at most 1000 users at once".into()));
     }
-    let list = s.shared.db.read(move |conn| storage::lookup_users(conn, &r)).await?;
+    let list = s.shared.db.read(move |conn| super::reads::lookup_users(conn, &r)).await?;
     Ok(Some((Lane::Live, Payload::UserList(list))))
 }
 
@@ -313,14 +326,11 @@ async fn typing(s: Session, r: v1::Typing) -> Reply {
         .shared
         .db
         .read(move |conn| {
-            let m = storage::membership(conn, id, user)?;
+            let m = conn.membership(id, user)?;
             if !m.is_some_and(|m| m.active) {
                 return Err(ServiceError::NotMember);
             }
-            let mut stmt =
-                conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 AND active = 1")?;
-            let rows = stmt.query_map([id], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<u64>, _>>()?)
+            conn.active_members(id)
         })
         .await?;
     let others: Vec<u64> = members.into_iter().filter(|m| *m != user).collect();
