@@ -62,13 +62,37 @@ pub struct Config {
     pub typing_interval_ms: u64,
     /// Requests one connection may have in flight at once. Default 512.
     pub max_in_flight: usize,
-    /// Failed logins per account within `login_window_secs` before the account
-    /// is locked for the rest of the window. Default 5.
+    /// Failed password logins for one account from one client address (an
+    /// IPv6 address counts by its /64) within `login_window_secs` before that
+    /// account is refused from that address for the rest of the window. This
+    /// is the limit a person who mistypes meets; colleagues behind the same
+    /// NAT are not affected. Default 5.
+    pub login_failures_per_account_and_address: u32,
+    /// Failed password logins for one account from all addresses within the
+    /// window before password logins of that account are refused from
+    /// everywhere (guessing spread over many addresses). Token logins of
+    /// devices already signed in are never refused by it. Default 20.
     pub login_failures_per_account: u32,
-    /// Failed logins per client address within the window. Default 30.
+    /// Failed logins from one client address over all accounts within the
+    /// window (one address trying many accounts). High enough that an office
+    /// behind one NAT never meets it by mistyping. Default 100.
     pub login_failures_per_address: u32,
     /// Length of the failed-login window in seconds. Default 300.
     pub login_window_secs: u64,
+    /// A desktop or CLI session token unused for this many seconds expires
+    /// (each use, and every hour while connected, restarts the count); the
+    /// device then signs in with the password again. Default 2592000 (30 days).
+    pub session_lifetime_secs: u64,
+    /// A console session unused for this many seconds expires (each request
+    /// restarts the count). Default 1800 (30 minutes).
+    pub console_session_lifetime_secs: u64,
+    /// Whether administrators and auditors must use a TOTP second factor on
+    /// the console and the administration API (enrolling at their next
+    /// login). People who enrolled are always asked for a code. Default false.
+    pub totp_required: bool,
+    /// Retention shorter than this many days (other than 0, "forever") takes
+    /// effect only after an auditor confirms it. Default 180.
+    pub retention_floor_days: u32,
     /// Password checks run at once (each takes 19 MiB and tens of ms). Default 2.
     pub max_concurrent_hashing: usize,
     /// Largest file a person may upload, in bytes. Default 4 GiB
@@ -108,9 +132,14 @@ impl Default for Config {
             shutdown_grace_ms: 10_000,
             typing_interval_ms: 1_000,
             max_in_flight: 512,
-            login_failures_per_account: 5,
-            login_failures_per_address: 30,
+            login_failures_per_account_and_address: 5,
+            login_failures_per_account: 20,
+            login_failures_per_address: 100,
             login_window_secs: 300,
+            session_lifetime_secs: 30 * 86_400,
+            console_session_lifetime_secs: 1_800,
+            totp_required: false,
+            retention_floor_days: 180,
             max_concurrent_hashing: 2,
             files_max_size: 4 << 30,
             files_quota_bytes: 20 << 30,
@@ -163,6 +192,16 @@ impl Config {
         }
         if self.write_timeout_ms < 100 {
             anyhow::bail!("write_timeout_ms must be at least 100");
+        }
+        if self.session_lifetime_secs < 60 || self.console_session_lifetime_secs < 60 {
+            anyhow::bail!("session_lifetime_secs and console_session_lifetime_secs must be at least 60");
+        }
+        if self.login_failures_per_account_and_address == 0
+            || self.login_failures_per_account == 0
+            || self.login_failures_per_address == 0
+            || self.login_window_secs == 0
+        {
+            anyhow::bail!("the login_failures_* limits and login_window_secs must be positive");
         }
         if self.max_concurrent_hashing == 0 {
             anyhow::bail!("max_concurrent_hashing must be positive");

@@ -36,6 +36,8 @@ pub enum ServiceError {
     PasswordChangeRequired,
     #[error("the session was revoked; log in again")]
     SessionRevoked,
+    #[error("the session expired; log in again")]
+    SessionExpired,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -57,6 +59,7 @@ impl ServiceError {
             ServiceError::AccountDisabled => ErrorCode::AccountDisabled,
             ServiceError::RateLimited(_) | ServiceError::Busy(_) => ErrorCode::RateLimited,
             ServiceError::SessionRevoked => ErrorCode::SessionRevoked,
+            ServiceError::SessionExpired => ErrorCode::SessionExpired,
             ServiceError::PasswordChangeRequired => ErrorCode::PasswordChangeRequired,
             ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
             ServiceError::Internal(_) => ErrorCode::Internal,

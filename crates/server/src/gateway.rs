@@ -556,7 +556,7 @@ pub async fn serve<S, K>(
                             deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
                         }
                         Payload::ChangePassword(c) => {
-                            let result = Box::pin(shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None)).await;
+                            let result = Box::pin(shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None, peer.map(|p| p.ip()))).await;
                             deliver(&outbound, id, result.map(|()| Some((Lane::Control, Payload::Done(v1::Done {})))))
                         }
                         _ => {
