@@ -108,8 +108,19 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall)
                 .await
         }
-        Payload::OpenDirect(r) => write(s, Command::OpenDirect { user, peer: r.user_id }, after_change).await,
+        Payload::OpenDirect(r) => {
+            if let Err(e) = check_knowable(s, vec![r.user_id]).await {
+                return Step::Ready(Err(e));
+            }
+            write(s, Command::OpenDirect { user, peer: r.user_id }, after_change).await
+        }
         Payload::CreateGroup(r) => {
+            if r.member_ids.len() > crate::writer::MAX_GROUP_MEMBERS {
+                return Step::Ready(Err(ServiceError::TooLarge("too many members in one request".into())));
+            }
+            if let Err(e) = check_knowable(s, r.member_ids.clone()).await {
+                return Step::Ready(Err(e));
+            }
             write(s, Command::CreateGroup { owner: user, name: r.name, members: r.member_ids }, after_change)
                 .await
         }
@@ -124,6 +135,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::AddMembers(r) => {
             if r.user_ids.len() > crate::writer::MAX_GROUP_MEMBERS {
                 return Step::Ready(Err(ServiceError::TooLarge("too many members in one request".into())));
+            }
+            if let Err(e) = check_knowable(s, r.user_ids.clone()).await {
+                return Step::Ready(Err(e));
             }
             let cmd = Command::AddMembers { user, conversation_id: r.conversation_id, user_ids: r.user_ids };
             write(s, cmd, after_change).await
@@ -170,6 +184,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
         Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
         Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
+        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.clone(), r).boxed()),
         Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
         Payload::PutChunk(_) | Payload::GetChunk(_) => {
             Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
@@ -190,6 +205,7 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
         Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.clone(), r).boxed()),
         Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
         Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
+        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.clone(), r).boxed()),
         Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
         Payload::Ping(p) => {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
@@ -197,6 +213,25 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
         _ => {
             Step::Ready(Err(ServiceError::BadRequest("a bulk connection carries file requests only".into())))
         }
+    }
+}
+
+/// Refuses people the caller may not know of (hidden from them, deleted)
+/// with the writer's own answer for an id that does not exist, so opening a
+/// chat or adding someone to a group tells nothing a lookup would not.
+async fn check_knowable(s: &Session, mut ids: Vec<u64>) -> Result<(), ServiceError> {
+    let viewer = s.user_id;
+    ids.sort_unstable();
+    ids.dedup();
+    let known = s
+        .shared
+        .db
+        .read(move |conn| Ok(crate::directory::knowable(conn, viewer, &ids)?.len() == ids.len()))
+        .await?;
+    if known {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("user"))
     }
 }
 
@@ -284,7 +319,20 @@ async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
     if r.accounts.len() + r.user_ids.len() > 1000 {
         return Err(ServiceError::TooLarge("look up at most 1000 users at once".into()));
     }
-    let list = s.shared.db.read(move |conn| storage::lookup_users(conn, &r)).await?;
+    let viewer = s.user_id;
+    let list = s
+        .shared
+        .db
+        .read(move |conn| {
+            let mut list = storage::lookup_users(conn, &r)?;
+            // People the caller may not see are left out exactly like ids
+            // that do not exist: a lookup is no way around hidden departments.
+            let ids: Vec<u64> = list.users.iter().map(|u| u.id).collect();
+            let known = crate::directory::knowable(conn, viewer, &ids)?;
+            list.users.retain(|u| known.contains(&u.id));
+            Ok(list)
+        })
+        .await?;
     Ok(Some((Lane::Live, Payload::UserList(list))))
 }
 
@@ -341,11 +389,18 @@ async fn subscribe_presence(s: Session, r: v1::SubscribePresence) -> Reply {
     }
     let mut seen = std::collections::HashSet::with_capacity(r.user_ids.len());
     let users: Vec<u64> = r.user_ids.into_iter().filter(|u| seen.insert(*u)).collect();
-    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), users.clone());
+    // People the caller may not know of are answered as ids that do not
+    // exist: OFFLINE once, never followed by a change.
+    let (viewer, asked) = (s.user_id, users.clone());
+    let known = s.shared.db.read(move |conn| crate::directory::knowable(conn, viewer, &asked)).await?;
+    let masked: std::collections::HashSet<u64> =
+        users.iter().filter(|u| !known.contains(u)).copied().collect();
+    let watched: Vec<u64> = users.iter().filter(|u| known.contains(u)).copied().collect();
+    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), watched);
     let mut done = 0;
     while done < users.len() {
         let room = s.outbound.room();
-        let n = s.shared.hub.presence_page(s.conn_id, &s.outbound, &users[done..]);
+        let n = s.shared.hub.presence_page(s.conn_id, &s.outbound, &users[done..], &masked);
         done += n;
         if done < users.len() {
             if s.outbound.is_closed() {

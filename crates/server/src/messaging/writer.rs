@@ -147,8 +147,11 @@ pub enum Command {
         files: Vec<hutong_protocol::files::CheckedManifest>,
         quota: u64,
     },
+    /// Makes `user` an owner of files they showed whole (see `files::commit_files`).
     CommitFiles {
+        user: u64,
         ids: Vec<hutong_protocol::files::Hash>,
+        quota: u64,
     },
     /// Forgets files nobody refers to, uploaded before `cutoff_ms`.
     CollectFiles {
@@ -633,8 +636,8 @@ fn apply(
             let value = crate::files::prepare_files(conn, *user, files, *quota)?;
             Ok(Committed { value, ..Default::default() })
         }
-        Command::CommitFiles { ids } => {
-            crate::files::commit_files(conn, ids)?;
+        Command::CommitFiles { user, ids, quota } => {
+            crate::files::commit_files(conn, *user, ids, *quota)?;
             Ok(Committed::default())
         }
         Command::CollectFiles { cutoff_ms } => {

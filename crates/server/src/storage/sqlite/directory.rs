@@ -96,3 +96,12 @@ pub fn account_names(conn: &Connection) -> rusqlite::Result<HashMap<u64, String>
     }
     Ok(accounts)
 }
+
+/// Whether `a` and `b` are (or were) members of a common conversation.
+pub fn share_a_conversation(conn: &Connection, a: u64, b: u64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM members x JOIN members y ON y.conversation_id = x.conversation_id AND y.user_id = ?2
+         WHERE x.user_id = ?1 LIMIT 1",
+    )?
+    .exists(params![a, b])
+}
