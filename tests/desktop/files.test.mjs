@@ -408,6 +408,14 @@ test('Ctrl+V of an image in the composer sends it; text pastes stay text', { tim
     const source = pixels(readFileSync(shot));
     assert.deepEqual([saved.width, saved.height], [320, 200]);
     assert.ok(saved.rgba.equals(source.rgba), 'the pasted pixels arrived unchanged');
+    // And the PNG the app sent is the one that arrived, byte for byte (it
+    // waits in the app's tmp/ while its upload may still need it).
+    const sent = readFileSync(join(home, 'tmp', pasted.name));
+    assert.equal(
+      createHash('sha256').update(readFileSync(out.path)).digest('hex'),
+      createHash('sha256').update(sent).digest('hex'),
+      'the PNG bytes the app sent are the bytes that arrived',
+    );
   } finally {
     await stopProcess(owner);
   }

@@ -67,6 +67,35 @@ async fn a_read_on_one_device_reaches_the_other_after_it_was_offline() {
     server.stop().await;
 }
 
+/// "Was it acknowledged?" is answered by the cache, so a caller that
+/// missed the event (it listened too late, or its channel lagged) still
+/// learns the seq, and an id it never sent is not taken for one: what the CLI's `send` and the desktop's send command ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_acknowledgement_event_was_missed_is_reported_sent() {
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["alice", "bob"]);
+    let dir = tempfile::tempdir().unwrap();
+    let alice = online_client(dir.path(), server.addr(), "alice", "d1").await;
+    let conv = alice.open_direct(ids[1]).await.unwrap().id;
+    // Nobody listens to alice's events while the send is acknowledged.
+    let id = alice.send_text(conv, "acknowledged unseen", SendOptions::default()).unwrap();
+    until(&alice, T, "alice's send is acknowledged", || alice.outbox(None).unwrap().is_empty()).await;
+    let stored: u64 = server
+        .db()
+        .query_row("SELECT seq FROM messages WHERE client_msg_id = ?1", [&id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        alice.send_outcome(&id).unwrap(),
+        hutong_client::SendOutcome::Sent { conversation_id: conv, seq: stored }
+    );
+
+    assert_eq!(
+        alice.send_outcome("0190aaaa-0000-7000-8000-00000000dead").unwrap(),
+        hutong_client::SendOutcome::Waiting
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn periodic_sync_heals_a_push_that_never_arrived() {
     let server = TestServer::start().await;

@@ -54,10 +54,16 @@ async fn pushes_until_flushed(conn: &mut RawConn, id: u64) -> Vec<Payload> {
     }
 }
 
+/// The commit happens only after the server has seen the sender's
+/// connection end: the test holds the database's write lock while the
+/// sender sends and vanishes, and lets the writer in only once the
+/// server's own session list no longer shows that connection. Whatever
+/// ran on the sender's connection is gone by then; the push must not be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_reaches_online_receivers_when_its_sender_vanishes_at_once() {
     let server = TestServer::start().await;
     let ids = server.add_users(&["sender", "receiver"]);
+    let admin = admin_token(&server).await;
     let dir = tempfile::tempdir().unwrap();
     let receiver = online_client(dir.path(), server.addr(), "receiver", "d").await;
     let mut events = receiver.events();
@@ -67,10 +73,20 @@ async fn a_message_reaches_online_receivers_when_its_sender_vanishes_at_once() {
         Payload::Conversation(c) => c.id,
         other => panic!("open direct failed: {other:?}"),
     };
-    // Write the send and close the socket at once: the connection ends
-    // before its request's commit (and what ran after it) could finish.
+    // Readers go on under a write lock (WAL); the writer's IMMEDIATE
+    // transaction waits for it (busy timeout 10 s).
+    let lock = server.db();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     conn.send(Envelope::new(4, send(conv, "0190aaaa-0000-7000-8000-000000000001", "gone at once"))).await;
     drop(conn);
+    poll_until_async(
+        T,
+        "the sender's connection to end on the server",
+        || online_devices(&server, &admin, "sender"),
+        |devices| devices.is_empty(),
+    )
+    .await;
+    lock.execute_batch("ROLLBACK").unwrap();
 
     let got = next_event(&mut events, T, |e| match e {
         Event::Message(m) if m.conversation_id == conv && m.kind == "text" => Some(m.text.clone()),
