@@ -74,15 +74,28 @@ impl Hub {
         }
     }
 
-    pub fn register(&self, user_id: u64, conn_id: u64, session_id: u64, outbound: Arc<Outbound>) {
+    /// A chat connection. Refused (false) when the person already has `max`
+    /// of them (0: no cap), so one account cannot take the server's
+    /// connections from everyone else.
+    pub fn register(
+        &self,
+        user_id: u64,
+        conn_id: u64,
+        session_id: u64,
+        outbound: Arc<Outbound>,
+        max: usize,
+    ) -> bool {
+        let mut registered = false;
         self.with_presence(user_id, |inner| {
-            inner.sessions.entry(user_id).or_default().push(Live {
-                conn_id,
-                session_id,
-                outbound,
-                status: PresenceStatus::Online,
-            })
+            let mine = inner.sessions.entry(user_id).or_default();
+            if max == 0 || mine.len() < max {
+                mine.push(Live { conn_id, session_id, outbound, status: PresenceStatus::Online });
+                registered = true;
+            } else if mine.is_empty() {
+                inner.sessions.remove(&user_id);
+            }
         });
+        registered
     }
 
     /// A bulk connection (file data): closed with its session, never pushed

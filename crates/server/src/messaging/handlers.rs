@@ -36,6 +36,8 @@ pub struct Session {
     pub bulk: bool,
     /// Files this connection has been allowed to read, with their manifests.
     pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
+    /// Set when a send was refused for its rate: later sends are refused too.
+    pub throttled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The answer to one request: `None` when nothing is sent back.
@@ -62,6 +64,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             // The writer's own checks of size and form, before queueing: an
             // oversize send never takes a place in the writer's queue.
             if let Err(e) = crate::writer::check_send(&msg) {
+                return Step::Ready(Err(e));
+            }
+            if let Err(e) = check_send_rights(s, &msg).await {
                 return Step::Ready(Err(e));
             }
             // A folder's manifest is read here, before the send is queued, so
@@ -105,6 +110,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             }
         }
         Payload::Recall(r) => {
+            if let Err(e) = take_send_token(s) {
+                return Step::Ready(Err(e));
+            }
             write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall)
                 .await
         }
@@ -214,6 +222,45 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
             Step::Ready(Err(ServiceError::BadRequest("a bulk connection carries file requests only".into())))
         }
     }
+}
+
+/// Takes one of the person's send tokens. Once a send of this connection
+/// was refused for its rate, every later one is refused too until the
+/// connection ends, so no later message is stored before the refused one
+/// (the client resends its outbox, in order, after the delay it was given).
+fn take_send_token(s: &Session) -> Result<(), ServiceError> {
+    use std::sync::atomic::Ordering;
+    let refused = |retry_after_ms| ServiceError::Throttled { what: "messages", retry_after_ms };
+    if s.throttled.load(Ordering::Acquire) {
+        return Err(refused(1000 / u64::from(s.shared.config.send_rate_per_sec.max(1)).max(1)));
+    }
+    s.shared.sends.take(s.user_id).map_err(|ms| {
+        s.throttled.store(true, Ordering::Release);
+        refused(ms)
+    })
+}
+
+/// What a send needs beyond its form: a token of the sender's rate, and for
+/// an URGENT message one of the roles `urgent_roles` names.
+async fn check_send_rights(s: &Session, msg: &v1::SendMessage) -> Result<(), ServiceError> {
+    take_send_token(s)?;
+    if msg.priority == v1::Priority::Urgent as i32 {
+        let (user, allowed) = (s.user_id, s.shared.config.urgent_roles.clone());
+        let may = s
+            .shared
+            .db
+            .read(move |conn| {
+                let roles = crate::directory::person(conn, user)?.roles;
+                Ok(roles.iter().any(|r| allowed.iter().any(|a| a.eq_ignore_ascii_case(r))))
+            })
+            .await?;
+        if !may {
+            return Err(ServiceError::Forbidden(
+                "only people with a role this server names in urgent_roles may send urgent messages".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses people the caller may not know of (hidden from them, deleted)
