@@ -67,7 +67,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
                 return Step::Ready(Err(e));
             }
             if let Err(e) = check_send_rights(s, &msg).await {
-                return Step::Ready(Err(e));
+                return refuse(e);
             }
             // A folder's manifest is read here, before the send is queued, so
             // this connection's sends still enter the writer in order.
@@ -111,7 +111,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         }
         Payload::Recall(r) => {
             if let Err(e) = take_send_token(s) {
-                return Step::Ready(Err(e));
+                return refuse(e);
             }
             write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall)
                 .await
@@ -224,6 +224,28 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
     }
 }
 
+/// How long a connection that was refused for its send rate waits for each
+/// later refusal (and is told to wait).
+const THROTTLED_HOLD_MS: u64 = 1000;
+
+/// Answers a refusal; one for the send rate only once its delay has passed.
+/// A connection has at most `max_in_flight` requests open, so a flooder
+/// whose refusals are held stops being read: what it costs the server is
+/// bounded by that many frames per delay, not by how fast it can write.
+fn refuse(e: ServiceError) -> Step {
+    match e {
+        ServiceError::Throttled { retry_after_ms, .. } => Step::Pending(
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(retry_after_ms.min(THROTTLED_HOLD_MS)))
+                    .await;
+                Err(e)
+            }
+            .boxed(),
+        ),
+        e => Step::Ready(Err(e)),
+    }
+}
+
 /// Takes one of the person's send tokens. Once a send of this connection
 /// was refused for its rate, every later one is refused too until the
 /// connection ends, so no later message is stored before the refused one
@@ -232,7 +254,7 @@ fn take_send_token(s: &Session) -> Result<(), ServiceError> {
     use std::sync::atomic::Ordering;
     let refused = |retry_after_ms| ServiceError::Throttled { what: "messages", retry_after_ms };
     if s.throttled.load(Ordering::Acquire) {
-        return Err(refused(1000 / u64::from(s.shared.config.send_rate_per_sec.max(1)).max(1)));
+        return Err(refused(THROTTLED_HOLD_MS));
     }
     s.shared.sends.take(s.user_id).map_err(|ms| {
         s.throttled.store(true, Ordering::Release);
