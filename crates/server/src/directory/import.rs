@@ -142,6 +142,16 @@ fn single(row: u64, column: &str, reason: &str) -> ImportError {
     ImportError::Invalid(vec![RowError { row, column: column.into(), reason: reason.into() }])
 }
 
+/// Reads an import file as [`import`] does before it looks at the
+/// database (size, encoding, header and rows) and returns how many rows it
+/// holds. For checking untrusted files (the fuzz target) without a database.
+pub fn read_file(bytes: &[u8]) -> Result<usize, ImportError> {
+    if bytes.len() > MAX_IMPORT_BYTES {
+        return Err(ImportError::Service(ServiceError::TooLarge("an import file is too large".into())));
+    }
+    Ok(parse(&decode(bytes)?)?.len())
+}
+
 /// Checks every row and, only if all are good, applies them in the caller's
 /// transaction. `initial_password_hash` is given to new people without a
 /// password of their own (they must change it at first login); without it,
