@@ -45,6 +45,9 @@ pub struct FloodArgs {
     pub server_bin: Option<PathBuf>,
 }
 
+/// Environment variables a phase's server gets.
+type Env = Vec<(&'static str, String)>;
+
 /// One phase's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseResult {
@@ -280,10 +283,10 @@ async fn phase(
 }
 
 pub async fn run(args: FloodArgs) -> anyhow::Result<()> {
-    if args.others < 2 || args.others % 2 != 0 || args.rate <= 0.0 {
+    if args.others < 2 || !args.others.is_multiple_of(2) || args.rate <= 0.0 {
         bail!("--others must be an even number of at least 2 and --rate positive");
     }
-    let phases: [(&'static str, bool, Vec<(&'static str, String)>); 3] = [
+    let phases: [(&'static str, bool, Env); 3] = [
         ("quiet", false, vec![]),
         ("flooder, default limits", true, vec![]),
         ("flooder, no send limit", true, vec![("HUTONG_SEND_RATE_PER_SEC", "0".into())]),
