@@ -14,15 +14,13 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use hutong_protocol::ErrorCode;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::error::ServiceError;
-use crate::storage::now_ms;
-pub use crate::storage::sqlite::accounts::{
-    create_session, end_other_sessions, end_session, replace_password, revoke, touch_session,
-};
+pub use crate::storage::accounts::{Caller, Revocation, SessionRow, UserRow};
+use crate::storage::accounts::{NewUser, PasswordRow};
+use crate::storage::{now_ms, Store, WriteQueue};
 
 /// Argon2id with the OWASP minimum: 19 MiB, two passes, one lane.
 fn argon2() -> Argon2<'static> {
@@ -89,17 +87,8 @@ pub fn check_account_name(account: &str) -> anyhow::Result<()> {
 
 // ------------------------------------------------------------------ administration
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct UserRow {
-    pub id: u64,
-    pub account: String,
-    pub display_name: String,
-    pub disabled: bool,
-    pub is_admin: bool,
-}
-
 pub fn add_user(
-    conn: &Connection,
+    store: &dyn Store,
     account: &str,
     display_name: &str,
     password: &str,
@@ -109,105 +98,62 @@ pub fn add_user(
     check_password_policy(password)?;
     let display_name = if display_name.trim().is_empty() { account } else { display_name.trim() };
     let hash = hash_password(password)?;
-    let exists: bool =
-        conn.query_row("SELECT count(*) FROM users WHERE account = ?1", [account], |r| r.get(0))?;
-    if exists {
+    if store.account_exists(account)? {
         anyhow::bail!("the account {account:?} already exists");
     }
     let (pinyin, initials) = crate::util::pinyin_keys(display_name);
-    let version = crate::storage::sqlite::directory::next_version(conn)?;
-    conn.execute(
-        "INSERT INTO users (account, display_name, password_hash, is_admin, roles, pinyin, initials, dir_version, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            account,
-            display_name,
-            hash,
-            is_admin,
-            if is_admin { "admin" } else { "" },
-            pinyin,
-            initials,
-            version,
-            now_ms()
-        ],
-    )?;
-    Ok(conn.last_insert_rowid() as u64)
+    let dir_version = store.next_dir_version()?;
+    Ok(store.insert_user(&NewUser {
+        account,
+        display_name,
+        password_hash: &hash,
+        is_admin,
+        pinyin: &pinyin,
+        initials: &initials,
+        dir_version,
+        created_at: now_ms(),
+    })?)
 }
 
-pub fn list_users(conn: &Connection) -> anyhow::Result<Vec<UserRow>> {
-    let mut stmt =
-        conn.prepare("SELECT id, account, display_name, disabled, is_admin FROM users ORDER BY id")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(UserRow {
-            id: r.get(0)?,
-            account: r.get(1)?,
-            display_name: r.get(2)?,
-            disabled: r.get(3)?,
-            is_admin: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn list_users(store: &dyn Store) -> anyhow::Result<Vec<UserRow>> {
+    Ok(store.list_users()?)
 }
 
-fn user_id(conn: &Connection, account: &str) -> anyhow::Result<u64> {
-    conn.query_row("SELECT id FROM users WHERE account = ?1", [account], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| anyhow::anyhow!("no account named {account:?}"))
+fn user_id(store: &dyn Store, account: &str) -> anyhow::Result<u64> {
+    store.user_id_by_account(account)?.ok_or_else(|| anyhow::anyhow!("no account named {account:?}"))
 }
 
 /// Disables (or re-enables) an account. Disabling deletes its sessions and
 /// records a revocation, which the running server turns into closed
 /// connections within a fraction of a second.
-pub fn set_disabled(conn: &Connection, account: &str, disabled: bool) -> anyhow::Result<()> {
-    let id = user_id(conn, account)?;
-    let version = crate::storage::sqlite::directory::next_version(conn)?;
-    conn.execute(
-        "UPDATE users SET disabled = ?2, dir_version = ?3 WHERE id = ?1",
-        params![id, disabled, version],
-    )?;
+pub fn set_disabled(store: &dyn Store, account: &str, disabled: bool) -> anyhow::Result<()> {
+    let id = user_id(store, account)?;
+    let version = store.next_dir_version()?;
+    store.set_user_disabled(id, disabled, version)?;
     if disabled {
-        conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
-        revoke(conn, id, None, ErrorCode::AccountDisabled)?;
+        store.delete_sessions_of(id)?;
+        store.revoke(id, None, ErrorCode::AccountDisabled)?;
     }
     Ok(())
 }
 
 /// Sets a new password and ends every session of the account.
-pub fn set_password(conn: &Connection, account: &str, password: &str) -> anyhow::Result<()> {
+pub fn set_password(store: &dyn Store, account: &str, password: &str) -> anyhow::Result<()> {
     check_password_policy(password)?;
-    let id = user_id(conn, account)?;
+    let id = user_id(store, account)?;
     let hash = hash_password(password)?;
-    conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, hash])?;
-    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
-    revoke(conn, id, None, ErrorCode::SessionRevoked)?;
+    store.set_password_hash(id, &hash, None)?;
+    store.delete_sessions_of(id)?;
+    store.revoke(id, None, ErrorCode::SessionRevoked)?;
     Ok(())
 }
 
-/// A revocation the running server has not acted on yet.
-pub struct Revocation {
-    pub id: u64,
-    pub user_id: u64,
-    pub session_id: Option<u64>,
-    pub reason: ErrorCode,
+pub fn revocations_after(store: &dyn Store, after: u64) -> Result<Vec<Revocation>, ServiceError> {
+    store.revocations_after(after)
 }
 
-pub fn revocations_after(conn: &Connection, after: u64) -> rusqlite::Result<Vec<Revocation>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, user_id, session_id, reason FROM revocations WHERE id > ?1 ORDER BY id LIMIT 1000",
-    )?;
-    let rows = stmt.query_map([after], |r| {
-        Ok(Revocation {
-            id: r.get(0)?,
-            user_id: r.get(1)?,
-            session_id: r.get(2)?,
-            reason: ErrorCode::try_from(r.get::<_, i32>(3)?).unwrap_or(ErrorCode::SessionRevoked),
-        })
-    })?;
-    rows.collect()
-}
-
-pub fn last_revocation(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT coalesce(max(id), 0) FROM revocations", [], |r| r.get(0))
+pub fn last_revocation(store: &dyn Store) -> Result<u64, ServiceError> {
+    store.last_revocation()
 }
 
 // ------------------------------------------------------------------ login
@@ -286,7 +232,8 @@ impl Throttle {
 pub struct Authenticator {
     pub throttle: Throttle,
     pub hashing: Arc<Semaphore>,
-    pub writer: crate::writer::Writer,
+    /// The writer thread's queue: every login write goes through it.
+    pub writer: Arc<dyn WriteQueue>,
 }
 
 /// `last_seen_at` is advisory (the console shows it): a token login records
@@ -364,7 +311,8 @@ impl Authenticator {
         if now - last_seen >= TOUCH_EVERY_MS {
             // Not awaited past the queue: the login does not wait for a
             // commit of an advisory timestamp.
-            let touch = crate::writer::Command::TouchSession { session_id: auth.session_id, at: now };
+            let session_id = auth.session_id;
+            let touch = Box::new(move |st: &dyn Store| st.touch_session(session_id, now).map(|()| 0));
             if let Err(e) = self.writer.enqueue(touch).await {
                 tracing::debug!(error = %e, "last_seen_at not recorded");
             }
@@ -394,13 +342,10 @@ impl Authenticator {
             return Err(ServiceError::PasswordChangeRequired);
         }
         let token = new_token();
-        let create = crate::writer::Command::CreateSession {
-            user_id: row.id,
-            device,
-            token_hash: token_hash(&token),
-            password_hash: row.hash,
-        };
-        let session_id = self.writer.submit(create).await?.value;
+        let (user_id, hash, password_hash) = (row.id, token_hash(&token), row.hash);
+        let create =
+            Box::new(move |st: &dyn Store| st.create_session(user_id, &device, &hash, &password_hash));
+        let session_id = self.writer.submit(create).await?;
         Ok(Authenticated { user_id: row.id, session_id, display_name: row.display_name, token: Some(token) })
     }
 
@@ -453,13 +398,11 @@ impl Authenticator {
                 return Err(ServiceError::AccountDisabled);
             }
             let new_hash = self.hash(new.to_owned()).await?;
-            let cmd = crate::writer::Command::ChangePassword {
-                user_id: row.id,
-                old_hash: row.hash,
-                new_hash,
-                keep,
-            };
-            self.writer.submit(cmd).await.map(|_| ())
+            let (user_id, old_hash) = (row.id, row.hash);
+            let change = Box::new(move |st: &dyn Store| {
+                st.replace_password(user_id, &old_hash, &new_hash, keep).map(|()| 0)
+            });
+            self.writer.submit(change).await.map(|_| ())
         }
         .await;
         match &result {
@@ -473,7 +416,8 @@ impl Authenticator {
     /// Ends one session (logout) through the writer; the token stops
     /// working once this returns.
     pub async fn end_session(&self, session_id: u64) -> Result<(), ServiceError> {
-        self.writer.submit(crate::writer::Command::EndSession { session_id }).await.map(|_| ())
+        let end = Box::new(move |st: &dyn Store| st.end_session(session_id).map(|()| 0));
+        self.writer.submit(end).await.map(|_| ())
     }
 }
 
@@ -481,30 +425,8 @@ impl Authenticator {
 /// without one): no password matches it.
 pub const NO_PASSWORD: &str = "!";
 
-/// What a password login reads, before any hashing.
-struct PasswordRow {
-    id: u64,
-    display_name: String,
-    hash: String,
-    disabled: bool,
-    must_change: bool,
-}
-
-fn password_row(conn: &Connection, account: &str) -> Result<Option<PasswordRow>, ServiceError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, display_name, password_hash, disabled, must_change_password FROM users WHERE account = ?1",
-        )?
-        .query_row([account], |r| {
-            Ok(PasswordRow {
-                id: r.get(0)?,
-                display_name: r.get(1)?,
-                hash: r.get(2)?,
-                disabled: r.get(3)?,
-                must_change: r.get(4)?,
-            })
-        })
-        .optional()?)
+fn password_row(store: &dyn Store, account: &str) -> Result<Option<PasswordRow>, ServiceError> {
+    store.password_row(account)
 }
 
 /// A valid Argon2id hash of a random password, for constant-time failures.
@@ -513,106 +435,53 @@ const DUMMY_HASH: &str =
 
 /// The session a token names, with its `last_seen_at`. Reads only.
 fn token_session(
-    conn: &Connection,
+    store: &dyn Store,
     account: &str,
     token_hash: &[u8],
     device: &str,
     allow_must_change: bool,
 ) -> Result<(Authenticated, i64), ServiceError> {
-    let row: Option<(u64, u64, String, bool, String, bool, i64)> = conn
-        .prepare_cached(
-            "SELECT s.id, u.id, u.display_name, u.disabled, s.device, u.must_change_password, s.last_seen_at
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1 AND u.account = ?2",
-        )?
-        .query_row(params![token_hash, account], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-        })
-        .optional()?;
-    let Some((session_id, user_id, display_name, disabled, session_device, must_change, last_seen)) = row
-    else {
+    let Some(row) = store.token_session(account, token_hash)? else {
         return Err(ServiceError::SessionRevoked);
     };
-    if disabled {
+    if row.disabled {
         return Err(ServiceError::AccountDisabled);
     }
-    if must_change && !allow_must_change {
+    if row.must_change && !allow_must_change {
         return Err(ServiceError::PasswordChangeRequired);
     }
-    if session_device != device {
+    if row.device != device {
         return Err(ServiceError::BadRequest("this token belongs to another device".into()));
     }
-    Ok((Authenticated { user_id, session_id, display_name, token: None }, last_seen))
+    let auth = Authenticated {
+        user_id: row.user_id,
+        session_id: row.session_id,
+        display_name: row.display_name,
+        token: None,
+    };
+    Ok((auth, row.last_seen_at))
 }
 
-// ------------------------------------------------------------------ writes (run by the writer thread)
-
-/// Who calls the administration API, from the bearer token.
-pub struct Caller {
-    pub user_id: u64,
-    pub account: String,
-    pub session_id: u64,
-    pub roles: Vec<String>,
-    pub must_change_password: bool,
-}
+// ------------------------------------------------------------------ the console
 
 /// The administration API's caller, from a console session token.
-pub fn caller_by_token(conn: &Connection, token: &str) -> Result<Option<Caller>, ServiceError> {
-    let row = conn
-        .prepare_cached(
-            "SELECT u.id, u.account, s.id, u.roles, u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND u.disabled = 0 AND u.deleted = 0",
-        )?
-        .query_row([token_hash(token)], |r| {
-            let roles: String = r.get(3)?;
-            Ok(Caller {
-                user_id: r.get(0)?,
-                account: r.get(1)?,
-                session_id: r.get(2)?,
-                roles: roles.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
-                must_change_password: r.get(4)?,
-            })
-        })
-        .optional()?;
-    Ok(row)
+pub fn caller_by_token(store: &dyn Store, token: &str) -> Result<Option<Caller>, ServiceError> {
+    store.caller_by_token_hash(&token_hash(token))
 }
 
 /// Ends every session of a person and closes their live connections.
-pub fn end_all_sessions(conn: &Connection, user_id: u64, reason: ErrorCode) -> Result<(), ServiceError> {
-    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
-    revoke(conn, user_id, None, reason)?;
-    Ok(())
+pub fn end_all_sessions(store: &dyn Store, user_id: u64, reason: ErrorCode) -> Result<(), ServiceError> {
+    store.delete_sessions_of(user_id)?;
+    store.revoke(user_id, None, reason)
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionRow {
-    pub id: u64,
-    pub user_id: u64,
-    pub account: String,
-    pub display_name: String,
-    pub device: String,
-    pub created_at_ms: i64,
-    pub last_seen_at_ms: i64,
-    pub online: bool,
+/// Ends one session (logout); the token stops working at once.
+pub fn end_session(store: &dyn Store, session_id: u64) -> Result<(), ServiceError> {
+    store.end_session(session_id)
 }
 
-pub fn sessions(conn: &Connection) -> Result<Vec<SessionRow>, ServiceError> {
-    let mut stmt = conn.prepare(
-        "SELECT s.id, s.user_id, u.account, u.display_name, s.device, s.created_at, s.last_seen_at
-         FROM sessions s JOIN users u ON u.id = s.user_id ORDER BY s.last_seen_at DESC LIMIT 10000",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(SessionRow {
-            id: r.get(0)?,
-            user_id: r.get(1)?,
-            account: r.get(2)?,
-            display_name: r.get(3)?,
-            device: r.get(4)?,
-            created_at_ms: r.get(5)?,
-            last_seen_at_ms: r.get(6)?,
-            online: false,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn sessions(store: &dyn Store) -> Result<Vec<SessionRow>, ServiceError> {
+    store.sessions()
 }
 
 #[cfg(test)]
@@ -647,7 +516,7 @@ mod tests {
         let auth = Authenticator {
             throttle: Throttle::new(100, 100, Duration::from_secs(60)),
             hashing: Arc::new(Semaphore::new(2)),
-            writer,
+            writer: Arc::new(writer),
         };
         let login =
             |secret| Login { account: "alice".into(), secret: Some(secret), device: "d".into(), bulk: false };

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::storage::Store;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::handler::Handler;
@@ -17,7 +18,6 @@ use axum::http::{header, request::Parts, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -178,23 +178,23 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 async fn write<T, F>(shared: &Arc<Shared>, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
 {
     let key = shared.audit_key.clone();
     shared
         .db
         .read(move |conn| {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
+            conn.begin_immediate()?;
             match f(conn) {
                 Ok(v) => {
-                    conn.execute_batch("COMMIT")?;
+                    conn.commit()?;
                     if let Err(e) = key.write_head(conn) {
                         tracing::error!(error = %e, "cannot write the audit head file");
                     }
                     Ok(Ok(v))
                 }
                 Err(e) => {
-                    conn.execute_batch("ROLLBACK")?;
+                    conn.rollback()?;
                     Ok(Err(e))
                 }
             }
@@ -218,7 +218,7 @@ struct AuditLog {
 impl AuditLog {
     fn record(
         &self,
-        conn: &Connection,
+        conn: &dyn Store,
         action: &str,
         target: impl Into<String>,
         detail: serde_json::Value,
@@ -233,7 +233,7 @@ impl AuditLog {
 async fn audited<T, F>(shared: &Arc<Shared>, caller: &Caller, f: F) -> ApiResult<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection, &AuditLog) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&dyn Store, &AuditLog) -> Result<T, ApiError> + Send + 'static,
 {
     let log = AuditLog { key: shared.audit_key.clone(), actor: caller.actor() };
     write(shared, move |conn| f(conn, &log)).await
@@ -387,7 +387,7 @@ fn me_json(c: &Caller, display_name: &str) -> serde_json::Value {
 
 async fn logout(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<StatusCode> {
     let id = caller.session_id;
-    shared.db.read(move |conn| Ok(crate::accounts::end_session(conn, id)?)).await?;
+    shared.db.read(move |conn| crate::accounts::end_session(conn, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -433,7 +433,7 @@ async fn list_departments(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Admin)?;
-    let list = shared.db.read(directory::departments).await?;
+    let list = shared.db.read(|conn| directory::departments(conn)).await?;
     Ok(Json(json!({ "departments": list })))
 }
 
@@ -665,8 +665,7 @@ async fn reset_password(
         if p.status == "deleted" {
             return Err(ServiceError::NotFound("person").into());
         }
-        crate::storage::sqlite::accounts::set_password_hash(conn, id, &hash, true)
-            .map_err(ServiceError::from)?;
+        crate::storage::AccountsStore::set_password_hash(conn, id, &hash, Some(true))?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
         log.record(conn, "person.reset_password", format!("person:{}", p.account), json!({}))
     })
@@ -696,7 +695,7 @@ async fn list_sessions(
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require(Need::Admin)?;
-    let mut sessions = shared.db.read(crate::accounts::sessions).await?;
+    let mut sessions = shared.db.read(|conn| crate::accounts::sessions(conn)).await?;
     let live = shared.hub.live_sessions();
     for s in &mut sessions {
         s.online = live.contains(&s.id);
@@ -814,7 +813,7 @@ async fn download_file(
     };
     let logged_name = name.clone();
     let manifest = audited(&shared, &caller, move |conn, log| {
-        let archived = crate::storage::sqlite::files::is_referenced(conn, &id).map_err(ServiceError::from)?;
+        let archived = crate::storage::FilesStore::file_is_referenced(conn, &id)?;
         let manifest = if archived { crate::files::load_committed(conn, &id)? } else { None };
         let manifest = manifest.ok_or(ServiceError::NotFound("archived file"))?;
         log.record(
@@ -946,7 +945,7 @@ async fn get_retention(
     caller: Caller,
 ) -> ApiResult<Json<audit::Retention>> {
     caller.require(Need::Admin)?;
-    Ok(Json(shared.db.read(audit::retention).await?))
+    Ok(Json(shared.db.read(|conn| audit::retention(conn)).await?))
 }
 
 async fn set_retention(
@@ -965,10 +964,7 @@ async fn set_retention(
     }
     let saved = audited(&shared, &caller, move |conn, log| {
         let before = audit::retention(conn)?;
-        crate::storage::sqlite::set_setting(conn, "retention_direct_days", &rules.direct_days.to_string())
-            .map_err(ServiceError::from)?;
-        crate::storage::sqlite::set_setting(conn, "retention_group_days", &rules.group_days.to_string())
-            .map_err(ServiceError::from)?;
+        audit::set_retention(conn, &rules)?;
         log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
         Ok(rules)
     })

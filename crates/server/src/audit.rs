@@ -6,13 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use sha2::Sha256;
 
 use crate::error::ServiceError;
-use crate::storage::now_ms;
-use crate::storage::sqlite::{like_escape, setting};
+use crate::storage::audit::{ArchiveFilter, AuditRow};
+pub use crate::storage::audit::{ArchivedFile, ArchivedMessage, AuditEntry, Retention};
+use crate::storage::{now_ms, Store};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -92,12 +91,8 @@ impl AuditKey {
     }
 
     /// Records the newest entry after the transaction that wrote it committed.
-    pub fn write_head(&self, conn: &Connection) -> anyhow::Result<()> {
-        let head: Option<(u64, String)> = conn
-            .query_row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
+    pub fn write_head(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let head = store.audit_head()?;
         if let Some((id, hash)) = head {
             let tmp = self.head_path.with_extension("tmp");
             let mac = self.head_mac(id, &hash);
@@ -134,19 +129,14 @@ impl Actor {
 /// Appends one entry, inside the caller's transaction, so an action and its
 /// record commit together.
 pub fn record(
-    conn: &Connection,
+    store: &dyn Store,
     key: &AuditKey,
     actor: &Actor,
     action: &str,
     target: &str,
     detail: serde_json::Value,
 ) -> Result<u64, ServiceError> {
-    let (prev_id, prev): (u64, String) = conn
-        .query_row("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?
-        .unwrap_or((0, GENESIS.to_owned()));
+    let (prev_id, prev) = store.audit_head()?.unwrap_or((0, GENESIS.to_owned()));
     let detail = detail.to_string();
     let fields = EntryFields {
         id: prev_id + 1,
@@ -158,81 +148,32 @@ pub fn record(
         detail: &detail,
     };
     let hash = key.mac(&prev, &fields);
-    conn.execute(
-        "INSERT INTO audit_log (id, at, actor_id, actor_account, action, target, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![fields.id, fields.at, actor.id, actor.account, action, target, detail, prev, hash],
-    )?;
+    store.append_audit(&AuditRow {
+        id: fields.id,
+        at: fields.at,
+        actor_id: actor.id,
+        actor_account: actor.account.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail: detail.clone(),
+        prev_hash: prev,
+        hash,
+    })?;
     Ok(fields.id)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    pub id: u64,
-    pub at_ms: i64,
-    pub actor_id: Option<u64>,
-    pub actor_account: String,
-    pub action: String,
-    pub target: String,
-    pub detail: serde_json::Value,
-}
-
-pub fn entries(conn: &Connection, offset: u64, limit: u64) -> Result<(Vec<AuditEntry>, u64), ServiceError> {
-    let total: u64 = conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, at, actor_id, actor_account, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1 OFFSET ?2",
-    )?;
-    let rows = stmt.query_map(params![limit.clamp(1, 1000), offset], |r| {
-        let detail: String = r.get(6)?;
-        Ok(AuditEntry {
-            id: r.get(0)?,
-            at_ms: r.get(1)?,
-            actor_id: r.get(2)?,
-            actor_account: r.get(3)?,
-            action: r.get(4)?,
-            target: r.get(5)?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        })
-    })?;
-    Ok((rows.collect::<Result<_, _>>()?, total))
+pub fn entries(store: &dyn Store, offset: u64, limit: u64) -> Result<(Vec<AuditEntry>, u64), ServiceError> {
+    store.audit_entries(offset, limit.clamp(1, 1000))
 }
 
 /// Walks the chain and names every entry that was edited, inserted or
 /// deleted. An empty list means the log is intact.
-pub fn verify(conn: &Connection, key: &AuditKey) -> anyhow::Result<(u64, Vec<String>)> {
-    let mut stmt = conn.prepare(
-        "SELECT id, at, actor_id, actor_account, action, target, detail, prev_hash, hash FROM audit_log ORDER BY id",
-    )?;
-    struct Row {
-        id: u64,
-        at: i64,
-        actor_id: Option<u64>,
-        actor_account: String,
-        action: String,
-        target: String,
-        detail: String,
-        prev_hash: String,
-        hash: String,
-    }
-    let rows: Vec<Row> = stmt
-        .query_map([], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                actor_id: r.get(2)?,
-                actor_account: r.get(3)?,
-                action: r.get(4)?,
-                target: r.get(5)?,
-                detail: r.get(6)?,
-                prev_hash: r.get(7)?,
-                hash: r.get(8)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+pub fn verify(store: &dyn Store, key: &AuditKey) -> anyhow::Result<(u64, Vec<String>)> {
+    let rows = store.audit_rows()?;
     let mut problems = Vec::new();
     // The newest entry the chain vouches for, and entries that failed their check since.
     let (mut good_id, mut good_hash) = (0u64, GENESIS.to_owned());
-    let mut suspects: Vec<&Row> = Vec::new();
+    let mut suspects: Vec<&AuditRow> = Vec::new();
     for row in &rows {
         let fields = EntryFields {
             id: row.id,
@@ -324,139 +265,36 @@ pub struct MessageQuery {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ArchivedMessage {
-    pub conversation_id: u64,
-    pub conversation_kind: &'static str,
-    pub conversation_name: String,
-    pub seq: u64,
-    pub sender_id: u64,
-    pub sender_account: String,
-    pub sender_name: String,
-    pub sent_at_ms: i64,
-    pub kind: &'static str,
-    pub text: String,
-    pub recalled: bool,
-    /// For a file, image or folder message: what it holds (the bytes are
-    /// at `/audit/messages/files/{file_id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<ArchivedFile>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ArchivedFile {
-    pub kind: &'static str,
-    /// Hex; for a folder, the file holding its manifest.
-    pub file_id: String,
-    pub size: u64,
-    pub file_count: u32,
-}
-
-fn archived_file(bytes: Option<Vec<u8>>) -> Option<ArchivedFile> {
-    use prost::Message as _;
-    let a = hutong_protocol::v1::Attachment::decode(&bytes?[..]).ok()?;
-    let kind = match hutong_protocol::v1::AttachmentKind::try_from(a.kind) {
-        Ok(hutong_protocol::v1::AttachmentKind::AttachmentImage) => "image",
-        Ok(hutong_protocol::v1::AttachmentKind::AttachmentFolder) => "folder",
-        _ => "file",
-    };
-    Some(ArchivedFile { kind, file_id: hex::encode(&a.file_id), size: a.size, file_count: a.file_count })
-}
-
 /// Finds archived messages, newest first. Keywords of three or more
 /// characters use the trigram index; shorter ones (one or two Chinese
 /// characters) scan with LIKE within the other filters.
 pub fn search_messages(
-    conn: &Connection,
+    store: &dyn Store,
     q: &MessageQuery,
     max: u64,
     mut each: impl FnMut(ArchivedMessage) -> Result<(), ServiceError>,
 ) -> Result<(), ServiceError> {
-    let mut clauses = vec!["1 = 1".to_owned()];
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut fts: Option<String> = None;
+    let mut filter = ArchiveFilter {
+        conversation_id: q.conversation_id,
+        from_ms: q.from_ms,
+        to_ms: q.to_ms,
+        offset: q.offset.unwrap_or(0),
+        limit: q.limit.unwrap_or(max).clamp(1, max),
+        ..Default::default()
+    };
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         if text.chars().count() > 200 {
             return Err(ServiceError::BadRequest("a keyword has at most 200 characters".into()));
         }
-        if text.chars().count() >= 3 {
-            // A phrase query: the words in this order, as a substring. The
-            // index drives the query (see `source` below).
-            fts = Some(format!("\"{}\"", text.replace('"', "\"\"")));
-        } else {
-            clauses.push("m.kind IN (0, 3) AND m.text LIKE ? ESCAPE '\\'".into());
-            args.push(format!("%{}%", like_escape(text)).into());
-        }
+        filter.keyword = Some(text.to_owned());
     }
     if let Some(account) = q.person.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let id: Option<u64> =
-            conn.query_row("SELECT id FROM users WHERE account = ?1", [account], |r| r.get(0)).optional()?;
-        let Some(id) = id else {
+        let Some(id) = store.user_id_by_account(account)? else {
             return Err(ServiceError::NotFound("person"));
         };
-        clauses.push("(m.sender_id = ? OR m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = ?))".into());
-        args.push((id as i64).into());
-        args.push((id as i64).into());
+        filter.person = Some(id);
     }
-    if let Some(c) = q.conversation_id {
-        clauses.push("m.conversation_id = ?".into());
-        args.push((c as i64).into());
-    }
-    if let Some(from) = q.from_ms {
-        clauses.push("m.sent_at >= ?".into());
-        args.push(from.into());
-    }
-    if let Some(to) = q.to_ms {
-        clauses.push("m.sent_at < ?".into());
-        args.push(to.into());
-    }
-    // With a keyword of three or more characters, start from the index's
-    // matches and look each message up by its key; otherwise scan messages.
-    let source = match &fts {
-        Some(_) => {
-            "(SELECT rowid AS r FROM message_text WHERE message_text MATCH ?) f
-             JOIN messages m ON m.conversation_id = (f.r >> 32) AND m.seq = (f.r & 4294967295)"
-        }
-        None => "messages m",
-    };
-    if let Some(phrase) = fts {
-        args.insert(0, phrase.into());
-    }
-    let sql = format!(
-        "SELECT m.conversation_id, c.kind, c.name, m.seq, m.sender_id, coalesce(u.account, ''), coalesce(u.display_name, ''),
-                m.sent_at, m.kind, m.text, m.recalled, m.attachment
-         FROM {source} JOIN conversations c ON c.id = m.conversation_id LEFT JOIN users u ON u.id = m.sender_id
-         WHERE {} ORDER BY m.sent_at DESC, m.conversation_id, m.seq DESC LIMIT {} OFFSET {}",
-        clauses.join(" AND "),
-        q.limit.unwrap_or(max).clamp(1, max),
-        q.offset.unwrap_or(0)
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    while let Some(r) = rows.next()? {
-        let kind: i32 = r.get(8)?;
-        let ckind: i32 = r.get(1)?;
-        each(ArchivedMessage {
-            conversation_id: r.get(0)?,
-            conversation_kind: if ckind == 1 { "group" } else { "direct" },
-            conversation_name: r.get(2)?,
-            seq: r.get(3)?,
-            sender_id: r.get(4)?,
-            sender_account: r.get(5)?,
-            sender_name: r.get(6)?,
-            sent_at_ms: r.get(7)?,
-            kind: match kind {
-                0 => "text",
-                2 => "recall",
-                3 => "file",
-                _ => "system",
-            },
-            text: r.get(9)?,
-            recalled: r.get(10)?,
-            file: archived_file(r.get(11)?),
-        })?;
-    }
-    Ok(())
+    store.search_archive(&filter, &mut each)
 }
 
 /// One CSV line, quoting as RFC 4180 asks, formulas neutralised (`util::csv_cell`).
@@ -483,18 +321,12 @@ pub const CSV_HEADER: &str =
 
 // ------------------------------------------------------------------ retention
 
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Retention {
-    pub direct_days: u32,
-    pub group_days: u32,
+pub fn retention(store: &dyn Store) -> Result<Retention, ServiceError> {
+    store.retention_rules()
 }
 
-pub fn retention(conn: &Connection) -> Result<Retention, ServiceError> {
-    Ok(Retention {
-        direct_days: setting(conn, "retention_direct_days")?.parse().unwrap_or(0),
-        group_days: setting(conn, "retention_group_days")?.parse().unwrap_or(0),
-    })
+pub fn set_retention(store: &dyn Store, rules: &Retention) -> Result<(), ServiceError> {
+    store.set_retention_rules(rules)
 }
 
 /// How long the dedupe key of a send outlives its message once retention
@@ -516,11 +348,7 @@ pub struct RetentionApplied {
 /// Removes messages older than the rules allow (inside the caller's
 /// transaction) and records what went in the audit log. The dedupe keys of
 /// removed sends stay in `dedupe_keys` for [`DEDUPE_KEEP_MS`]; older ones go.
-pub fn apply_retention(
-    conn: &Connection,
-    key: &AuditKey,
-    now: i64,
-) -> Result<RetentionApplied, ServiceError> {
+pub fn apply_retention(conn: &dyn Store, key: &AuditKey, now: i64) -> Result<RetentionApplied, ServiceError> {
     let rules = retention(conn)?;
     let mut applied = RetentionApplied::default();
     let mut detail = serde_json::Map::new();
@@ -529,42 +357,12 @@ pub fn apply_retention(
             continue;
         }
         let cutoff = now - i64::from(days) * 86_400_000;
-        let mut stmt = conn.prepare(
-            "SELECT m.conversation_id, max(m.seq), count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
-             WHERE c.kind = ?1 AND m.sent_at < ?2 GROUP BY m.conversation_id",
-        )?;
-        let victims: Vec<(u64, u64, u64)> = stmt
-            .query_map(params![kind, cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
+        let victims = conn.retention_victims(kind, cutoff)?;
         let mut removed = 0;
-        for (conversation, up_to, count) in &victims {
-            conn.execute(
-                "DELETE FROM message_text WHERE rowid BETWEEN (?1 << 32) AND ((?1 << 32) | ?2)",
-                params![conversation, up_to],
-            )?;
-            // Sends only (TEXT, FILE: the kinds in messages_dedupe); what a
-            // retry's answer and its content check need.
-            conn.execute(
-                "INSERT OR REPLACE INTO dedupe_keys (sender_id, client_msg_id, conversation_id, seq, sent_at, content_hash, removed_at)
-                 SELECT sender_id, client_msg_id, conversation_id, seq, sent_at, content_hash, ?3 FROM messages
-                 WHERE conversation_id = ?1 AND seq <= ?2 AND kind IN (0, 3)",
-                params![conversation, up_to, now],
-            )?;
-            conn.execute(
-                "DELETE FROM messages WHERE conversation_id = ?1 AND seq <= ?2",
-                params![conversation, up_to],
-            )?;
-            // Their files go with the next collection, once nothing else refers to them.
-            conn.execute(
-                "DELETE FROM file_refs WHERE conversation_id = ?1 AND seq <= ?2",
-                params![conversation, up_to],
-            )?;
-            conn.execute(
-                "UPDATE conversations SET first_seq = max(first_seq, ?2 + 1) WHERE id = ?1",
-                params![conversation, up_to],
-            )?;
-            removed += count;
-            applied.conversations.push(*conversation);
+        for v in &victims {
+            conn.remove_messages(v.conversation_id, v.up_to, now)?;
+            removed += v.count;
+            applied.conversations.push(v.conversation_id);
         }
         if removed > 0 {
             detail.insert(
@@ -574,7 +372,7 @@ pub fn apply_retention(
         }
         applied.removed += removed;
     }
-    conn.execute("DELETE FROM dedupe_keys WHERE removed_at < ?1", [now - DEDUPE_KEEP_MS])?;
+    conn.forget_dedupe_keys(now - DEDUPE_KEEP_MS)?;
     if applied.removed > 0 {
         record(
             conn,
@@ -591,6 +389,7 @@ pub fn apply_retention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::{params, Connection};
 
     fn setup() -> (tempfile::TempDir, Connection, AuditKey) {
         let dir = tempfile::tempdir().unwrap();

@@ -14,30 +14,18 @@ pub mod import;
 use std::collections::{HashMap, HashSet};
 
 use hutong_protocol::v1;
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::ServiceError;
-use crate::storage::sqlite::directory::{
-    ancestors, bump_epoch, department_exists, has_hidden, next_version, subtree,
-};
-use crate::storage::sqlite::{like_escape, setting};
+pub use crate::storage::directory::{Department, Person};
+use crate::storage::directory::{DepartmentChange, PeopleFilter};
+use crate::storage::Store;
 pub use crate::util::pinyin_keys;
 
 pub const ROLES: [&str; 4] = ["admin", "auditor", "agent", "staff"];
 const MAX_FIELD_CHARS: usize = 200;
 
 // ------------------------------------------------------------------ departments
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Department {
-    pub id: u64,
-    pub parent_id: Option<u64>,
-    pub name: String,
-    pub sort_order: i64,
-    pub hidden: bool,
-    pub member_count: u64,
-}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,64 +61,35 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<String, Servic
 }
 
 /// All live departments with member counts, in tree order of siblings.
-pub fn departments(conn: &Connection) -> Result<Vec<Department>, ServiceError> {
-    departments_matching(conn, None)
+pub fn departments(store: &dyn Store) -> Result<Vec<Department>, ServiceError> {
+    store.departments(None)
 }
 
-pub fn department(conn: &Connection, id: u64) -> Result<Department, ServiceError> {
-    departments_matching(conn, Some(id))?.pop().ok_or(ServiceError::NotFound("department"))
+pub fn department(store: &dyn Store, id: u64) -> Result<Department, ServiceError> {
+    store.departments(Some(id))?.pop().ok_or(ServiceError::NotFound("department"))
 }
 
-/// Live departments (all, or one) with member counts. The two counts use
-/// the indexes on primary and further departments, not a scan of everyone.
-fn departments_matching(conn: &Connection, id: Option<u64>) -> Result<Vec<Department>, ServiceError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.parent_id, d.name, d.sort_order, d.hidden,
-            (SELECT count(*) FROM users u WHERE u.primary_department_id = d.id AND u.deleted = 0)
-            + (SELECT count(*) FROM user_departments ud JOIN users u ON u.id = ud.user_id
-               WHERE ud.department_id = d.id AND u.deleted = 0 AND u.primary_department_id IS NOT d.id)
-         FROM departments d WHERE d.deleted = 0 AND (?1 IS NULL OR d.id = ?1) ORDER BY d.parent_id, d.sort_order, d.id",
-    )?;
-    let rows = stmt.query_map([id], |r| {
-        Ok(Department {
-            id: r.get(0)?,
-            parent_id: r.get(1)?,
-            name: r.get(2)?,
-            sort_order: r.get(3)?,
-            hidden: r.get(4)?,
-            member_count: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-pub fn create_department(conn: &Connection, input: &DepartmentInput) -> Result<u64, ServiceError> {
+pub fn create_department(store: &dyn Store, input: &DepartmentInput) -> Result<u64, ServiceError> {
     let name = check_text("name", input.name.as_deref().unwrap_or(""), true)?;
     let parent = input.parent_id.flatten();
     if let Some(p) = parent {
-        department_exists(conn, p)?;
+        store.department_exists(p)?;
     }
     let sort_order = match input.sort_order {
         Some(s) => s,
-        None => conn.query_row(
-            "SELECT coalesce(max(sort_order), 0) + 10 FROM departments WHERE parent_id IS ?1 AND deleted = 0",
-            [parent],
-            |r| r.get(0),
-        )?,
+        None => store.next_sort_order(parent)?,
     };
-    let v = next_version(conn)?;
-    conn.execute(
-        "INSERT INTO departments (parent_id, name, sort_order, hidden, version) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![parent, name, sort_order, input.hidden.unwrap_or(false), v],
-    )?;
-    if input.hidden.unwrap_or(false) {
-        bump_epoch(conn)?;
+    let v = store.next_dir_version()?;
+    let hidden = input.hidden.unwrap_or(false);
+    let id = store.insert_department(parent, &name, sort_order, hidden, v)?;
+    if hidden {
+        store.bump_dir_epoch()?;
     }
-    Ok(conn.last_insert_rowid() as u64)
+    Ok(id)
 }
 
-pub fn update_department(conn: &Connection, id: u64, input: &DepartmentInput) -> Result<(), ServiceError> {
-    let current = department(conn, id)?;
+pub fn update_department(store: &dyn Store, id: u64, input: &DepartmentInput) -> Result<(), ServiceError> {
+    let current = department(store, id)?;
     let name = match &input.name {
         Some(n) => check_text("name", n, true)?,
         None => current.name.clone(),
@@ -143,67 +102,43 @@ pub fn update_department(conn: &Connection, id: u64, input: &DepartmentInput) ->
         if p == id {
             return Err(ServiceError::BadRequest("a department cannot be its own parent".into()));
         }
-        department_exists(conn, p)?;
-        if ancestors(conn, p)?.contains(&id) {
+        store.department_exists(p)?;
+        if store.department_ancestors(p)?.contains(&id) {
             return Err(ServiceError::BadRequest(
                 "a department cannot move under one of its own sub-departments".into(),
             ));
         }
     }
     let hidden = input.hidden.unwrap_or(current.hidden);
-    let v = next_version(conn)?;
-    conn.execute(
-        "UPDATE departments SET name = ?2, parent_id = ?3, sort_order = ?4, hidden = ?5, version = ?6 WHERE id = ?1",
-        params![id, name, parent, input.sort_order.unwrap_or(current.sort_order), hidden, v],
-    )?;
-    if hidden != current.hidden || (parent != current.parent_id && has_hidden(conn)?) {
-        bump_epoch(conn)?;
+    let v = store.next_dir_version()?;
+    let updated = Department {
+        name,
+        parent_id: parent,
+        sort_order: input.sort_order.unwrap_or(current.sort_order),
+        hidden,
+        ..current.clone()
+    };
+    store.update_department(&updated, v)?;
+    if hidden != current.hidden || (parent != current.parent_id && store.has_hidden_departments()?) {
+        store.bump_dir_epoch()?;
     }
     Ok(())
 }
 
-pub fn delete_department(conn: &Connection, id: u64) -> Result<(), ServiceError> {
-    let d = department(conn, id)?;
-    let children: u64 =
-        conn.query_row("SELECT count(*) FROM departments WHERE parent_id = ?1 AND deleted = 0", [id], |r| {
-            r.get(0)
-        })?;
+pub fn delete_department(store: &dyn Store, id: u64) -> Result<(), ServiceError> {
+    let d = department(store, id)?;
+    let children = store.live_child_departments(id)?;
     if children > 0 || d.member_count > 0 {
         return Err(ServiceError::Conflict(format!(
             "the department still has {children} sub-department(s) and {} member(s)",
             d.member_count
         )));
     }
-    let v = next_version(conn)?;
-    conn.execute("UPDATE departments SET deleted = 1, version = ?2 WHERE id = ?1", params![id, v])?;
-    Ok(())
+    let v = store.next_dir_version()?;
+    store.delete_department(id, v)
 }
 
 // ------------------------------------------------------------------ people
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Person {
-    pub id: u64,
-    pub account: String,
-    pub display_name: String,
-    pub employee_no: String,
-    pub title: String,
-    pub phone: String,
-    pub email: String,
-    pub avatar: String,
-    pub primary_department_id: Option<u64>,
-    pub department_ids: Vec<u64>,
-    pub manager_id: Option<u64>,
-    pub status: &'static str,
-    pub roles: Vec<String>,
-    pub online: bool,
-    #[serde(skip)]
-    pub pinyin: String,
-    #[serde(skip)]
-    pub initials: String,
-    #[serde(skip)]
-    pub version: u64,
-}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,56 +160,12 @@ pub struct PersonInput {
     pub disabled: Option<bool>,
 }
 
-const PERSON_COLUMNS: &str = "u.id, u.account, u.display_name, u.employee_no, u.title, u.phone, u.email, u.avatar,
-    u.primary_department_id, u.manager_id, u.disabled, u.deleted, u.roles, u.pinyin, u.initials, u.dir_version,
-    (SELECT group_concat(department_id) FROM user_departments ud WHERE ud.user_id = u.id)";
-
-fn person_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Person> {
-    let disabled: bool = r.get(10)?;
-    let deleted: bool = r.get(11)?;
-    let roles: String = r.get(12)?;
-    let further: Option<String> = r.get(16)?;
-    let mut department_ids: Vec<u64> =
-        further.unwrap_or_default().split(',').filter_map(|p| p.parse().ok()).collect();
-    department_ids.sort_unstable();
-    Ok(Person {
-        id: r.get(0)?,
-        account: r.get(1)?,
-        display_name: r.get(2)?,
-        employee_no: r.get(3)?,
-        title: r.get(4)?,
-        phone: r.get(5)?,
-        email: r.get(6)?,
-        avatar: r.get(7)?,
-        primary_department_id: r.get(8)?,
-        department_ids,
-        manager_id: r.get(9)?,
-        status: if deleted {
-            "deleted"
-        } else if disabled {
-            "disabled"
-        } else {
-            "active"
-        },
-        roles: roles.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        online: false,
-        pinyin: r.get(13)?,
-        initials: r.get(14)?,
-        version: r.get(15)?,
-    })
+pub fn person(store: &dyn Store, id: u64) -> Result<Person, ServiceError> {
+    store.person(id)?.ok_or(ServiceError::NotFound("person"))
 }
 
-pub fn person(conn: &Connection, id: u64) -> Result<Person, ServiceError> {
-    let sql = format!("SELECT {PERSON_COLUMNS} FROM users u WHERE u.id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id], person_from_row)
-        .optional()?
-        .ok_or(ServiceError::NotFound("person"))
-}
-
-pub fn person_by_account(conn: &Connection, account: &str) -> Result<Option<Person>, ServiceError> {
-    let sql = format!("SELECT {PERSON_COLUMNS} FROM users u WHERE u.account = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([account], person_from_row).optional()?)
+pub fn person_by_account(store: &dyn Store, account: &str) -> Result<Option<Person>, ServiceError> {
+    store.person_by_account(account)
 }
 
 fn check_roles(roles: &[String]) -> Result<String, ServiceError> {
@@ -304,33 +195,27 @@ fn check_email(email: &str) -> Result<String, ServiceError> {
 
 /// Creates a person. `password_hash` is the Argon2id hash of the first password.
 pub fn create_person(
-    conn: &Connection,
+    store: &dyn Store,
     input: &PersonInput,
     password_hash: &str,
     must_change: bool,
 ) -> Result<u64, ServiceError> {
     let account = input.account.as_deref().unwrap_or("").trim().to_owned();
     crate::accounts::check_account_name(&account).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    let exists: bool =
-        conn.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE account = ?1)", [&account], |r| r.get(0))?;
-    if exists {
+    if store.account_exists(&account)? {
         return Err(ServiceError::Conflict(format!("the account {account:?} already exists")));
     }
     let display = check_text("display_name", input.display_name.as_deref().unwrap_or(&account), false)?;
     let display = if display.is_empty() { account.clone() } else { display };
-    conn.execute(
-        "INSERT INTO users (account, display_name, password_hash, must_change_password, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![account, display, password_hash, must_change, crate::storage::now_ms()],
-    )?;
-    let id = conn.last_insert_rowid() as u64;
-    update_person(conn, id, &PersonInput { account: None, password: None, ..input.clone() })?;
+    let id = store.insert_person(&account, &display, password_hash, must_change, crate::storage::now_ms())?;
+    update_person(store, id, &PersonInput { account: None, password: None, ..input.clone() })?;
     Ok(id)
 }
 
 /// Applies the given fields. Returns true when the person was disabled now
 /// (the caller closes their sessions).
-pub fn update_person(conn: &Connection, id: u64, input: &PersonInput) -> Result<bool, ServiceError> {
-    let mut p = person(conn, id)?;
+pub fn update_person(store: &dyn Store, id: u64, input: &PersonInput) -> Result<bool, ServiceError> {
+    let mut p = person(store, id)?;
     if p.status == "deleted" {
         return Err(ServiceError::NotFound("person"));
     }
@@ -358,7 +243,7 @@ pub fn update_person(conn: &Connection, id: u64, input: &PersonInput) -> Result<
     let old_departments: (Option<u64>, Vec<u64>) = (p.primary_department_id, p.department_ids.clone());
     if let Some(v) = input.primary_department_id {
         if let Some(d) = v {
-            department_exists(conn, d)?;
+            store.department_exists(d)?;
         }
         p.primary_department_id = v;
     }
@@ -368,7 +253,7 @@ pub fn update_person(conn: &Connection, id: u64, input: &PersonInput) -> Result<
         ids.sort_unstable();
         ids.dedup();
         for d in &ids {
-            department_exists(conn, *d)?;
+            store.department_exists(*d)?;
         }
         p.department_ids = ids;
     }
@@ -377,7 +262,7 @@ pub fn update_person(conn: &Connection, id: u64, input: &PersonInput) -> Result<
             return Err(ServiceError::BadRequest("a person cannot be their own manager".into()));
         }
         if let Some(m) = m {
-            person(conn, m)?;
+            person(store, m)?;
         }
         p.manager_id = m;
     }
@@ -387,41 +272,13 @@ pub fn update_person(conn: &Connection, id: u64, input: &PersonInput) -> Result<
     };
     let was_disabled = p.status == "disabled";
     let disabled = input.disabled.unwrap_or(was_disabled);
-    let (pinyin, initials) = pinyin_keys(&p.display_name);
-    let v = next_version(conn)?;
-    conn.execute(
-        "UPDATE users SET display_name = ?2, employee_no = ?3, title = ?4, phone = ?5, email = ?6, avatar = ?7,
-            primary_department_id = ?8, manager_id = ?9, roles = ?10, disabled = ?11, pinyin = ?12, initials = ?13,
-            dir_version = ?14, is_admin = ?15
-         WHERE id = ?1",
-        params![
-            id,
-            p.display_name,
-            p.employee_no,
-            p.title,
-            p.phone,
-            p.email,
-            p.avatar,
-            p.primary_department_id,
-            p.manager_id,
-            roles,
-            disabled,
-            pinyin,
-            initials,
-            v,
-            roles.split(',').any(|r| r == "admin")
-        ],
-    )?;
+    (p.pinyin, p.initials) = pinyin_keys(&p.display_name);
+    let v = store.next_dir_version()?;
+    store.update_person(&p, &roles, disabled, v)?;
     if (p.primary_department_id, p.department_ids.clone()) != old_departments {
-        conn.execute("DELETE FROM user_departments WHERE user_id = ?1", [id])?;
-        for d in &p.department_ids {
-            conn.execute(
-                "INSERT INTO user_departments (user_id, department_id) VALUES (?1, ?2)",
-                params![id, d],
-            )?;
-        }
-        if has_hidden(conn)? {
-            bump_epoch(conn)?;
+        store.set_person_departments(id, &p.department_ids)?;
+        if store.has_hidden_departments()? {
+            store.bump_dir_epoch()?;
         }
     }
     Ok(disabled && !was_disabled)
@@ -429,19 +286,13 @@ pub fn update_person(conn: &Connection, id: u64, input: &PersonInput) -> Result<
 
 /// Removes a person from the directory and from login; their messages stay
 /// in the archive for audit.
-pub fn delete_person(conn: &Connection, id: u64) -> Result<(), ServiceError> {
-    let p = person(conn, id)?;
+pub fn delete_person(store: &dyn Store, id: u64) -> Result<(), ServiceError> {
+    let p = person(store, id)?;
     if p.status == "deleted" {
         return Err(ServiceError::NotFound("person"));
     }
-    let v = next_version(conn)?;
-    conn.execute(
-        "UPDATE users SET deleted = 1, disabled = 1, dir_version = ?2 WHERE id = ?1",
-        params![id, v],
-    )?;
-    conn.execute("UPDATE users SET manager_id = NULL WHERE manager_id = ?1", [id])?;
-    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
-    Ok(())
+    let v = store.next_dir_version()?;
+    store.delete_person(id, v)
 }
 
 /// What an admin search asks for.
@@ -454,52 +305,26 @@ pub struct PeopleQuery {
     pub limit: Option<u64>,
 }
 
-pub fn search_people(conn: &Connection, q: &PeopleQuery) -> Result<(Vec<Person>, u64), ServiceError> {
-    let mut clauses = vec!["1 = 1".to_owned()];
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    match q.status.as_deref().unwrap_or("all") {
-        "active" => clauses.push("u.disabled = 0 AND u.deleted = 0".into()),
-        "disabled" => clauses.push("u.disabled = 1 AND u.deleted = 0".into()),
-        "deleted" => clauses.push("u.deleted = 1".into()),
-        "all" => clauses.push("u.deleted = 0".into()),
+pub fn search_people(store: &dyn Store, q: &PeopleQuery) -> Result<(Vec<Person>, u64), ServiceError> {
+    let status = match q.status.as_deref().unwrap_or("all") {
+        "active" => "active",
+        "disabled" => "disabled",
+        "deleted" => "deleted",
+        "all" => "all",
         other => return Err(ServiceError::BadRequest(format!("unknown status {other:?}"))),
-    }
-    if let Some(d) = q.department_id {
-        let ids = subtree(conn, d)?.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-        clauses.push(format!(
-            "(u.primary_department_id IN ({ids}) OR EXISTS (SELECT 1 FROM user_departments ud WHERE ud.user_id = u.id AND ud.department_id IN ({ids})))"
-        ));
-    }
-    if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let lower = text.to_lowercase();
-        let contains = format!("%{}%", like_escape(text));
-        let prefix = format!("{}%", like_escape(&lower));
-        clauses.push(
-            "(u.display_name LIKE ? ESCAPE '\\' OR u.account LIKE ? ESCAPE '\\' OR u.pinyin LIKE ? ESCAPE '\\'
-              OR u.initials LIKE ? ESCAPE '\\' OR u.title LIKE ? ESCAPE '\\' OR u.employee_no = ?
-              OR u.primary_department_id IN (SELECT id FROM departments WHERE name LIKE ? ESCAPE '\\' AND deleted = 0))"
-                .into(),
-        );
-        for v in [&contains, &prefix, &prefix, &prefix, &contains] {
-            args.push(v.clone().into());
-        }
-        args.push(text.to_owned().into());
-        args.push(contains.clone().into());
-    }
-    let filter = clauses.join(" AND ");
-    let total: u64 = conn.query_row(
-        &format!("SELECT count(*) FROM users u WHERE {filter}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let sql = format!(
-        "SELECT {PERSON_COLUMNS} FROM users u WHERE {filter} ORDER BY u.pinyin, u.id LIMIT {limit} OFFSET {}",
-        q.offset.unwrap_or(0)
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), person_from_row)?;
-    Ok((rows.collect::<Result<_, _>>()?, total))
+    };
+    let departments = match q.department_id {
+        Some(d) => Some(store.department_subtree(d)?),
+        None => None,
+    };
+    let filter = PeopleFilter {
+        status,
+        departments,
+        text: q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned),
+        offset: q.offset.unwrap_or(0),
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    store.search_people(&filter)
 }
 
 // ------------------------------------------------------------------ visibility and sync
@@ -511,17 +336,13 @@ pub struct Visibility {
 }
 
 impl Visibility {
-    pub fn for_viewer(conn: &Connection, viewer: u64) -> Result<Visibility, ServiceError> {
-        let mut stmt = conn.prepare_cached("SELECT id, parent_id, hidden FROM departments")?;
-        let tree: HashMap<u64, (Option<u64>, bool)> = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, u64>(0)?, (r.get::<_, Option<u64>>(1)?, r.get::<_, bool>(2)?)))
-            })?
-            .collect::<Result<_, _>>()?;
+    pub fn for_viewer(store: &dyn Store, viewer: u64) -> Result<Visibility, ServiceError> {
+        let tree: HashMap<u64, (Option<u64>, bool)> =
+            store.department_tree()?.into_iter().map(|(id, parent, hidden)| (id, (parent, hidden))).collect();
         if !tree.values().any(|(_, hidden)| *hidden) {
             return Ok(Visibility { invisible: HashSet::new() });
         }
-        let me = person(conn, viewer)?;
+        let me = person(store, viewer)?;
         // Every department the viewer is in, and their ancestors: the viewer is "inside" these.
         let mut inside = HashSet::new();
         for d in me.primary_department_id.into_iter().chain(me.department_ids.iter().copied()) {
@@ -581,21 +402,21 @@ impl Visibility {
 /// and anyone they share a conversation with (whose messages they see
 /// anyway). Everyone else, whether hidden, deleted or never created, gets
 /// the answer an unknown id gets from every request that names people.
-pub fn knowable(conn: &Connection, viewer: u64, ids: &[u64]) -> Result<HashSet<u64>, ServiceError> {
-    let visibility = Visibility::for_viewer(conn, viewer)?;
+pub fn knowable(store: &dyn Store, viewer: u64, ids: &[u64]) -> Result<HashSet<u64>, ServiceError> {
+    let visibility = Visibility::for_viewer(store, viewer)?;
     let mut known = HashSet::with_capacity(ids.len());
     for &id in ids {
         if id == viewer {
             known.insert(id);
             continue;
         }
-        let p = match person(conn, id) {
+        let p = match person(store, id) {
             Ok(p) => p,
             Err(ServiceError::NotFound(_)) => continue,
             Err(e) => return Err(e),
         };
         let listed = p.status != "deleted" && visibility.person(viewer, p).is_some();
-        if listed || crate::storage::sqlite::directory::share_a_conversation(conn, viewer, id)? {
+        if listed || store.share_a_conversation(viewer, id)? {
             known.insert(id);
         }
     }
@@ -628,26 +449,21 @@ const SYNC_PAGE: u32 = 1000;
 /// What changed in the directory since `since` as `viewer` may see it. A
 /// client whose epoch differs gets everything afresh (`reset`).
 pub fn sync(
-    conn: &Connection,
+    store: &dyn Store,
     viewer: u64,
     since: u64,
     epoch: u64,
     limit: u32,
 ) -> Result<v1::DirectoryDelta, ServiceError> {
-    let current_epoch: u64 = setting(conn, "dir_epoch")?.parse().unwrap_or(1);
+    let current_epoch = store.dir_epoch()?;
     let reset = epoch != current_epoch;
     let since = if reset { 0 } else { since };
     let limit = limit.clamp(1, SYNC_PAGE);
-    let visibility = Visibility::for_viewer(conn, viewer)?;
+    let visibility = Visibility::for_viewer(store, viewer)?;
     let mut delta = v1::DirectoryDelta { reset, epoch: current_epoch, version: since, ..Default::default() };
 
     // People, a page at a time in version order.
-    let sql = format!(
-        "SELECT {PERSON_COLUMNS} FROM users u WHERE u.dir_version > ?1 ORDER BY u.dir_version LIMIT ?2"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let people: Vec<Person> =
-        stmt.query_map(params![since, limit + 1], person_from_row)?.collect::<Result<_, _>>()?;
+    let people = store.people_changed_after(since, limit + 1)?;
     delta.more = people.len() > limit as usize;
     let page_top = if delta.more { people[limit as usize - 1].version } else { i64::MAX as u64 };
     for p in people.into_iter().take(limit as usize) {
@@ -661,23 +477,8 @@ pub fn sync(
         }
     }
     // Departments changed up to the same version (there are few).
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, parent_id, name, sort_order, deleted, version FROM departments WHERE version > ?1 AND version <= ?2 ORDER BY version",
-    )?;
-    let rows = stmt.query_map(params![since, page_top], |r| {
-        Ok((
-            v1::Department {
-                id: r.get(0)?,
-                parent_id: r.get::<_, Option<u64>>(1)?.unwrap_or(0),
-                name: r.get(2)?,
-                sort_order: r.get(3)?,
-            },
-            r.get::<_, bool>(4)?,
-            r.get::<_, u64>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (d, deleted, version) = row?;
+    for change in store.departments_changed(since, page_top)? {
+        let DepartmentChange { department: d, deleted, version } = change;
         delta.version = delta.version.max(version);
         if !visibility.department(d.id) {
             continue;
@@ -692,7 +493,7 @@ pub fn sync(
     }
     if !delta.more {
         // Nothing left below the current version: hand it out so the next sync starts there.
-        let current: u64 = setting(conn, "dir_version")?.parse().unwrap_or(0);
+        let current = store.dir_version()?;
         delta.version = delta.version.max(current);
     }
     Ok(delta)

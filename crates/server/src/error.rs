@@ -94,9 +94,3 @@ impl ServiceError {
         }
     }
 }
-
-impl From<rusqlite::Error> for ServiceError {
-    fn from(e: rusqlite::Error) -> Self {
-        ServiceError::Internal(format!("database: {e}"))
-    }
-}

@@ -12,8 +12,9 @@
 //! which is what lets members of a conversation read them. Files nobody
 //! refers to are collected after a grace period, then chunks no file names.
 //!
-//! The database rows are written by the writer thread (the `Command`s at the
-//! bottom of this file), chunk files by the request handlers.
+//! The database rows (through the `FilesStore` trait) are written by the
+//! writer thread (the writes at the bottom of this file, handed over as
+//! closures), chunk files by the request handlers.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -28,13 +29,25 @@ use hutong_protocol::files::{
 };
 use hutong_protocol::v1::{self, AttachmentKind, EntryKind};
 use prost::Message as _;
-use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::ServiceError;
 use crate::live::outbound::Lane;
-use crate::messaging::handlers::{Reply, Session};
-use crate::writer::Command;
+use crate::storage::Store;
 use hutong_protocol::Payload;
+
+/// Who asks, as the file requests need it (the messaging router builds it
+/// from its connection's session).
+pub struct Session {
+    pub shared: Arc<crate::Shared>,
+    pub user_id: u64,
+    /// A bulk connection: chunk data allowed.
+    pub bulk: bool,
+    /// Files this connection has been allowed to read, with their manifests.
+    pub readable: Arc<Mutex<ReadableFiles>>,
+}
+
+/// The answer to one request: `None` when nothing is sent back.
+pub type Reply = Result<Option<(Lane, Payload)>, ServiceError>;
 
 /// Most chunks one person may have announced and not yet sent.
 const MAX_PENDING_CHUNKS: usize = 1 << 20;
@@ -221,14 +234,11 @@ pub async fn prepare_upload(s: Session, req: v1::PrepareUpload) -> Reply {
         }
         files.push(m);
     }
-    let committed = s
+    let (user, quota, announced) = (s.user_id, config.files_quota_bytes, files.clone());
+    let quota_used = s
         .shared
-        .writer
-        .submit(Command::PrepareFiles {
-            user: s.user_id,
-            files: files.clone(),
-            quota: config.files_quota_bytes,
-        })
+        .writes
+        .submit(Box::new(move |st: &dyn Store| prepare_files(st, user, &announced, quota)))
         .await?;
     // What is still to show is decided by what this person has shown, never
     // by what the server holds: the answer is the same whether the content
@@ -269,7 +279,7 @@ pub async fn prepare_upload(s: Session, req: v1::PrepareUpload) -> Reply {
     };
     let plan = v1::UploadPlan {
         missing: missing.iter().map(|h| h.to_vec()).collect(),
-        quota_used: committed.value,
+        quota_used,
         quota_limit: config.files_quota_bytes,
         challenge: challenge.to_vec(),
     };
@@ -389,7 +399,7 @@ pub async fn commit_upload(s: Session, req: v1::CommitUpload) -> Reply {
         .db
         .read(move |conn| {
             ids2.iter()
-                .map(|id| load_manifest(conn, id)?.ok_or(ServiceError::NotFound("announced file")))
+                .map(|id| conn.file_manifest(id, false)?.ok_or(ServiceError::NotFound("announced file")))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
@@ -408,8 +418,11 @@ pub async fn commit_upload(s: Session, req: v1::CommitUpload) -> Reply {
     }
     let store = s.shared.blobs.clone();
     blocking(move || store.make_durable(&chunks).map_err(io_error)).await?;
-    let quota = s.shared.config.files_quota_bytes;
-    s.shared.writer.submit(Command::CommitFiles { user, ids: ids.clone(), quota }).await?;
+    let (quota, done) = (s.shared.config.files_quota_bytes, ids.clone());
+    s.shared
+        .writes
+        .submit(Box::new(move |st: &dyn Store| commit_files(st, user, &done, quota).map(|()| 0)))
+        .await?;
     {
         let mut all = s.shared.pending_chunks.lock();
         if let Some(mine) = all.get_mut(&user) {
@@ -482,47 +495,12 @@ async fn load_readable(s: &Session, id: Hash, what: &'static str) -> Result<Chec
 }
 
 /// Whether `user` uploaded the file or may read a message holding it.
-pub fn may_read(conn: &Connection, user: u64, id: &Hash) -> Result<bool, ServiceError> {
-    let owned = conn
-        .prepare_cached("SELECT 1 FROM file_owners WHERE user_id = ?1 AND file_id = ?2")?
-        .exists(params![user, &id[..]])?;
-    if owned {
-        return Ok(true);
-    }
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM file_refs r JOIN members m ON m.conversation_id = r.conversation_id AND m.user_id = ?2
-             WHERE r.file_id = ?1 AND (m.active = 1 OR r.seq <= coalesce(m.until_seq, 0)) LIMIT 1",
-        )?
-        .exists(params![&id[..], user])?)
+pub fn may_read(store: &dyn Store, user: u64, id: &Hash) -> Result<bool, ServiceError> {
+    store.may_read_file(user, id)
 }
 
-fn manifest_from_row(id: &Hash, row: &rusqlite::Row<'_>) -> rusqlite::Result<CheckedManifest> {
-    let chunks: Vec<u8> = row.get(3)?;
-    let content: Vec<u8> = row.get(2)?;
-    Ok(CheckedManifest {
-        id: *id,
-        size: row.get(0)?,
-        chunk_size: row.get(1)?,
-        content_hash: content.try_into().unwrap_or([0; 32]),
-        chunks: chunks.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect(),
-    })
-}
-
-fn load_manifest(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
-    Ok(conn
-        .prepare_cached("SELECT size, chunk_size, content_hash, chunks FROM files WHERE id = ?1")?
-        .query_row([&id[..]], |r| manifest_from_row(id, r))
-        .optional()?)
-}
-
-pub(crate) fn load_committed(conn: &Connection, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT size, chunk_size, content_hash, chunks FROM files WHERE id = ?1 AND committed = 1",
-        )?
-        .query_row([&id[..]], |r| manifest_from_row(id, r))
-        .optional()?)
+pub(crate) fn load_committed(store: &dyn Store, id: &Hash) -> Result<Option<CheckedManifest>, ServiceError> {
+    store.file_manifest(id, true)
 }
 
 /// What a folder message refers to, read from its manifest before the send
@@ -574,21 +552,16 @@ pub async fn folder_contents(
 /// becomes an owner (who may read the file) only at commit, once they have
 /// shown every chunk.
 pub fn prepare_files(
-    conn: &Connection,
+    store: &dyn Store,
     user: u64,
     files: &[CheckedManifest],
     quota: u64,
 ) -> Result<u64, ServiceError> {
-    let used: u64 = conn
-        .prepare_cached("SELECT coalesce(sum(size), 0) FROM file_owners WHERE user_id = ?1")?
-        .query_row([user], |r| r.get(0))?;
+    let used = store.file_quota_used(user)?;
     let mut new = HashSet::new();
     let mut added = 0u64;
     for f in files {
-        let owned = conn
-            .prepare_cached("SELECT 1 FROM file_owners WHERE user_id = ?1 AND file_id = ?2")?
-            .exists(params![user, &f.id[..]])?;
-        if !owned && new.insert(f.id) {
+        if !store.owns_file(user, &f.id)? && new.insert(f.id) {
             added += f.size;
         }
     }
@@ -602,12 +575,7 @@ pub fn prepare_files(
     }
     let now = crate::storage::now_ms();
     for f in files {
-        let chunks: Vec<u8> = f.chunks.iter().flatten().copied().collect();
-        conn.prepare_cached(
-            "INSERT INTO files (id, size, chunk_size, content_hash, chunks, committed, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6) ON CONFLICT (id) DO NOTHING",
-        )?
-        .execute(params![&f.id[..], f.size, f.chunk_size, &f.content_hash[..], chunks, now])?;
+        store.record_file(f, now)?;
     }
     Ok(used + added)
 }
@@ -615,21 +583,14 @@ pub fn prepare_files(
 /// Completes files whose every chunk `user` has shown: checks the quota
 /// again (announcements are not reservations), makes `user` an owner and
 /// marks the files complete.
-pub fn commit_files(conn: &Connection, user: u64, ids: &[Hash], quota: u64) -> Result<(), ServiceError> {
-    let used: u64 = conn
-        .prepare_cached("SELECT coalesce(sum(size), 0) FROM file_owners WHERE user_id = ?1")?
-        .query_row([user], |r| r.get(0))?;
+pub fn commit_files(store: &dyn Store, user: u64, ids: &[Hash], quota: u64) -> Result<(), ServiceError> {
+    let used = store.file_quota_used(user)?;
     let mut added = 0u64;
     let mut new = HashSet::new();
     for id in ids {
-        let owned = conn
-            .prepare_cached("SELECT 1 FROM file_owners WHERE user_id = ?1 AND file_id = ?2")?
-            .exists(params![user, &id[..]])?;
-        if !owned && new.insert(*id) {
-            let size: u64 = conn
-                .prepare_cached("SELECT size FROM files WHERE id = ?1")?
-                .query_row([&id[..]], |r| r.get(0))?;
-            added += size;
+        if !store.owns_file(user, id)? && new.insert(*id) {
+            let manifest = store.file_manifest(id, false)?.ok_or(ServiceError::NotFound("announced file"))?;
+            added += manifest.size;
         }
     }
     if quota > 0 && used + added > quota {
@@ -642,12 +603,8 @@ pub fn commit_files(conn: &Connection, user: u64, ids: &[Hash], quota: u64) -> R
     }
     let now = crate::storage::now_ms();
     for id in ids {
-        conn.prepare_cached(
-            "INSERT INTO file_owners (user_id, file_id, size, created_at)
-             SELECT ?1, id, size, ?3 FROM files WHERE id = ?2 ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![user, &id[..], now])?;
-        conn.prepare_cached("UPDATE files SET committed = 1 WHERE id = ?1")?.execute([&id[..]])?;
+        store.add_file_owner(user, id, now)?;
+        store.commit_file(id)?;
     }
     Ok(())
 }
@@ -656,7 +613,7 @@ pub fn commit_files(conn: &Connection, user: u64, ids: &[Hash], quota: u64) -> R
 /// exist, are complete, and the sender may pass them on. Returns the file
 /// ids the message refers to.
 pub fn check_attachment(
-    conn: &Connection,
+    conn: &dyn Store,
     sender: u64,
     attachment: &v1::Attachment,
     folder: Option<&FolderContents>,
@@ -670,11 +627,7 @@ pub fn check_attachment(
         return Err(ServiceError::BadRequest("the media type is too long".into()));
     }
     let id = hash_from(&attachment.file_id).map_err(bad_manifest)?;
-    let size: u64 = conn
-        .prepare_cached("SELECT size FROM files WHERE id = ?1 AND committed = 1")?
-        .query_row([&id[..]], |r| r.get(0))
-        .optional()?
-        .ok_or(ServiceError::NotFound("file"))?;
+    let size = conn.committed_file_size(&id)?.ok_or(ServiceError::NotFound("file"))?;
     let kind = AttachmentKind::try_from(attachment.kind)
         .map_err(|_| ServiceError::BadRequest("unknown attachment kind".into()))?;
     let ids = match (kind, folder) {
@@ -697,9 +650,7 @@ pub fn check_attachment(
         }
     };
     for id in &ids {
-        let committed =
-            conn.prepare_cached("SELECT 1 FROM files WHERE id = ?1 AND committed = 1")?.exists([&id[..]])?;
-        if !committed {
+        if conn.committed_file_size(id)?.is_none() {
             return Err(ServiceError::NotFound("file"));
         }
         if !may_read(conn, sender, id)? {
@@ -709,23 +660,8 @@ pub fn check_attachment(
     Ok(ids)
 }
 
-pub fn add_refs(conn: &Connection, conversation_id: u64, seq: u64, ids: &[Hash]) -> Result<(), ServiceError> {
-    for id in ids {
-        conn.prepare_cached(
-            "INSERT INTO file_refs (file_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![&id[..], conversation_id, seq])?;
-    }
-    Ok(())
-}
-
-/// Forgets files no message refers to that are older than `cutoff_ms`.
-/// Returns how many went.
-pub fn forget_unreferenced(conn: &Connection, cutoff_ms: i64) -> Result<usize, ServiceError> {
-    let orphan = "SELECT id FROM files f WHERE f.created_at < ?1
-                  AND NOT EXISTS (SELECT 1 FROM file_refs r WHERE r.file_id = f.id)";
-    conn.execute(&format!("DELETE FROM file_owners WHERE file_id IN ({orphan})"), [cutoff_ms])?;
-    Ok(conn.execute(&format!("DELETE FROM files WHERE id IN ({orphan})"), [cutoff_ms])?)
+pub fn add_refs(store: &dyn Store, conversation_id: u64, seq: u64, ids: &[Hash]) -> Result<(), ServiceError> {
+    store.add_file_refs(conversation_id, seq, ids)
 }
 
 /// One collection pass: files nobody refers to, then chunk files no file
@@ -733,21 +669,10 @@ pub fn forget_unreferenced(conn: &Connection, cutoff_ms: i64) -> Result<usize, S
 pub async fn collect(shared: &crate::Shared, now_ms: i64) -> Result<(usize, usize), ServiceError> {
     let grace_ms = (shared.config.files_orphan_grace_secs as i64).saturating_mul(1000);
     let cutoff_ms = now_ms.saturating_sub(grace_ms);
-    let files = shared.writer.submit(Command::CollectFiles { cutoff_ms }).await?.value as usize;
-    let named: HashSet<Hash> = shared
-        .db
-        .read(|conn| {
-            let mut stmt = conn.prepare("SELECT chunks FROM files")?;
-            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-            let mut set = HashSet::new();
-            for row in rows {
-                for c in row?.chunks_exact(32) {
-                    set.insert(c.try_into().unwrap_or([0; 32]));
-                }
-            }
-            Ok(set)
-        })
-        .await?;
+    // Files nobody refers to, older than the grace period, go first.
+    let forget = Box::new(move |st: &dyn Store| st.forget_unreferenced_files(cutoff_ms).map(|n| n as u64));
+    let files = shared.writes.submit(forget).await? as usize;
+    let named: HashSet<Hash> = shared.db.read(|conn| conn.named_chunks()).await?;
     let store = shared.blobs.clone();
     let cutoff = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(cutoff_ms.max(0) as u64);
     let chunks = blocking(move || {

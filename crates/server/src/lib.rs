@@ -51,6 +51,8 @@ pub struct Shared {
     pub config: Config,
     pub db: storage::Db,
     pub writer: writer::Writer,
+    /// The same writer, as the domains below messaging see it.
+    writes: Arc<dyn storage::WriteQueue>,
     hub: Arc<hub::Hub>,
     /// Delivered/read reports waiting to be written together.
     receipts: receipts::Receipts,
@@ -115,10 +117,9 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     storage::migrate(&config.database_path())?;
     let identity = tls::load_or_create(&config.data_dir)?;
-    let conn = storage::open_connection(&config.database_path())?;
-    let users: u64 = conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
+    let conn = storage::open(&config.database_path())?;
     let mut generated = None;
-    if users == 0 {
+    if !conn.has_users()? {
         let password = match admin_password {
             Some(p) => p,
             None => {
@@ -127,7 +128,7 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
                 p
             }
         };
-        accounts::add_user(&conn, "admin", "Administrator", &password, true)?;
+        accounts::add_user(&*conn, "admin", "Administrator", &password, true)?;
     }
     Ok(Prepared { fingerprint: identity.fingerprint, admin_password: generated })
 }
@@ -164,6 +165,7 @@ pub async fn run(
     let hub = Arc::new(hub::Hub::default());
     // Outside the task tracker: it ends after the writer, which outlives it.
     let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
+    let writes: Arc<dyn storage::WriteQueue> = Arc::new(writer.clone());
     let auth = accounts::Authenticator {
         throttle: accounts::Throttle::new(
             config.login_failures_per_account,
@@ -171,7 +173,7 @@ pub async fn run(
             Duration::from_secs(config.login_window_secs),
         ),
         hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
-        writer: writer.clone(),
+        writer: writes.clone(),
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
@@ -184,6 +186,7 @@ pub async fn run(
         config,
         db,
         writer,
+        writes,
         hub,
         receipts: receipts::Receipts::default(),
         auth,
@@ -312,7 +315,7 @@ async fn log_stats(stats: Arc<outbound::ServerStats>, shutdown: CancellationToke
 /// Turns revocations recorded by administrators (possibly from another
 /// process, such as `hutong-server user disable`) into closed sessions.
 async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut last = match shared.db.read(|c| Ok(accounts::last_revocation(c)?)).await {
+    let mut last = match shared.db.read(|c| accounts::last_revocation(c)).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot read revocations");
@@ -326,7 +329,7 @@ async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         let after = last;
-        match shared.db.read(move |c| Ok(accounts::revocations_after(c, after)?)).await {
+        match shared.db.read(move |c| accounts::revocations_after(c, after)).await {
             Ok(list) => {
                 for r in list {
                     last = r.id;

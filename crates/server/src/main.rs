@@ -134,9 +134,9 @@ fn real_main() -> anyhow::Result<()> {
             if !db.exists() {
                 anyhow::bail!("no database at {}", db.display());
             }
-            let conn = storage::open_connection(&db)?;
+            let conn = storage::open(&db)?;
             let key = hutong_server::audit::AuditKey::load_or_create(&config.data_dir)?;
-            let (entries, problems) = hutong_server::audit::verify(&conn, &key)?;
+            let (entries, problems) = hutong_server::audit::verify(&*conn, &key)?;
             if problems.is_empty() {
                 println!("audit log intact: {entries} entries verified");
                 Ok(())
@@ -206,28 +206,28 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
         );
     }
     storage::migrate(&db)?;
-    let conn = storage::open_connection(&db)?;
+    let conn = storage::open(&db)?;
     match cmd {
         UserCommand::Add { account, name, admin } => {
             let password = read_new_password()?;
-            let id = accounts::add_user(&conn, &account, &name, &password, admin)?;
+            let id = accounts::add_user(&*conn, &account, &name, &password, admin)?;
             println!("created {account} (id {id})");
         }
         UserCommand::Disable { account } => {
-            accounts::set_disabled(&conn, &account, true)?;
+            accounts::set_disabled(&*conn, &account, true)?;
             println!("disabled {account}; its sessions are closed");
         }
         UserCommand::Enable { account } => {
-            accounts::set_disabled(&conn, &account, false)?;
+            accounts::set_disabled(&*conn, &account, false)?;
             println!("enabled {account}");
         }
         UserCommand::Passwd { account } => {
             let password = read_new_password()?;
-            accounts::set_password(&conn, &account, &password)?;
+            accounts::set_password(&*conn, &account, &password)?;
             println!("password of {account} changed; its sessions are closed");
         }
         UserCommand::List { json } => {
-            let users = accounts::list_users(&conn)?;
+            let users = accounts::list_users(&*conn)?;
             if json {
                 for u in users {
                     println!("{}", serde_json::to_string(&u)?);

@@ -7,5 +7,6 @@
 //! the HTTP layer.
 
 pub mod handlers;
+pub mod reads;
 pub mod receipts;
 pub mod writer;

@@ -264,7 +264,7 @@ impl Hub {
 }
 
 /// A committed log entry for the live sessions of its conversation's members
-/// (see [`fan_out`]), handed over by the writer. A retried send's original is handed over again:
+/// (see [`fan_out`]), handed over by the writer one committed batch at a time. A retried send's original is handed over again:
 /// clients store entries by (conversation, seq), so a second push is harmless
 /// and a receiver that missed the first one gets it.
 pub struct Fanout {
@@ -279,11 +279,14 @@ pub struct Fanout {
 /// gaps). Owned by the server, not by any connection: an entry whose sender
 /// disconnected right after sending still reaches everyone online. Ends when
 /// the writer thread has stopped.
-pub async fn fan_out(hub: Arc<Hub>, mut committed: mpsc::Receiver<Fanout>) {
-    while let Some(item) = committed.recv().await {
-        let urgent = item.message.priority == Priority::Urgent as i32;
-        let lane = if urgent { Lane::Control } else { Lane::Live };
-        let frame = encode_envelope(&Envelope::new(0, Payload::Message(item.message)));
-        hub.push(&item.members, lane, &frame, item.except);
+pub async fn fan_out(hub: Arc<Hub>, mut committed: mpsc::Receiver<Vec<Fanout>>) {
+    // One batch of the writer at a time: one wake-up per commit, not per entry.
+    while let Some(batch) = committed.recv().await {
+        for item in batch {
+            let urgent = item.message.priority == Priority::Urgent as i32;
+            let lane = if urgent { Lane::Control } else { Lane::Live };
+            let frame = encode_envelope(&Envelope::new(0, Payload::Message(item.message)));
+            hub.push(&item.members, lane, &frame, item.except);
+        }
     }
 }

@@ -16,7 +16,7 @@ use hutong_protocol::{encode_envelope, Envelope, ErrorCode, Payload};
 
 use crate::error::ServiceError;
 use crate::live::outbound::{Lane, Outbound};
-use crate::storage;
+
 use crate::writer::{Command, Committed, CursorReport};
 use crate::Shared;
 
@@ -38,6 +38,18 @@ pub struct Session {
     pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
     /// Set when a send was refused for its rate: later sends are refused too.
     pub throttled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Session {
+    /// What the file requests need of this session.
+    fn files(&self) -> crate::files::Session {
+        crate::files::Session {
+            shared: self.shared.clone(),
+            user_id: self.user_id,
+            bulk: self.bulk,
+            readable: self.readable.clone(),
+        }
+    }
 }
 
 /// The answer to one request: `None` when nothing is sent back.
@@ -73,7 +85,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             // this connection's sends still enter the writer in order.
             let folder = match &msg.attachment {
                 Some(a) if a.kind == v1::AttachmentKind::AttachmentFolder as i32 => {
-                    match crate::files::folder_contents(s, a).await {
+                    match crate::files::folder_contents(&s.files(), a).await {
                         Ok(contents) => Some(contents),
                         Err(e) => return Step::Ready(Err(e)),
                     }
@@ -190,10 +202,10 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
-        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
-        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
-        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.clone(), r).boxed()),
-        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.files(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::PutChunk(_) | Payload::GetChunk(_) => {
             Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
         }
@@ -209,12 +221,12 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
 /// A bulk connection carries file requests (and pings) only.
 fn route_bulk(s: &Session, payload: Payload) -> Step {
     match payload {
-        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.clone(), r).boxed()),
-        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.clone(), r).boxed()),
-        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.clone(), r).boxed()),
-        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.clone(), r).boxed()),
-        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.clone(), r).boxed()),
-        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.clone(), r).boxed()),
+        Payload::PutChunk(r) => Step::Pending(crate::files::put_chunk(s.files(), r).boxed()),
+        Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.files(), r).boxed()),
+        Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
+        Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.files(), r).boxed()),
+        Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::Ping(p) => {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
         }
@@ -363,7 +375,7 @@ async fn after_recall(_s: Session, c: Committed) -> Reply {
 /// the conversation.
 async fn after_change(s: Session, c: Committed) -> Reply {
     let (user, id) = (s.user_id, c.conversation_id);
-    let state = s.shared.db.read(move |conn| storage::conversation_state(conn, id, user)).await?;
+    let state = s.shared.db.read(move |conn| super::reads::conversation_state(conn, id, user)).await?;
     Ok(Some((Lane::Live, Payload::Conversation(state))))
 }
 
@@ -373,14 +385,15 @@ async fn sync(s: Session, r: v1::SyncRequest) -> Reply {
     let resp = s
         .shared
         .db
-        .read(move |conn| storage::sync(conn, user, r.since_version, r.since_conversation_id, limit))
+        .read(move |conn| super::reads::sync(conn, user, r.since_version, r.since_conversation_id, limit))
         .await?;
     Ok(Some((Lane::Bulk, Payload::SyncResponse(resp))))
 }
 
 async fn fetch_messages(s: Session, r: v1::FetchMessages) -> Reply {
     let user = s.user_id;
-    let batch = s.shared.db.read(move |conn| storage::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
+    let batch =
+        s.shared.db.read(move |conn| super::reads::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
     Ok(Some((Lane::Bulk, Payload::MessageBatch(batch))))
 }
 
@@ -393,7 +406,7 @@ async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
         .shared
         .db
         .read(move |conn| {
-            let mut list = storage::lookup_users(conn, &r)?;
+            let mut list = super::reads::lookup_users(conn, &r)?;
             // People the caller may not see are left out exactly like ids
             // that do not exist: a lookup is no way around hidden departments.
             let ids: Vec<u64> = list.users.iter().map(|u| u.id).collect();
@@ -430,14 +443,11 @@ async fn typing(s: Session, r: v1::Typing) -> Reply {
         .shared
         .db
         .read(move |conn| {
-            let m = storage::membership(conn, id, user)?;
+            let m = conn.membership(id, user)?;
             if !m.is_some_and(|m| m.active) {
                 return Err(ServiceError::NotMember);
             }
-            let mut stmt =
-                conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 AND active = 1")?;
-            let rows = stmt.query_map([id], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<u64>, _>>()?)
+            conn.active_members(id)
         })
         .await?;
     let others: Vec<u64> = members.into_iter().filter(|m| *m != user).collect();

@@ -20,9 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hutong_protocol::v1::{self, MessageKind};
+use hutong_protocol::v1;
 use hutong_protocol::{encode_envelope, Envelope, Payload};
-use rusqlite::params;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -207,26 +206,13 @@ async fn tell_senders(shared: &Shared, reads: Vec<(v1::Cursor, u64)>) {
     let found = shared
         .db
         .read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT sender_id FROM messages
-                 WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 AND sender_id != ?4 AND kind IN (?5, ?6)",
-            )?;
             let mut to: HashMap<(u64, u64), Vec<v1::Cursor>> = HashMap::new();
             for (cursor, old_read) in reads {
                 let from = old_read.max(cursor.read_seq.saturating_sub(READ_SCAN));
-                let senders = stmt.query_map(
-                    params![
-                        cursor.conversation_id,
-                        from,
-                        cursor.read_seq,
-                        cursor.user_id,
-                        MessageKind::Text as i32,
-                        MessageKind::File as i32
-                    ],
-                    |r| r.get::<_, u64>(0),
-                )?;
+                let senders =
+                    conn.senders_between(cursor.conversation_id, from, cursor.read_seq, cursor.user_id)?;
                 for sender in senders {
-                    to.entry((sender?, cursor.conversation_id)).or_default().push(cursor);
+                    to.entry((sender, cursor.conversation_id)).or_default().push(cursor);
                 }
             }
             Ok(to)

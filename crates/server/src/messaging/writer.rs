@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use hutong_protocol::v1::{
     self, system_event::Kind as SystemKind, ConversationKind, MemberRole, Message, MessageKind,
 };
@@ -34,7 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
 pub use crate::live::hub::Fanout;
-use crate::storage::{encode_ids, message_from_row, now_ms, open_connection, MESSAGE_COLUMNS};
+use crate::storage::sqlite::messages::{encode_ids, message_from_row, MESSAGE_COLUMNS};
+use crate::storage::{now_ms, open_connection, MessagesWrite, WriteFn, WriteQueue};
 
 /// Most members a group may have; bounds fan-out and every membership list.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
@@ -44,29 +46,44 @@ const MAX_NAME_CHARS: usize = 100;
 /// log entry, the live fan-out first.
 pub struct Reply {
     tx: oneshot::Sender<Result<Committed, ServiceError>>,
-    fanout: Option<(mpsc::Sender<Fanout>, Option<u64>)>,
+    fanout: Option<(mpsc::Sender<Vec<Fanout>>, Option<u64>)>,
 }
 
 impl Reply {
-    /// Hands a committed entry to the fan-out (in commit order, whatever
-    /// became of the caller), then answers the caller. Runs on the writer
-    /// thread only.
-    fn send(self, result: Result<Committed, ServiceError>) -> Result<(), ()> {
-        if let (Some((fanout, except)), Ok(c)) = (&self.fanout, &result) {
-            // A retry of a message retention removed has nothing left to push.
-            if let Some(message) = c.message.as_ref().filter(|_| !c.entry_removed) {
-                let item = Fanout { members: c.members.clone(), message: message.clone(), except: *except };
-                // Bounded: a fan-out that falls behind slows commits instead of
-                // growing memory. Closed only when the server stops.
-                let _ = fanout.blocking_send(item);
-            }
-        }
-        self.tx.send(result).map_err(|_| ())
+    /// What the fan-out gets of a committed result, if anything.
+    fn fanout_item(&self, result: &Result<Committed, ServiceError>) -> Option<Fanout> {
+        let (Some((_, except)), Ok(c)) = (&self.fanout, result) else { return None };
+        // A retry of a message retention removed has nothing left to push.
+        let message = c.message.as_ref().filter(|_| !c.entry_removed)?;
+        Some(Fanout { members: c.members.clone(), message: message.clone(), except: *except })
     }
 }
 
-/// Entries waiting for the fan-out task; bounds the writer's lead over it.
-const FANOUT_QUEUE: usize = 4096;
+/// Hands a batch's committed entries to the fan-out in one piece (one
+/// wake-up of its task per batch, in commit order, whatever became of the
+/// callers), then answers the callers. Runs on the writer thread only.
+fn answer_batch(replies: Vec<(Reply, Result<Committed, ServiceError>)>) {
+    let mut items = Vec::new();
+    let mut channel = None;
+    for (reply, result) in &replies {
+        if let Some(item) = reply.fanout_item(result) {
+            items.push(item);
+            channel = channel.or_else(|| reply.fanout.as_ref().map(|(tx, _)| tx.clone()));
+        }
+    }
+    if let Some(channel) = channel {
+        // Bounded: a fan-out that falls behind slows commits instead of
+        // growing memory. Closed only when the server stops.
+        let _ = channel.blocking_send(items);
+    }
+    for (reply, result) in replies {
+        let _ = reply.tx.send(result);
+    }
+}
+
+/// Batches waiting for the fan-out task; bounds the writer's lead over it
+/// (a batch holds at most `batch_max` entries).
+const FANOUT_QUEUE: usize = 32;
 
 /// Most cursor reports one `UpdateCursors` command carries.
 pub const MAX_CURSOR_REPORTS: usize = 4096;
@@ -78,9 +95,16 @@ pub struct WriterStats {
     pub sends: AtomicU64,
     /// Batches whose commit failed (every command in them answered INTERNAL).
     pub failed_batches: AtomicU64,
+    /// Batches run again with a savepoint per command after a send failed
+    /// in the fast pass.
+    pub safe_reruns: AtomicU64,
 }
 
-pub static STATS: WriterStats = WriterStats { sends: AtomicU64::new(0), failed_batches: AtomicU64::new(0) };
+pub static STATS: WriterStats = WriterStats {
+    sends: AtomicU64::new(0),
+    failed_batches: AtomicU64::new(0),
+    safe_reruns: AtomicU64::new(0),
+};
 
 // Sends dominate the queue, so the enum is as large as they are either way.
 #[allow(clippy::large_enum_variant)]
@@ -141,50 +165,16 @@ pub enum Command {
     },
     /// Brings the keyword index up to date (before an audit search).
     FlushIndex,
-    /// Records announced files (see `files::prepare_files`).
-    PrepareFiles {
-        user: u64,
-        files: Vec<hutong_protocol::files::CheckedManifest>,
-        quota: u64,
-    },
-    /// Makes `user` an owner of files they showed whole (see `files::commit_files`).
-    CommitFiles {
-        user: u64,
-        ids: Vec<hutong_protocol::files::Hash>,
-        quota: u64,
-    },
-    /// Forgets files nobody refers to, uploaded before `cutoff_ms`.
-    CollectFiles {
-        cutoff_ms: i64,
-    },
     /// Removes messages older than the retention rules allow and records it.
     ApplyRetention {
         now: i64,
         key: crate::audit::AuditKey,
     },
-    /// Login writes (see `accounts::Authenticator`): through this thread so
-    /// they never hold the write lock the writer waits for.
-    /// A password login's new session; its id comes back in `value`.
-    CreateSession {
-        user_id: u64,
-        device: String,
-        token_hash: Vec<u8>,
-        /// The hash the password was checked against.
-        password_hash: String,
-    },
-    TouchSession {
-        session_id: u64,
-        at: i64,
-    },
-    ChangePassword {
-        user_id: u64,
-        old_hash: String,
-        new_hash: String,
-        keep: Option<u64>,
-    },
-    EndSession {
-        session_id: u64,
-    },
+    /// A write of another domain (logins: see `accounts::Authenticator`;
+    /// files), handed over as a [`WriteFn`] so those domains need not know
+    /// this module: through this thread, so no other connection of this
+    /// process holds the write lock the writer waits for.
+    Write(WriteFn),
 }
 
 /// What a committed command changed, so the caller can answer and fan out.
@@ -206,8 +196,7 @@ pub struct Committed {
     pub members: Arc<[u64]>,
     /// For `UpdateCursors`: one outcome per report, in order.
     pub cursors: Vec<CursorOutcome>,
-    /// The number some commands answer with: bytes counted against the
-    /// quota (PrepareFiles), files forgotten (CollectFiles).
+    /// The number a `Write` answers with (an id, a count).
     pub value: u64,
 }
 
@@ -237,7 +226,7 @@ pub enum CursorOutcome {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<(Command, Reply)>,
-    fanout: mpsc::Sender<Fanout>,
+    fanout: mpsc::Sender<Vec<Fanout>>,
 }
 
 impl Writer {
@@ -249,7 +238,7 @@ impl Writer {
         path: &Path,
         recall_window_ms: i64,
         batch_max: usize,
-    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Fanout>)> {
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Vec<Fanout>>)> {
         Self::start_with_fault(path, recall_window_ms, batch_max, None)
     }
 
@@ -261,7 +250,7 @@ impl Writer {
         recall_window_ms: i64,
         batch_max: usize,
         panic_after: Option<u64>,
-    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Fanout>)> {
+    ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Vec<Fanout>>)> {
         let conn = open_connection(path)?;
         let mut state = WriterState::load(conn, recall_window_ms)?;
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
@@ -330,7 +319,7 @@ impl Writer {
     async fn enqueue_with(
         &self,
         cmd: Command,
-        fanout: Option<(mpsc::Sender<Fanout>, Option<u64>)>,
+        fanout: Option<(mpsc::Sender<Vec<Fanout>>, Option<u64>)>,
     ) -> Result<oneshot::Receiver<Result<Committed, ServiceError>>, ServiceError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send((cmd, Reply { tx, fanout })).await.map_err(|_| ServiceError::ShuttingDown)?;
@@ -340,6 +329,18 @@ impl Writer {
     /// Queues a command and waits for its commit.
     pub async fn submit(&self, cmd: Command) -> Result<Committed, ServiceError> {
         self.enqueue(cmd).await?.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+}
+
+impl WriteQueue for Writer {
+    fn submit(&self, write: WriteFn) -> BoxFuture<'static, Result<u64, ServiceError>> {
+        let writer = self.clone();
+        Box::pin(async move { Ok(writer.submit(Command::Write(write)).await?.value) })
+    }
+
+    fn enqueue(&self, write: WriteFn) -> BoxFuture<'static, Result<(), ServiceError>> {
+        let writer = self.clone();
+        Box::pin(async move { writer.enqueue(Command::Write(write)).await.map(drop) })
     }
 }
 
@@ -374,21 +375,17 @@ impl WriterState {
         Ok(WriterState { conn, index_waiting: true, version, recall_window_ms, members: HashMap::new() })
     }
 
-    fn max_version(conn: &Connection) -> rusqlite::Result<u64> {
-        conn.query_row(
-            "SELECT max((SELECT coalesce(max(version), 0) FROM conversations), (SELECT coalesce(max(version), 0) FROM members))",
-            [],
-            |r| r.get(0),
-        )
+    fn max_version(conn: &Connection) -> Result<u64, ServiceError> {
+        conn.max_version()
     }
 
     /// Indexes one slice of waiting messages in its own short transaction.
     fn index_step(&mut self) {
         // Small slices: a command that arrives meanwhile waits at most one slice.
         const SLICE: usize = 256;
-        let result = (|| -> rusqlite::Result<usize> {
+        let result = (|| -> Result<usize, ServiceError> {
             let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = index_pending(&tx, SLICE)?;
+            let n = tx.index_pending(SLICE)?;
             tx.commit()?;
             Ok(n)
         })();
@@ -405,37 +402,68 @@ impl WriterState {
         let sends = batch.iter().filter(|(c, _)| matches!(c, Command::Send { .. })).count();
         STATS.sends.fetch_add(sends as u64, Ordering::Relaxed);
         let mut results = Vec::with_capacity(batch.len());
-        let commit = self.apply_all(batch, &mut results);
+        // Sends run without a savepoint of their own (most of a batch, and a
+        // savepoint costs a statement each way plus a copy of every page it
+        // touches again). A send refuses before its first write, so only a
+        // database failure can leave half of one behind; then the whole
+        // pass is rolled back and the batch runs again with a savepoint per
+        // command, as if the fast pass had never happened.
+        let commit = match self.apply_all(batch, &mut results, false) {
+            Err(Pass::Unsafe) => {
+                STATS.safe_reruns.fetch_add(1, Ordering::Relaxed);
+                self.forget_cached_state();
+                results.clear();
+                self.apply_all(batch, &mut results, true)
+            }
+            other => other,
+        };
         if let Err(e) = commit {
             STATS.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "commit failed; answering the whole batch with an error");
-            self.members.clear();
-            if let Ok(v) = Self::max_version(&self.conn) {
-                self.version = self.version.max(v);
-            }
+            self.forget_cached_state();
             for (cmd, reply) in batch.drain(..) {
                 if let Command::Send { ordered, .. } = &cmd {
                     ordered.store(true, Ordering::Release);
                 }
-                let _ = reply.send(Err(ServiceError::Internal(format!("commit failed: {e}"))));
+                let _ = reply.tx.send(Err(ServiceError::Internal(format!("commit failed: {e}"))));
             }
             return;
         }
-        for ((_, reply), result) in batch.drain(..).zip(results) {
-            let _ = reply.send(result);
+        answer_batch(batch.drain(..).map(|(_, reply)| reply).zip(results).collect());
+    }
+
+    /// After a rollback the member cache may be ahead of the database.
+    fn forget_cached_state(&mut self) {
+        self.members.clear();
+        if let Ok(v) = Self::max_version(&self.conn) {
+            self.version = self.version.max(v);
         }
     }
 
-    /// Applies each command in its own savepoint, then commits the batch.
+    /// Applies the batch's commands, then commits. With `safe`, each command
+    /// runs in its own savepoint; without, sends run directly in the
+    /// transaction and a database failure inside one ends the pass with
+    /// [`Pass::Unsafe`] (nothing committed).
     fn apply_all(
         &mut self,
         batch: &[(Command, Reply)],
         results: &mut Vec<Result<Committed, ServiceError>>,
-    ) -> rusqlite::Result<()> {
+        safe: bool,
+    ) -> Result<(), Pass> {
         // IMMEDIATE: take the write lock up front (waiting for it), so a batch
         // that has read never fails to upgrade because of a concurrent login.
         let mut tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for (cmd, _) in batch {
+            if !safe && matches!(cmd, Command::Send { .. }) {
+                match apply(&tx, &mut self.members, &mut self.version, self.recall_window_ms, cmd) {
+                    // Only a database failure comes after a write.
+                    Err(ServiceError::Internal(_)) => return Err(Pass::Unsafe),
+                    // Refused before any write (the ordering guard's refusal
+                    // included): nothing to undo.
+                    result => results.push(result),
+                }
+                continue;
+            }
             let mut sp = tx.savepoint()?;
             let result = apply(&sp, &mut self.members, &mut self.version, self.recall_window_ms, cmd);
             match result {
@@ -467,8 +495,18 @@ impl WriterState {
                 }
             }
         }
-        tx.commit()
+        Ok(tx.commit()?)
     }
+}
+
+/// How a pass over a batch failed.
+#[derive(Debug, thiserror::Error)]
+enum Pass {
+    /// A send failed after it may have written: run the batch again safely.
+    #[error("a send failed inside the fast pass")]
+    Unsafe,
+    #[error(transparent)]
+    Database(#[from] rusqlite::Error),
 }
 
 fn load_members<'a>(
@@ -477,16 +515,8 @@ fn load_members<'a>(
     conversation_id: u64,
 ) -> Result<&'a mut ConvMembers, ServiceError> {
     if !cache.contains_key(&conversation_id) {
-        let kind: i32 = conn
-            .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
-            .query_row([conversation_id], |r| r.get(0))
-            .optional()?
-            .ok_or(ServiceError::NotFound("conversation"))?;
-        let mut stmt = conn
-            .prepare_cached("SELECT user_id, role FROM members WHERE conversation_id = ?1 AND active = 1")?;
-        let roles = stmt
-            .query_map([conversation_id], |r| Ok((r.get::<_, u64>(0)?, r.get::<_, i32>(1)?)))?
-            .collect::<Result<HashMap<_, _>, _>>()?;
+        let kind = conn.conversation_kind(conversation_id)?.ok_or(ServiceError::NotFound("conversation"))?;
+        let roles: HashMap<u64, i32> = conn.active_member_roles(conversation_id)?.into_iter().collect();
         let mut m = ConvMembers { kind, roles, list: Arc::from(Vec::new()) };
         m.rebuild_list();
         // Bound the cache: conversations are reloaded on demand.
@@ -512,9 +542,8 @@ fn check_name(name: &str) -> Result<String, ServiceError> {
 }
 
 fn check_users_exist(conn: &Connection, ids: &[u64]) -> Result<(), ServiceError> {
-    let mut stmt = conn.prepare_cached("SELECT disabled FROM users WHERE id = ?1")?;
     for id in ids {
-        match stmt.query_row([id], |r| r.get::<_, bool>(0)).optional()? {
+        match conn.user_disabled(*id)? {
             None => return Err(ServiceError::NotFound("user")),
             Some(true) => return Err(ServiceError::BadRequest(format!("user {id} is disabled"))),
             Some(false) => {}
@@ -632,18 +661,6 @@ fn apply(
         Command::Send { sender, msg, folder, .. } => {
             send(conn, cache, version, *sender, msg, folder.as_ref())
         }
-        Command::PrepareFiles { user, files, quota } => {
-            let value = crate::files::prepare_files(conn, *user, files, *quota)?;
-            Ok(Committed { value, ..Default::default() })
-        }
-        Command::CommitFiles { user, ids, quota } => {
-            crate::files::commit_files(conn, *user, ids, *quota)?;
-            Ok(Committed::default())
-        }
-        Command::CollectFiles { cutoff_ms } => {
-            let value = crate::files::forget_unreferenced(conn, *cutoff_ms)? as u64;
-            Ok(Committed { value, ..Default::default() })
-        }
         Command::Recall { user, conversation_id, seq } => {
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
         }
@@ -668,39 +685,20 @@ fn apply(
         }
         Command::UpdateCursors { reports } => update_cursors(conn, cache, version, reports),
         Command::FlushIndex => {
-            index_pending(conn, usize::MAX)?;
+            conn.index_pending(usize::MAX)?;
             Ok(Committed::default())
         }
-        Command::CreateSession { user_id, device, token_hash, password_hash } => {
-            let value = crate::storage::sqlite::accounts::create_session(
-                conn,
-                *user_id,
-                device,
-                token_hash,
-                password_hash,
-            )?;
+        Command::Write(write) => {
+            let value = write(conn)?;
             Ok(Committed { value, ..Default::default() })
-        }
-        Command::TouchSession { session_id, at } => {
-            crate::storage::sqlite::accounts::touch_session(conn, *session_id, *at)?;
-            Ok(Committed::default())
-        }
-        Command::ChangePassword { user_id, old_hash, new_hash, keep } => {
-            crate::storage::sqlite::accounts::replace_password(conn, *user_id, old_hash, new_hash, *keep)?;
-            Ok(Committed::default())
-        }
-        Command::EndSession { session_id } => {
-            crate::storage::sqlite::accounts::end_session(conn, *session_id)?;
-            Ok(Committed::default())
         }
         Command::ApplyRetention { now, key } => {
             let applied = crate::audit::apply_retention(conn, key, *now)?;
             // first_seq moved: clients learn of it through the conversation
             // version. Only the conversations this run trimmed change, each
             // to a version of its own.
-            let mut stmt = conn.prepare_cached("UPDATE conversations SET version = ?2 WHERE id = ?1")?;
             for id in &applied.conversations {
-                stmt.execute(params![id, next_version(version)])?;
+                conn.set_conversation_version(*id, next_version(version))?;
             }
             Ok(Committed { value: applied.removed, ..Default::default() })
         }
@@ -743,6 +741,9 @@ pub fn content_hash(msg: &v1::SendMessage) -> [u8; 32] {
     sha2::Sha256::digest(content.encode_to_vec()).into()
 }
 
+/// Stores a send. **Invariant** (the fast pass of `apply_batch` relies on
+/// it): every refusal comes before the first write; after it, only a
+/// database failure (`Internal`) can end the command.
 fn send(
     conn: &Connection,
     cache: &mut HashMap<u64, ConvMembers>,
@@ -911,13 +912,8 @@ fn recall(
         return Err(ServiceError::NotMember);
     }
     let list = members.list.clone();
-    let (sender, sent_at, kind, recalled): (u64, i64, i32, bool) = conn
-        .prepare_cached(
-            "SELECT sender_id, sent_at, kind, recalled FROM messages WHERE conversation_id = ?1 AND seq = ?2",
-        )?
-        .query_row(params![conversation_id, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()?
-        .ok_or(ServiceError::NotFound("message"))?;
+    let target = conn.recall_target(conversation_id, seq)?.ok_or(ServiceError::NotFound("message"))?;
+    let (sender, sent_at, kind, recalled) = (target.sender_id, target.sent_at, target.kind, target.recalled);
     if sender != user || kind != MessageKind::Text as i32 {
         return Err(ServiceError::Forbidden("only the sender can recall a message".into()));
     }
@@ -927,8 +923,7 @@ fn recall(
     if now_ms() - sent_at > window_ms {
         return Err(ServiceError::RecallWindowPassed);
     }
-    conn.prepare_cached("UPDATE messages SET recalled = 1 WHERE conversation_id = ?1 AND seq = ?2")?
-        .execute(params![conversation_id, seq])?;
+    conn.mark_recalled(conversation_id, seq)?;
     // Outside the senders' id space (messages_dedupe holds sends only), so
     // no client-chosen id can collide with it.
     let id = format!("recall-{conversation_id}-{seq}");
@@ -943,13 +938,8 @@ fn insert_member(
     user: u64,
     role: MemberRole,
     v: u64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO members (conversation_id, user_id, role, active, until_seq, version) VALUES (?1, ?2, ?3, 1, NULL, ?4)
-         ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = ?3, active = 1, until_seq = NULL, version = ?4",
-    )?
-    .execute(params![conversation_id, user, role as i32, v])?;
-    Ok(())
+) -> Result<(), ServiceError> {
+    conn.upsert_member(conversation_id, user, role as i32, v)
 }
 
 fn open_direct(
@@ -964,20 +954,13 @@ fn open_direct(
     }
     check_users_exist(conn, &[peer])?;
     let key = format!("{}:{}", user.min(peer), user.max(peer));
-    let existing: Option<u64> = conn
-        .prepare_cached("SELECT id FROM conversations WHERE direct_key = ?1")?
-        .query_row([&key], |r| r.get(0))
-        .optional()?;
+    let existing = conn.direct_conversation(&key)?;
     if let Some(id) = existing {
         let members = load_members(conn, cache, id)?;
         return Ok(Committed { conversation_id: id, members: members.list.clone(), ..Default::default() });
     }
     let v = next_version(version);
-    conn.prepare_cached(
-        "INSERT INTO conversations (kind, name, direct_key, last_seq, version, created_at) VALUES (?1, '', ?2, 0, ?3, ?4)",
-    )?
-    .execute(params![ConversationKind::Direct as i32, key, v, now_ms()])?;
-    let id = conn.last_insert_rowid() as u64;
+    let id = conn.insert_conversation(ConversationKind::Direct as i32, "", Some(&key), v, now_ms())?;
     insert_member(conn, id, user, MemberRole::Member, v)?;
     insert_member(conn, id, peer, MemberRole::Member, v)?;
     let members = load_members(conn, cache, id)?;
@@ -1001,11 +984,7 @@ fn create_group(
     }
     check_users_exist(conn, &ids)?;
     let v = next_version(version);
-    conn.prepare_cached(
-        "INSERT INTO conversations (kind, name, direct_key, last_seq, version, created_at) VALUES (?1, ?2, NULL, 0, ?3, ?4)",
-    )?
-    .execute(params![ConversationKind::Group as i32, name, v, now_ms()])?;
-    let id = conn.last_insert_rowid() as u64;
+    let id = conn.insert_conversation(ConversationKind::Group as i32, &name, None, v, now_ms())?;
     insert_member(conn, id, owner, MemberRole::Owner, v)?;
     for m in &ids {
         insert_member(conn, id, *m, MemberRole::Member, v)?;
@@ -1046,8 +1025,7 @@ fn rename_group(
 ) -> Result<Committed, ServiceError> {
     require_group_member(conn, cache, conversation_id, user)?;
     let name = check_name(name)?;
-    conn.prepare_cached("UPDATE conversations SET name = ?2 WHERE id = ?1")?
-        .execute(params![conversation_id, name])?;
+    conn.rename_conversation(conversation_id, &name)?;
     let event =
         v1::SystemEvent { kind: SystemKind::Renamed as i32, actor_id: user, name, ..Default::default() };
     let message = system_entry(conn, version, conversation_id, user, event)?;
@@ -1138,15 +1116,11 @@ fn remove_member(
     // The departure is the last entry the departed member can read.
     let message = system_entry(conn, version, conversation_id, user, event)?;
     let v = next_version(version);
-    conn.prepare_cached("UPDATE members SET active = 0, until_seq = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2")?
-        .execute(params![conversation_id, target, message.seq, v])?;
+    conn.deactivate_member(conversation_id, target, message.seq, v)?;
     let members = cache.get_mut(&conversation_id).expect("loaded above");
     members.roles.remove(&target);
     if let Some(s) = successor {
-        conn.prepare_cached(
-            "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
-        )?
-        .execute(params![conversation_id, s, MemberRole::Owner as i32, v])?;
+        conn.set_member_role(conversation_id, s, MemberRole::Owner as i32, v)?;
         members.roles.insert(s, MemberRole::Owner as i32);
     }
     members.rebuild_list();
@@ -1175,18 +1149,12 @@ fn set_role(
         ));
     }
     let v = next_version(version);
-    conn.prepare_cached(
-        "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
-    )?
-    .execute(params![conversation_id, target, role as i32, v])?;
+    conn.set_member_role(conversation_id, target, role as i32, v)?;
     let members = cache.get_mut(&conversation_id).expect("loaded above");
     members.roles.insert(target, role as i32);
     if role == MemberRole::Owner {
         // Ownership moves: the old owner becomes an admin.
-        conn.prepare_cached(
-            "UPDATE members SET role = ?3, version = ?4 WHERE conversation_id = ?1 AND user_id = ?2",
-        )?
-        .execute(params![conversation_id, user, MemberRole::Admin as i32, v])?;
+        conn.set_member_role(conversation_id, user, MemberRole::Admin as i32, v)?;
         members.roles.insert(user, MemberRole::Admin as i32);
     }
     let event = v1::SystemEvent {
@@ -1233,12 +1201,7 @@ fn update_cursor(
     if !members.roles.contains_key(&user) {
         return Err(ServiceError::NotMember);
     }
-    let (last_seq, old_delivered, old_read): (u64, u64, u64) = conn
-        .prepare_cached(
-            "SELECT c.last_seq, m.delivered_seq, m.read_seq FROM conversations c JOIN members m ON m.conversation_id = c.id
-             WHERE c.id = ?1 AND m.user_id = ?2",
-        )?
-        .query_row(params![conversation_id, user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let (last_seq, old_delivered, old_read) = conn.cursors(conversation_id, user)?;
     let read = r.read.min(last_seq).max(old_read);
     let delivered = r.delivered.min(last_seq).max(old_delivered).max(read);
     if read == old_read && delivered == old_delivered {
@@ -1248,37 +1211,11 @@ fn update_cursor(
     // the move by sync, and nobody else re-fetches the conversation (with its
     // member list) because one member's cursor moved.
     let v = next_version(version);
-    conn.prepare_cached(
-        "UPDATE members SET delivered_seq = ?3, read_seq = ?4, version = ?5 WHERE conversation_id = ?1 AND user_id = ?2",
-    )?
-    .execute(params![conversation_id, user, delivered, read, v])?;
+    conn.set_cursors(conversation_id, user, delivered, read, v)?;
     Ok(CursorOutcome::Moved {
         cursor: v1::Cursor { conversation_id, user_id: user, delivered_seq: delivered, read_seq: read },
         old_read,
     })
-}
-
-/// Moves up to `limit` waiting text messages into the keyword index; returns how many.
-fn index_pending(conn: &Connection, limit: usize) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.conversation_id, p.seq, m.text FROM message_text_pending p
-         LEFT JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.seq LIMIT ?1",
-    )?;
-    let rows: Vec<(u64, u64, Option<String>)> = stmt
-        .query_map([limit.min(i64::MAX as usize) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut insert =
-        conn.prepare_cached("INSERT INTO message_text (rowid, text) VALUES ((?1 << 32) | ?2, ?3)")?;
-    let mut done =
-        conn.prepare_cached("DELETE FROM message_text_pending WHERE conversation_id = ?1 AND seq = ?2")?;
-    for (conversation, seq, text) in &rows {
-        // A message removed by retention before it was indexed has no text left.
-        if let Some(text) = text {
-            insert.execute(params![conversation, seq, text])?;
-        }
-        done.execute(params![conversation, seq])?;
-    }
-    Ok(rows.len())
 }
 
 #[cfg(test)]
@@ -1376,5 +1313,78 @@ mod tests {
         // The next run removes nothing and changes nothing.
         assert_eq!(run(&mut conn, &mut version, &mut cache), 0);
         assert_eq!(versions(&conn), after);
+    }
+
+    /// A send that fails after it wrote (here: the log insert refused after
+    /// the conversation's counter moved) makes the batch run again with
+    /// savepoints: the sends around it are stored with dense seqs, the
+    /// failed one leaves nothing behind, and its connection's later sends
+    /// are refused to keep order.
+    #[test]
+    fn a_send_failing_mid_write_reruns_its_batch_safely() {
+        let (_dir, conn, users) = setup();
+        let mut state = WriterState::load(conn, 0).unwrap();
+        let cmd = Command::CreateGroup { owner: users[0], name: "g".into(), members: vec![users[1]] };
+        let group = {
+            let tx = state.conn.transaction().unwrap();
+            let c = apply(&tx, &mut state.members, &mut state.version, 0, &cmd).unwrap();
+            tx.commit().unwrap();
+            c.conversation_id
+        };
+        state
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let first = Arc::new(AtomicBool::new(false));
+        let second = Arc::new(AtomicBool::new(false));
+        let mut answers = Vec::new();
+        let mut batch = Vec::new();
+        for (i, (text, ordered)) in
+            [("a", &first), ("poison", &first), ("after on the same connection", &first), ("b", &second)]
+                .into_iter()
+                .enumerate()
+        {
+            let msg = v1::SendMessage {
+                conversation_id: group,
+                client_msg_id: format!("0190aaaa-0000-7000-8000-00000000000{i}"),
+                text: text.into(),
+                ..Default::default()
+            };
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            let cmd = Command::Send { sender: users[0], msg, ordered: ordered.clone(), folder: None };
+            batch.push((cmd, Reply { tx, fanout: None }));
+        }
+        let reruns = STATS.safe_reruns.load(Ordering::Relaxed);
+        state.apply_batch(&mut batch);
+        assert!(STATS.safe_reruns.load(Ordering::Relaxed) > reruns, "the batch ran again with savepoints");
+        let answers: Vec<_> = answers.into_iter().map(|rx| rx.blocking_recv().unwrap()).collect();
+        let seq = |r: &Result<Committed, ServiceError>| {
+            r.as_ref().ok().and_then(|c| c.message.as_ref()).map(|m| m.seq)
+        };
+        assert!(matches!(answers[1], Err(ServiceError::Internal(_))), "{:?}", answers[1].as_ref().err());
+        assert!(
+            matches!(answers[2], Err(ServiceError::ShuttingDown)),
+            "the guard keeps the connection's order"
+        );
+        // Seq 1 is the group's creation entry.
+        assert_eq!((seq(&answers[0]), seq(&answers[3])), (Some(2), Some(3)));
+        let stored: Vec<(u64, String)> = state
+            .conn
+            .prepare("SELECT seq, text FROM messages WHERE conversation_id = ?1 AND kind = 0 ORDER BY seq")
+            .unwrap()
+            .query_map([group], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, [(2, "a".to_owned()), (3, "b".to_owned())]);
+        let last: u64 = state
+            .conn
+            .query_row("SELECT last_seq FROM conversations WHERE id = ?1", [group], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 3, "no seq was taken by the failed send");
     }
 }

@@ -1,13 +1,18 @@
-//! The SQLite backend's queries, one file per domain (as the domains move
-//! their SQL here), plus the helpers they share. A second backend implements
-//! the same functions over its own connection type; the domains call these
-//! and hold no SQL of their own.
+//! The SQLite backend: the storage traits implemented for
+//! `rusqlite::Connection`, one file per domain, the schema and its
+//! migrations (`schema.rs`), and the helpers they share. The only code of
+//! the server that names `rusqlite`.
 
 pub mod accounts;
+pub mod audit;
 pub mod directory;
 pub mod files;
+pub mod messages;
+pub mod schema;
 
 use rusqlite::{params, Connection};
+
+use crate::error::ServiceError;
 
 /// A value of the `settings` table (counters, retention rules).
 pub fn setting(conn: &Connection, key: &str) -> rusqlite::Result<String> {
@@ -26,4 +31,28 @@ pub fn set_setting(conn: &Connection, key: &str, value: &str) -> rusqlite::Resul
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
 pub fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+impl crate::storage::Transactions for Connection {
+    fn begin_immediate(&self) -> Result<(), ServiceError> {
+        Ok(self.execute_batch("BEGIN IMMEDIATE")?)
+    }
+
+    fn commit(&self) -> Result<(), ServiceError> {
+        Ok(self.execute_batch("COMMIT")?)
+    }
+
+    fn rollback(&self) -> Result<(), ServiceError> {
+        Ok(self.execute_batch("ROLLBACK")?)
+    }
+
+    fn rows_changed(&self) -> u64 {
+        self.total_changes()
+    }
+}
+
+impl From<rusqlite::Error> for ServiceError {
+    fn from(e: rusqlite::Error) -> Self {
+        ServiceError::Internal(format!("database: {e}"))
+    }
 }

@@ -1,108 +1,249 @@
-//! The accounts' queries (as they move out of `accounts.rs` and `admin.rs`),
-//! among them the login writes the writer thread runs for `accounts`.
+//! The accounts' rows in SQLite (`users`, `sessions`, `revocations`).
 
 use hutong_protocol::ErrorCode;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::ServiceError;
+use crate::storage::accounts::{
+    AccountsStore, Caller, NewUser, PasswordRow, Revocation, SessionRow, TokenSession, UserRow,
+};
 use crate::storage::now_ms;
 
-/// Sets a person's password hash; `must_change` makes them choose a new one
-/// at their next login.
-pub fn set_password_hash(conn: &Connection, id: u64, hash: &str, must_change: bool) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE users SET password_hash = ?2, must_change_password = ?3 WHERE id = ?1",
-        params![id, hash, must_change],
-    )?;
-    Ok(())
-}
-
-pub fn revoke(
-    conn: &Connection,
-    user_id: u64,
-    session_id: Option<u64>,
-    reason: ErrorCode,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO revocations (user_id, session_id, reason, at) VALUES (?1, ?2, ?3, ?4)",
-        params![user_id, session_id, reason as i32, now_ms()],
-    )?;
-    Ok(())
-}
-
-/// Stores a new session for a password login (one per device: logging in
-/// again on a device replaces its session) and returns its id. Refused if
-/// the account was disabled or its password changed since the password was
-/// checked, so a login racing a disable or a reset cannot outlive it.
-pub fn create_session(
-    conn: &Connection,
-    user_id: u64,
-    device: &str,
-    token_hash: &[u8],
-    password_hash: &str,
-) -> Result<u64, ServiceError> {
-    let (current, disabled): (String, bool) = conn
-        .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
-        .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or(ServiceError::BadCredentials)?;
-    if current != password_hash {
-        return Err(ServiceError::BadCredentials);
+impl AccountsStore for Connection {
+    fn has_users(&self) -> Result<bool, ServiceError> {
+        Ok(self.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
     }
-    if disabled {
-        return Err(ServiceError::AccountDisabled);
+
+    fn account_exists(&self, account: &str) -> Result<bool, ServiceError> {
+        Ok(self.query_row("SELECT count(*) FROM users WHERE account = ?1", [account], |r| r.get(0))?)
     }
-    let now = now_ms();
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4
-             RETURNING id",
-        )?
-        .query_row(params![user_id, device, token_hash, now], |r| r.get(0))?)
-}
 
-/// Records when a session was last used.
-pub fn touch_session(conn: &Connection, session_id: u64, at: i64) -> Result<(), ServiceError> {
-    conn.prepare_cached("UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1")?
-        .execute(params![session_id, at])?;
-    Ok(())
-}
-
-/// Replaces a password checked against `old_hash` (refused if it changed
-/// meanwhile) and ends every other session of the person.
-pub fn replace_password(
-    conn: &Connection,
-    user_id: u64,
-    old_hash: &str,
-    new_hash: &str,
-    keep: Option<u64>,
-) -> Result<(), ServiceError> {
-    let changed = conn
-        .prepare_cached(
-            "UPDATE users SET password_hash = ?3, must_change_password = 0 WHERE id = ?1 AND password_hash = ?2",
-        )?
-        .execute(params![user_id, old_hash, new_hash])?;
-    if changed == 0 {
-        return Err(ServiceError::BadCredentials);
+    fn insert_user(&self, u: &NewUser<'_>) -> Result<u64, ServiceError> {
+        self.execute(
+            "INSERT INTO users (account, display_name, password_hash, is_admin, roles, pinyin, initials, dir_version, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                u.account,
+                u.display_name,
+                u.password_hash,
+                u.is_admin,
+                if u.is_admin { "admin" } else { "" },
+                u.pinyin,
+                u.initials,
+                u.dir_version,
+                u.created_at
+            ],
+        )?;
+        Ok(self.last_insert_rowid() as u64)
     }
-    end_other_sessions(conn, user_id, keep)?;
-    Ok(())
-}
 
-/// Ends every session but `keep` (after a password change) and closes their connections.
-pub fn end_other_sessions(conn: &Connection, user_id: u64, keep: Option<u64>) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND id IS NOT ?2")?;
-    let others: Vec<u64> = stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    for id in others {
-        conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
-        revoke(conn, user_id, Some(id), ErrorCode::SessionRevoked)?;
+    fn list_users(&self) -> Result<Vec<UserRow>, ServiceError> {
+        let mut stmt =
+            self.prepare("SELECT id, account, display_name, disabled, is_admin FROM users ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UserRow {
+                id: r.get(0)?,
+                account: r.get(1)?,
+                display_name: r.get(2)?,
+                disabled: r.get(3)?,
+                is_admin: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
-    Ok(())
-}
 
-/// Ends one session (logout); the token stops working at once.
-pub fn end_session(conn: &Connection, session_id: u64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
-    Ok(())
+    fn user_id_by_account(&self, account: &str) -> Result<Option<u64>, ServiceError> {
+        Ok(self.query_row("SELECT id FROM users WHERE account = ?1", [account], |r| r.get(0)).optional()?)
+    }
+
+    fn set_user_disabled(&self, id: u64, disabled: bool, dir_version: u64) -> Result<(), ServiceError> {
+        self.execute(
+            "UPDATE users SET disabled = ?2, dir_version = ?3 WHERE id = ?1",
+            params![id, disabled, dir_version],
+        )?;
+        Ok(())
+    }
+
+    fn set_password_hash(&self, id: u64, hash: &str, must_change: Option<bool>) -> Result<(), ServiceError> {
+        match must_change {
+            Some(must_change) => self.execute(
+                "UPDATE users SET password_hash = ?2, must_change_password = ?3 WHERE id = ?1",
+                params![id, hash, must_change],
+            )?,
+            None => self.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, hash])?,
+        };
+        Ok(())
+    }
+
+    fn delete_sessions_of(&self, user_id: u64) -> Result<(), ServiceError> {
+        self.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        Ok(())
+    }
+
+    fn revoke(&self, user_id: u64, session_id: Option<u64>, reason: ErrorCode) -> Result<(), ServiceError> {
+        self.execute(
+            "INSERT INTO revocations (user_id, session_id, reason, at) VALUES (?1, ?2, ?3, ?4)",
+            params![user_id, session_id, reason as i32, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    fn revocations_after(&self, after: u64) -> Result<Vec<Revocation>, ServiceError> {
+        let mut stmt = self.prepare_cached(
+            "SELECT id, user_id, session_id, reason FROM revocations WHERE id > ?1 ORDER BY id LIMIT 1000",
+        )?;
+        let rows = stmt.query_map([after], |r| {
+            Ok(Revocation {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                session_id: r.get(2)?,
+                reason: ErrorCode::try_from(r.get::<_, i32>(3)?).unwrap_or(ErrorCode::SessionRevoked),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn last_revocation(&self) -> Result<u64, ServiceError> {
+        Ok(self.query_row("SELECT coalesce(max(id), 0) FROM revocations", [], |r| r.get(0))?)
+    }
+
+    fn password_row(&self, account: &str) -> Result<Option<PasswordRow>, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT id, display_name, password_hash, disabled, must_change_password FROM users WHERE account = ?1",
+            )?
+            .query_row([account], |r| {
+                Ok(PasswordRow {
+                    id: r.get(0)?,
+                    display_name: r.get(1)?,
+                    hash: r.get(2)?,
+                    disabled: r.get(3)?,
+                    must_change: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn token_session(&self, account: &str, token_hash: &[u8]) -> Result<Option<TokenSession>, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT s.id, u.id, u.display_name, u.disabled, s.device, u.must_change_password, s.last_seen_at
+                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1 AND u.account = ?2",
+            )?
+            .query_row(params![token_hash, account], |r| {
+                Ok(TokenSession {
+                    session_id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    display_name: r.get(2)?,
+                    disabled: r.get(3)?,
+                    device: r.get(4)?,
+                    must_change: r.get(5)?,
+                    last_seen_at: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn caller_by_token_hash(&self, token_hash: &[u8]) -> Result<Option<Caller>, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT u.id, u.account, s.id, u.roles, u.must_change_password FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND u.disabled = 0 AND u.deleted = 0",
+            )?
+            .query_row([token_hash], |r| {
+                let roles: String = r.get(3)?;
+                Ok(Caller {
+                    user_id: r.get(0)?,
+                    account: r.get(1)?,
+                    session_id: r.get(2)?,
+                    roles: roles.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
+                    must_change_password: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn sessions(&self) -> Result<Vec<SessionRow>, ServiceError> {
+        let mut stmt = self.prepare(
+            "SELECT s.id, s.user_id, u.account, u.display_name, s.device, s.created_at, s.last_seen_at
+             FROM sessions s JOIN users u ON u.id = s.user_id ORDER BY s.last_seen_at DESC LIMIT 10000",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SessionRow {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                account: r.get(2)?,
+                display_name: r.get(3)?,
+                device: r.get(4)?,
+                created_at_ms: r.get(5)?,
+                last_seen_at_ms: r.get(6)?,
+                online: false,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn create_session(
+        &self,
+        user_id: u64,
+        device: &str,
+        token_hash: &[u8],
+        password_hash: &str,
+    ) -> Result<u64, ServiceError> {
+        let (current, disabled): (String, bool) = self
+            .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
+            .query_row([user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .ok_or(ServiceError::BadCredentials)?;
+        if current != password_hash {
+            return Err(ServiceError::BadCredentials);
+        }
+        if disabled {
+            return Err(ServiceError::AccountDisabled);
+        }
+        let now = now_ms();
+        Ok(self
+            .prepare_cached(
+                "INSERT INTO sessions (user_id, device, token_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (user_id, device) DO UPDATE SET token_hash = ?3, created_at = ?4, last_seen_at = ?4
+                 RETURNING id",
+            )?
+            .query_row(params![user_id, device, token_hash, now], |r| r.get(0))?)
+    }
+
+    fn touch_session(&self, session_id: u64, at: i64) -> Result<(), ServiceError> {
+        self.prepare_cached("UPDATE sessions SET last_seen_at = max(last_seen_at, ?2) WHERE id = ?1")?
+            .execute(params![session_id, at])?;
+        Ok(())
+    }
+
+    fn replace_password(
+        &self,
+        user_id: u64,
+        old_hash: &str,
+        new_hash: &str,
+        keep: Option<u64>,
+    ) -> Result<(), ServiceError> {
+        let changed = self
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?3, must_change_password = 0 WHERE id = ?1 AND password_hash = ?2",
+            )?
+            .execute(params![user_id, old_hash, new_hash])?;
+        if changed == 0 {
+            return Err(ServiceError::BadCredentials);
+        }
+        let mut stmt = self.prepare("SELECT id FROM sessions WHERE user_id = ?1 AND id IS NOT ?2")?;
+        let others: Vec<u64> =
+            stmt.query_map(params![user_id, keep], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        for id in others {
+            self.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            self.revoke(user_id, Some(id), ErrorCode::SessionRevoked)?;
+        }
+        Ok(())
+    }
+
+    fn end_session(&self, session_id: u64) -> Result<(), ServiceError> {
+        self.execute("DELETE FROM sessions WHERE id = ?1", [session_id])?;
+        Ok(())
+    }
 }

@@ -1,0 +1,153 @@
+//! What messaging reads outside the writer: members, messages, conversation
+//! states, sync keys, users by name. (The writer's own reads and writes of
+//! these rows are still SQL in `messaging/writer.rs`.) The SQLite
+//! implementation is `storage/sqlite/messages.rs`.
+
+use hutong_protocol::v1::{self, Member, Message};
+
+use crate::error::ServiceError;
+
+/// The caller's view of a member row: `None` if the user was never a member.
+pub struct Membership {
+    pub active: bool,
+    pub until_seq: Option<u64>,
+    pub role: i32,
+}
+
+/// A conversation's own row.
+pub struct ConversationRow {
+    pub kind: i32,
+    pub name: String,
+    pub last_seq: u64,
+    pub version: u64,
+    pub first_seq: u64,
+}
+
+/// One member row of a conversation, cursors included.
+pub struct MemberRow {
+    pub member: Member,
+    pub active: bool,
+    pub until_seq: Option<u64>,
+    pub version: u64,
+}
+
+/// Messaging's reads.
+pub trait MessagesRead {
+    fn membership(&self, conversation_id: u64, user_id: u64) -> Result<Option<Membership>, ServiceError>;
+    /// Up to `limit` messages with `after < seq <= ceiling`, oldest first.
+    fn messages_after(
+        &self,
+        conversation_id: u64,
+        after: u64,
+        ceiling: u64,
+        limit: u32,
+    ) -> Result<Vec<Message>, ServiceError>;
+    /// Up to `limit` messages with `seq < before` and `seq <= ceiling`, newest first.
+    fn messages_before(
+        &self,
+        conversation_id: u64,
+        before: u64,
+        ceiling: u64,
+        limit: u32,
+    ) -> Result<Vec<Message>, ServiceError>;
+    fn conversation(&self, conversation_id: u64) -> Result<Option<ConversationRow>, ServiceError>;
+    /// Every member row of a conversation, those who left included.
+    fn member_rows(&self, conversation_id: u64) -> Result<Vec<MemberRow>, ServiceError>;
+    fn active_members(&self, conversation_id: u64) -> Result<Vec<u64>, ServiceError>;
+    /// Whether `a` and `b` are (or were) members of a common conversation.
+    fn share_a_conversation(&self, a: u64, b: u64) -> Result<bool, ServiceError>;
+    /// `user_id`'s conversations whose key (version, conversation id) comes
+    /// after `(since, since_id)`, in key order, at most `limit`: the version
+    /// is the member row's, or while active its conversation's if newer.
+    fn sync_keys(
+        &self,
+        user_id: u64,
+        since: u64,
+        since_id: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, u64)>, ServiceError>;
+    fn user_by_account(&self, account: &str) -> Result<Option<v1::User>, ServiceError>;
+    fn user_by_id(&self, id: u64) -> Result<Option<v1::User>, ServiceError>;
+    /// Senders (other than `reader`) of text and file messages with
+    /// `from < seq <= to`: who a read mark concerns.
+    fn senders_between(
+        &self,
+        conversation_id: u64,
+        from: u64,
+        to: u64,
+        reader: u64,
+    ) -> Result<Vec<u64>, ServiceError>;
+}
+
+/// A message as a recall checks it.
+pub struct RecallTarget {
+    pub sender_id: u64,
+    pub sent_at: i64,
+    pub kind: i32,
+    pub recalled: bool,
+}
+
+/// The writer's own rows, inside its transaction (each command in a
+/// savepoint of its own). So far the group changes, recalls, cursors and the
+/// keyword index; the send path (appending entries, dedupe) still runs its
+/// SQL in `messaging/writer.rs`.
+pub trait MessagesWrite {
+    /// The newest version any conversation or member row holds.
+    fn max_version(&self) -> Result<u64, ServiceError>;
+    fn conversation_kind(&self, conversation_id: u64) -> Result<Option<i32>, ServiceError>;
+    /// Active members and their roles.
+    fn active_member_roles(&self, conversation_id: u64) -> Result<Vec<(u64, i32)>, ServiceError>;
+    /// `None` if there is no such person; else whether they are disabled.
+    fn user_disabled(&self, id: u64) -> Result<Option<bool>, ServiceError>;
+    fn set_conversation_version(&self, conversation_id: u64, version: u64) -> Result<(), ServiceError>;
+    fn recall_target(&self, conversation_id: u64, seq: u64) -> Result<Option<RecallTarget>, ServiceError>;
+    fn mark_recalled(&self, conversation_id: u64, seq: u64) -> Result<(), ServiceError>;
+    /// Makes `user` an active member with `role` (again, if they had left).
+    fn upsert_member(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        role: i32,
+        version: u64,
+    ) -> Result<(), ServiceError>;
+    /// The direct conversation with this key (`"<lower id>:<higher id>"`).
+    fn direct_conversation(&self, key: &str) -> Result<Option<u64>, ServiceError>;
+    /// A new, empty conversation; returns its id.
+    fn insert_conversation(
+        &self,
+        kind: i32,
+        name: &str,
+        direct_key: Option<&str>,
+        version: u64,
+        created_at: i64,
+    ) -> Result<u64, ServiceError>;
+    fn rename_conversation(&self, conversation_id: u64, name: &str) -> Result<(), ServiceError>;
+    /// A member leaves: they may still read up to `until_seq`.
+    fn deactivate_member(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        until_seq: u64,
+        version: u64,
+    ) -> Result<(), ServiceError>;
+    fn set_member_role(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        role: i32,
+        version: u64,
+    ) -> Result<(), ServiceError>;
+    /// The conversation's last seq and the member's delivered and read positions.
+    fn cursors(&self, conversation_id: u64, user: u64) -> Result<(u64, u64, u64), ServiceError>;
+    fn set_cursors(
+        &self,
+        conversation_id: u64,
+        user: u64,
+        delivered: u64,
+        read: u64,
+        version: u64,
+    ) -> Result<(), ServiceError>;
+    /// Moves up to `limit` waiting text messages into the keyword index;
+    /// returns how many it took.
+    fn index_pending(&self, limit: usize) -> Result<usize, ServiceError>;
+}
