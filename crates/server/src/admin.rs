@@ -85,9 +85,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, "BAD_CREDENTIALS"),
             ServiceError::AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED"),
             ServiceError::PasswordChangeRequired => (StatusCode::FORBIDDEN, "PASSWORD_CHANGE_REQUIRED"),
-            ServiceError::RateLimited(_) | ServiceError::Busy(_) => {
-                (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED")
-            }
+            ServiceError::RateLimited(_)
+            | ServiceError::Busy(_)
+            | ServiceError::Throttled { .. }
+            | ServiceError::TooManyConnections(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ServiceError::SessionRevoked => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
             ServiceError::SessionExpired => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
             ServiceError::ShuttingDown | ServiceError::Internal(_) => {

@@ -107,6 +107,25 @@ pub struct Config {
     pub files_orphan_grace_secs: u64,
     /// Seconds between two collections of unreferenced files. Default 3600.
     pub files_gc_interval_secs: u64,
+    /// Messages (sends and recalls) one person may have accepted per second
+    /// over all their devices, on average: a token bucket refilled at this
+    /// rate. Beyond it a send is answered `RATE_LIMITED` with the time until
+    /// a token is back (`retry_after_ms`), before it reaches the writer, so a
+    /// flooding account cannot take the writer from everyone else. 0 turns
+    /// the limit off. Default 20.
+    pub send_rate_per_sec: u32,
+    /// The bucket's size: messages one person may send at once after a
+    /// quiet spell (an outbox catching up after being offline). Default 200.
+    pub send_burst: u32,
+    /// Chat connections one person may hold at once over all devices (file
+    /// connections are capped separately); the next login is refused with
+    /// `TOO_MANY_CONNECTIONS`. 0 turns the cap off. Default 16.
+    pub max_connections_per_user: usize,
+    /// Directory roles whose holders may send URGENT messages (which
+    /// overtake everyone's normal traffic); anyone else gets `FORBIDDEN`.
+    /// Roles are those of the directory: admin, auditor, agent. Default
+    /// `["admin"]`.
+    pub urgent_roles: Vec<String>,
     /// Test hook, never read from a file or the environment: the writer
     /// thread panics after committing this many batches.
     #[doc(hidden)]
@@ -145,6 +164,10 @@ impl Default for Config {
             files_quota_bytes: 20 << 30,
             files_orphan_grace_secs: 86_400,
             files_gc_interval_secs: 3_600,
+            send_rate_per_sec: 20,
+            send_burst: 200,
+            max_connections_per_user: 16,
+            urgent_roles: vec!["admin".into()],
             writer_panic_after_batches: None,
         }
     }
@@ -205,6 +228,9 @@ impl Config {
         }
         if self.max_concurrent_hashing == 0 {
             anyhow::bail!("max_concurrent_hashing must be positive");
+        }
+        if self.send_rate_per_sec > 0 && self.send_burst == 0 {
+            anyhow::bail!("send_burst must be positive when send_rate_per_sec is");
         }
         if self.files_max_size == 0 || self.files_gc_interval_secs == 0 {
             anyhow::bail!("files_max_size and files_gc_interval_secs must be positive");

@@ -528,8 +528,13 @@ pub async fn serve<S, K>(
                                         outbound.set_bulk_limits(BULK_QUEUE_FRAMES, 2 * BULK_QUEUE_FRAMES * MAX_BULK_FRAME_LEN);
                                         max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);
                                         max_large = BULK_MAX_IN_FLIGHT;
-                                    } else {
-                                        shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
+                                    } else if !shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone(), shared.config.max_connections_per_user) {
+                                        let e = crate::error::ServiceError::TooManyConnections(format!(
+                                            "at most {} connections per person; close one on another device first",
+                                            shared.config.max_connections_per_user
+                                        ));
+                                        deliver(&outbound, id, Err(e));
+                                        continue;
                                     }
                                     session = Some(Session {
                                         shared: shared.clone(),
@@ -540,6 +545,7 @@ pub async fn serve<S, K>(
                                         send_order_broken: Default::default(),
                                         bulk,
                                         readable: Default::default(),
+                                        throttled: Default::default(),
                                     });
                                     let ok = v1::LoginOk {
                                         user_id: auth.user_id,

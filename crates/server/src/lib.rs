@@ -71,6 +71,8 @@ pub struct Shared {
     stats: Arc<outbound::ServerStats>,
     /// Typing notices relayed recently, for the rate limit.
     typing: ratelimit::TypingLimiter,
+    /// Messages each person sent recently, for the send rate limit.
+    sends: ratelimit::SendLimiter,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -213,6 +215,7 @@ pub async fn run(
     let stats = Arc::new(outbound::ServerStats::default());
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let typing = ratelimit::TypingLimiter::new(Duration::from_millis(config.typing_interval_ms));
+    let sends = ratelimit::SendLimiter::new(config.send_rate_per_sec, config.send_burst);
     let shared = Arc::new(Shared {
         config,
         db,
@@ -228,6 +231,7 @@ pub async fn run(
         pending_chunks: files::PendingChunks::default(),
         stats: stats.clone(),
         typing,
+        sends,
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();

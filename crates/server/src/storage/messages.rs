@@ -55,6 +55,8 @@ pub trait MessagesRead {
     /// Every member row of a conversation, those who left included.
     fn member_rows(&self, conversation_id: u64) -> Result<Vec<MemberRow>, ServiceError>;
     fn active_members(&self, conversation_id: u64) -> Result<Vec<u64>, ServiceError>;
+    /// Whether `a` and `b` are (or were) members of a common conversation.
+    fn share_a_conversation(&self, a: u64, b: u64) -> Result<bool, ServiceError>;
     /// `user_id`'s conversations whose key (version, conversation id) comes
     /// after `(since, since_id)`, in key order, at most `limit`: the version
     /// is the member row's, or while active its conversation's if newer.

@@ -47,6 +47,15 @@ pub fn decode_ids(s: &str) -> Vec<u64> {
 }
 
 impl MessagesRead for Connection {
+    fn share_a_conversation(&self, a: u64, b: u64) -> Result<bool, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT 1 FROM members x JOIN members y ON y.conversation_id = x.conversation_id AND y.user_id = ?2
+                 WHERE x.user_id = ?1 LIMIT 1",
+            )?
+            .exists(params![a, b])?)
+    }
+
     fn membership(&self, conversation_id: u64, user_id: u64) -> Result<Option<Membership>, ServiceError> {
         Ok(self
             .prepare_cached(
