@@ -1,31 +1,8 @@
-//! Feeds arbitrary bytes to the stream decoder and the envelope decoder, as a
-//! hostile peer would: neither may panic, and every decoded frame respects
-//! the size limit.
+//! cargo-fuzz target; the body is shared with the corpus replay test
+//! (`tests/tests/fuzz_corpus.rs`), see `fuzz/bodies/frame_decoder.rs`.
 #![no_main]
 
-use bytes::BytesMut;
-use hutong_protocol::{decode_envelope, FrameCodec, MAX_FRAME_LEN};
-use libfuzzer_sys::fuzz_target;
-use tokio_util::codec::Decoder;
+#[path = "../bodies/frame_decoder.rs"]
+mod body;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = decode_envelope(data);
-    let mut codec = FrameCodec;
-    // Arrive in two pieces, split where the input says.
-    let split = data.first().map(|b| *b as usize % (data.len() + 1)).unwrap_or(0);
-    let mut buf = BytesMut::from(&data[..split]);
-    let mut rest = &data[split..];
-    loop {
-        match codec.decode(&mut buf) {
-            Ok(Some(frame)) => {
-                assert!(frame.len() <= MAX_FRAME_LEN);
-                let _ = decode_envelope(&frame);
-            }
-            Ok(None) if !rest.is_empty() => {
-                buf.extend_from_slice(rest);
-                rest = &[];
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));

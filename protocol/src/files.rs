@@ -9,6 +9,18 @@ use crate::v1::{EntryKind, FileManifest, FolderManifest};
 /// Size of every chunk but a file's last, in bytes.
 pub const CHUNK_SIZE: u32 = 4 * 1024 * 1024;
 
+/// Smallest chunk size a manifest may declare. Each chunk is a file on the
+/// server's disk, and quotas count bytes of content: tiny chunks would let a
+/// small quota fill a disk with per-file overhead.
+pub const MIN_CHUNK_SIZE: u32 = 64 * 1024;
+
+/// Most bytes of paths a folder manifest may hold over all its entries.
+pub const MAX_FOLDER_PATH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Length of a proof of possession (see [`chunk_proof`]) and of the
+/// challenge that keys it.
+pub const PROOF_LEN: usize = 32;
+
 /// Largest thumbnail carried inside an image message, in bytes.
 pub const MAX_THUMBNAIL_LEN: usize = 64 * 1024;
 
@@ -94,6 +106,13 @@ pub fn manifest_of(bytes: &[u8]) -> CheckedManifest {
     CheckedManifest::new(bytes.len() as u64, CHUNK_SIZE, *blake3::hash(bytes).as_bytes(), chunks)
 }
 
+/// The proof that the sender holds a chunk's bytes: BLAKE3 keyed with the
+/// server's one-time `challenge` over the bytes. Knowing the chunk's hash
+/// (or the whole manifest) is not enough to compute it.
+pub fn chunk_proof(challenge: &[u8; PROOF_LEN], data: &[u8]) -> [u8; PROOF_LEN] {
+    *blake3::keyed_hash(challenge, data).as_bytes()
+}
+
 /// Parses a 32-byte hash.
 pub fn hash_from(bytes: &[u8]) -> Result<Hash, FileError> {
     bytes.try_into().map_err(|_| FileError::BadManifest("a hash is not 32 bytes long"))
@@ -102,8 +121,8 @@ pub fn hash_from(bytes: &[u8]) -> Result<Hash, FileError> {
 /// Checks a manifest from the wire: hash lengths, chunk size, chunk count and
 /// the id.
 pub fn check_manifest(m: &FileManifest) -> Result<CheckedManifest, FileError> {
-    if m.chunk_size == 0 || m.chunk_size > CHUNK_SIZE {
-        return Err(FileError::BadManifest("the chunk size is out of range"));
+    if m.chunk_size < MIN_CHUNK_SIZE || m.chunk_size > CHUNK_SIZE {
+        return Err(FileError::BadManifest("the chunk size is out of range (64 KiB to 4 MiB)"));
     }
     let expected = m.size.div_ceil(u64::from(m.chunk_size));
     if m.chunks.len() as u64 != expected {
@@ -219,6 +238,10 @@ pub fn check_relative_path(path: &str) -> Result<(), FileError> {
 pub fn check_folder(folder: &FolderManifest) -> Result<u64, FileError> {
     if folder.entries.len() > MAX_FOLDER_ENTRIES {
         return Err(FileError::BadManifest("the folder holds more than 100,000 entries"));
+    }
+    let path_bytes: usize = folder.entries.iter().map(|e| e.path.len()).sum();
+    if path_bytes > MAX_FOLDER_PATH_BYTES {
+        return Err(FileError::BadManifest("the folder's paths are longer than 16 MiB together"));
     }
     let mut seen: HashMap<String, (&str, bool)> = HashMap::with_capacity(folder.entries.len());
     let mut total = 0u64;
@@ -374,5 +397,35 @@ mod tests {
         let empty = manifest_of(b"");
         assert!(empty.chunks.is_empty());
         assert_eq!(check_manifest(&empty.to_wire()).unwrap(), empty);
+    }
+
+    #[test]
+    fn chunks_below_the_floor_are_refused() {
+        let data = vec![3u8; 10_000];
+        let chunks: Vec<Hash> = data.chunks(1000).map(|c| *blake3::hash(c).as_bytes()).collect();
+        let tiny = CheckedManifest::new(data.len() as u64, 1000, *blake3::hash(&data).as_bytes(), chunks);
+        assert!(matches!(check_manifest(&tiny.to_wire()), Err(FileError::BadManifest(_))));
+        let chunks = vec![*blake3::hash(&data).as_bytes()];
+        let floor = CheckedManifest::new(data.len() as u64, MIN_CHUNK_SIZE, chunks[0], chunks);
+        assert!(check_manifest(&floor.to_wire()).is_ok());
+    }
+
+    #[test]
+    fn folder_path_bytes_are_bounded() {
+        // 5,000 distinct paths of 4,000 bytes each: 20 MB of paths, within the entry count.
+        let entries: Vec<FolderEntry> =
+            (0..5000).map(|i| file(&format!("{i:05}{}", "x".repeat(3995)))).collect();
+        let err = check_folder(&FolderManifest { entries }).unwrap_err();
+        assert!(err.to_string().contains("16 MiB"), "{err}");
+    }
+
+    #[test]
+    fn a_proof_needs_the_bytes() {
+        let challenge = [9u8; PROOF_LEN];
+        let data = b"quarterly report";
+        let proof = chunk_proof(&challenge, data);
+        assert_eq!(proof, chunk_proof(&challenge, data));
+        assert_ne!(proof, chunk_proof(&[8u8; PROOF_LEN], data));
+        assert_ne!(&proof[..], blake3::hash(data).as_bytes());
     }
 }

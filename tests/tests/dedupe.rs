@@ -51,6 +51,8 @@ fn last_seq(server: &TestServer, conversation_id: u64) -> u64 {
 async fn a_retry_with_other_content_is_refused() {
     let server = TestServer::start().await;
     let users = server.add_users(&["alice", "bob", "carol"]);
+    // Alice may send urgent messages (see `urgent_roles`), so only the id decides.
+    server.db().execute("UPDATE users SET roles = 'admin' WHERE id = ?1", [users[0]]).unwrap();
     let mut alice = raw_logged_in(&server, "alice").await;
     let mut ids = Ids(10);
     let direct =

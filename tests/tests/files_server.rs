@@ -78,10 +78,28 @@ impl Person {
         self.call(Payload::PrepareUpload(v1::PrepareUpload { files })).await
     }
 
-    /// Uploads `data` completely; returns its manifest and the chunks sent.
+    /// Uploads `data` completely, proving what the server can check first;
+    /// returns its manifest and the chunks sent.
     async fn upload(&mut self, data: &[u8]) -> (CheckedManifest, usize) {
         let m = manifest_of(data);
-        let Payload::UploadPlan(plan) = self.prepare(&[&m]).await else { panic!("prepare refused") };
+        let Payload::UploadPlan(mut plan) = self.prepare(&[&m]).await else { panic!("prepare refused") };
+        let challenge: [u8; 32] = plan.challenge.as_slice().try_into().unwrap();
+        let chunk_of = |hash: &[u8]| {
+            let i = m.chunks.iter().position(|c| c[..] == hash[..]).expect("a chunk of this file");
+            let start = i * CHUNK_SIZE as usize;
+            data[start..(start + m.chunk_len(i) as usize)].to_vec()
+        };
+        let proofs = plan
+            .missing
+            .iter()
+            .map(|h| v1::ChunkProof {
+                hash: h.clone(),
+                proof: hutong_protocol::files::chunk_proof(&challenge, &chunk_of(h)).to_vec(),
+            })
+            .collect();
+        let prove = v1::ProveChunks { challenge: plan.challenge.clone(), proofs };
+        let Payload::ChunksProven(proven) = self.call(Payload::ProveChunks(prove)).await else { panic!() };
+        plan.missing.retain(|h| !proven.hashes.contains(h));
         for hash in &plan.missing {
             let i = m.chunks.iter().position(|c| c[..] == hash[..]).expect("a chunk of this file");
             let start = i * CHUNK_SIZE as usize;

@@ -157,6 +157,8 @@ async fn sigterm_ends_the_server_within_the_grace_period_with_100_clients_that_n
             ("HUTONG_WRITE_TIMEOUT_MS", "600000"),
             ("HUTONG_IDLE_TIMEOUT_MS", "600000"),
             ("HUTONG_OUTBOUND_QUEUE_FRAMES", "16"),
+            // 100 connections of one person: past the per-person cap.
+            ("HUTONG_MAX_CONNECTIONS_PER_USER", "0"),
         ],
     );
     let addr: hutong_client::ServerAddr = format!("tcp://{}", server.tcp).parse().unwrap();

@@ -148,7 +148,7 @@ pub async fn worker(args: GroupWorkerArgs) -> anyhow::Result<()> {
 
 /// Users and sessions (device [`DEVICE`]) written into a migrated database;
 /// returns the tokens file's text.
-fn make_accounts(db: &Path, n: usize) -> anyhow::Result<String> {
+pub(crate) fn make_accounts(db: &Path, n: usize) -> anyhow::Result<String> {
     hutong_server::storage::migrate(db)?;
     let mut conn = hutong_server::storage::open_connection(db)?;
     let tx = conn.transaction()?;

@@ -5,10 +5,12 @@
 //! lines. `throughput` measures durable message rate and latency; `idle`
 //! measures server memory per idle authenticated connection; `stuck`
 //! measures it with connections that never read while others chat; `group` the
-//! time to the last delivery of a message to an all-online group. Everything runs
+//! time to the last delivery of a message to an all-online group; `flood` others'
+//! acknowledgement latency while one account sends at full speed. Everything runs
 //! on this machine's loopback and stops by itself: every loop is bounded by a
 //! step length, a drain timeout or a connection count.
 
+mod flood;
 mod group;
 mod idle;
 mod procfs;
@@ -42,6 +44,8 @@ enum Command {
     /// One process of the idle test's connections (started by `idle`).
     #[command(hide = true)]
     IdleWorker(idle::WorkerArgs),
+    /// Others' acknowledgement latency while one account floods.
+    Flood(flood::FloodArgs),
     /// Time to the last delivery and server CPU per message, all-online group.
     Group(group::GroupArgs),
     /// One process of the group test's members (started by `group`).
@@ -72,6 +76,7 @@ fn main() -> std::process::ExitCode {
             Command::Stuck(args) => stuck::run(args).await,
             Command::IdleWorker(args) => idle::worker(args).await,
             Command::Group(args) => group::run(args).await,
+            Command::Flood(args) => flood::run(args).await,
             Command::GroupWorker(args) => group::worker(args).await,
         }
     });

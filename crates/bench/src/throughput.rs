@@ -611,7 +611,9 @@ async fn one_run(args: &ThroughputArgs, run: usize, ticks: u64) -> anyhow::Resul
     }
     let server = {
         let (bin, data) = (bin.clone(), data.clone());
-        tokio::task::spawn_blocking(move || ServerProcess::start(&bin, &data, &[])).await??
+        // Capacity, not the per-person policy: each sender here sends thousands a second.
+        let env = [("HUTONG_SEND_RATE_PER_SEC", "0".to_owned())];
+        tokio::task::spawn_blocking(move || ServerProcess::start(&bin, &data, &env)).await??
     };
     eprintln!("run {run}: server pid {} on {}; logging in {} pairs", server.pid, server.addr, args.pairs);
     let mut pairs = set_up_pairs(&server, args.pairs).await?;

@@ -8,11 +8,14 @@
 //! time, so memory stays flat whatever the size.
 //!
 //! Upload: hash the file(s) in chunks, `PrepareUpload` (the server answers
-//! which chunks it lacks), `PutChunk` each missing one, `CommitUpload`, then
+//! which chunks are still to show, with a challenge), `ProveChunks` (a keyed
+//! hash of each chunk's bytes: what the server holds needs no upload),
+//! `PutChunk` each chunk not proven, `CommitUpload`, then
 //! the message goes to the outbox in the same transaction that marks the
 //! transfer's "message" phase, so it is sent exactly once; the transfer is
 //! done when the message is acknowledged. A resumed upload starts again with
-//! `PrepareUpload`, so only what the server lacks is sent.
+//! `PrepareUpload` and proves what was sent before, so only what the server
+//! lacks is sent again.
 //!
 //! Download: `GetFile`, check the manifest and the id, then `GetChunk` into a
 //! preallocated hidden part file, each chunk checked before it is written;
@@ -50,6 +53,9 @@ pub const WINDOW: usize = 4;
 pub const MAX_RUNNING: usize = 2;
 /// Largest `PrepareUpload` or `CommitUpload` request built, in bytes.
 const BATCH_BYTES: usize = 900 * 1024;
+
+/// Chunks proven per `ProveChunks` request.
+const PROOF_BATCH: usize = 256;
 /// Progress events per transfer at most this often.
 const EVENT_EVERY: Duration = Duration::from_millis(125);
 /// Progress written to the cache at most this often.
@@ -652,21 +658,67 @@ async fn upload(
     }
     let conn = inner.transfers.bulk.get(inner).await?;
 
-    // Offer everything; the server says what it lacks (and checks limits and quota).
+    // Offer everything (the server checks limits and quota); it answers which
+    // chunks are still to show, with a challenge. Proving possession of a
+    // chunk costs a local read and 64 bytes on the wire; what the server
+    // cannot check (it lacks the content) is sent.
     let mut missing = HashSet::new();
+    let mut to_prove: Vec<([u8; files::PROOF_LEN], Vec<Hash>)> = Vec::new();
     let manifests: Vec<v1::FileManifest> = plan.files.iter().map(CheckedManifest::to_wire).collect();
     for batch in batches(manifests, |m| m.encoded_len()) {
         match conn.call(Payload::PrepareUpload(v1::PrepareUpload { files: batch })).await? {
             Payload::UploadPlan(p) => {
+                let challenge: [u8; files::PROOF_LEN] = p
+                    .challenge
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ClientError::Protocol("an upload plan without a challenge".into()))?;
+                let mut these = Vec::new();
                 for h in p.missing {
-                    missing.insert(files::hash_from(&h).map_err(|e| ClientError::Protocol(e.to_string()))?);
+                    let h = files::hash_from(&h).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    if missing.insert(h) {
+                        these.push(h);
+                    }
                 }
+                to_prove.push((challenge, these));
             }
             other => return Err(ClientError::Protocol(format!("expected an upload plan, got {other:?}"))),
         }
     }
     let outstanding: u64 = missing.iter().map(|h| plan.weight.get(h).copied().unwrap_or(0)).sum();
     progress.set(plan.total, plan.total.saturating_sub(outstanding));
+    for (challenge, hashes) in to_prove {
+        // A few hundred chunks a request: the server reads each to check it.
+        for batch in hashes.chunks(PROOF_BATCH) {
+            let sources: Vec<(Hash, ChunkSource)> =
+                batch.iter().filter_map(|h| plan.sources.get(h).map(|s| (*h, s.clone()))).collect();
+            let proofs = blocking(move || {
+                sources
+                    .iter()
+                    .map(|(h, source)| {
+                        let data = read_chunk(source, h)?;
+                        Ok(v1::ChunkProof {
+                            hash: h.to_vec(),
+                            proof: files::chunk_proof(&challenge, &data).to_vec(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ClientError>>()
+            })
+            .await?;
+            let request = v1::ProveChunks { challenge: challenge.to_vec(), proofs };
+            match conn.call(Payload::ProveChunks(request)).await? {
+                Payload::ChunksProven(p) => {
+                    for h in p.hashes {
+                        let h = files::hash_from(&h).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                        if missing.remove(&h) {
+                            progress.add_done(plan.weight.get(&h).copied().unwrap_or(0));
+                        }
+                    }
+                }
+                other => return Err(ClientError::Protocol(format!("expected proven chunks, got {other:?}"))),
+            }
+        }
+    }
     let queue: VecDeque<Hash> = plan.order.iter().filter(|h| missing.contains(*h)).copied().collect();
     put_chunks(&conn, &plan, queue, progress).await?;
 

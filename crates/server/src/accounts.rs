@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::error::ServiceError;
-pub use crate::storage::accounts::{Caller, Revocation, SessionRow, UserRow};
+pub use crate::storage::accounts::{Caller, Revocation, SessionRow, UserRow, CONSOLE_DEVICE_PREFIX};
 use crate::storage::accounts::{NewUser, PasswordRow};
 use crate::storage::{now_ms, Store, WriteQueue};
+
+pub mod totp;
 
 /// Argon2id with the OWASP minimum: 19 MiB, two passes, one lane.
 fn argon2() -> Argon2<'static> {
@@ -128,6 +131,11 @@ fn user_id(store: &dyn Store, account: &str) -> anyhow::Result<u64> {
 /// connections within a fraction of a second.
 pub fn set_disabled(store: &dyn Store, account: &str, disabled: bool) -> anyhow::Result<()> {
     let id = user_id(store, account)?;
+    if store.user_deleted(id)? {
+        // Deleting is final: enabling must not bring a deleted account back
+        // (its name stays taken, its messages stay in the archive).
+        anyhow::bail!("the account {account:?} was deleted; it cannot be enabled or disabled");
+    }
     let version = store.next_dir_version()?;
     store.set_user_disabled(id, disabled, version)?;
     if disabled {
@@ -141,8 +149,26 @@ pub fn set_disabled(store: &dyn Store, account: &str, disabled: bool) -> anyhow:
 pub fn set_password(store: &dyn Store, account: &str, password: &str) -> anyhow::Result<()> {
     check_password_policy(password)?;
     let id = user_id(store, account)?;
+    if store.user_deleted(id)? {
+        anyhow::bail!("the account {account:?} was deleted");
+    }
     let hash = hash_password(password)?;
     store.set_password_hash(id, &hash, None)?;
+    store.delete_sessions_of(id)?;
+    store.revoke(id, None, ErrorCode::SessionRevoked)?;
+    Ok(())
+}
+
+/// Adds a role (the `user add --auditor` of the host's operator).
+pub fn add_role(store: &dyn Store, id: u64, role: &str) -> anyhow::Result<()> {
+    Ok(store.add_role(id, role)?)
+}
+
+/// Forgets a person's authenticator app and recovery codes and ends their
+/// sessions; they enrol again at their next console login.
+pub fn reset_totp(store: &dyn Store, account: &str) -> anyhow::Result<()> {
+    let id = user_id(store, account)?;
+    store.forget_totp(id)?;
     store.delete_sessions_of(id)?;
     store.revoke(id, None, ErrorCode::SessionRevoked)?;
     Ok(())
@@ -168,55 +194,123 @@ pub struct Authenticated {
     pub token: Option<String>,
 }
 
-/// Counts failed logins per account and per address in a sliding window.
+/// Login throttling. Three counters of failed password checks, each over a
+/// window of `window` from its first failure:
+///
+/// - per account *and* address (IPv6 by /64): the limit a person who mistypes
+///   meets (5 by default); it does not touch anyone else behind the same NAT;
+/// - per account over all addresses: guessing spread over many addresses
+///   (20); it refuses password logins of that account from everywhere, but
+///   token logins of devices already signed in never pass through it;
+/// - per address over all accounts: one address trying many accounts (100).
+///
+/// An attempt is *reserved* (counted as a failure) before its password is
+/// hashed and refunded when the password was right, so N parallel attempts
+/// get exactly the budget N sequential ones get. Refusals carry the time
+/// until the oldest counter that refused ends.
 pub struct Throttle {
+    per_pair: u32,
     per_account: u32,
     per_address: u32,
     window: Duration,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+/// Most counters kept; past it, expired ones are dropped first.
+const MAX_THROTTLE_KEYS: usize = 100_000;
+
+/// An attempt counted before its check; [`Throttle::refund`] gives it back.
+#[must_use]
+pub struct Attempt {
+    keys: Vec<String>,
+}
+
 impl Throttle {
-    pub fn new(per_account: u32, per_address: u32, window: Duration) -> Self {
-        Throttle { per_account, per_address, window, failures: Mutex::new(HashMap::new()) }
+    pub fn new(per_pair: u32, per_account: u32, per_address: u32, window: Duration) -> Self {
+        Throttle { per_pair, per_account, per_address, window, failures: Mutex::new(HashMap::new()) }
     }
 
-    fn keys(account: &str, addr: Option<IpAddr>) -> [Option<String>; 2] {
-        [Some(format!("a:{}", account.to_lowercase())), addr.map(|a| format!("i:{a}"))]
+    /// An address as the throttle counts it: IPv6 by its /64 (one host
+    /// usually holds a whole /64), IPv4 as it is.
+    fn address_key(addr: IpAddr) -> String {
+        match addr {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = a.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
     }
 
-    /// `Err(RateLimited)` when the account or the address is locked out.
-    fn check(&self, account: &str, addr: Option<IpAddr>) -> Result<(), ServiceError> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, limit) in Self::keys(account, addr).into_iter().zip([self.per_account, self.per_address]) {
-            if let Some((count, since)) = key.and_then(|k| map.get(&k).copied()) {
+    fn keys(&self, scope: &str, account: &str, addr: Option<IpAddr>) -> Vec<(String, u32)> {
+        let account = account.to_lowercase();
+        let addr = addr.map(Self::address_key).unwrap_or_else(|| "-".into());
+        let mut keys = vec![
+            (format!("{scope}p:{account}|{addr}"), self.per_pair),
+            (format!("{scope}a:{account}"), self.per_account),
+        ];
+        if addr != "-" {
+            keys.push((format!("{scope}i:{addr}"), self.per_address));
+        }
+        keys
+    }
+
+    /// Counts one password attempt of `account` from `addr` before it is
+    /// checked, or refuses it (`RateLimited` with the time left) when any
+    /// counter is at its limit.
+    pub fn reserve(&self, account: &str, addr: Option<IpAddr>) -> Result<Attempt, ServiceError> {
+        self.reserve_keys(self.keys("", account, addr))
+    }
+
+    /// Counts one second-factor code of `account` (its own counters: a wrong
+    /// code does not use up the password budget, nor the other way round).
+    pub fn reserve_code(&self, account: &str, addr: Option<IpAddr>) -> Result<Attempt, ServiceError> {
+        self.reserve_keys(self.keys("t", account, addr))
+    }
+
+    fn reserve_keys(&self, keys: Vec<(String, u32)>) -> Result<Attempt, ServiceError> {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.window;
+        let mut wait = None::<Duration>;
+        for (key, limit) in &keys {
+            if let Some((count, since)) = map.get(key) {
                 let elapsed = since.elapsed();
-                if count >= limit && elapsed < self.window {
-                    return Err(ServiceError::RateLimited((self.window - elapsed).as_millis() as u64));
+                if *count >= *limit && elapsed < window {
+                    let left = window - elapsed;
+                    wait = Some(wait.map_or(left, |w| w.max(left)));
                 }
             }
         }
-        Ok(())
-    }
-
-    fn fail(&self, account: &str, addr: Option<IpAddr>) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            let window = self.window;
+        if let Some(left) = wait {
+            return Err(ServiceError::RateLimited((left.as_millis() as u64).max(1)));
+        }
+        if map.len() > MAX_THROTTLE_KEYS {
             map.retain(|_, (_, since)| since.elapsed() < window);
         }
-        for key in Self::keys(account, addr).into_iter().flatten() {
-            let entry = map.entry(key).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= self.window {
+        for (key, _) in &keys {
+            let entry = map.entry(key.clone()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= window {
                 *entry = (0, Instant::now());
             }
             entry.0 += 1;
         }
+        Ok(Attempt { keys: keys.into_iter().map(|(k, _)| k).collect() })
     }
 
-    fn succeed(&self, account: &str) {
+    /// The attempt was not a failure (the password was right): it stops
+    /// counting, and the account's counter for that address starts afresh.
+    pub fn refund(&self, attempt: Attempt) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("a:{}", account.to_lowercase()));
+        for (i, key) in attempt.keys.iter().enumerate() {
+            if i == 0 {
+                map.remove(key);
+            } else if let Some(entry) = map.get_mut(key) {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -234,6 +328,12 @@ pub struct Authenticator {
     pub hashing: Arc<Semaphore>,
     /// The writer thread's queue: every login write goes through it.
     pub writer: Arc<dyn WriteQueue>,
+    /// A client session unused this long expires (sliding).
+    pub session_lifetime_ms: i64,
+    /// A console session unused this long expires (sliding).
+    pub console_lifetime_ms: i64,
+    /// Argon2 computations run so far (tests hold every refusal to one).
+    hash_runs: AtomicU64,
 }
 
 /// `last_seen_at` is advisory (the console shows it): a token login records
@@ -242,6 +342,27 @@ pub struct Authenticator {
 const TOUCH_EVERY_MS: i64 = 60_000;
 
 impl Authenticator {
+    pub fn new(config: &crate::Config, writer: Arc<dyn WriteQueue>) -> Self {
+        Authenticator {
+            throttle: Throttle::new(
+                config.login_failures_per_account_and_address,
+                config.login_failures_per_account,
+                config.login_failures_per_address,
+                Duration::from_secs(config.login_window_secs),
+            ),
+            hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
+            writer,
+            session_lifetime_ms: (config.session_lifetime_secs as i64).saturating_mul(1000),
+            console_lifetime_ms: (config.console_session_lifetime_secs as i64).saturating_mul(1000),
+            hash_runs: AtomicU64::new(0),
+        }
+    }
+
+    /// How many Argon2 computations ran (each check or new hash is one).
+    pub fn hash_runs(&self) -> u64 {
+        self.hash_runs.load(Ordering::Relaxed)
+    }
+
     /// A client's login. Refused with `PasswordChangeRequired` while the
     /// person must choose a new password (see [`Authenticator::change_password`]).
     pub async fn login(
@@ -250,17 +371,28 @@ impl Authenticator {
         req: hutong_protocol::v1::Login,
         addr: Option<IpAddr>,
     ) -> Result<Authenticated, ServiceError> {
+        if req.device.starts_with(CONSOLE_DEVICE_PREFIX) {
+            return Err(ServiceError::BadRequest(format!(
+                "device names starting with {CONSOLE_DEVICE_PREFIX:?} are reserved"
+            )));
+        }
         self.login_with(db, req, addr, false).await
     }
 
-    /// The console's login: lets a person who must change their password in,
-    /// but the API then allows nothing else until they have.
+    /// The console's login (a password, a device named
+    /// [`CONSOLE_DEVICE_PREFIX`]…): lets a person who must change their
+    /// password in, but the API then allows nothing else until they have.
     pub async fn login_allowing_password_change(
         &self,
         db: &crate::storage::Db,
         req: hutong_protocol::v1::Login,
         addr: Option<IpAddr>,
     ) -> Result<Authenticated, ServiceError> {
+        if !req.device.starts_with(CONSOLE_DEVICE_PREFIX)
+            || !matches!(req.secret, Some(hutong_protocol::v1::login::Secret::Password(_)))
+        {
+            return Err(ServiceError::BadRequest("the console logs in with a password".into()));
+        }
         self.login_with(db, req, addr, true).await
     }
 
@@ -278,22 +410,18 @@ impl Authenticator {
             ));
         }
         let device = if req.device.is_empty() { "default".to_owned() } else { req.device.clone() };
-        self.throttle.check(&req.account, addr)?;
-        let result = match req.secret {
+        // Token logins are not throttled: a token is 256 random bits (nothing
+        // to guess), and a person whose password someone is guessing keeps
+        // their signed-in devices.
+        match req.secret {
             Some(Secret::Token(token)) => {
                 self.token_login(db, &req.account, &token, &device, allow_must_change).await
             }
             Some(Secret::Password(password)) => {
-                self.password_login(db, &req.account, password, device, allow_must_change).await
+                self.password_login(db, &req.account, password, device, addr, allow_must_change).await
             }
             None => Err(ServiceError::BadRequest("a login needs a password or a token".into())),
-        };
-        match &result {
-            Err(ServiceError::BadCredentials) => self.throttle.fail(&req.account, addr),
-            Ok(_) => self.throttle.succeed(&req.account),
-            Err(_) => {}
         }
-        result
     }
 
     async fn token_login(
@@ -308,6 +436,15 @@ impl Authenticator {
         let (auth, last_seen) =
             db.read(move |conn| token_session(conn, &account, &hash, &device, allow_must_change)).await?;
         let now = now_ms();
+        if now - last_seen > self.session_lifetime_ms {
+            // Gone for good: the next password login makes a new one.
+            let session_id = auth.session_id;
+            let end = Box::new(move |st: &dyn Store| st.end_session(session_id).map(|()| 0));
+            if let Err(e) = self.writer.enqueue(end).await {
+                tracing::debug!(error = %e, "expired session not removed");
+            }
+            return Err(ServiceError::SessionExpired);
+        }
         if now - last_seen >= TOUCH_EVERY_MS {
             // Not awaited past the queue: the login does not wait for a
             // commit of an advisory timestamp.
@@ -326,12 +463,13 @@ impl Authenticator {
         account: &str,
         password: String,
         device: String,
+        addr: Option<IpAddr>,
         allow_must_change: bool,
     ) -> Result<Authenticated, ServiceError> {
-        let account = account.to_owned();
-        let row = db.read(move |conn| password_row(conn, &account)).await?;
+        let name = account.to_owned();
+        let row = db.read(move |conn| password_row(conn, &name)).await?;
         let stored = row.as_ref().map(|r| r.hash.clone());
-        if !self.verify(password, stored).await? {
+        if !self.verify(account, addr, password, stored).await? {
             return Err(ServiceError::BadCredentials);
         }
         let row = row.ok_or(ServiceError::BadCredentials)?;
@@ -349,23 +487,46 @@ impl Authenticator {
         Ok(Authenticated { user_id: row.id, session_id, display_name: row.display_name, token: Some(token) })
     }
 
-    /// Checks `password` against `hash` (a dummy one when there is none, so
-    /// account names cannot be probed by timing) on the blocking pool,
-    /// within the hashing limit and holding no database connection.
-    async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ServiceError> {
+    /// Checks `password` against `hash` on the blocking pool, within the
+    /// hashing limit and holding no database connection. Exactly one Argon2
+    /// computation runs whatever the account (a dummy hash when there is no
+    /// account, no password or an unreadable hash), so neither the answer
+    /// nor its timing tells whether an account exists.
+    ///
+    /// The attempt is counted by the throttle *after* the hashing permit is
+    /// taken and *before* the hash runs: waiting logins hold no part of the
+    /// budget (an office logging in at nine is not refused), and running
+    /// ones cannot exceed it (500 parallel guesses get the budget of 500
+    /// sequential ones).
+    async fn verify(
+        &self,
+        account: &str,
+        addr: Option<IpAddr>,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, ServiceError> {
         let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
-        tokio::task::spawn_blocking(move || {
-            let found = hash.is_some();
-            let ok = verify_password(&password, hash.as_deref().unwrap_or(DUMMY_HASH));
+        let attempt = self.throttle.reserve(account, addr)?;
+        self.hash_runs.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || {
+            let parsed = hash.as_deref().and_then(|h| PasswordHash::new(h).ok());
+            let found = parsed.is_some();
+            let target = parsed.unwrap_or_else(|| PasswordHash::new(DUMMY_HASH).expect("valid dummy hash"));
+            let ok = argon2().verify_password(password.as_bytes(), &target).is_ok();
             found && ok
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("password check failed: {e}")))
+        .map_err(|e| ServiceError::Internal(format!("password check failed: {e}")))?;
+        if ok {
+            self.throttle.refund(attempt);
+        }
+        Ok(ok)
     }
 
     /// Hashes a password on the blocking pool, within the hashing limit.
     pub async fn hash(&self, password: String) -> Result<String, ServiceError> {
         let _permit = self.hashing.acquire().await.map_err(|_| ServiceError::ShuttingDown)?;
+        self.hash_runs.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| ServiceError::Internal(e.to_string()))?
@@ -373,7 +534,8 @@ impl Authenticator {
     }
 
     /// Sets a new password after checking the old one (throttled like a
-    /// login). Ends every session of the person except `keep`.
+    /// login from `addr`, and exactly as costly whether the account exists
+    /// or not). Ends every session of the person except `keep`.
     pub async fn change_password(
         &self,
         db: &crate::storage::Db,
@@ -381,36 +543,30 @@ impl Authenticator {
         old: &str,
         new: &str,
         keep: Option<u64>,
+        addr: Option<IpAddr>,
     ) -> Result<(), ServiceError> {
+        if account.len() > 64 {
+            return Err(ServiceError::BadRequest("account names have at most 64 characters".into()));
+        }
         check_password_policy(new).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if old == new {
             return Err(ServiceError::BadRequest("the new password must differ from the old one".into()));
         }
-        self.throttle.check(account, None)?;
-        let result = async {
-            let name = account.to_owned();
-            let row = db.read(move |conn| password_row(conn, &name)).await?;
-            if !self.verify(old.to_owned(), row.as_ref().map(|r| r.hash.clone())).await? {
-                return Err(ServiceError::BadCredentials);
-            }
-            let row = row.ok_or(ServiceError::BadCredentials)?;
-            if row.disabled {
-                return Err(ServiceError::AccountDisabled);
-            }
-            let new_hash = self.hash(new.to_owned()).await?;
-            let (user_id, old_hash) = (row.id, row.hash);
-            let change = Box::new(move |st: &dyn Store| {
-                st.replace_password(user_id, &old_hash, &new_hash, keep).map(|()| 0)
-            });
-            self.writer.submit(change).await.map(|_| ())
+        let name = account.to_owned();
+        let row = db.read(move |conn| password_row(conn, &name)).await?;
+        if !self.verify(account, addr, old.to_owned(), row.as_ref().map(|r| r.hash.clone())).await? {
+            return Err(ServiceError::BadCredentials);
         }
-        .await;
-        match &result {
-            Err(ServiceError::BadCredentials) => self.throttle.fail(account, None),
-            Ok(_) => self.throttle.succeed(account),
-            Err(_) => {}
+        let row = row.ok_or(ServiceError::BadCredentials)?;
+        if row.disabled {
+            return Err(ServiceError::AccountDisabled);
         }
-        result
+        let new_hash = self.hash(new.to_owned()).await?;
+        let (user_id, old_hash) = (row.id, row.hash);
+        let change = Box::new(move |st: &dyn Store| {
+            st.replace_password(user_id, &old_hash, &new_hash, keep).map(|()| 0)
+        });
+        self.writer.submit(change).await.map(|_| ())
     }
 
     /// Ends one session (logout) through the writer; the token stops
@@ -464,9 +620,18 @@ fn token_session(
 
 // ------------------------------------------------------------------ the console
 
-/// The administration API's caller, from a console session token.
-pub fn caller_by_token(store: &dyn Store, token: &str) -> Result<Option<Caller>, ServiceError> {
-    store.caller_by_token_hash(&token_hash(token))
+/// The administration API's caller, from a console session token: `None`
+/// for an unknown token, a client's (desktop, CLI) token, or a disabled or
+/// deleted person; `SessionExpired` when it was unused for `lifetime_ms`.
+pub fn caller_by_token(
+    store: &dyn Store,
+    token: &str,
+    lifetime_ms: i64,
+) -> Result<Option<Caller>, ServiceError> {
+    match store.caller_by_token_hash(&token_hash(token))? {
+        Some(c) if now_ms() - c.last_seen_at_ms > lifetime_ms => Err(ServiceError::SessionExpired),
+        other => Ok(other),
+    }
 }
 
 /// Ends every session of a person and closes their live connections.
@@ -513,25 +678,23 @@ mod tests {
         add_user(&admin, "alice", "Alice", "password-1", false).unwrap();
         let db = crate::storage::Db::open(&path, 2).unwrap();
         let (writer, thread, _committed) = crate::writer::Writer::start(&path, 0, 64).unwrap();
-        let auth = Authenticator {
-            throttle: Throttle::new(100, 100, Duration::from_secs(60)),
-            hashing: Arc::new(Semaphore::new(2)),
-            writer: Arc::new(writer),
-        };
+        let auth = Authenticator::new(&crate::Config::default(), Arc::new(writer));
         let login =
             |secret| Login { account: "alice".into(), secret: Some(secret), device: "d".into(), bulk: false };
 
         let first = auth.login(&db, login(Secret::Password("password-1".into())), None).await.unwrap();
         let token = first.token.clone().unwrap();
         // Make the session look unused for a while, so the token login records it.
-        admin.execute("UPDATE sessions SET last_seen_at = 0", []).unwrap();
+        admin.execute("UPDATE sessions SET last_seen_at = last_seen_at - 120000", []).unwrap();
         let again = auth.login(&db, login(Secret::Token(token.clone())), None).await.unwrap();
         assert_eq!(again.session_id, first.session_id);
         assert!(matches!(
             auth.login(&db, login(Secret::Password("wrong-password".into())), None).await,
             Err(ServiceError::BadCredentials)
         ));
-        auth.change_password(&db, "alice", "password-1", "password-2", Some(first.session_id)).await.unwrap();
+        auth.change_password(&db, "alice", "password-1", "password-2", Some(first.session_id), None)
+            .await
+            .unwrap();
         let second = Login { device: "e".into(), ..login(Secret::Password("password-2".into())) };
         let other = auth.login(&db, second, None).await.unwrap();
         auth.end_session(other.session_id).await.unwrap();
@@ -541,19 +704,103 @@ mod tests {
             .query_row("SELECT count(*), max(last_seen_at) FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert_eq!(sessions, 1, "device e logged out, device d kept through the password change");
-        assert!(last_seen > 0, "the token login recorded last_seen_at (through the writer)");
+        assert!(last_seen > now_ms() - 60_000, "the token login recorded last_seen_at (through the writer)");
         drop(auth);
         thread.join().unwrap();
     }
 
     #[test]
-    fn throttle_locks_after_limit() {
-        let t = Throttle::new(3, 100, Duration::from_secs(60));
-        for _ in 0..3 {
-            assert!(t.check("alice", None).is_ok());
-            t.fail("alice", None);
+    fn throttle_counts_before_the_check_and_refunds_successes() {
+        let t = Throttle::new(3, 5, 100, Duration::from_secs(60));
+        let office: IpAddr = "10.0.0.1".parse().unwrap();
+        let home: IpAddr = "10.0.0.2".parse().unwrap();
+        // Three attempts reserved at once (all running) use the whole budget.
+        let running: Vec<Attempt> = (0..3).map(|_| t.reserve("alice", Some(office)).unwrap()).collect();
+        assert!(matches!(t.reserve("ALICE", Some(office)), Err(ServiceError::RateLimited(ms)) if ms > 0));
+        // One of them was right: it is given back and the pair starts afresh.
+        let mut running = running.into_iter();
+        t.refund(running.next().unwrap());
+        assert!(t.reserve("alice", Some(office)).is_ok());
+        // Another account behind the same address is not affected.
+        assert!(t.reserve("bob", Some(office)).is_ok());
+        // The account-wide limit (5) stops guessing from other addresses too.
+        let _ = t.reserve("alice", Some(home)).unwrap();
+        let _ = t.reserve("alice", Some(home)).unwrap();
+        assert!(matches!(t.reserve("alice", Some(home)), Err(ServiceError::RateLimited(_))));
+        // Codes have their own budget.
+        assert!(t.reserve_code("alice", Some(home)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_prefix() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(Throttle::address_key(a), Throttle::address_key(b));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Throttle::address_key(mapped), "10.0.0.1");
+    }
+
+    /// Every refused password check costs exactly one Argon2 run whether
+    /// the account exists, has no password, or is deleted, on the login and
+    /// on the change-password path alike: neither tells who has an account.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusals_cost_one_hash_whatever_the_account() {
+        use hutong_protocol::v1::{login::Secret, Login};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        crate::storage::migrate(&path).unwrap();
+        let admin = crate::storage::open_connection(&path).unwrap();
+        add_user(&admin, "alice", "Alice", "password-1", false).unwrap();
+        add_user(&admin, "nopass", "No Password", "password-1", false).unwrap();
+        admin.execute("UPDATE users SET password_hash = ?1 WHERE account = 'nopass'", [NO_PASSWORD]).unwrap();
+        add_user(&admin, "gone", "Gone", "password-1", false).unwrap();
+        admin.execute("UPDATE users SET deleted = 1, disabled = 1 WHERE account = 'gone'", []).unwrap();
+        let db = crate::storage::Db::open(&path, 2).unwrap();
+        let (writer, thread, _committed) = crate::writer::Writer::start(&path, 0, 64).unwrap();
+        let auth = Authenticator::new(&crate::Config::default(), Arc::new(writer));
+        for account in ["alice", "nobody", "nopass", "gone"] {
+            let before = auth.hash_runs();
+            let login = Login {
+                account: account.into(),
+                secret: Some(Secret::Password("wrong-password".into())),
+                device: "d".into(),
+                bulk: false,
+            };
+            assert!(
+                matches!(auth.login(&db, login, None).await, Err(ServiceError::BadCredentials)),
+                "{account}"
+            );
+            assert_eq!(auth.hash_runs() - before, 1, "login of {account}");
+            let before = auth.hash_runs();
+            let changed =
+                auth.change_password(&db, account, "wrong-password", "new-password-1", None, None).await;
+            assert!(matches!(changed, Err(ServiceError::BadCredentials)), "{account}: {changed:?}");
+            assert_eq!(auth.hash_runs() - before, 1, "password change of {account}");
         }
-        assert!(matches!(t.check("ALICE", None), Err(ServiceError::RateLimited(_))));
-        assert!(t.check("bob", None).is_ok());
+        // The right password of a deleted account does not open it either.
+        let login = Login {
+            account: "gone".into(),
+            secret: Some(Secret::Password("password-1".into())),
+            device: "d".into(),
+            bulk: false,
+        };
+        assert!(matches!(auth.login(&db, login, None).await, Err(ServiceError::BadCredentials)));
+        drop(auth);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn deleted_accounts_cannot_be_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        crate::storage::migrate(&path).unwrap();
+        let conn = crate::storage::open_connection(&path).unwrap();
+        add_user(&conn, "gone", "Gone", "password-1", false).unwrap();
+        conn.execute("UPDATE users SET deleted = 1, disabled = 1 WHERE account = 'gone'", []).unwrap();
+        assert!(set_disabled(&conn, "gone", false).is_err());
+        assert!(set_password(&conn, "gone", "password-2").is_err());
+        let disabled: bool =
+            conn.query_row("SELECT disabled FROM users WHERE account = 'gone'", [], |r| r.get(0)).unwrap();
+        assert!(disabled);
     }
 }

@@ -51,6 +51,19 @@ impl ApiError {
     fn forbidden() -> Self {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", "your role does not allow this")
     }
+
+    fn second_factor_required(caller: &Caller) -> Self {
+        let message = if caller.totp_enrolled {
+            "enter the code of your authenticator app first"
+        } else {
+            "set up an authenticator app first (two-factor authentication is required for your role)"
+        };
+        Self::new(StatusCode::UNAUTHORIZED, "SECOND_FACTOR_REQUIRED", message)
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
 }
 
 impl From<ServiceError> for ApiError {
@@ -72,10 +85,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadCredentials => (StatusCode::UNAUTHORIZED, "BAD_CREDENTIALS"),
             ServiceError::AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED"),
             ServiceError::PasswordChangeRequired => (StatusCode::FORBIDDEN, "PASSWORD_CHANGE_REQUIRED"),
-            ServiceError::RateLimited(_) | ServiceError::Busy(_) => {
-                (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED")
-            }
+            ServiceError::RateLimited(_)
+            | ServiceError::Busy(_)
+            | ServiceError::Throttled { .. }
+            | ServiceError::TooManyConnections(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ServiceError::SessionRevoked => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ServiceError::SessionExpired => (StatusCode::UNAUTHORIZED, "SESSION_EXPIRED"),
             ServiceError::ShuttingDown | ServiceError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
             }
@@ -146,24 +161,64 @@ impl Caller {
     }
 }
 
+/// A console session's last use is recorded at most this often (its
+/// lifetime slides with use; a write per request would be wasted).
+const CONSOLE_TOUCH_EVERY_MS: i64 = 15_000;
+
+/// The console session a bearer token names, whether or not it passed its
+/// second factor. Desktop and CLI tokens are not console sessions (401).
+async fn console_session(parts: &Parts, shared: &Arc<Shared>) -> Result<Caller, ApiError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(ApiError::unauthenticated)?
+        .to_owned();
+    let lifetime = shared.auth.console_lifetime_ms;
+    let caller = shared
+        .db
+        .read(move |conn| crate::accounts::caller_by_token(conn, &token, lifetime))
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    let now = crate::storage::now_ms();
+    if now - caller.last_seen_at_ms >= CONSOLE_TOUCH_EVERY_MS {
+        let session_id = caller.session_id;
+        let touch = Box::new(move |st: &dyn Store| st.touch_session(session_id, now).map(|()| 0));
+        if let Err(e) = shared.writes.enqueue(touch).await {
+            tracing::debug!(error = %e, "console session use not recorded");
+        }
+    }
+    Ok(caller)
+}
+
 impl FromRequestParts<Arc<Shared>> for Caller {
     type Rejection = ApiError;
 
+    /// A console session that passed its second factor when the person
+    /// needs one: a token from a password alone is refused everywhere but
+    /// on the routes that complete the login ([`LoginStep`]).
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 128)
-            .ok_or_else(ApiError::unauthenticated)?
-            .to_owned();
-        shared
-            .db
-            .read(move |conn| crate::accounts::caller_by_token(conn, &token))
-            .await?
-            .ok_or_else(ApiError::unauthenticated)
+        let caller = console_session(parts, shared).await?;
+        if caller.needs_second_factor(shared.config.totp_required) && !caller.second_factor {
+            return Err(ApiError::second_factor_required(&caller));
+        }
+        Ok(caller)
+    }
+}
+
+/// A console session that may still lack its second factor: taken only by
+/// the routes that complete a login (`/me`, `/logout`, the code, enrolling,
+/// a first password change).
+pub struct LoginStep(Caller);
+
+impl FromRequestParts<Arc<Shared>> for LoginStep {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        console_session(parts, shared).await.map(LoginStep)
     }
 }
 
@@ -256,9 +311,15 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
     }
     vec![
         at(Method::POST, "/login", login),
+        at(Method::POST, "/login/second-factor", second_factor),
         at(Method::POST, "/logout", logout),
         at(Method::GET, "/me", me),
         at(Method::POST, "/me/password", change_my_password),
+        at(Method::POST, "/me/totp", start_totp),
+        at(Method::POST, "/me/totp/confirm", confirm_totp),
+        at(Method::GET, "/pending-changes", list_pending_changes),
+        at(Method::POST, "/pending-changes/{id}/confirm", confirm_pending_change),
+        at(Method::POST, "/pending-changes/{id}/reject", reject_pending_change),
         at(Method::GET, "/departments", list_departments),
         at(Method::POST, "/departments", create_department),
         at(Method::PATCH, "/departments/{id}", update_department),
@@ -358,9 +419,15 @@ async fn console_file(path: String) -> Response {
 // ------------------------------------------------------------------ session
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoginBody {
     account: String,
     password: String,
+    /// The authenticator app's code, for a login in one request.
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
 }
 
 async fn login(
@@ -373,41 +440,60 @@ async fn login(
         account: body.account.clone(),
         secret: Some(hutong_protocol::v1::login::Secret::Password(body.password)),
         // Each console login is its own session, so two browsers do not log each other out.
-        device: format!("console-{}", &crate::accounts::new_token()[..12]),
+        device: format!("{}{}", crate::accounts::CONSOLE_DEVICE_PREFIX, &crate::accounts::new_token()[..12]),
         bulk: false,
     };
     let auth = shared.auth.login_allowing_password_change(&shared.db, request, Some(peer.ip())).await?;
     let token = auth.token.clone().unwrap_or_default();
-    let me = shared
+    let lifetime = shared.auth.console_lifetime_ms;
+    let mut me = shared
         .db
-        .read(move |conn| crate::accounts::caller_by_token(conn, &token))
+        .read(move |conn| crate::accounts::caller_by_token(conn, &token, lifetime))
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
     let account = me.account.clone();
     audited(&shared, &me, move |conn, log| log.record(conn, "console.login", account, json!({}))).await?;
-    Ok(Json(json!({ "token": auth.token, "me": me_json(&me, &auth.display_name) })))
+    if me.totp_enrolled && (body.code.is_some() || body.recovery_code.is_some()) {
+        pass_second_factor(&shared, &me, body.code, body.recovery_code, peer.ip()).await?;
+        me.second_factor = true;
+    }
+    Ok(Json(json!({ "token": auth.token, "me": me_json(&shared, &me, &auth.display_name) })))
 }
 
-fn me_json(c: &Caller, display_name: &str) -> serde_json::Value {
+fn me_json(shared: &Shared, c: &Caller, display_name: &str) -> serde_json::Value {
+    let required = c.needs_second_factor(shared.config.totp_required);
     json!({
         "id": c.user_id,
         "account": c.account,
         "display_name": display_name,
         "roles": c.roles,
         "must_change_password": c.must_change_password,
+        // What the console must ask before anything else: a code (enrolled),
+        // an enrolment (required, not enrolled), or nothing.
+        "second_factor": if !required || c.second_factor {
+            "done"
+        } else if c.totp_enrolled {
+            "code"
+        } else {
+            "enrol"
+        },
+        "totp_enrolled": c.totp_enrolled,
     })
 }
 
-async fn logout(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<StatusCode> {
+async fn logout(State(shared): State<Arc<Shared>>, LoginStep(caller): LoginStep) -> ApiResult<StatusCode> {
     let id = caller.session_id;
     shared.db.read(move |conn| crate::accounts::end_session(conn, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+async fn me(
+    State(shared): State<Arc<Shared>>,
+    LoginStep(caller): LoginStep,
+) -> ApiResult<Json<serde_json::Value>> {
     let id = caller.user_id;
     let name = shared.db.read(move |conn| Ok(directory::person(conn, id)?.display_name)).await?;
-    Ok(Json(me_json(&caller, &name)))
+    Ok(Json(me_json(&shared, &caller, &name)))
 }
 
 #[derive(serde::Deserialize)]
@@ -417,11 +503,26 @@ struct PasswordBody {
     new_password: String,
 }
 
+/// A person who enrolled proves the second factor before anything else,
+/// a password change included; one who must enrol may change a one-time
+/// password first.
+fn check_login_step(shared: &Shared, caller: &Caller) -> ApiResult<()> {
+    if caller.totp_enrolled
+        && caller.needs_second_factor(shared.config.totp_required)
+        && !caller.second_factor
+    {
+        return Err(ApiError::second_factor_required(caller));
+    }
+    Ok(())
+}
+
 async fn change_my_password(
     State(shared): State<Arc<Shared>>,
-    caller: Caller,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    LoginStep(caller): LoginStep,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
+    check_login_step(&shared, &caller)?;
     let body: PasswordBody = parse(&body)?;
     shared
         .auth
@@ -431,12 +532,156 @@ async fn change_my_password(
             &body.old_password,
             &body.new_password,
             Some(caller.session_id),
+            Some(peer.ip()),
         )
         .await?;
     let account = caller.account.clone();
     audited(&shared, &caller, move |conn, log| log.record(conn, "password.change", account, json!({})))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ second factor
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+}
+
+/// Checks a TOTP code or spends a recovery code and marks the session as
+/// having passed its second factor. Wrong codes are throttled per account
+/// and address like passwords (`RATE_LIMITED` with the time left).
+async fn pass_second_factor(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    code: Option<String>,
+    recovery: Option<String>,
+    addr: std::net::IpAddr,
+) -> ApiResult<()> {
+    use crate::accounts::totp;
+    if code.as_ref().is_some_and(|c| c.len() > 64) || recovery.as_ref().is_some_and(|c| c.len() > 64) {
+        return Err(ApiError::bad_request("a code has at most 64 characters"));
+    }
+    if code.is_none() && recovery.is_none() {
+        return Err(ApiError::bad_request("send the code of your authenticator app or a recovery code"));
+    }
+    let attempt = shared.auth.throttle.reserve_code(&caller.account, Some(addr))?;
+    let (user_id, session_id, account) = (caller.user_id, caller.session_id, caller.account.clone());
+    let passed = audited(shared, caller, move |conn, log| {
+        let state = conn.totp_state(user_id)?;
+        let Some(secret) = state.secret else {
+            return Err(ApiError::bad_request("no authenticator app is set up for this account"));
+        };
+        let method = if code.is_some() { "totp" } else { "recovery_code" };
+        let ok = match (code, recovery) {
+            (Some(code), _) => {
+                match totp::matching_step(&secret, &account, &code, totp::now_secs(), state.last_step) {
+                    Some(step) => conn.use_totp_step(user_id, step)?,
+                    None => false,
+                }
+            }
+            (None, Some(r)) => conn.use_recovery_code(user_id, &totp::recovery_hash(&r))?,
+            (None, None) => false,
+        };
+        if !ok {
+            return Ok(false);
+        }
+        conn.mark_second_factor(session_id)?;
+        let left = conn.recovery_codes_left(user_id)?;
+        log.record(
+            conn,
+            "console.second_factor",
+            account,
+            json!({ "method": method, "recovery_codes_left": left }),
+        )?;
+        Ok(true)
+    })
+    .await?;
+    if !passed {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "BAD_CODE",
+            "the code is wrong or was used already",
+        ));
+    }
+    shared.auth.throttle.refund(attempt);
+    Ok(())
+}
+
+async fn second_factor(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    LoginStep(mut caller): LoginStep,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let body: CodeBody = parse(&body)?;
+    pass_second_factor(&shared, &caller, body.code, body.recovery_code, peer.ip()).await?;
+    caller.second_factor = true;
+    let id = caller.user_id;
+    let name = shared.db.read(move |conn| Ok(directory::person(conn, id)?.display_name)).await?;
+    Ok(Json(me_json(&shared, &caller, &name)))
+}
+
+/// Starts (or restarts) enrolling an authenticator app: a new secret, not
+/// in force until a code of it is confirmed.
+async fn start_totp(
+    State(shared): State<Arc<Shared>>,
+    LoginStep(caller): LoginStep,
+) -> ApiResult<Json<crate::accounts::totp::Enrolment>> {
+    check_login_step(&shared, &caller)?;
+    let secret = crate::accounts::totp::new_secret();
+    let enrolment = crate::accounts::totp::enrolment(&secret, &caller.account)?;
+    let id = caller.user_id;
+    shared.db.read(move |conn| conn.set_totp_pending(id, &secret)).await?;
+    Ok(Json(enrolment))
+}
+
+/// Confirms the app with one of its codes: the secret takes effect, ten new
+/// recovery codes are shown once (only their hashes are kept), and this
+/// session counts as having passed its second factor.
+async fn confirm_totp(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    LoginStep(caller): LoginStep,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    use crate::accounts::totp;
+    check_login_step(&shared, &caller)?;
+    let body: CodeBody = parse(&body)?;
+    let code = body.code.ok_or_else(|| ApiError::bad_request("send a code of the new authenticator app"))?;
+    let attempt = shared.auth.throttle.reserve_code(&caller.account, Some(peer.ip()))?;
+    let (user_id, session_id, account) = (caller.user_id, caller.session_id, caller.account.clone());
+    let codes = totp::new_recovery_codes();
+    let hashes: Vec<Vec<u8>> = codes.iter().map(|c| totp::recovery_hash(c)).collect();
+    let confirmed = audited(&shared, &caller, move |conn, log| {
+        let state = conn.totp_state(user_id)?;
+        let Some(pending) = state.pending else {
+            return Err(ApiError::bad_request("start setting up an authenticator app first"));
+        };
+        let Some(step) = totp::matching_step(&pending, &account, &code, totp::now_secs(), 0) else {
+            return Ok(false);
+        };
+        if !conn.confirm_totp(user_id, &pending, step, &hashes)? {
+            return Ok(false);
+        }
+        conn.mark_second_factor(session_id)?;
+        log.record(conn, "totp.enrol", account, json!({ "recovery_codes": hashes.len() }))?;
+        Ok(true)
+    })
+    .await?;
+    if !confirmed {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "BAD_CODE",
+            "the code is wrong or was used already",
+        ));
+    }
+    shared.auth.throttle.refund(attempt);
+    Ok(Json(json!({ "recovery_codes": codes })))
 }
 
 // ------------------------------------------------------------------ departments
@@ -569,17 +814,41 @@ async fn create_person(
         None => (crate::accounts::new_password(), true),
     };
     let hash = shared.auth.hash(password.clone()).await?;
-    let person = audited(&shared, &caller, move |conn, log| {
+    let requester = caller.user_id;
+    let (person, pending) = audited(&shared, &caller, move |conn, log| {
+        let mut input = input;
+        // The auditor role waits for an auditor's confirmation.
+        let wants_auditor = input.roles.as_ref().is_some_and(|r| r.iter().any(|x| x == AUDITOR));
+        if let Some(roles) = &mut input.roles {
+            roles.retain(|r| r != AUDITOR);
+        }
         let id = directory::create_person(conn, &input, &hash, generated)?;
         let p = directory::person(conn, id)?;
         log.record(conn, "person.create", format!("person:{}", p.account), json!(p))?;
-        Ok(p)
+        let pending = if wants_auditor {
+            let mut roles = p.roles.clone();
+            roles.push(AUDITOR.into());
+            Some(request_change(
+                conn,
+                log,
+                requester,
+                "person.roles",
+                &p.account,
+                json!({ "id": id, "roles": roles }),
+            )?)
+        } else {
+            None
+        };
+        Ok((p, pending))
     })
     .await?;
     directory_changed(&shared);
     let mut body = json!({ "person": with_online(&shared, person) });
     if generated {
         body["initial_password"] = json!(password);
+    }
+    if let Some(change) = pending {
+        body["pending_change"] = json!(change);
     }
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -589,7 +858,7 @@ async fn update_person(
     caller: Caller,
     Path(id): Path<u64>,
     body: Bytes,
-) -> ApiResult<Json<directory::Person>> {
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     caller.require(Need::Admin)?;
     let input: PersonInput = parse(&body)?;
     if input.password.is_some() {
@@ -609,8 +878,27 @@ async fn update_person(
             "you cannot disable yourself or drop your own admin role",
         ));
     }
-    let (p, disabled_now) = audited(&shared, &caller, move |conn, log| {
+    let requester = caller.user_id;
+    let (p, disabled_now, pending) = audited(&shared, &caller, move |conn, log| {
         let before = directory::person(conn, id)?;
+        let mut input = input;
+        // Giving or taking the auditor role waits for an auditor; the rest
+        // of the change applies now.
+        let mut pending = None;
+        if let Some(roles) = &input.roles {
+            let had = before.roles.iter().any(|r| r == AUDITOR);
+            let wants = roles.iter().any(|r| r == AUDITOR);
+            if had != wants && before.status != "deleted" {
+                let change = json!({ "id": id, "roles": roles });
+                pending =
+                    Some(request_change(conn, log, requester, "person.roles", &before.account, change)?);
+                let mut now: Vec<String> = roles.iter().filter(|r| *r != AUDITOR).cloned().collect();
+                if had {
+                    now.push(AUDITOR.into());
+                }
+                input.roles = Some(now);
+            }
+        }
         let disabled_now = directory::update_person(conn, id, &input)?;
         if disabled_now {
             crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::AccountDisabled)?;
@@ -622,14 +910,21 @@ async fn update_person(
             format!("person:{}", after.account),
             json!({ "before": before, "after": after }),
         )?;
-        Ok((after, disabled_now))
+        Ok((after, disabled_now, pending))
     })
     .await?;
     if disabled_now {
         close_sessions(&shared, id, hutong_protocol::ErrorCode::AccountDisabled);
     }
     directory_changed(&shared);
-    Ok(Json(with_online(&shared, p)))
+    let mut body = json!(with_online(&shared, p));
+    match pending {
+        Some(change) => {
+            body["pending_change"] = json!(change);
+            Ok((StatusCode::ACCEPTED, Json(body)))
+        }
+        None => Ok((StatusCode::OK, Json(body))),
+    }
 }
 
 /// Closes a person's live connections as soon as the revocation is committed,
@@ -677,6 +972,15 @@ async fn reset_password(
         let p = directory::person(conn, id)?;
         if p.status == "deleted" {
             return Err(ServiceError::NotFound("person").into());
+        }
+        if p.roles.iter().any(|r| r == AUDITOR) {
+            // Whoever holds a fresh password of an auditor can read the
+            // archive: not something one administrator may do alone.
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "an auditor's password is reset on the server host (`hutong-server user passwd`), not by an administrator",
+            ));
         }
         crate::storage::AccountsStore::set_password_hash(conn, id, &hash, Some(true))?;
         crate::accounts::end_all_sessions(conn, id, hutong_protocol::ErrorCode::SessionRevoked)?;
@@ -739,7 +1043,17 @@ async fn import_people(
     };
     let bytes = body.len();
     let summary = audited(&shared, &caller, move |conn, log| {
+        let auditors = conn.holders_of(AUDITOR)?;
         let summary = import::import(conn, &body, initial.as_deref())?;
+        // Nobody becomes or stops being an auditor by a file: that waits for
+        // an auditor's confirmation (the whole import is rolled back).
+        if conn.holders_of(AUDITOR)? != auditors {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "an import cannot give or take the auditor role; change it on the person (an auditor confirms it)",
+            ));
+        }
         log.record(conn, "directory.import", "people", json!({ "bytes": bytes, "summary": summary }))?;
         Ok(summary)
     })
@@ -965,7 +1279,7 @@ async fn set_retention(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
     body: Bytes,
-) -> ApiResult<Json<audit::Retention>> {
+) -> ApiResult<Response> {
     caller.require(Need::Admin)?;
     let rules: audit::Retention = parse(&body)?;
     if rules.direct_days > 36_500 || rules.group_days > 36_500 {
@@ -975,13 +1289,161 @@ async fn set_retention(
             "keep messages at most 36500 days (0 = forever)",
         ));
     }
-    let saved = audited(&shared, &caller, move |conn, log| {
+    let floor = shared.config.retention_floor_days;
+    let requester = caller.user_id;
+    let (saved, pending) = audited(&shared, &caller, move |conn, log| {
         let before = audit::retention(conn)?;
-        audit::set_retention(conn, &rules)?;
-        log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))?;
-        Ok(rules)
+        // Shorter than the floor (and shorter than now) removes archived
+        // messages an auditor may need: it waits for one to confirm.
+        let short = |new: u32, old: u32| new != 0 && new < floor && (old == 0 || new < old);
+        if short(rules.direct_days, before.direct_days) || short(rules.group_days, before.group_days) {
+            let change = request_change(conn, log, requester, "retention.set", "messages", json!(rules))?;
+            return Ok((before, Some(change)));
+        }
+        apply_retention_rules(conn, log, before, rules)?;
+        Ok((rules, None))
     })
     .await?;
+    if let Some(change) = pending {
+        let mut body = json!(saved);
+        body["pending_change"] = json!(change);
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     shared.retention_changed.notify_one();
-    Ok(Json(saved))
+    Ok(Json(saved).into_response())
+}
+
+fn apply_retention_rules(
+    conn: &dyn Store,
+    log: &AuditLog,
+    before: audit::Retention,
+    rules: audit::Retention,
+) -> ApiResult<()> {
+    audit::set_retention(conn, &rules)?;
+    log.record(conn, "retention.set", "messages", json!({ "before": before, "after": rules }))
+}
+
+// ------------------------------------------------------------------ changes an auditor confirms
+
+const AUDITOR: &str = "auditor";
+
+/// Records a change that takes effect only when an auditor other than the
+/// requester confirms it (see ARCHITECTURE.md, "Who may do what").
+fn request_change(
+    conn: &dyn Store,
+    log: &AuditLog,
+    requester: u64,
+    kind: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> ApiResult<crate::storage::accounts::PendingChange> {
+    let id = conn.add_pending_change(kind, target, &detail, requester)?;
+    log.record(
+        conn,
+        "change.request",
+        format!("change:{id}"),
+        json!({ "kind": kind, "target": target, "detail": detail }),
+    )?;
+    Ok(conn.pending_change(id)?.ok_or(ServiceError::NotFound("change"))?)
+}
+
+async fn list_pending_changes(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::AdminOrAuditor)?;
+    let changes = shared.db.read(|conn| conn.pending_changes()).await?;
+    Ok(Json(json!({ "changes": changes })))
+}
+
+async fn confirm_pending_change(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Auditor)?;
+    let me = caller.user_id;
+    let (change, affects_retention, affects_directory) = audited(&shared, &caller, move |conn, log| {
+        let change = conn.pending_change(id)?.ok_or(ServiceError::NotFound("change"))?;
+        if change.requested_by == me {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "another auditor confirms a change you asked for",
+            ));
+        }
+        if !conn.decide_pending_change(id, "confirmed", me)? {
+            return Err(ServiceError::Conflict("this change was decided already".into()).into());
+        }
+        log.record(
+            conn,
+            "change.confirm",
+            format!("change:{id}"),
+            json!({ "kind": change.kind, "requested_by": change.requested_by }),
+        )?;
+        match change.kind.as_str() {
+            "person.roles" => {
+                let person: u64 = change.detail["id"]
+                    .as_u64()
+                    .ok_or(ServiceError::Internal("change without a person".into()))?;
+                let roles: Vec<String> = serde_json::from_value(change.detail["roles"].clone())
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let before = directory::person(conn, person)?;
+                directory::update_person(
+                    conn,
+                    person,
+                    &PersonInput { roles: Some(roles), ..Default::default() },
+                )?;
+                let after = directory::person(conn, person)?;
+                log.record(
+                    conn,
+                    "person.update",
+                    format!("person:{}", after.account),
+                    json!({ "before": before, "after": after, "change": id }),
+                )?;
+                Ok((change, false, true))
+            }
+            "retention.set" => {
+                let rules: audit::Retention = serde_json::from_value(change.detail.clone())
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let before = audit::retention(conn)?;
+                apply_retention_rules(conn, log, before, rules)?;
+                Ok((change, true, false))
+            }
+            other => Err(ServiceError::Internal(format!("unknown change kind {other}")).into()),
+        }
+    })
+    .await?;
+    if affects_retention {
+        shared.retention_changed.notify_one();
+    }
+    if affects_directory {
+        directory_changed(&shared);
+    }
+    let mut change = change;
+    change.state = "confirmed".into();
+    change.decided_by = Some(me);
+    Ok(Json(json!({ "change": change })))
+}
+
+/// An auditor turns a change down, or the administrator who asked withdraws it.
+async fn reject_pending_change(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::AdminOrAuditor)?;
+    let (me, auditor) = (caller.user_id, caller.has_role(AUDITOR));
+    audited(&shared, &caller, move |conn, log| {
+        let change = conn.pending_change(id)?.ok_or(ServiceError::NotFound("change"))?;
+        if !auditor && change.requested_by != me {
+            return Err(ApiError::forbidden());
+        }
+        if !conn.decide_pending_change(id, "rejected", me)? {
+            return Err(ServiceError::Conflict("this change was decided already".into()).into());
+        }
+        log.record(conn, "change.reject", format!("change:{id}"), json!({ "kind": change.kind }))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

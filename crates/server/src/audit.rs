@@ -59,12 +59,44 @@ impl AuditKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The head file's own MAC, so a forged head (one naming an entry the
+    /// server never vouched for) is told from a real one.
+    fn head_mac(&self, id: u64, hash: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(b"hutong/audit-head/v1\0");
+        mac.update(&id.to_be_bytes());
+        mac.update(hash.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The head file's `(id, hash)` if it is there and authentic; `Err` with
+    /// what is wrong otherwise, `Ok(None)` when there is none.
+    fn read_head(&self) -> Result<Option<(u64, String)>, &'static str> {
+        let Ok(text) = std::fs::read_to_string(&self.head_path) else { return Ok(None) };
+        let mut parts = text.split_whitespace();
+        let (Some(id), Some(hash), Some(mac), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("is not in the form the server writes");
+        };
+        let id: u64 = id.parse().map_err(|_| "is not in the form the server writes")?;
+        // Compared as MACs (constant time), not as strings.
+        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        check.update(b"hutong/audit-head/v1\0");
+        check.update(&id.to_be_bytes());
+        check.update(hash.as_bytes());
+        let mac = hex::decode(mac).map_err(|_| "is not in the form the server writes")?;
+        check.verify_slice(&mac).map_err(|_| "was not written by this server (its MAC does not match)")?;
+        Ok(Some((id, hash.to_owned())))
+    }
+
     /// Records the newest entry after the transaction that wrote it committed.
     pub fn write_head(&self, store: &dyn Store) -> anyhow::Result<()> {
         let head = store.audit_head()?;
         if let Some((id, hash)) = head {
             let tmp = self.head_path.with_extension("tmp");
-            std::fs::write(&tmp, format!("{id} {hash}\n"))?;
+            let mac = self.head_mac(id, &hash);
+            std::fs::write(&tmp, format!("{id} {hash} {mac}\n"))?;
             std::fs::rename(tmp, &self.head_path)?;
         }
         Ok(())
@@ -181,12 +213,27 @@ pub fn verify(store: &dyn Store, key: &AuditKey) -> anyhow::Result<(u64, Vec<Str
         good_id = row.id;
         good_hash = row.hash.clone();
     }
-    // The file written after every commit vouches for the newest entry.
-    let head = std::fs::read_to_string(&key.head_path).ok();
-    let head = head
-        .as_deref()
-        .and_then(|h| h.split_once(' '))
-        .map(|(id, hash)| (id.parse::<u64>().unwrap_or(0), hash.trim().to_owned()));
+    // The file written after every commit vouches for the newest entry. A
+    // log with entries and no head, or a head the key did not make, is
+    // reported: without it, removing the newest entries would go unseen.
+    let head = match key.read_head() {
+        Ok(Some(head)) => Some(head),
+        Ok(None) => {
+            if !rows.is_empty() {
+                problems.push(
+                    "the audit head (audit.head) is missing: removal of the newest entries cannot be ruled out"
+                        .to_owned(),
+                );
+            }
+            None
+        }
+        Err(why) => {
+            problems.push(format!(
+                "the audit head (audit.head) {why}: removal of the newest entries cannot be ruled out"
+            ));
+            None
+        }
+    };
     for s in suspects.drain(..) {
         let edited_last = head.as_ref().is_some_and(|(id, hash)| *id == s.id && *hash == s.hash);
         problems.push(if edited_last {
@@ -250,10 +297,10 @@ pub fn search_messages(
     store.search_archive(&filter, &mut each)
 }
 
-/// One CSV line (with a header line when `header`), quoting as RFC 4180 asks.
+/// One CSV line, quoting as RFC 4180 asks, formulas neutralised (`util::csv_cell`).
 pub fn csv_line(m: &ArchivedMessage) -> String {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
-    let _ = w.write_record([
+    let record = [
         m.conversation_id.to_string(),
         m.conversation_kind.to_owned(),
         m.conversation_name.clone(),
@@ -264,7 +311,8 @@ pub fn csv_line(m: &ArchivedMessage) -> String {
         m.kind.to_owned(),
         m.text.clone(),
         m.recalled.to_string(),
-    ]);
+    ];
+    let _ = w.write_record(record.iter().map(|c| crate::util::csv_cell(c).into_owned()));
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
@@ -405,6 +453,33 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("entry 3: edited")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("deleted between entry 4 and entry 6")), "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("entry 100: inserted")), "{problems:?}");
+    }
+
+    #[test]
+    fn a_missing_or_forged_head_is_reported() {
+        let (dir, conn, key) = setup();
+        write(&conn, &key, 4);
+        let head = dir.path().join("audit.head");
+        // Deleting the newest entries and the head with them.
+        conn.execute("DELETE FROM audit_log WHERE id >= 3", []).unwrap();
+        std::fs::remove_file(&head).unwrap();
+        let (_, problems) = verify(&conn, &key).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("audit head (audit.head) is missing"), "{problems:?}");
+        // A head written by someone without the key, naming the new last entry.
+        let last: String =
+            conn.query_row("SELECT hash FROM audit_log WHERE id = 2", [], |r| r.get(0)).unwrap();
+        std::fs::write(&head, format!("2 {last} {}\n", "00".repeat(32))).unwrap();
+        let (_, problems) = verify(&conn, &key).unwrap();
+        assert!(problems.iter().any(|p| p.contains("was not written by this server")), "{problems:?}");
+        // The old format without a MAC is not trusted either.
+        std::fs::write(&head, format!("2 {last}\n")).unwrap();
+        let (_, problems) = verify(&conn, &key).unwrap();
+        assert!(problems.iter().any(|p| p.contains("not in the form")), "{problems:?}");
+        // An empty log needs no head.
+        conn.execute("DELETE FROM audit_log", []).unwrap();
+        std::fs::remove_file(&head).unwrap();
+        assert_eq!(verify(&conn, &key).unwrap().1, Vec::<String>::new());
     }
 
     #[test]

@@ -86,13 +86,37 @@ pub struct Config {
     pub typing_interval_ms: u64,
     /// Requests one connection may have in flight at once. Default 512.
     pub max_in_flight: usize,
-    /// Failed logins per account within `login_window_secs` before the account
-    /// is locked for the rest of the window. Default 5.
+    /// Failed password logins for one account from one client address (an
+    /// IPv6 address counts by its /64) within `login_window_secs` before that
+    /// account is refused from that address for the rest of the window. This
+    /// is the limit a person who mistypes meets; colleagues behind the same
+    /// NAT are not affected. Default 5.
+    pub login_failures_per_account_and_address: u32,
+    /// Failed password logins for one account from all addresses within the
+    /// window before password logins of that account are refused from
+    /// everywhere (guessing spread over many addresses). Token logins of
+    /// devices already signed in are never refused by it. Default 20.
     pub login_failures_per_account: u32,
-    /// Failed logins per client address within the window. Default 30.
+    /// Failed logins from one client address over all accounts within the
+    /// window (one address trying many accounts). High enough that an office
+    /// behind one NAT never meets it by mistyping. Default 100.
     pub login_failures_per_address: u32,
     /// Length of the failed-login window in seconds. Default 300.
     pub login_window_secs: u64,
+    /// A desktop or CLI session token unused for this many seconds expires
+    /// (each use, and every hour while connected, restarts the count); the
+    /// device then signs in with the password again. Default 2592000 (30 days).
+    pub session_lifetime_secs: u64,
+    /// A console session unused for this many seconds expires (each request
+    /// restarts the count). Default 1800 (30 minutes).
+    pub console_session_lifetime_secs: u64,
+    /// Whether administrators and auditors must use a TOTP second factor on
+    /// the console and the administration API (enrolling at their next
+    /// login). People who enrolled are always asked for a code. Default false.
+    pub totp_required: bool,
+    /// Retention shorter than this many days (other than 0, "forever") takes
+    /// effect only after an auditor confirms it. Default 180.
+    pub retention_floor_days: u32,
     /// Password checks run at once (each takes 19 MiB and tens of ms). Default 2.
     pub max_concurrent_hashing: usize,
     /// Largest file a person may upload, in bytes. Default 4 GiB
@@ -107,6 +131,25 @@ pub struct Config {
     pub files_orphan_grace_secs: u64,
     /// Seconds between two collections of unreferenced files. Default 3600.
     pub files_gc_interval_secs: u64,
+    /// Messages (sends and recalls) one person may have accepted per second
+    /// over all their devices, on average: a token bucket refilled at this
+    /// rate. Beyond it a send is answered `RATE_LIMITED` with the time until
+    /// a token is back (`retry_after_ms`), before it reaches the writer, so a
+    /// flooding account cannot take the writer from everyone else. 0 turns
+    /// the limit off. Default 20.
+    pub send_rate_per_sec: u32,
+    /// The bucket's size: messages one person may send at once after a
+    /// quiet spell (an outbox catching up after being offline). Default 200.
+    pub send_burst: u32,
+    /// Chat connections one person may hold at once over all devices (file
+    /// connections are capped separately); the next login is refused with
+    /// `TOO_MANY_CONNECTIONS`. 0 turns the cap off. Default 16.
+    pub max_connections_per_user: usize,
+    /// Directory roles whose holders may send URGENT messages (which
+    /// overtake everyone's normal traffic); anyone else gets `FORBIDDEN`.
+    /// Roles are those of the directory: admin, auditor, agent. Default
+    /// `["admin"]`.
+    pub urgent_roles: Vec<String>,
     /// Test hook, never read from a file or the environment: the writer
     /// thread panics after committing this many batches.
     #[doc(hidden)]
@@ -138,14 +181,23 @@ impl Default for Config {
             shutdown_grace_ms: 10_000,
             typing_interval_ms: 1_000,
             max_in_flight: 512,
-            login_failures_per_account: 5,
-            login_failures_per_address: 30,
+            login_failures_per_account_and_address: 5,
+            login_failures_per_account: 20,
+            login_failures_per_address: 100,
             login_window_secs: 300,
+            session_lifetime_secs: 30 * 86_400,
+            console_session_lifetime_secs: 1_800,
+            totp_required: false,
+            retention_floor_days: 180,
             max_concurrent_hashing: 2,
             files_max_size: 4 << 30,
             files_quota_bytes: 20 << 30,
             files_orphan_grace_secs: 86_400,
             files_gc_interval_secs: 3_600,
+            send_rate_per_sec: 20,
+            send_burst: 200,
+            max_connections_per_user: 16,
+            urgent_roles: vec!["admin".into()],
             writer_panic_after_batches: None,
         }
     }
@@ -205,8 +257,21 @@ impl Config {
         if self.http_header_timeout_ms < 100 || self.login_timeout_ms < 100 {
             anyhow::bail!("http_header_timeout_ms and login_timeout_ms must be at least 100");
         }
+        if self.session_lifetime_secs < 60 || self.console_session_lifetime_secs < 60 {
+            anyhow::bail!("session_lifetime_secs and console_session_lifetime_secs must be at least 60");
+        }
+        if self.login_failures_per_account_and_address == 0
+            || self.login_failures_per_account == 0
+            || self.login_failures_per_address == 0
+            || self.login_window_secs == 0
+        {
+            anyhow::bail!("the login_failures_* limits and login_window_secs must be positive");
+        }
         if self.max_concurrent_hashing == 0 {
             anyhow::bail!("max_concurrent_hashing must be positive");
+        }
+        if self.send_rate_per_sec > 0 && self.send_burst == 0 {
+            anyhow::bail!("send_burst must be positive when send_rate_per_sec is");
         }
         if self.files_max_size == 0 || self.files_gc_interval_secs == 0 {
             anyhow::bail!("files_max_size and files_gc_interval_secs must be positive");

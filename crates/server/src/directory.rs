@@ -397,6 +397,32 @@ impl Visibility {
     }
 }
 
+/// Which of `ids` `viewer` may know of: people the directory shows them
+/// (not deleted, in at least one department visible to them), themselves,
+/// and anyone they share a conversation with (whose messages they see
+/// anyway). Everyone else, whether hidden, deleted or never created, gets
+/// the answer an unknown id gets from every request that names people.
+pub fn knowable(store: &dyn Store, viewer: u64, ids: &[u64]) -> Result<HashSet<u64>, ServiceError> {
+    let visibility = Visibility::for_viewer(store, viewer)?;
+    let mut known = HashSet::with_capacity(ids.len());
+    for &id in ids {
+        if id == viewer {
+            known.insert(id);
+            continue;
+        }
+        let p = match person(store, id) {
+            Ok(p) => p,
+            Err(ServiceError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let listed = p.status != "deleted" && visibility.person(viewer, p).is_some();
+        if listed || store.share_a_conversation(viewer, id)? {
+            known.insert(id);
+        }
+    }
+    Ok(known)
+}
+
 fn wire_person(p: &Person) -> v1::Person {
     v1::Person {
         id: p.id,

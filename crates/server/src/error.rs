@@ -32,10 +32,18 @@ pub enum ServiceError {
     /// A limit on simultaneous use (not a failed login); worth retrying later.
     #[error("{0}")]
     Busy(String),
+    /// A per-person rate (messages sent, say) was exceeded; retry after the delay.
+    #[error("too many {what}; wait {} s", .retry_after_ms.div_ceil(1000).max(1))]
+    Throttled { what: &'static str, retry_after_ms: u64 },
+    /// A cap on simultaneous connections was reached.
+    #[error("{0}")]
+    TooManyConnections(String),
     #[error("the password must be changed before logging in")]
     PasswordChangeRequired,
     #[error("the session was revoked; log in again")]
     SessionRevoked,
+    #[error("the session expired; log in again")]
+    SessionExpired,
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -55,8 +63,12 @@ impl ServiceError {
             ServiceError::Conflict(_) => ErrorCode::Conflict,
             ServiceError::BadCredentials => ErrorCode::BadCredentials,
             ServiceError::AccountDisabled => ErrorCode::AccountDisabled,
-            ServiceError::RateLimited(_) | ServiceError::Busy(_) => ErrorCode::RateLimited,
+            ServiceError::RateLimited(_) | ServiceError::Busy(_) | ServiceError::Throttled { .. } => {
+                ErrorCode::RateLimited
+            }
+            ServiceError::TooManyConnections(_) => ErrorCode::TooManyConnections,
             ServiceError::SessionRevoked => ErrorCode::SessionRevoked,
+            ServiceError::SessionExpired => ErrorCode::SessionExpired,
             ServiceError::PasswordChangeRequired => ErrorCode::PasswordChangeRequired,
             ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
             ServiceError::Internal(_) => ErrorCode::Internal,
@@ -78,7 +90,10 @@ impl ServiceError {
         hutong_protocol::v1::Error {
             code: self.code() as i32,
             message: self.client_message(),
-            retry_after_ms: if let ServiceError::RateLimited(ms) = self { *ms } else { 0 },
+            retry_after_ms: match self {
+                ServiceError::RateLimited(ms) | ServiceError::Throttled { retry_after_ms: ms, .. } => *ms,
+                _ => 0,
+            },
         }
     }
 }

@@ -3,7 +3,11 @@
 //! A chunk is stored once under `blobs/<first two hex digits>/<hash>`,
 //! whoever uploaded it; a file is a row in `files` naming its chunks in
 //! order. `file_owners` says who uploaded what (quotas count it, and an
-//! uploader may read their own files); `file_refs` says which messages hold
+//! uploader may read their own files). Deduplication needs proof of
+//! possession: an uploader becomes an owner only after showing every chunk,
+//! by sending it or by a keyed hash of its bytes under a fresh challenge, and
+//! nothing they are told depends on whether the server already holds the
+//! content; `file_refs` says which messages hold
 //! which files (a folder's message holds its manifest and every file in it),
 //! which is what lets members of a conversation read them. Files nobody
 //! refers to are collected after a grace period, then chunks no file names.
@@ -20,8 +24,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use hutong_protocol::files::{
-    check_folder, check_manifest, check_name, hash_from, CheckedManifest, Hash, CHUNK_SIZE,
-    MAX_FILES_PER_UPLOAD, MAX_FOLDER_MANIFEST_LEN, MAX_THUMBNAIL_LEN,
+    check_folder, check_manifest, check_name, chunk_proof, hash_from, CheckedManifest, Hash, CHUNK_SIZE,
+    MAX_FILES_PER_UPLOAD, MAX_FOLDER_MANIFEST_LEN, MAX_THUMBNAIL_LEN, PROOF_LEN,
 };
 use hutong_protocol::v1::{self, AttachmentKind, EntryKind};
 use prost::Message as _;
@@ -62,10 +66,6 @@ impl BlobStore {
     fn path(&self, hash: &Hash) -> PathBuf {
         let hex = hex::encode(hash);
         self.root.join(&hex[..2]).join(hex)
-    }
-
-    pub fn has(&self, hash: &Hash) -> bool {
-        self.path(hash).is_file()
     }
 
     /// Stores a chunk whose hash the caller has checked: written under a
@@ -137,14 +137,36 @@ impl BlobStore {
     }
 }
 
-/// Chunks each person announced in `PrepareUpload` and may now send.
+/// Challenges kept per person: a few uploads may run at once.
+const MAX_CHALLENGES: usize = 16;
+
+/// Most proofs one `ProveChunks` may carry (a 16 GiB file in 4 MiB chunks).
+const MAX_PROOFS: usize = 4096;
+
+/// One person's uploads in progress, in memory only (a restart makes them
+/// announce again). Possession is shown per chunk, by sending it or by a
+/// proof keyed with a challenge of theirs, and commit needs every chunk
+/// shown: announcing a manifest alone grants nothing and tells nothing.
+#[derive(Default)]
+pub struct Uploads {
+    /// Files announced and not yet committed, with their sizes.
+    announced: HashMap<Hash, u64>,
+    /// Chunks of announced files not yet shown.
+    unshown: HashSet<Hash>,
+    /// Chunks shown (sent, or proven against stored content).
+    shown: HashSet<Hash>,
+    /// The newest challenges handed out, oldest first.
+    challenges: std::collections::VecDeque<[u8; PROOF_LEN]>,
+}
+
+/// Every person's [`Uploads`].
 #[derive(Default)]
 pub struct PendingChunks {
-    by_user: Mutex<HashMap<u64, HashSet<Hash>>>,
+    by_user: Mutex<HashMap<u64, Uploads>>,
 }
 
 impl PendingChunks {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, HashSet<Hash>>> {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Uploads>> {
         self.by_user.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -194,7 +216,7 @@ fn human(bytes: u64) -> String {
 // ------------------------------------------------------------------ requests
 
 /// Checks limits and the quota, records the files, and answers which chunks
-/// the server lacks.
+/// the caller has still to show (send or prove), with a challenge for proofs.
 pub async fn prepare_upload(s: Session, req: v1::PrepareUpload) -> Reply {
     if req.files.is_empty() || req.files.len() > MAX_FILES_PER_UPLOAD {
         return Err(ServiceError::BadRequest(format!("announce 1 to {MAX_FILES_PER_UPLOAD} files at once")));
@@ -218,32 +240,113 @@ pub async fn prepare_upload(s: Session, req: v1::PrepareUpload) -> Reply {
         .writes
         .submit(Box::new(move |st: &dyn Store| prepare_files(st, user, &announced, quota)))
         .await?;
-    let store = s.shared.blobs.clone();
-    let missing = blocking(move || {
-        let mut seen = HashSet::new();
-        Ok(files
+    // What is still to show is decided by what this person has shown, never
+    // by what the server holds: the answer is the same whether the content
+    // is stored or not.
+    let challenge: [u8; PROOF_LEN] = rand::random();
+    let missing = {
+        let mut all = s.shared.pending_chunks.lock();
+        let mine = all.entry(s.user_id).or_default();
+        let new_chunks: HashSet<Hash> = files
             .iter()
             .flat_map(|f| f.chunks.iter())
-            .filter(|c| seen.insert(**c))
-            .filter(|c| !store.has(c))
+            .filter(|c| !mine.shown.contains(*c) && !mine.unshown.contains(*c))
             .copied()
-            .collect::<Vec<Hash>>())
-    })
-    .await?;
-    {
-        let mut pending = s.shared.pending_chunks.lock();
-        let mine = pending.entry(s.user_id).or_default();
-        if mine.len() + missing.len() > MAX_PENDING_CHUNKS {
-            return Err(ServiceError::TooLarge("too many chunks announced and not yet sent".into()));
+            .collect();
+        if mine.unshown.len() + mine.shown.len() + new_chunks.len() > MAX_PENDING_CHUNKS {
+            // Older announcements were abandoned (or are too many): start
+            // afresh rather than lock the person out until a restart.
+            *mine = Uploads::default();
+            if new_chunks.len() > MAX_PENDING_CHUNKS {
+                return Err(ServiceError::TooLarge("too many chunks announced and not yet sent".into()));
+            }
         }
-        mine.extend(missing.iter().copied());
-    }
+        for f in &files {
+            mine.announced.insert(f.id, f.size);
+        }
+        mine.unshown.extend(new_chunks);
+        if mine.challenges.len() >= MAX_CHALLENGES {
+            mine.challenges.pop_front();
+        }
+        mine.challenges.push_back(challenge);
+        let mut seen = HashSet::new();
+        files
+            .iter()
+            .flat_map(|f| f.chunks.iter())
+            .filter(|c| !mine.shown.contains(*c) && seen.insert(**c))
+            .copied()
+            .collect::<Vec<Hash>>()
+    };
     let plan = v1::UploadPlan {
         missing: missing.iter().map(|h| h.to_vec()).collect(),
         quota_used,
         quota_limit: config.files_quota_bytes,
+        challenge: challenge.to_vec(),
     };
     Ok(Some((Lane::Control, Payload::UploadPlan(plan))))
+}
+
+/// Checks proofs of possession of announced chunks against the stored
+/// content and counts the ones that hold as shown. A chunk the server lacks
+/// and a wrong proof get the same answer: not proven, send it.
+pub async fn prove_chunks(s: Session, req: v1::ProveChunks) -> Reply {
+    if req.proofs.len() > MAX_PROOFS {
+        return Err(ServiceError::TooLarge(format!("prove at most {MAX_PROOFS} chunks at once")));
+    }
+    let challenge: [u8; PROOF_LEN] = req
+        .challenge
+        .as_slice()
+        .try_into()
+        .map_err(|_| ServiceError::BadRequest("a challenge is 32 bytes long".into()))?;
+    let mut claims = Vec::with_capacity(req.proofs.len());
+    {
+        let all = s.shared.pending_chunks.lock();
+        let mine = all.get(&s.user_id);
+        if !mine.is_some_and(|m| m.challenges.contains(&challenge)) {
+            return Err(ServiceError::Conflict(
+                "this challenge is unknown or too old; announce the files again".into(),
+            ));
+        }
+        let mine = mine.expect("checked above");
+        for p in &req.proofs {
+            let hash = hash_from(&p.hash).map_err(bad_manifest)?;
+            let proof: [u8; PROOF_LEN] = p
+                .proof
+                .as_slice()
+                .try_into()
+                .map_err(|_| ServiceError::BadRequest("a proof is 32 bytes long".into()))?;
+            // Only chunks this person announced are checked at all.
+            if mine.unshown.contains(&hash) {
+                claims.push((hash, proof));
+            }
+        }
+    }
+    let store = s.shared.blobs.clone();
+    let proven = blocking(move || {
+        let mut proven = Vec::new();
+        for (hash, proof) in claims {
+            let data = match store.get(&hash) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(e)),
+            };
+            // blake3::Hash compares in constant time.
+            if blake3::Hash::from(chunk_proof(&challenge, &data)) == blake3::Hash::from(proof) {
+                proven.push(hash);
+            }
+        }
+        Ok(proven)
+    })
+    .await?;
+    if let Some(mine) = s.shared.pending_chunks.lock().get_mut(&s.user_id) {
+        for h in &proven {
+            if mine.unshown.remove(h) {
+                mine.shown.insert(*h);
+            }
+        }
+    }
+    let answer = v1::ChunksProven { hashes: proven.iter().map(|h| h.to_vec()).collect() };
+    Ok(Some((Lane::Control, Payload::ChunksProven(answer))))
 }
 
 /// Stores one announced chunk after checking its hash.
@@ -255,7 +358,7 @@ pub async fn put_chunk(s: Session, req: v1::PutChunk) -> Reply {
     if req.data.len() > CHUNK_SIZE as usize {
         return Err(ServiceError::TooLarge("a chunk is at most 4 MiB".into()));
     }
-    let announced = s.shared.pending_chunks.lock().get(&s.user_id).is_some_and(|m| m.contains(&hash));
+    let announced = s.shared.pending_chunks.lock().get(&s.user_id).is_some_and(|m| m.unshown.contains(&hash));
     if !announced {
         return Err(ServiceError::Forbidden("announce this chunk with PrepareUpload first".into()));
     }
@@ -269,7 +372,9 @@ pub async fn put_chunk(s: Session, req: v1::PutChunk) -> Reply {
     })
     .await?;
     if let Some(mine) = s.shared.pending_chunks.lock().get_mut(&s.user_id) {
-        mine.remove(&hash);
+        if mine.unshown.remove(&hash) {
+            mine.shown.insert(hash);
+        }
     }
     Ok(Some((Lane::Bulk, Payload::ChunkStored(v1::ChunkStored { hash: hash.to_vec() }))))
 }
@@ -282,35 +387,53 @@ pub async fn commit_upload(s: Session, req: v1::CommitUpload) -> Reply {
     let ids =
         req.file_ids.iter().map(|id| hash_from(id)).collect::<Result<Vec<_>, _>>().map_err(bad_manifest)?;
     let user = s.user_id;
+    {
+        let all = s.shared.pending_chunks.lock();
+        if ids.iter().any(|id| !all.get(&user).is_some_and(|m| m.announced.contains_key(id))) {
+            return Err(ServiceError::Conflict("a file was not announced; announce the files again".into()));
+        }
+    }
     let ids2 = ids.clone();
     let manifests = s
         .shared
         .db
         .read(move |conn| {
             ids2.iter()
-                .map(|id| {
-                    if !conn.owns_file(user, id)? {
-                        return Err(ServiceError::NotFound("announced file"));
-                    }
-                    conn.file_manifest(id, false)?.ok_or(ServiceError::NotFound("announced file"))
-                })
+                .map(|id| conn.file_manifest(id, false)?.ok_or(ServiceError::NotFound("announced file")))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    let store = s.shared.blobs.clone();
-    blocking(move || {
-        let chunks: Vec<Hash> = manifests.iter().flat_map(|m| m.chunks.iter()).copied().collect();
-        let missing = chunks.iter().filter(|c| !store.has(c)).count();
+    let chunks: Vec<Hash> = manifests.iter().flat_map(|m| m.chunks.iter()).copied().collect();
+    {
+        // Every chunk must have been shown by this person, whatever the
+        // server holds: the same answer for content stored or not.
+        let all = s.shared.pending_chunks.lock();
+        let shown = |c: &Hash| all.get(&user).is_some_and(|m| m.shown.contains(c));
+        let missing = chunks.iter().filter(|c| !shown(c)).count();
         if missing > 0 {
             return Err(ServiceError::Conflict(format!(
-                "{missing} chunks are not on the server yet; announce the files again and send them"
+                "{missing} chunks were neither sent nor proven; announce the files again and send them"
             )));
         }
-        store.make_durable(&chunks).map_err(io_error)
-    })
-    .await?;
-    let done = ids.clone();
-    s.shared.writes.submit(Box::new(move |st: &dyn Store| commit_files(st, &done).map(|()| 0))).await?;
+    }
+    let store = s.shared.blobs.clone();
+    blocking(move || store.make_durable(&chunks).map_err(io_error)).await?;
+    let (quota, done) = (s.shared.config.files_quota_bytes, ids.clone());
+    s.shared
+        .writes
+        .submit(Box::new(move |st: &dyn Store| commit_files(st, user, &done, quota).map(|()| 0)))
+        .await?;
+    {
+        let mut all = s.shared.pending_chunks.lock();
+        if let Some(mine) = all.get_mut(&user) {
+            for id in &ids {
+                mine.announced.remove(id);
+            }
+            if mine.announced.is_empty() {
+                all.remove(&user);
+            }
+        }
+    }
     let answer = v1::UploadCommitted { file_ids: ids.iter().map(|h| h.to_vec()).collect() };
     Ok(Some((Lane::Control, Payload::UploadCommitted(answer))))
 }
@@ -424,8 +547,10 @@ pub async fn folder_contents(
 
 // ------------------------------------------------------------------ writer side
 
-/// Records announced files and their uploader, refusing what the quota does
-/// not allow. Returns the bytes counted against the uploader afterwards.
+/// Records announced files, refusing what the quota does not allow. Returns
+/// the bytes that would count against the uploader afterwards. The uploader
+/// becomes an owner (who may read the file) only at commit, once they have
+/// shown every chunk.
 pub fn prepare_files(
     store: &dyn Store,
     user: u64,
@@ -450,13 +575,35 @@ pub fn prepare_files(
     }
     let now = crate::storage::now_ms();
     for f in files {
-        store.record_file(user, f, now)?;
+        store.record_file(f, now)?;
     }
     Ok(used + added)
 }
 
-pub fn commit_files(store: &dyn Store, ids: &[Hash]) -> Result<(), ServiceError> {
+/// Completes files whose every chunk `user` has shown: checks the quota
+/// again (announcements are not reservations), makes `user` an owner and
+/// marks the files complete.
+pub fn commit_files(store: &dyn Store, user: u64, ids: &[Hash], quota: u64) -> Result<(), ServiceError> {
+    let used = store.file_quota_used(user)?;
+    let mut added = 0u64;
+    let mut new = HashSet::new();
     for id in ids {
+        if !store.owns_file(user, id)? && new.insert(*id) {
+            let manifest = store.file_manifest(id, false)?.ok_or(ServiceError::NotFound("announced file"))?;
+            added += manifest.size;
+        }
+    }
+    if quota > 0 && used + added > quota {
+        return Err(ServiceError::QuotaExceeded(format!(
+            "this needs {} more but only {} of your {} file quota is left",
+            human(added),
+            human(quota.saturating_sub(used)),
+            human(quota)
+        )));
+    }
+    let now = crate::storage::now_ms();
+    for id in ids {
+        store.add_file_owner(user, id, now)?;
         store.commit_file(id)?;
     }
     Ok(())

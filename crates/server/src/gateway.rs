@@ -621,8 +621,14 @@ pub async fn serve<S, K>(
                                         outbound.set_bulk_limits(BULK_QUEUE_FRAMES, 2 * BULK_QUEUE_FRAMES * MAX_BULK_FRAME_LEN);
                                         max_in_flight = max_in_flight.min(BULK_MAX_IN_FLIGHT);
                                         max_large = BULK_MAX_IN_FLIGHT;
+                                    } else if !shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone(), shared.config.max_connections_per_user) {
+                                        let e = crate::error::ServiceError::TooManyConnections(format!(
+                                            "at most {} connections per person; close one on another device first",
+                                            shared.config.max_connections_per_user
+                                        ));
+                                        deliver(&outbound, id, Err(e));
+                                        continue;
                                     } else {
-                                        shared.hub.register(auth.user_id, conn_id, auth.session_id, outbound.clone());
                                         frame_limit.store(MAX_FRAME_LEN, Ordering::Relaxed);
                                         ticket.logged_in();
                                     }
@@ -636,6 +642,7 @@ pub async fn serve<S, K>(
                                         send_order_broken: Default::default(),
                                         bulk,
                                         readable: Default::default(),
+                                        throttled: Default::default(),
                                     });
                                     let ok = v1::LoginOk {
                                         user_id: auth.user_id,
@@ -652,7 +659,7 @@ pub async fn serve<S, K>(
                             deliver(&outbound, id, Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
                         }
                         Payload::ChangePassword(c) => {
-                            let result = Box::pin(shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None)).await;
+                            let result = Box::pin(shared.auth.change_password(&shared.db, &c.account, &c.old_password, &c.new_password, None, peer.map(|p| p.ip()))).await;
                             deliver(&outbound, id, result.map(|()| Some((Lane::Control, Payload::Done(v1::Done {})))))
                         }
                         _ => {

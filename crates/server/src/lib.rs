@@ -73,6 +73,8 @@ pub struct Shared {
     typing: ratelimit::TypingLimiter,
     /// Per-address limits on connections that have not logged in.
     admission: Arc<gateway::admission::Admission>,
+    /// Messages each person sent recently, for the send rate limit.
+    sends: ratelimit::SendLimiter,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -131,7 +133,12 @@ pub fn prepare(config: &Config, admin_password: Option<String>) -> anyhow::Resul
                 p
             }
         };
-        accounts::add_user(&*conn, "admin", "Administrator", &password, true)?;
+        let id = accounts::add_user(&*conn, "admin", "Administrator", &password, true)?;
+        if generated.is_some() {
+            // The generated password was printed to a console or a log: it
+            // opens one login, which must choose a new password.
+            conn.require_password_change(id)?;
+        }
     }
     Ok(Prepared { fingerprint: identity.fingerprint, admin_password: generated })
 }
@@ -214,15 +221,7 @@ pub async fn run(
     // Outside the task tracker: it ends after the writer, which outlives it.
     let fan_out = tokio::spawn(hub::fan_out(hub.clone(), committed));
     let writes: Arc<dyn storage::WriteQueue> = Arc::new(writer.clone());
-    let auth = accounts::Authenticator {
-        throttle: accounts::Throttle::new(
-            config.login_failures_per_account,
-            config.login_failures_per_address,
-            Duration::from_secs(config.login_window_secs),
-        ),
-        hashing: Arc::new(Semaphore::new(config.max_concurrent_hashing)),
-        writer: writes.clone(),
-    };
+    let auth = accounts::Authenticator::new(&config, writes.clone());
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let audit_key = audit::AuditKey::load_or_create(&config.data_dir)?;
     let blobs = Arc::new(files::BlobStore::open(config.blob_dir())?);
@@ -241,6 +240,7 @@ pub async fn run(
         max_connections: config.http_max_connections,
         header_timeout: Duration::from_millis(config.http_header_timeout_ms),
     };
+    let sends = ratelimit::SendLimiter::new(config.send_rate_per_sec, config.send_burst);
     let shared = Arc::new(Shared {
         config,
         db,
@@ -257,6 +257,7 @@ pub async fn run(
         stats: stats.clone(),
         typing,
         admission,
+        sends,
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -282,6 +283,7 @@ pub async fn run(
     let http_stop = http_token.clone();
     let http_task = tokio::spawn(gateway::http::serve(http_listener, app, http_token));
     tracker.spawn(watch_revocations(shared.clone(), token.clone()));
+    tracker.spawn(touch_live_sessions(shared.clone(), token.clone()));
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
     tracker.spawn(receipts::run(shared.clone(), token.clone()));
@@ -394,6 +396,28 @@ async fn watch_revocations(shared: Arc<Shared>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading revocations failed"),
+        }
+    }
+}
+
+/// Session lifetimes slide with use, and a connected device uses its
+/// session all the time without logging in again: record that hourly, so a
+/// device that stayed connected for longer than the lifetime can still
+/// reconnect with its token.
+async fn touch_live_sessions(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = storage::now_ms();
+        for session_id in shared.hub.live_sessions() {
+            let touch =
+                Box::new(move |st: &dyn storage::Store| st.touch_session(session_id, now).map(|()| 0));
+            if shared.writes.enqueue(touch).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -62,6 +62,10 @@ enum UserCommand {
         name: String,
         #[arg(long)]
         admin: bool,
+        /// Give the auditor role (how the first auditor is named: on the
+        /// console, only an auditor can confirm another).
+        #[arg(long)]
+        auditor: bool,
     },
     /// Disable an account and close its live sessions.
     Disable { account: String },
@@ -69,6 +73,9 @@ enum UserCommand {
     Enable { account: String },
     /// Set a new password (from HUTONG_NEW_PASSWORD or standard input); ends all sessions.
     Passwd { account: String },
+    /// Remove the account's authenticator app and recovery codes (a lost
+    /// phone); the person sets up a new one at the next console login.
+    TotpReset { account: String },
     /// List accounts.
     List {
         #[arg(long)]
@@ -210,42 +217,81 @@ fn user_command(config: &Config, cmd: UserCommand) -> anyhow::Result<()> {
     }
     storage::migrate(&db)?;
     let conn = storage::open(&db)?;
-    match cmd {
-        UserCommand::Add { account, name, admin } => {
-            let password = read_new_password()?;
-            let id = accounts::add_user(&*conn, &account, &name, &password, admin)?;
-            println!("created {account} (id {id})");
-        }
-        UserCommand::Disable { account } => {
-            accounts::set_disabled(&*conn, &account, true)?;
-            println!("disabled {account}; its sessions are closed");
-        }
-        UserCommand::Enable { account } => {
-            accounts::set_disabled(&*conn, &account, false)?;
-            println!("enabled {account}");
-        }
-        UserCommand::Passwd { account } => {
-            let password = read_new_password()?;
-            accounts::set_password(&*conn, &account, &password)?;
-            println!("password of {account} changed; its sessions are closed");
-        }
-        UserCommand::List { json } => {
-            let users = accounts::list_users(&*conn)?;
-            if json {
-                for u in users {
-                    println!("{}", serde_json::to_string(&u)?);
+    if let UserCommand::List { json } = cmd {
+        return list_users(&*conn, json);
+    }
+    // Changes are recorded in the audit log like the console's, in the same
+    // transaction; the actor is the host's operator.
+    let key = hutong_server::audit::AuditKey::load_or_create(&config.data_dir)?;
+    let actor = hutong_server::audit::Actor {
+        id: None,
+        account: format!("host:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+    };
+    let password = match &cmd {
+        UserCommand::Add { .. } | UserCommand::Passwd { .. } => Some(read_new_password()?),
+        _ => None,
+    };
+    let message = storage::in_transaction(&*conn, |st| -> anyhow::Result<String> {
+        let record = |action: &str, account: &str, detail: serde_json::Value| {
+            hutong_server::audit::record(st, &key, &actor, action, &format!("person:{account}"), detail)
+        };
+        Ok(match cmd {
+            UserCommand::Add { account, name, admin, auditor } => {
+                let password = password.unwrap_or_default();
+                let id = accounts::add_user(st, &account, &name, &password, admin)?;
+                if auditor {
+                    accounts::add_role(st, id, "auditor")?;
                 }
-            } else {
-                println!("{:>6}  {:<24} {:<24} STATE", "ID", "ACCOUNT", "NAME");
-                for u in users {
-                    let state = match (u.disabled, u.is_admin) {
-                        (true, _) => "disabled",
-                        (false, true) => "admin",
-                        (false, false) => "active",
-                    };
-                    println!("{:>6}  {:<24} {:<24} {}", u.id, u.account, u.display_name, state);
-                }
+                record(
+                    "person.create",
+                    &account,
+                    serde_json::json!({ "id": id, "admin": admin, "auditor": auditor }),
+                )?;
+                format!("created {account} (id {id})")
             }
+            UserCommand::Disable { account } => {
+                accounts::set_disabled(st, &account, true)?;
+                record("person.disable", &account, serde_json::json!({}))?;
+                format!("disabled {account}; its sessions are closed")
+            }
+            UserCommand::Enable { account } => {
+                accounts::set_disabled(st, &account, false)?;
+                record("person.enable", &account, serde_json::json!({}))?;
+                format!("enabled {account}")
+            }
+            UserCommand::Passwd { account } => {
+                accounts::set_password(st, &account, &password.unwrap_or_default())?;
+                record("person.set_password", &account, serde_json::json!({}))?;
+                format!("password of {account} changed; its sessions are closed")
+            }
+            UserCommand::TotpReset { account } => {
+                accounts::reset_totp(st, &account)?;
+                record("totp.reset", &account, serde_json::json!({}))?;
+                format!("{account} sets up an authenticator app again at the next console login")
+            }
+            UserCommand::List { .. } => unreachable!("handled above"),
+        })
+    })?;
+    key.write_head(&*conn)?;
+    println!("{message}");
+    Ok(())
+}
+
+fn list_users(store: &dyn storage::Store, json: bool) -> anyhow::Result<()> {
+    let users = accounts::list_users(store)?;
+    if json {
+        for u in users {
+            println!("{}", serde_json::to_string(&u)?);
+        }
+    } else {
+        println!("{:>6}  {:<24} {:<24} STATE", "ID", "ACCOUNT", "NAME");
+        for u in users {
+            let state = match (u.disabled, u.is_admin) {
+                (true, _) => "disabled",
+                (false, true) => "admin",
+                (false, false) => "active",
+            };
+            println!("{:>6}  {:<24} {:<24} {}", u.id, u.account, u.display_name, state);
         }
     }
     Ok(())

@@ -1,16 +1,16 @@
 //! The storage boundary: every row the server keeps is read and written
 //! through the per-domain traits declared here and in `storage/<domain>.rs`
 //! (`AccountsStore`, `DirectoryStore`, `FilesStore`, `AuditStore`,
-//! `MessagesRead`), whose methods take and return domain types, never a
+//! `MessagesRead`, `MessagesWrite`, `Transactions`), whose methods take and return domain types, never a
 //! database's. `Store` is all of them: one connection. The SQLite backend
 //! (`storage/sqlite*`, schema and migrations included) implements them, and
 //! only it names `rusqlite` (`layering.rs` checks that); a second backend
 //! implements the same traits over its own connections.
 //!
 //! Reads run on a small pool (`Db`); writes to conversations, and the login
-//! and file writes, go through the one writer thread (`WriteQueue`); the
-//! administration API and the CLI write in their own transactions
-//! (`Transactions`).
+//! and file writes, go through the one writer thread (`WriteQueue`, in its
+//! IMMEDIATE transaction with savepoints); the administration API and the
+//! CLI write in their own transactions (`Transactions` for both).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ pub use accounts::AccountsStore;
 pub use audit::AuditStore;
 pub use directory::DirectoryStore;
 pub use files::FilesStore;
-pub use messages::{MessagesRead, MessagesWrite};
+pub use messages::{EarlierSend, MessagesRead, MessagesWrite};
 // The SQLite file's own handles, for the tools and tests that seed or
 // inspect a database directly.
 pub use sqlite::schema::{migrate, open_connection};
@@ -39,23 +39,34 @@ pub use sqlite::schema::{migrate, open_connection};
 /// One connection to the database, whatever the backend: every domain's
 /// rows. Domains take `&dyn Store` and call only these traits; a second
 /// backend implements them over its own connection type.
+/// (`MessagesWrite` is part of it so the writer thread runs every command,
+/// a `WriteFn` included, over one `&dyn Store`.)
 pub trait Store:
-    AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + Transactions
+    AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + Transactions
 {
 }
 
 impl<T> Store for T where
-    T: AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + Transactions
+    T: AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + Transactions
 {
 }
 
-/// Transactions of a connection outside the writer (the administration API,
-/// the CLI), and what the tests measure of it.
+/// Transactions of a connection: the writer's batch (an IMMEDIATE
+/// transaction, a savepoint per command when it must be able to undo one),
+/// the administration API's and the CLI's; and what the tests measure of it.
 pub trait Transactions {
     /// Begins a transaction that takes the write lock at once.
     fn begin_immediate(&self) -> Result<(), ServiceError>;
     fn commit(&self) -> Result<(), ServiceError>;
     fn rollback(&self) -> Result<(), ServiceError>;
+    /// Opens a savepoint inside the current transaction. Savepoints nest;
+    /// each is ended by exactly one `release_savepoint` or
+    /// `rollback_savepoint`, innermost first.
+    fn savepoint(&self) -> Result<(), ServiceError>;
+    /// Keeps what the innermost savepoint's span wrote and ends it.
+    fn release_savepoint(&self) -> Result<(), ServiceError>;
+    /// Undoes what the innermost savepoint's span wrote and ends it.
+    fn rollback_savepoint(&self) -> Result<(), ServiceError>;
     /// Rows this connection has changed since it was opened.
     fn rows_changed(&self) -> u64;
 }

@@ -19,3 +19,52 @@ pub fn pinyin_keys(name: &str) -> (String, String) {
     }
     (full, initials)
 }
+
+/// Characters that make a spreadsheet read a cell as a formula (or, for
+/// tab and carriage return, hide what follows them).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell for every CSV the server writes: text starting like a formula
+/// gets a leading `'`, so a spreadsheet shows it instead of running it (a
+/// display name `=HYPERLINK(...)` stays text). The one place this is
+/// decided; [`csv_cell_restore`] undoes it on import.
+pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(FORMULA_STARTS) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// Reads back a cell [`csv_cell`] wrote, so an exported file imports as it
+/// was: a `'` is dropped only where `csv_cell` adds one.
+pub fn csv_cell_restore(text: &str) -> &str {
+    match text.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_restored() {
+        for (cell, written) in [
+            ("=1+1", "'=1+1"),
+            ("+86 138 0000 0000", "'+86 138 0000 0000"),
+            ("-5", "'-5"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("张三", "张三"),
+            ("a=b", "a=b"),
+            ("'quoted", "'quoted"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), written);
+            assert_eq!(csv_cell_restore(&csv_cell(cell)), cell);
+        }
+    }
+}

@@ -104,7 +104,7 @@ describe('App', () => {
     const { target, app } = render();
     await signIn(target, 'auditor');
     await vi.waitFor(() => expect(target.querySelector('[data-testid=nav-audit]')).not.toBeNull());
-    expect([...target.querySelectorAll('nav button')].map((b) => b.textContent?.trim())).toEqual(['Audit search', 'Action log']);
+    expect([...target.querySelectorAll('nav button')].map((b) => b.textContent?.trim())).toEqual(['Audit search', 'Action log', 'Pending changes']);
 
     click(target.querySelector('[data-testid=logout]'));
     await vi.waitFor(() => expect(target.querySelector('input[name=account]')).not.toBeNull());

@@ -125,7 +125,7 @@ fn parse(text: &str) -> Result<Vec<Row>, ImportError> {
         let fields = record
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| index.get(&i).map(|c| (*c, v.to_owned())))
+            .filter_map(|(i, v)| index.get(&i).map(|c| (*c, crate::util::csv_cell_restore(v).to_owned())))
             .collect();
         rows.push(Row { line, fields });
     }
@@ -134,6 +134,16 @@ fn parse(text: &str) -> Result<Vec<Row>, ImportError> {
 
 fn single(row: u64, column: &str, reason: &str) -> ImportError {
     ImportError::Invalid(vec![RowError { row, column: column.into(), reason: reason.into() }])
+}
+
+/// Reads an import file as [`import`] does before it looks at the
+/// database (size, encoding, header and rows) and returns how many rows it
+/// holds. For checking untrusted files (the fuzz target) without a database.
+pub fn read_file(bytes: &[u8]) -> Result<usize, ImportError> {
+    if bytes.len() > MAX_IMPORT_BYTES {
+        return Err(ImportError::Service(ServiceError::TooLarge("an import file is too large".into())));
+    }
+    Ok(parse(&decode(bytes)?)?.len())
 }
 
 /// Checks every row and, only if all are good, applies them in the caller's
@@ -375,7 +385,8 @@ pub fn export(conn: &dyn Store) -> Result<Vec<u8>, ServiceError> {
                 p.manager_id.and_then(|m| accounts.get(&m).cloned()).unwrap_or_default(),
                 p.roles.join(";"),
             ];
-            w.write_record(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            w.write_record(record.iter().map(|c| crate::util::csv_cell(c).into_owned()))
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
         }
     }
     out.extend(w.into_inner().map_err(|e| ServiceError::Internal(e.to_string()))?);
@@ -431,5 +442,39 @@ mod tests {
         // Importing the export again changes nothing but counts as updates.
         let again = import(&*conn, out.as_bytes(), None).unwrap();
         assert_eq!(again, ImportSummary { created: 0, updated: 2, departments_created: 0 });
+    }
+
+    #[test]
+    fn exported_cells_never_start_a_formula_and_import_back_unchanged() {
+        let (_d, conn) = db();
+        let csv = "account,display_name,title,phone\nmallory,\"=HYPERLINK(\"\"http://x\"\",\"\"点我\"\")\",@SUM(A1),+86 138 0000 0000\n";
+        import(&*conn, csv.as_bytes(), None).unwrap();
+        let out = String::from_utf8(export(&*conn).unwrap()).unwrap();
+        let line = out.lines().find(|l| l.starts_with("mallory")).unwrap();
+        assert!(line.contains("\"'=HYPERLINK("), "{line}");
+        assert!(line.contains(",'@SUM(A1),"), "{line}");
+        assert!(line.contains(",'+86 138 0000 0000,"), "{line}");
+        import(&*conn, out.as_bytes(), None).unwrap();
+        let p = directory::person_by_account(&*conn, "mallory").unwrap().unwrap();
+        assert_eq!(p.display_name, "=HYPERLINK(\"http://x\",\"点我\")");
+        assert_eq!((p.title.as_str(), p.phone.as_str()), ("@SUM(A1)", "+86 138 0000 0000"));
+    }
+
+    #[test]
+    fn oversized_imports_are_refused_with_their_limit() {
+        let (_d, conn) = db();
+        let mut csv = String::from("account,display_name\n");
+        for i in 0..=MAX_IMPORT_ROWS {
+            csv.push_str(&format!("u{i},n\n"));
+        }
+        match import(&*conn, csv.as_bytes(), None) {
+            Err(ImportError::Invalid(e)) => assert!(e[0].reason.contains("at most 200000 rows"), "{e:?}"),
+            other => panic!("expected the row limit, got {other:?}"),
+        }
+        let big = vec![b'a'; MAX_IMPORT_BYTES + 1];
+        match import(&*conn, &big, None) {
+            Err(ImportError::Service(ServiceError::TooLarge(m))) => assert!(m.contains("32 MiB"), "{m}"),
+            other => panic!("expected the size limit, got {other:?}"),
+        }
     }
 }

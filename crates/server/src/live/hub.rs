@@ -74,15 +74,28 @@ impl Hub {
         }
     }
 
-    pub fn register(&self, user_id: u64, conn_id: u64, session_id: u64, outbound: Arc<Outbound>) {
+    /// A chat connection. Refused (false) when the person already has `max`
+    /// of them (0: no cap), so one account cannot take the server's
+    /// connections from everyone else.
+    pub fn register(
+        &self,
+        user_id: u64,
+        conn_id: u64,
+        session_id: u64,
+        outbound: Arc<Outbound>,
+        max: usize,
+    ) -> bool {
+        let mut registered = false;
         self.with_presence(user_id, |inner| {
-            inner.sessions.entry(user_id).or_default().push(Live {
-                conn_id,
-                session_id,
-                outbound,
-                status: PresenceStatus::Online,
-            })
+            let mine = inner.sessions.entry(user_id).or_default();
+            if max == 0 || mine.len() < max {
+                mine.push(Live { conn_id, session_id, outbound, status: PresenceStatus::Online });
+                registered = true;
+            } else if mine.is_empty() {
+                inner.sessions.remove(&user_id);
+            }
         });
+        registered
     }
 
     /// A bulk connection (file data): closed with its session, never pushed
@@ -172,14 +185,24 @@ impl Hub {
     /// connection's live lane and returns how many were handled. Done under
     /// the hub's lock, so a change pushed meanwhile is never overtaken by an
     /// older state. People the connection no longer watches (it subscribed
-    /// again) are skipped.
-    pub fn presence_page(&self, conn_id: u64, outbound: &Outbound, users: &[u64]) -> usize {
+    /// again) are skipped. People in `masked` (whom the caller may not know
+    /// of) are shown OFFLINE, as an id nobody has.
+    pub fn presence_page(
+        &self,
+        conn_id: u64,
+        outbound: &Outbound,
+        users: &[u64],
+        masked: &std::collections::HashSet<u64>,
+    ) -> usize {
         let inner = self.lock();
         // Index in `users` of each state built.
         let mut at = Vec::with_capacity(users.len());
         let mut frames = Vec::with_capacity(users.len());
         for (i, &u) in users.iter().enumerate() {
-            if inner.watchers.get(&u).is_some_and(|set| set.contains(&conn_id)) {
+            if masked.contains(&u) {
+                at.push(i);
+                frames.push(presence_frame(u, PresenceStatus::Offline));
+            } else if inner.watchers.get(&u).is_some_and(|set| set.contains(&conn_id)) {
                 at.push(i);
                 frames.push(presence_frame(u, aggregate(inner.sessions.get(&u))));
             }

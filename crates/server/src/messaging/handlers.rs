@@ -36,6 +36,8 @@ pub struct Session {
     pub bulk: bool,
     /// Files this connection has been allowed to read, with their manifests.
     pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
+    /// Set when a send was refused for its rate: later sends are refused too.
+    pub throttled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
@@ -75,6 +77,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             // oversize send never takes a place in the writer's queue.
             if let Err(e) = crate::writer::check_send(&msg) {
                 return Step::Ready(Err(e));
+            }
+            if let Err(e) = check_send_rights(s, &msg).await {
+                return refuse(e);
             }
             // A folder's manifest is read here, before the send is queued, so
             // this connection's sends still enter the writer in order.
@@ -117,11 +122,25 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             }
         }
         Payload::Recall(r) => {
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
             write(s, Command::Recall { user, conversation_id: r.conversation_id, seq: r.seq }, after_recall)
                 .await
         }
-        Payload::OpenDirect(r) => write(s, Command::OpenDirect { user, peer: r.user_id }, after_change).await,
+        Payload::OpenDirect(r) => {
+            if let Err(e) = check_knowable(s, vec![r.user_id]).await {
+                return Step::Ready(Err(e));
+            }
+            write(s, Command::OpenDirect { user, peer: r.user_id }, after_change).await
+        }
         Payload::CreateGroup(r) => {
+            if r.member_ids.len() > crate::writer::MAX_GROUP_MEMBERS {
+                return Step::Ready(Err(ServiceError::TooLarge("too many members in one request".into())));
+            }
+            if let Err(e) = check_knowable(s, r.member_ids.clone()).await {
+                return Step::Ready(Err(e));
+            }
             write(s, Command::CreateGroup { owner: user, name: r.name, members: r.member_ids }, after_change)
                 .await
         }
@@ -136,6 +155,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::AddMembers(r) => {
             if r.user_ids.len() > crate::writer::MAX_GROUP_MEMBERS {
                 return Step::Ready(Err(ServiceError::TooLarge("too many members in one request".into())));
+            }
+            if let Err(e) = check_knowable(s, r.user_ids.clone()).await {
+                return Step::Ready(Err(e));
             }
             let cmd = Command::AddMembers { user, conversation_id: r.conversation_id, user_ids: r.user_ids };
             write(s, cmd, after_change).await
@@ -182,6 +204,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::Logout(_) => Step::Pending(logout(s.clone(), request_id).boxed()),
         Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
         Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.files(), r).boxed()),
         Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::PutChunk(_) | Payload::GetChunk(_) => {
             Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
@@ -202,6 +225,7 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
         Payload::GetChunk(r) => Step::Pending(crate::files::get_chunk(s.files(), r).boxed()),
         Payload::PrepareUpload(r) => Step::Pending(crate::files::prepare_upload(s.files(), r).boxed()),
         Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
+        Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.files(), r).boxed()),
         Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
         Payload::Ping(p) => {
             Step::Ready(Ok(Some((Lane::Control, Payload::Pong(v1::Pong { nonce: p.nonce })))))
@@ -209,6 +233,86 @@ fn route_bulk(s: &Session, payload: Payload) -> Step {
         _ => {
             Step::Ready(Err(ServiceError::BadRequest("a bulk connection carries file requests only".into())))
         }
+    }
+}
+
+/// How long a connection that was refused for its send rate waits for each
+/// later refusal (and is told to wait).
+const THROTTLED_HOLD_MS: u64 = 1000;
+
+/// Answers a refusal; one for the send rate only once its delay has passed.
+/// A connection has at most `max_in_flight` requests open, so a flooder
+/// whose refusals are held stops being read: what it costs the server is
+/// bounded by that many frames per delay, not by how fast it can write.
+fn refuse(e: ServiceError) -> Step {
+    match e {
+        ServiceError::Throttled { retry_after_ms, .. } => Step::Pending(
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(retry_after_ms.min(THROTTLED_HOLD_MS)))
+                    .await;
+                Err(e)
+            }
+            .boxed(),
+        ),
+        e => Step::Ready(Err(e)),
+    }
+}
+
+/// Takes one of the person's send tokens. Once a send of this connection
+/// was refused for its rate, every later one is refused too until the
+/// connection ends, so no later message is stored before the refused one
+/// (the client resends its outbox, in order, after the delay it was given).
+fn take_send_token(s: &Session) -> Result<(), ServiceError> {
+    use std::sync::atomic::Ordering;
+    let refused = |retry_after_ms| ServiceError::Throttled { what: "messages", retry_after_ms };
+    if s.throttled.load(Ordering::Acquire) {
+        return Err(refused(THROTTLED_HOLD_MS));
+    }
+    s.shared.sends.take(s.user_id).map_err(|ms| {
+        s.throttled.store(true, Ordering::Release);
+        refused(ms)
+    })
+}
+
+/// What a send needs beyond its form: a token of the sender's rate, and for
+/// an URGENT message one of the roles `urgent_roles` names.
+async fn check_send_rights(s: &Session, msg: &v1::SendMessage) -> Result<(), ServiceError> {
+    take_send_token(s)?;
+    if msg.priority == v1::Priority::Urgent as i32 {
+        let (user, allowed) = (s.user_id, s.shared.config.urgent_roles.clone());
+        let may = s
+            .shared
+            .db
+            .read(move |conn| {
+                let roles = crate::directory::person(conn, user)?.roles;
+                Ok(roles.iter().any(|r| allowed.iter().any(|a| a.eq_ignore_ascii_case(r))))
+            })
+            .await?;
+        if !may {
+            return Err(ServiceError::Forbidden(
+                "only people with a role this server names in urgent_roles may send urgent messages".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses people the caller may not know of (hidden from them, deleted)
+/// with the writer's own answer for an id that does not exist, so opening a
+/// chat or adding someone to a group tells nothing a lookup would not.
+async fn check_knowable(s: &Session, mut ids: Vec<u64>) -> Result<(), ServiceError> {
+    let viewer = s.user_id;
+    ids.sort_unstable();
+    ids.dedup();
+    let known = s
+        .shared
+        .db
+        .read(move |conn| Ok(crate::directory::knowable(conn, viewer, &ids)?.len() == ids.len()))
+        .await?;
+    if known {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("user"))
     }
 }
 
@@ -297,7 +401,20 @@ async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {
     if r.accounts.len() + r.user_ids.len() > 1000 {
         return Err(ServiceError::TooLarge("look up at most 1000 users at once".into()));
     }
-    let list = s.shared.db.read(move |conn| super::reads::lookup_users(conn, &r)).await?;
+    let viewer = s.user_id;
+    let list = s
+        .shared
+        .db
+        .read(move |conn| {
+            let mut list = super::reads::lookup_users(conn, &r)?;
+            // People the caller may not see are left out exactly like ids
+            // that do not exist: a lookup is no way around hidden departments.
+            let ids: Vec<u64> = list.users.iter().map(|u| u.id).collect();
+            let known = crate::directory::knowable(conn, viewer, &ids)?;
+            list.users.retain(|u| known.contains(&u.id));
+            Ok(list)
+        })
+        .await?;
     Ok(Some((Lane::Live, Payload::UserList(list))))
 }
 
@@ -351,11 +468,18 @@ async fn subscribe_presence(s: Session, r: v1::SubscribePresence) -> Reply {
     }
     let mut seen = std::collections::HashSet::with_capacity(r.user_ids.len());
     let users: Vec<u64> = r.user_ids.into_iter().filter(|u| seen.insert(*u)).collect();
-    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), users.clone());
+    // People the caller may not know of are answered as ids that do not
+    // exist: OFFLINE once, never followed by a change.
+    let (viewer, asked) = (s.user_id, users.clone());
+    let known = s.shared.db.read(move |conn| crate::directory::knowable(conn, viewer, &asked)).await?;
+    let masked: std::collections::HashSet<u64> =
+        users.iter().filter(|u| !known.contains(u)).copied().collect();
+    let watched: Vec<u64> = users.iter().filter(|u| known.contains(u)).copied().collect();
+    s.shared.hub.subscribe(s.conn_id, s.outbound.clone(), watched);
     let mut done = 0;
     while done < users.len() {
         let room = s.outbound.room();
-        let n = s.shared.hub.presence_page(s.conn_id, &s.outbound, &users[done..]);
+        let n = s.shared.hub.presence_page(s.conn_id, &s.outbound, &users[done..], &masked);
         done += n;
         if done < users.len() {
             if s.outbound.is_closed() {

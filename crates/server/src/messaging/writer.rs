@@ -30,13 +30,11 @@ use hutong_protocol::v1::{
 };
 use hutong_protocol::MAX_TEXT_LEN;
 use prost::Message as _;
-use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ServiceError;
 pub use crate::live::hub::Fanout;
-use crate::storage::sqlite::messages::{encode_ids, message_from_row, MESSAGE_COLUMNS};
-use crate::storage::{now_ms, open_connection, MessagesWrite, WriteFn, WriteQueue};
+use crate::storage::{now_ms, EarlierSend, Store, WriteFn, WriteQueue};
 
 /// Most members a group may have; bounds fan-out and every membership list.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
@@ -251,7 +249,7 @@ impl Writer {
         batch_max: usize,
         panic_after: Option<u64>,
     ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>, mpsc::Receiver<Vec<Fanout>>)> {
-        let conn = open_connection(path)?;
+        let conn = crate::storage::open(path)?;
         let mut state = WriterState::load(conn, recall_window_ms)?;
         let (tx, mut rx) = mpsc::channel::<(Command, Reply)>(batch_max * 8);
         let (fanout, fanout_rx) = mpsc::channel(FANOUT_QUEUE);
@@ -360,7 +358,9 @@ impl ConvMembers {
 }
 
 struct WriterState {
-    conn: Connection,
+    /// The writer's own connection: the only one of this process that
+    /// writes conversations.
+    conn: Box<dyn Store + Send>,
     /// Messages may be waiting for the keyword index (true at start: a
     /// crash may have left some).
     index_waiting: bool,
@@ -370,12 +370,12 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn load(conn: Connection, recall_window_ms: i64) -> anyhow::Result<Self> {
-        let version = Self::max_version(&conn)?;
+    fn load(conn: Box<dyn Store + Send>, recall_window_ms: i64) -> anyhow::Result<Self> {
+        let version = Self::max_version(&*conn)?;
         Ok(WriterState { conn, index_waiting: true, version, recall_window_ms, members: HashMap::new() })
     }
 
-    fn max_version(conn: &Connection) -> Result<u64, ServiceError> {
+    fn max_version(conn: &dyn Store) -> Result<u64, ServiceError> {
         conn.max_version()
     }
 
@@ -383,12 +383,18 @@ impl WriterState {
     fn index_step(&mut self) {
         // Small slices: a command that arrives meanwhile waits at most one slice.
         const SLICE: usize = 256;
+        let conn = &*self.conn;
         let result = (|| -> Result<usize, ServiceError> {
-            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let n = tx.index_pending(SLICE)?;
-            tx.commit()?;
+            conn.begin_immediate()?;
+            let n = conn.index_pending(SLICE)?;
+            conn.commit()?;
             Ok(n)
         })();
+        if result.is_err() {
+            // Nothing of the slice is kept (a failed COMMIT may leave the
+            // transaction open); with none open this fails harmlessly.
+            let _ = conn.rollback();
+        }
         match result {
             Ok(n) => self.index_waiting = n == SLICE,
             Err(e) => {
@@ -435,7 +441,7 @@ impl WriterState {
     /// After a rollback the member cache may be ahead of the database.
     fn forget_cached_state(&mut self) {
         self.members.clear();
-        if let Ok(v) = Self::max_version(&self.conn) {
+        if let Ok(v) = Self::max_version(&*self.conn) {
             self.version = self.version.max(v);
         }
     }
@@ -452,10 +458,30 @@ impl WriterState {
     ) -> Result<(), Pass> {
         // IMMEDIATE: take the write lock up front (waiting for it), so a batch
         // that has read never fails to upgrade because of a concurrent login.
-        let mut tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.conn.begin_immediate()?;
+        let outcome = match self.apply_commands(batch, results, safe) {
+            Ok(()) => self.conn.commit().map_err(Pass::from),
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            // Nothing of the pass is kept. After a failed COMMIT the
+            // transaction may already be gone; then this fails harmlessly.
+            let _ = self.conn.rollback();
+        }
+        outcome
+    }
+
+    /// The commands of [`WriterState::apply_all`], inside its transaction.
+    fn apply_commands(
+        &mut self,
+        batch: &[(Command, Reply)],
+        results: &mut Vec<Result<Committed, ServiceError>>,
+        safe: bool,
+    ) -> Result<(), Pass> {
+        let conn = &*self.conn;
         for (cmd, _) in batch {
             if !safe && matches!(cmd, Command::Send { .. }) {
-                match apply(&tx, &mut self.members, &mut self.version, self.recall_window_ms, cmd) {
+                match apply(conn, &mut self.members, &mut self.version, self.recall_window_ms, cmd) {
                     // Only a database failure comes after a write.
                     Err(ServiceError::Internal(_)) => return Err(Pass::Unsafe),
                     // Refused before any write (the ordering guard's refusal
@@ -464,16 +490,15 @@ impl WriterState {
                 }
                 continue;
             }
-            let mut sp = tx.savepoint()?;
-            let result = apply(&sp, &mut self.members, &mut self.version, self.recall_window_ms, cmd);
+            conn.savepoint()?;
+            let result = apply(conn, &mut self.members, &mut self.version, self.recall_window_ms, cmd);
             match result {
                 Ok(committed) => {
-                    sp.commit()?;
+                    conn.release_savepoint()?;
                     results.push(Ok(committed));
                 }
                 Err(e) => {
-                    sp.rollback()?;
-                    drop(sp);
+                    conn.rollback_savepoint()?;
                     results.push(match (e, cmd) {
                         (
                             e @ (ServiceError::Internal(_) | ServiceError::ShuttingDown),
@@ -495,7 +520,7 @@ impl WriterState {
                 }
             }
         }
-        Ok(tx.commit()?)
+        Ok(())
     }
 }
 
@@ -506,11 +531,11 @@ enum Pass {
     #[error("a send failed inside the fast pass")]
     Unsafe,
     #[error(transparent)]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] ServiceError),
 }
 
 fn load_members<'a>(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &'a mut HashMap<u64, ConvMembers>,
     conversation_id: u64,
 ) -> Result<&'a mut ConvMembers, ServiceError> {
@@ -541,7 +566,7 @@ fn check_name(name: &str) -> Result<String, ServiceError> {
     Ok(name.to_owned())
 }
 
-fn check_users_exist(conn: &Connection, ids: &[u64]) -> Result<(), ServiceError> {
+fn check_users_exist(conn: &dyn Store, ids: &[u64]) -> Result<(), ServiceError> {
     for id in ids {
         match conn.user_disabled(*id)? {
             None => return Err(ServiceError::NotFound("user")),
@@ -554,7 +579,7 @@ fn check_users_exist(conn: &Connection, ids: &[u64]) -> Result<(), ServiceError>
 
 /// Appends one entry to a conversation log and returns it.
 fn append(
-    conn: &Connection,
+    conn: &dyn Store,
     version: &mut u64,
     conversation_id: u64,
     sender: u64,
@@ -562,51 +587,12 @@ fn append(
     extra: AppendExtra,
 ) -> Result<Message, ServiceError> {
     let v = next_version(version);
-    let seq: u64 = conn
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, version = ?2 WHERE id = ?1 RETURNING last_seq",
-        )?
-        .query_row(params![conversation_id, v], |r| r.get(0))?;
-    let sent_at = now_ms();
-    let system = extra.system.as_ref().map(|s| s.encode_to_vec());
-    let attachment = extra.attachment.as_ref().map(|a| a.encode_to_vec());
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?
-        .execute(params![
-            conversation_id,
-            seq,
-            sender,
-            client_msg_id,
-            sent_at,
-            extra.kind,
-            extra.text,
-            encode_ids(&extra.mentions),
-            extra.reply_to_seq,
-            system,
-            extra.target_seq,
-            extra.priority,
-            attachment,
-            extra.content_hash.as_ref().map(|h| &h[..])
-        ])?;
-    // A send's id was checked against earlier sends first (see `send`);
-    // other entries are outside the dedupe index, so nothing can collide.
-    if inserted != 1 {
-        return Err(ServiceError::Internal("a log entry was not stored".into()));
-    }
-    if extra.kind == MessageKind::Text as i32 || extra.kind == MessageKind::File as i32 {
-        // Indexed later, when the writer is idle (see `index_pending`).
-        conn.prepare_cached("INSERT INTO message_text_pending (conversation_id, seq) VALUES (?1, ?2)")?
-            .execute(params![conversation_id, seq])?;
-    }
-    Ok(Message {
+    let mut message = Message {
         conversation_id,
-        seq,
+        seq: 0,
         sender_id: sender,
         client_msg_id: client_msg_id.to_owned(),
-        sent_at_ms: sent_at,
+        sent_at_ms: now_ms(),
         kind: extra.kind,
         text: extra.text,
         mentions: extra.mentions,
@@ -616,7 +602,9 @@ fn append(
         target_seq: extra.target_seq,
         priority: extra.priority,
         attachment: extra.attachment,
-    })
+    };
+    message.seq = conn.append_entry(&message, extra.content_hash.as_ref(), v)?;
+    Ok(message)
 }
 
 #[derive(Default)]
@@ -635,7 +623,7 @@ struct AppendExtra {
 }
 
 fn system_entry(
-    conn: &Connection,
+    conn: &dyn Store,
     version: &mut u64,
     conversation_id: u64,
     actor: u64,
@@ -650,7 +638,7 @@ fn system_entry(
 }
 
 fn apply(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     recall_window_ms: i64,
@@ -745,7 +733,7 @@ pub fn content_hash(msg: &v1::SendMessage) -> [u8; 32] {
 /// it): every refusal comes before the first write; after it, only a
 /// database failure (`Internal`) can end the command.
 fn send(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     sender: u64,
@@ -756,7 +744,7 @@ fn send(
     let hash = content_hash(msg);
     // A retry is answered before any other check: the message is stored,
     // even if the sender has left the conversation since.
-    if let Some(earlier) = earlier_send(conn, sender, &msg.client_msg_id)? {
+    if let Some(earlier) = conn.earlier_send(sender, &msg.client_msg_id)? {
         return retry_answer(conn, cache, earlier, msg, &hash);
     }
     let members = load_members(conn, cache, msg.conversation_id)?;
@@ -793,60 +781,10 @@ fn send(
     })
 }
 
-/// An earlier send with the same id: stored, or removed by retention with
-/// its dedupe key kept.
-enum EarlierSend {
-    Stored { message: Message, content_hash: Option<Vec<u8>>, attachment: Option<Vec<u8>> },
-    Removed { message: Message, content_hash: Option<Vec<u8>> },
-}
-
-/// Looks up an earlier send of `sender` with this id.
-fn earlier_send(
-    conn: &Connection,
-    sender: u64,
-    client_msg_id: &str,
-) -> Result<Option<EarlierSend>, ServiceError> {
-    // `kind IN (0, 3)` repeats messages_dedupe's condition, so the lookup uses it.
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS}, content_hash FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2 AND kind IN (0, 3)"
-    );
-    let stored = conn
-        .prepare_cached(&sql)?
-        .query_row(params![sender, client_msg_id], |r| {
-            Ok(EarlierSend::Stored {
-                message: message_from_row(r)?,
-                content_hash: r.get(14)?,
-                attachment: r.get(13)?,
-            })
-        })
-        .optional()?;
-    if stored.is_some() {
-        return Ok(stored);
-    }
-    Ok(conn
-        .prepare_cached(
-            "SELECT conversation_id, seq, sent_at, content_hash FROM dedupe_keys WHERE sender_id = ?1 AND client_msg_id = ?2",
-        )?
-        .query_row(params![sender, client_msg_id], |r| {
-            Ok(EarlierSend::Removed {
-                message: Message {
-                    conversation_id: r.get(0)?,
-                    seq: r.get(1)?,
-                    sent_at_ms: r.get(2)?,
-                    sender_id: sender,
-                    client_msg_id: client_msg_id.to_owned(),
-                    ..Default::default()
-                },
-                content_hash: r.get(3)?,
-            })
-        })
-        .optional()?)
-}
-
 /// The answer to a send whose id was used before: the original's
 /// acknowledgement when the content is the same, CONFLICT when it is not.
 fn retry_answer(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     earlier: EarlierSend,
     msg: &v1::SendMessage,
@@ -899,7 +837,7 @@ fn retry_answer(
 }
 
 fn recall(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     window_ms: i64,
@@ -933,7 +871,7 @@ fn recall(
 }
 
 fn insert_member(
-    conn: &Connection,
+    conn: &dyn Store,
     conversation_id: u64,
     user: u64,
     role: MemberRole,
@@ -943,7 +881,7 @@ fn insert_member(
 }
 
 fn open_direct(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     user: u64,
@@ -968,7 +906,7 @@ fn open_direct(
 }
 
 fn create_group(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     owner: u64,
@@ -1003,7 +941,7 @@ fn create_group(
 }
 
 fn require_group_member(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     conversation_id: u64,
     user: u64,
@@ -1016,7 +954,7 @@ fn require_group_member(
 }
 
 fn rename_group(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     user: u64,
@@ -1034,7 +972,7 @@ fn rename_group(
 }
 
 fn add_members(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     user: u64,
@@ -1074,7 +1012,7 @@ fn add_members(
 }
 
 fn remove_member(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     user: u64,
@@ -1128,7 +1066,7 @@ fn remove_member(
 }
 
 fn set_role(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     user: u64,
@@ -1174,7 +1112,7 @@ fn set_role(
 /// writes, so a refusal leaves nothing to roll back; a database failure
 /// fails the whole command (and its savepoint).
 fn update_cursors(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     reports: &[CursorReport],
@@ -1191,7 +1129,7 @@ fn update_cursors(
 }
 
 fn update_cursor(
-    conn: &Connection,
+    conn: &dyn Store,
     cache: &mut HashMap<u64, ConvMembers>,
     version: &mut u64,
     r: &CursorReport,
@@ -1221,6 +1159,8 @@ fn update_cursor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::open_connection;
+    use rusqlite::Connection;
 
     fn setup() -> (tempfile::TempDir, Connection, Vec<u64>) {
         let dir = tempfile::tempdir().unwrap();
@@ -1301,7 +1241,7 @@ mod tests {
         let run = |conn: &mut Connection, version: &mut u64, cache: &mut HashMap<u64, ConvMembers>| {
             let tx = conn.transaction().unwrap();
             let cmd = Command::ApplyRetention { now: now_ms(), key: key.clone() };
-            let removed = apply(&tx, cache, version, 0, &cmd).unwrap().value;
+            let removed = apply(&*tx, cache, version, 0, &cmd).unwrap().value;
             tx.commit().unwrap();
             removed
         };
@@ -1322,22 +1262,22 @@ mod tests {
     /// are refused to keep order.
     #[test]
     fn a_send_failing_mid_write_reruns_its_batch_safely() {
-        let (_dir, conn, users) = setup();
-        let mut state = WriterState::load(conn, 0).unwrap();
+        let (dir, conn, users) = setup();
+        // The writer's own connection; `conn` sets up and inspects the file.
+        let store = crate::storage::open(&dir.path().join("t.db")).unwrap();
+        let mut state = WriterState::load(store, 0).unwrap();
         let cmd = Command::CreateGroup { owner: users[0], name: "g".into(), members: vec![users[1]] };
         let group = {
-            let tx = state.conn.transaction().unwrap();
-            let c = apply(&tx, &mut state.members, &mut state.version, 0, &cmd).unwrap();
-            tx.commit().unwrap();
+            state.conn.begin_immediate().unwrap();
+            let c = apply(&*state.conn, &mut state.members, &mut state.version, 0, &cmd).unwrap();
+            state.conn.commit().unwrap();
             c.conversation_id
         };
-        state
-            .conn
-            .execute_batch(
-                "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
+        conn.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.text = 'poison'
                  BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-            )
-            .unwrap();
+        )
+        .unwrap();
         let first = Arc::new(AtomicBool::new(false));
         let second = Arc::new(AtomicBool::new(false));
         let mut answers = Vec::new();
@@ -1372,8 +1312,7 @@ mod tests {
         );
         // Seq 1 is the group's creation entry.
         assert_eq!((seq(&answers[0]), seq(&answers[3])), (Some(2), Some(3)));
-        let stored: Vec<(u64, String)> = state
-            .conn
+        let stored: Vec<(u64, String)> = conn
             .prepare("SELECT seq, text FROM messages WHERE conversation_id = ?1 AND kind = 0 ORDER BY seq")
             .unwrap()
             .query_map([group], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -1381,8 +1320,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(stored, [(2, "a".to_owned()), (3, "b".to_owned())]);
-        let last: u64 = state
-            .conn
+        let last: u64 = conn
             .query_row("SELECT last_seq FROM conversations WHERE id = ?1", [group], |r| r.get(0))
             .unwrap();
         assert_eq!(last, 3, "no seq was taken by the failed send");

@@ -6,6 +6,10 @@ use hutong_protocol::ErrorCode;
 
 use crate::error::ServiceError;
 
+/// Devices whose names start with this are console sessions; the native
+/// protocol refuses them, so no client can pass for the console.
+pub const CONSOLE_DEVICE_PREFIX: &str = "console-";
+
 /// One account, as the `user list` subcommand shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserRow {
@@ -63,6 +67,45 @@ pub struct Caller {
     pub session_id: u64,
     pub roles: Vec<String>,
     pub must_change_password: bool,
+    /// This console session passed the TOTP check.
+    pub second_factor: bool,
+    /// The person has a confirmed TOTP secret.
+    pub totp_enrolled: bool,
+    /// When the session was last used (the extractor slides it).
+    pub last_seen_at_ms: i64,
+}
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether this person must pass a second factor on the console: they
+    /// enrolled, or they are an administrator or auditor and the setting
+    /// requires it.
+    pub fn needs_second_factor(&self, required: bool) -> bool {
+        self.totp_enrolled || (required && (self.has_role("admin") || self.has_role("auditor")))
+    }
+}
+
+/// A person's TOTP state: confirmed secret, secret being enrolled, last step used.
+pub struct TotpState {
+    pub secret: Option<Vec<u8>>,
+    pub pending: Option<Vec<u8>>,
+    pub last_step: i64,
+}
+
+/// A change waiting for an auditor.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingChange {
+    pub id: u64,
+    pub kind: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+    pub requested_by: u64,
+    pub requested_at_ms: i64,
+    pub state: String,
+    pub decided_by: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -129,4 +172,48 @@ pub trait AccountsStore {
     ) -> Result<(), ServiceError>;
     /// Ends one session (logout); the token stops working at once.
     fn end_session(&self, session_id: u64) -> Result<(), ServiceError>;
+
+    /// Whether the account was deleted (deleting is final).
+    fn user_deleted(&self, id: u64) -> Result<bool, ServiceError>;
+    /// Marks the bootstrap administrator's generated password as one-time.
+    fn require_password_change(&self, user_id: u64) -> Result<(), ServiceError>;
+    fn totp_state(&self, user_id: u64) -> Result<TotpState, ServiceError>;
+    fn set_totp_pending(&self, user_id: u64, secret: &[u8]) -> Result<(), ServiceError>;
+    /// Makes the pending secret the person's (checked with a code of `step`)
+    /// and replaces their recovery codes. False if the pending secret changed
+    /// meanwhile.
+    fn confirm_totp(
+        &self,
+        user_id: u64,
+        secret: &[u8],
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+    ) -> Result<bool, ServiceError>;
+    /// Records that a code of `step` was used; false if that step (or a later
+    /// one) was used already, so two requests with one code cannot both pass.
+    fn use_totp_step(&self, user_id: u64, step: i64) -> Result<bool, ServiceError>;
+    /// Spends a recovery code; false if it is unknown or spent.
+    fn use_recovery_code(&self, user_id: u64, code_hash: &[u8]) -> Result<bool, ServiceError>;
+    fn recovery_codes_left(&self, user_id: u64) -> Result<u64, ServiceError>;
+    /// The console session passed its second factor.
+    fn mark_second_factor(&self, session_id: u64) -> Result<(), ServiceError>;
+    /// Records a change waiting for an auditor and returns its id.
+    fn add_pending_change(
+        &self,
+        kind: &str,
+        target: &str,
+        detail: &serde_json::Value,
+        requested_by: u64,
+    ) -> Result<u64, ServiceError>;
+    /// At most 200, those still pending first, newest first.
+    fn pending_changes(&self) -> Result<Vec<PendingChange>, ServiceError>;
+    fn pending_change(&self, id: u64) -> Result<Option<PendingChange>, ServiceError>;
+    /// Decides a pending change; false if it was decided already.
+    fn decide_pending_change(&self, id: u64, state: &str, by: u64) -> Result<bool, ServiceError>;
+    /// Adds a role to a person (a directory change: clients see it at their next sync).
+    fn add_role(&self, id: u64, role: &str) -> Result<(), ServiceError>;
+    /// Removes a person's TOTP secret and recovery codes.
+    fn forget_totp(&self, user_id: u64) -> Result<(), ServiceError>;
+    /// Everyone holding a role, by id (to hold an import to the auditor rule).
+    fn holders_of(&self, role: &str) -> Result<Vec<u64>, ServiceError>;
 }

@@ -14,9 +14,12 @@ pub trait FilesStore {
     /// Bytes of files `user` uploaded (what the quota counts).
     fn file_quota_used(&self, user: u64) -> Result<u64, ServiceError>;
     fn owns_file(&self, user: u64, id: &Hash) -> Result<bool, ServiceError>;
-    /// Records an announced file (once, whoever announces it) and `user` as
-    /// one of its uploaders.
-    fn record_file(&self, user: u64, file: &CheckedManifest, now_ms: i64) -> Result<(), ServiceError>;
+    /// Records an announced file (once, whoever announces it). Announcing
+    /// makes nobody an owner: see `add_file_owner`.
+    fn record_file(&self, file: &CheckedManifest, now_ms: i64) -> Result<(), ServiceError>;
+    /// Makes `user` one of a recorded file's uploaders (counted by the quota,
+    /// may read it); done at commit, once they showed every chunk.
+    fn add_file_owner(&self, user: u64, id: &Hash, now_ms: i64) -> Result<(), ServiceError>;
     /// Marks a file complete (every chunk is on disk).
     fn commit_file(&self, id: &Hash) -> Result<(), ServiceError>;
     /// The size of a complete file, `None` if there is none.

@@ -1,7 +1,8 @@
-//! What messaging reads outside the writer: members, messages, conversation
-//! states, sync keys, users by name. (The writer's own reads and writes of
-//! these rows are still SQL in `messaging/writer.rs`.) The SQLite
-//! implementation is `storage/sqlite/messages.rs`.
+//! Messaging's rows: what is read outside the writer (members, messages,
+//! conversation states, sync keys, users by name: `MessagesRead`) and what
+//! the writer thread reads and writes inside its transaction
+//! (`MessagesWrite`). The SQLite implementation is
+//! `storage/sqlite/messages.rs`.
 
 use hutong_protocol::v1::{self, Member, Message};
 
@@ -54,6 +55,8 @@ pub trait MessagesRead {
     /// Every member row of a conversation, those who left included.
     fn member_rows(&self, conversation_id: u64) -> Result<Vec<MemberRow>, ServiceError>;
     fn active_members(&self, conversation_id: u64) -> Result<Vec<u64>, ServiceError>;
+    /// Whether `a` and `b` are (or were) members of a common conversation.
+    fn share_a_conversation(&self, a: u64, b: u64) -> Result<bool, ServiceError>;
     /// `user_id`'s conversations whose key (version, conversation id) comes
     /// after `(since, since_id)`, in key order, at most `limit`: the version
     /// is the member row's, or while active its conversation's if newer.
@@ -85,11 +88,34 @@ pub struct RecallTarget {
     pub recalled: bool,
 }
 
-/// The writer's own rows, inside its transaction (each command in a
-/// savepoint of its own). So far the group changes, recalls, cursors and the
-/// keyword index; the send path (appending entries, dedupe) still runs its
-/// SQL in `messaging/writer.rs`.
+/// An earlier send with the same `(sender, client_msg_id)`: stored, or
+/// removed by retention with its dedupe key kept.
+pub enum EarlierSend {
+    /// `attachment` is the stored attachment's encoding, as kept in the row.
+    Stored { message: Message, content_hash: Option<Vec<u8>>, attachment: Option<Vec<u8>> },
+    /// `message` holds only what the acknowledgement needs (conversation,
+    /// seq, sent time, sender, id).
+    Removed { message: Message, content_hash: Option<Vec<u8>> },
+}
+
+/// The writer's own rows, inside its transaction: appending log entries and
+/// the dedupe look-ups of sends, group changes, recalls, cursors and the
+/// keyword index.
 pub trait MessagesWrite {
+    /// Appends `entry` to its conversation's log: takes the conversation's
+    /// next seq (giving the conversation `version`), stores the entry with
+    /// `content_hash` (sends only) and queues text and file entries for the
+    /// keyword index. `entry.seq` and `entry.recalled` are ignored; returns
+    /// the seq taken.
+    fn append_entry(
+        &self,
+        entry: &Message,
+        content_hash: Option<&[u8; 32]>,
+        version: u64,
+    ) -> Result<u64, ServiceError>;
+    /// The send of `sender` with this id, if there was one (the dedupe
+    /// key space holds sends only).
+    fn earlier_send(&self, sender: u64, client_msg_id: &str) -> Result<Option<EarlierSend>, ServiceError>;
     /// The newest version any conversation or member row holds.
     fn max_version(&self) -> Result<u64, ServiceError>;
     fn conversation_kind(&self, conversation_id: u64) -> Result<Option<i32>, ServiceError>;

@@ -46,6 +46,22 @@ impl crate::storage::Transactions for Connection {
         Ok(self.execute_batch("ROLLBACK")?)
     }
 
+    // One name for every level: SQLite's RELEASE and ROLLBACK TO act on the
+    // innermost savepoint of that name, which is the one the caller opened last.
+    fn savepoint(&self) -> Result<(), ServiceError> {
+        Ok(self.execute_batch("SAVEPOINT hutong_sp")?)
+    }
+
+    fn release_savepoint(&self) -> Result<(), ServiceError> {
+        Ok(self.execute_batch("RELEASE hutong_sp")?)
+    }
+
+    fn rollback_savepoint(&self) -> Result<(), ServiceError> {
+        // ROLLBACK TO keeps the savepoint open; RELEASE then ends it (having
+        // undone its writes, releasing keeps nothing of them).
+        Ok(self.execute_batch("ROLLBACK TO hutong_sp; RELEASE hutong_sp")?)
+    }
+
     fn rows_changed(&self) -> u64 {
         self.total_changes()
     }

@@ -11,6 +11,20 @@ export interface Me {
   display_name: string;
   roles: Role[];
   must_change_password: boolean;
+  /** What must happen before anything else: a TOTP code, an enrolment, or nothing. */
+  second_factor: 'done' | 'code' | 'enrol';
+  totp_enrolled: boolean;
+}
+
+export interface PendingChange {
+  id: number;
+  kind: 'person.roles' | 'retention.set';
+  target: string;
+  detail: Record<string, unknown>;
+  requested_by: number;
+  requested_at_ms: number;
+  state: 'pending' | 'confirmed' | 'rejected';
+  decided_by: number | null;
 }
 
 export interface Department {
@@ -189,7 +203,7 @@ export function queryString(q: Query): string {
 export class Api {
   token: string | null = null;
   /** Called when a request that carried a token is answered 401: the session ended. */
-  onUnauthenticated: (() => void) | null = null;
+  onUnauthenticated: ((code: ErrorCode) => void) | null = null;
   private readonly base: string;
   private readonly fetcher: typeof fetch;
 
@@ -240,7 +254,9 @@ export class Api {
       // The session ended: only UNAUTHENTICATED says so (a wrong current password
       // when changing it is a 401 BAD_CREDENTIALS), and only for the current token
       // (a late answer to a request made with an old one does not count).
-      if (error.code === 'UNAUTHENTICATED' && token && token === this.token) this.onUnauthenticated?.();
+      if ((error.code === 'UNAUTHENTICATED' || error.code === 'SESSION_EXPIRED') && token && token === this.token) {
+        this.onUnauthenticated?.(error.code);
+      }
       throw error;
     }
     return response;

@@ -17,6 +17,9 @@ export const SERVER_CODES = [
   'RATE_LIMITED',
   'TOO_LARGE',
   'INTERNAL',
+  'SESSION_EXPIRED',
+  'SECOND_FACTOR_REQUIRED',
+  'BAD_CODE',
 ] as const;
 
 /** NETWORK: the server was not reached. UNKNOWN: a code this console does not know yet. */

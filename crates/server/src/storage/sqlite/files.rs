@@ -33,18 +33,22 @@ impl FilesStore for Connection {
             .exists(params![user, &id[..]])?)
     }
 
-    fn record_file(&self, user: u64, f: &CheckedManifest, now_ms: i64) -> Result<(), ServiceError> {
+    fn record_file(&self, f: &CheckedManifest, now_ms: i64) -> Result<(), ServiceError> {
         let chunks: Vec<u8> = f.chunks.iter().flatten().copied().collect();
         self.prepare_cached(
             "INSERT INTO files (id, size, chunk_size, content_hash, chunks, committed, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6) ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![&f.id[..], f.size, f.chunk_size, &f.content_hash[..], chunks, now_ms])?;
+        Ok(())
+    }
+
+    fn add_file_owner(&self, user: u64, id: &Hash, now_ms: i64) -> Result<(), ServiceError> {
         self.prepare_cached(
-            "INSERT INTO file_owners (user_id, file_id, size, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO file_owners (user_id, file_id, size, created_at)
+             SELECT ?1, id, size, ?3 FROM files WHERE id = ?2 ON CONFLICT DO NOTHING",
         )?
-        .execute(params![user, &f.id[..], f.size, now_ms])?;
+        .execute(params![user, &id[..], now_ms])?;
         Ok(())
     }
 

@@ -1,12 +1,13 @@
-//! Messaging's rows in SQLite (`conversations`, `members`, `messages`) as
-//! read outside the writer, and the row mapping the writer shares.
+//! Messaging's rows in SQLite (`conversations`, `members`, `messages`,
+//! `dedupe_keys`, the keyword index's queue): the reads outside the writer
+//! and the writer's reads and writes, with the row mapping they share.
 
 use hutong_protocol::v1::{self, Member, Message, MessageKind};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::ServiceError;
 use crate::storage::messages::{
-    ConversationRow, MemberRow, Membership, MessagesRead, MessagesWrite, RecallTarget,
+    ConversationRow, EarlierSend, MemberRow, Membership, MessagesRead, MessagesWrite, RecallTarget,
 };
 
 pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment";
@@ -46,6 +47,15 @@ pub fn decode_ids(s: &str) -> Vec<u64> {
 }
 
 impl MessagesRead for Connection {
+    fn share_a_conversation(&self, a: u64, b: u64) -> Result<bool, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT 1 FROM members x JOIN members y ON y.conversation_id = x.conversation_id AND y.user_id = ?2
+                 WHERE x.user_id = ?1 LIMIT 1",
+            )?
+            .exists(params![a, b])?)
+    }
+
     fn membership(&self, conversation_id: u64, user_id: u64) -> Result<Option<Membership>, ServiceError> {
         Ok(self
             .prepare_cached(
@@ -192,6 +202,94 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::User> {
 }
 
 impl MessagesWrite for Connection {
+    fn append_entry(
+        &self,
+        entry: &Message,
+        content_hash: Option<&[u8; 32]>,
+        version: u64,
+    ) -> Result<u64, ServiceError> {
+        use prost::Message as _;
+        let conversation_id = entry.conversation_id;
+        let seq: u64 = self
+            .prepare_cached(
+                "UPDATE conversations SET last_seq = last_seq + 1, version = ?2 WHERE id = ?1 RETURNING last_seq",
+            )?
+            .query_row(params![conversation_id, version], |r| r.get(0))?;
+        let system = entry.system.as_ref().map(|s| s.encode_to_vec());
+        let attachment = entry.attachment.as_ref().map(|a| a.encode_to_vec());
+        let inserted = self
+            .prepare_cached(
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                conversation_id,
+                seq,
+                entry.sender_id,
+                entry.client_msg_id,
+                entry.sent_at_ms,
+                entry.kind,
+                entry.text,
+                encode_ids(&entry.mentions),
+                entry.reply_to_seq,
+                system,
+                entry.target_seq,
+                entry.priority,
+                attachment,
+                content_hash.map(|h| &h[..])
+            ])?;
+        // A send's id was checked against earlier sends first (see the
+        // writer's `send`); other entries are outside the dedupe index, so
+        // nothing can collide.
+        if inserted != 1 {
+            return Err(ServiceError::Internal("a log entry was not stored".into()));
+        }
+        if entry.kind == MessageKind::Text as i32 || entry.kind == MessageKind::File as i32 {
+            // Indexed later, when the writer is idle (see `index_pending`).
+            self.prepare_cached("INSERT INTO message_text_pending (conversation_id, seq) VALUES (?1, ?2)")?
+                .execute(params![conversation_id, seq])?;
+        }
+        Ok(seq)
+    }
+
+    fn earlier_send(&self, sender: u64, client_msg_id: &str) -> Result<Option<EarlierSend>, ServiceError> {
+        // `kind IN (0, 3)` repeats messages_dedupe's condition, so the lookup uses it.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS}, content_hash FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2 AND kind IN (0, 3)"
+        );
+        let stored = self
+            .prepare_cached(&sql)?
+            .query_row(params![sender, client_msg_id], |r| {
+                Ok(EarlierSend::Stored {
+                    message: message_from_row(r)?,
+                    content_hash: r.get(14)?,
+                    attachment: r.get(13)?,
+                })
+            })
+            .optional()?;
+        if stored.is_some() {
+            return Ok(stored);
+        }
+        Ok(self
+            .prepare_cached(
+                "SELECT conversation_id, seq, sent_at, content_hash FROM dedupe_keys WHERE sender_id = ?1 AND client_msg_id = ?2",
+            )?
+            .query_row(params![sender, client_msg_id], |r| {
+                Ok(EarlierSend::Removed {
+                    message: Message {
+                        conversation_id: r.get(0)?,
+                        seq: r.get(1)?,
+                        sent_at_ms: r.get(2)?,
+                        sender_id: sender,
+                        client_msg_id: client_msg_id.to_owned(),
+                        ..Default::default()
+                    },
+                    content_hash: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
     fn max_version(&self) -> Result<u64, ServiceError> {
         Ok(self.query_row(
             "SELECT max((SELECT coalesce(max(version), 0) FROM conversations), (SELECT coalesce(max(version), 0) FROM members))",

@@ -206,6 +206,40 @@ CREATE TABLE dedupe_keys (
 ) WITHOUT ROWID;
 CREATE INDEX dedupe_keys_by_removal ON dedupe_keys (removed_at);
 "#,
+    r#"
+-- Accounts hardening. A session is a client's (desktop, CLI) or the
+-- console's; each kind has its own lifetime and neither is accepted where the
+-- other is. second_factor: this console session passed the TOTP check.
+ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'client';
+ALTER TABLE sessions ADD COLUMN second_factor INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET kind = 'console' WHERE device LIKE 'console-%';
+-- TOTP (RFC 6238): the confirmed secret, one being enrolled, and the last
+-- time step used (a code is accepted once).
+ALTER TABLE users ADD COLUMN totp_secret BLOB;
+ALTER TABLE users ADD COLUMN totp_pending BLOB;
+ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+-- Recovery codes, SHA-256 of each; used_at set when spent (single use).
+CREATE TABLE recovery_codes (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    code_hash BLOB NOT NULL,
+    used_at INTEGER,
+    PRIMARY KEY (user_id, code_hash)
+) WITHOUT ROWID;
+-- Changes an administrator asked for that take effect only once an auditor
+-- (another person) confirms them: the auditor role, short retention,
+-- resetting an auditor's password.
+CREATE TABLE pending_changes (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    requested_by INTEGER NOT NULL REFERENCES users(id),
+    requested_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    decided_by INTEGER REFERENCES users(id),
+    decided_at INTEGER
+);
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.

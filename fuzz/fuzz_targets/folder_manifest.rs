@@ -1,0 +1,8 @@
+//! cargo-fuzz target; the body is shared with the corpus replay test
+//! (`tests/tests/fuzz_corpus.rs`), see `fuzz/bodies/folder_manifest.rs`.
+#![no_main]
+
+#[path = "../bodies/folder_manifest.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));
