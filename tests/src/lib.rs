@@ -782,3 +782,26 @@ impl Drop for PushDropper {
         self.task.abort();
     }
 }
+
+/// One call to the administration API (plain HTTP, as [`test_config`] sets
+/// it); the status and the JSON answer (or the body as a string).
+pub async fn admin_api(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let mut req =
+        reqwest::Client::new().request(method, format!("http://{}/api/admin/v1{path}", server.http));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}

@@ -22,31 +22,15 @@ fn code_of(env: &Envelope) -> (ErrorCode, u64) {
     }
 }
 
-async fn api(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req =
-        reqwest::Client::new().request(method, format!("http://{}/api/admin/v1{path}", server.http));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn console_login(server: &TestServer, account: &str, password: &str) -> String {
-    let (s, b) =
-        api(server, Method::POST, "/login", None, Some(json!({ "account": account, "password": password })))
-            .await;
+    let (s, b) = admin_api(
+        server,
+        Method::POST,
+        "/login",
+        None,
+        Some(json!({ "account": account, "password": password })),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{account}: {b}");
     b["token"].as_str().unwrap().to_owned()
 }
@@ -180,9 +164,9 @@ async fn session_tokens_expire_slide_and_stay_in_their_lane() {
         }
     };
     server.db().execute("UPDATE users SET roles = 'admin', is_admin = 1 WHERE account = 'dora'", []).unwrap();
-    let (s, b) = api(&server, Method::GET, "/me", Some(&fresh), None).await;
+    let (s, b) = admin_api(&server, Method::GET, "/me", Some(&fresh), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "a desktop token opened the admin API: {b}");
-    let (s, _) = api(&server, Method::GET, "/people", Some(&fresh), None).await;
+    let (s, _) = admin_api(&server, Method::GET, "/people", Some(&fresh), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // A console token is no client token either, and its device name is reserved.
@@ -208,14 +192,14 @@ async fn session_tokens_expire_slide_and_stay_in_their_lane() {
     }
 
     // Console sessions are short-lived: 30 minutes without a request ends them.
-    let (s, _) = api(&server, Method::GET, "/people", Some(&console), None).await;
+    let (s, _) = admin_api(&server, Method::GET, "/people", Some(&console), None).await;
     assert_eq!(s, StatusCode::OK);
     let console_ms = server.config.console_session_lifetime_secs as i64 * 1000;
     server
         .db()
         .execute("UPDATE sessions SET last_seen_at = ?1 WHERE kind = 'console'", [now() - console_ms - 1000])
         .unwrap();
-    let (s, b) = api(&server, Method::GET, "/people", Some(&console), None).await;
+    let (s, b) = admin_api(&server, Method::GET, "/people", Some(&console), None).await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("SESSION_EXPIRED")), "{b}");
     server.stop().await;
 }
@@ -313,7 +297,7 @@ async fn host_user_commands_are_audited_and_deleted_accounts_stay_deleted() {
     let token = console_login(&server, "admin", ADMIN_PASSWORD).await;
     let id: u64 =
         server.db().query_row("SELECT id FROM users WHERE account = 'erin'", [], |r| r.get(0)).unwrap();
-    let (s, _) = api(&server, Method::DELETE, &format!("/people/{id}"), Some(&token), None).await;
+    let (s, _) = admin_api(&server, Method::DELETE, &format!("/people/{id}"), Some(&token), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let out = run_cli(&data, &["enable", "erin"], None);
     assert!(!out.status.success(), "a deleted account was enabled");
@@ -334,7 +318,7 @@ async fn auditor_role_and_short_retention_wait_for_an_auditor() {
         server.db().query_row("SELECT id FROM users WHERE account = 'admin'", [], |r| r.get(0)).unwrap();
 
     // The administrator asks for the auditor role for themselves: not granted yet.
-    let (s, b) = api(
+    let (s, b) = admin_api(
         &server,
         Method::PATCH,
         &format!("/people/{admin_id}"),
@@ -345,24 +329,27 @@ async fn auditor_role_and_short_retention_wait_for_an_auditor() {
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     assert_eq!(b["roles"], json!(["admin"]), "{b}");
     let change = b["pending_change"]["id"].as_u64().unwrap();
-    let (s, _) = api(&server, Method::GET, "/audit/messages?q=x", Some(&admin), None).await;
+    let (s, _) = admin_api(&server, Method::GET, "/audit/messages?q=x", Some(&admin), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "the archive stays closed to administrators");
     // The administrator cannot confirm it; an auditor can.
     let (s, _) =
-        api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&admin), None).await;
+        admin_api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&admin), None)
+            .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, b) =
-        api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&auditor), None).await;
+        admin_api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&auditor), None)
+            .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let roles: String =
         server.db().query_row("SELECT roles FROM users WHERE id = ?1", [admin_id], |r| r.get(0)).unwrap();
     assert!(roles.split(',').any(|r| r == "auditor"), "{roles}");
     let (s, _) =
-        api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&auditor), None).await;
+        admin_api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&auditor), None)
+            .await;
     assert_eq!(s, StatusCode::CONFLICT, "a change is confirmed once");
 
     // Retention below the floor waits; above it applies at once.
-    let (s, b) = api(
+    let (s, b) = admin_api(
         &server,
         Method::PUT,
         "/retention",
@@ -371,19 +358,21 @@ async fn auditor_role_and_short_retention_wait_for_an_auditor() {
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let (_, now) = api(&server, Method::GET, "/retention", Some(&admin), None).await;
+    let (_, now) = admin_api(&server, Method::GET, "/retention", Some(&admin), None).await;
     assert_eq!(now["group_days"], 0, "{now}");
     let change = b["pending_change"]["id"].as_u64().unwrap();
     // The administrator is an auditor now, but nobody confirms their own request.
     let (s, _) =
-        api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&admin), None).await;
+        admin_api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&admin), None)
+            .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) =
-        api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&auditor), None).await;
+        admin_api(&server, Method::POST, &format!("/pending-changes/{change}/confirm"), Some(&auditor), None)
+            .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, now) = api(&server, Method::GET, "/retention", Some(&admin), None).await;
+    let (_, now) = admin_api(&server, Method::GET, "/retention", Some(&admin), None).await;
     assert_eq!(now["group_days"], 7, "{now}");
-    let (s, _) = api(
+    let (s, _) = admin_api(
         &server,
         Method::PUT,
         "/retention",
@@ -397,9 +386,9 @@ async fn auditor_role_and_short_retention_wait_for_an_auditor() {
     let otto: u64 =
         server.db().query_row("SELECT id FROM users WHERE account = 'otto'", [], |r| r.get(0)).unwrap();
     let (s, _) =
-        api(&server, Method::POST, &format!("/people/{otto}/reset-password"), Some(&admin), None).await;
+        admin_api(&server, Method::POST, &format!("/people/{otto}/reset-password"), Some(&admin), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (_, log) = api(&server, Method::GET, "/audit/log?limit=50", Some(&auditor), None).await;
+    let (_, log) = admin_api(&server, Method::GET, "/audit/log?limit=50", Some(&auditor), None).await;
     let actions: Vec<&str> =
         log["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"change.request") && actions.contains(&"change.confirm"), "{actions:?}");

@@ -9,31 +9,15 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 const ADMIN_PASSWORD: &str = "admin-password-1";
 
-async fn api(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req =
-        reqwest::Client::new().request(method, format!("http://{}/api/admin/v1{path}", server.http));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn login(server: &TestServer, account: &str, password: &str) -> (String, Value) {
-    let (s, b) =
-        api(server, Method::POST, "/login", None, Some(json!({ "account": account, "password": password })))
-            .await;
+    let (s, b) = admin_api(
+        server,
+        Method::POST,
+        "/login",
+        None,
+        Some(json!({ "account": account, "password": password })),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     (b["token"].as_str().unwrap().to_owned(), b["me"].clone())
 }
@@ -55,9 +39,9 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
     // Required and not enrolled: the password alone opens nothing but enrolment.
     let (token, me) = login(&server, "admin", ADMIN_PASSWORD).await;
     assert_eq!(me["second_factor"], "enrol", "{me}");
-    let (s, b) = api(&server, Method::GET, "/people", Some(&token), None).await;
+    let (s, b) = admin_api(&server, Method::GET, "/people", Some(&token), None).await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("SECOND_FACTOR_REQUIRED")));
-    let (s, enrolment) = api(&server, Method::POST, "/me/totp", Some(&token), None).await;
+    let (s, enrolment) = admin_api(&server, Method::POST, "/me/totp", Some(&token), None).await;
     assert_eq!(s, StatusCode::OK, "{enrolment}");
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/Hutong:admin?"), "{uri}");
@@ -67,14 +51,20 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
     assert_eq!(TOTP::from_url(uri).unwrap().get_secret_base32(), app.get_secret_base32());
 
     let (s, b) =
-        api(&server, Method::POST, "/me/totp/confirm", Some(&token), Some(json!({ "code": "000000" }))).await;
+        admin_api(&server, Method::POST, "/me/totp/confirm", Some(&token), Some(json!({ "code": "000000" })))
+            .await;
     if code(&app, 0) != "000000" {
         assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("BAD_CODE")), "{b}");
     }
     let enrolled_with = code(&app, 0);
-    let (s, b) =
-        api(&server, Method::POST, "/me/totp/confirm", Some(&token), Some(json!({ "code": enrolled_with })))
-            .await;
+    let (s, b) = admin_api(
+        &server,
+        Method::POST,
+        "/me/totp/confirm",
+        Some(&token),
+        Some(json!({ "code": enrolled_with })),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let recovery: Vec<String> =
         b["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
@@ -91,24 +81,29 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
         .unwrap();
     assert_eq!(plain, 0, "recovery codes are stored hashed");
     // This session passed its second factor by enrolling.
-    let (s, _) = api(&server, Method::GET, "/people", Some(&token), None).await;
+    let (s, _) = admin_api(&server, Method::GET, "/people", Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
 
     // A new login: the password alone is refused everywhere.
     let (token, me) = login(&server, "admin", ADMIN_PASSWORD).await;
     assert_eq!(me["second_factor"], "code", "{me}");
     for path in ["/people", "/sessions", "/audit/log", "/retention"] {
-        let (s, _) = api(&server, Method::GET, path, Some(&token), None).await;
+        let (s, _) = admin_api(&server, Method::GET, path, Some(&token), None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path} opened without the second factor");
     }
-    let (s, _) = api(&server, Method::POST, "/me/totp", Some(&token), None).await;
+    let (s, _) = admin_api(&server, Method::POST, "/me/totp", Some(&token), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "re-enrolling without the code would bypass it");
     // A wrong code, then the code already used at enrolment (a replay), then the next step's.
-    let (s, b) =
-        api(&server, Method::POST, "/login/second-factor", Some(&token), Some(json!({ "code": "12345" })))
-            .await;
+    let (s, b) = admin_api(
+        &server,
+        Method::POST,
+        "/login/second-factor",
+        Some(&token),
+        Some(json!({ "code": "12345" })),
+    )
+    .await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("BAD_CODE")));
-    let (s, _) = api(
+    let (s, _) = admin_api(
         &server,
         Method::POST,
         "/login/second-factor",
@@ -117,7 +112,7 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "a code is accepted once");
-    let (s, b) = api(
+    let (s, b) = admin_api(
         &server,
         Method::POST,
         "/login/second-factor",
@@ -127,17 +122,17 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["second_factor"], "done");
-    let (s, _) = api(&server, Method::GET, "/people", Some(&token), None).await;
+    let (s, _) = admin_api(&server, Method::GET, "/people", Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
 
     // A recovery code works once, in one request with the password.
     let body = json!({ "account": "admin", "password": ADMIN_PASSWORD, "recovery_code": recovery[3].to_uppercase() });
-    let (s, b) = api(&server, Method::POST, "/login", None, Some(body.clone())).await;
+    let (s, b) = admin_api(&server, Method::POST, "/login", None, Some(body.clone())).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["me"]["second_factor"], "done");
-    let (s, _) = api(&server, Method::GET, "/people", Some(b["token"].as_str().unwrap()), None).await;
+    let (s, _) = admin_api(&server, Method::GET, "/people", Some(b["token"].as_str().unwrap()), None).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, b) = api(&server, Method::POST, "/login", None, Some(body)).await;
+    let (s, b) = admin_api(&server, Method::POST, "/login", None, Some(body)).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("BAD_CODE")),
@@ -150,7 +145,7 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
 
     let (_, log) = {
         let (t, _) = login(&server, "admin", ADMIN_PASSWORD).await;
-        let (_, r) = api(
+        let (_, r) = admin_api(
             &server,
             Method::POST,
             "/login/second-factor",
@@ -159,7 +154,7 @@ async fn enrolment_code_wrong_code_and_recovery_codes() {
         )
         .await;
         assert_eq!(r["second_factor"], "done");
-        api(&server, Method::GET, "/audit/log?limit=100", Some(&t), None).await
+        admin_api(&server, Method::GET, "/audit/log?limit=100", Some(&t), None).await
     };
     let actions: Vec<&str> =
         log["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
@@ -174,20 +169,30 @@ async fn wrong_codes_are_throttled() {
     server.db().execute("UPDATE users SET roles = 'auditor' WHERE account = 'aud'", []).unwrap();
     let (token, me) = login(&server, "aud", PASSWORD).await;
     assert_eq!(me["second_factor"], "enrol", "auditors are asked too");
-    let (_, enrolment) = api(&server, Method::POST, "/me/totp", Some(&token), None).await;
+    let (_, enrolment) = admin_api(&server, Method::POST, "/me/totp", Some(&token), None).await;
     let secret = Secret::Encoded(enrolment["secret"].as_str().unwrap().to_owned()).to_bytes().unwrap();
     let app = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, Some("Hutong".into()), "aud".into()).unwrap();
-    let (s, _) =
-        api(&server, Method::POST, "/me/totp/confirm", Some(&token), Some(json!({ "code": code(&app, 0) })))
-            .await;
+    let (s, _) = admin_api(
+        &server,
+        Method::POST,
+        "/me/totp/confirm",
+        Some(&token),
+        Some(json!({ "code": code(&app, 0) })),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let (token, _) = login(&server, "aud", PASSWORD).await;
     let wrong = if code(&app, 1) == "999999" || code(&app, 0) == "999999" { "999998" } else { "999999" };
     let mut statuses = Vec::new();
     for _ in 0..server.config.login_failures_per_account_and_address + 1 {
-        let (_, b) =
-            api(&server, Method::POST, "/login/second-factor", Some(&token), Some(json!({ "code": wrong })))
-                .await;
+        let (_, b) = admin_api(
+            &server,
+            Method::POST,
+            "/login/second-factor",
+            Some(&token),
+            Some(json!({ "code": wrong })),
+        )
+        .await;
         statuses.push(b["code"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(statuses.last().map(String::as_str), Some("RATE_LIMITED"), "{statuses:?}");
