@@ -17,7 +17,7 @@ apt_install() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 }
-apt_install xvfb xauth x11-utils xclip xdotool python3-dbus python3-gi libglib2.0-bin dbus dbus-x11 webkit2gtk-driver dunst fonts-noto-cjk
+apt_install xvfb xauth x11-utils xclip xdotool python3-dbus python3-gi gir1.2-gtk-3.0 libglib2.0-bin dbus dbus-x11 webkit2gtk-driver dunst fonts-noto-cjk
 
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v tauri-driver >/dev/null 2>&1; then

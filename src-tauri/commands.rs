@@ -8,7 +8,7 @@ use std::time::Duration;
 use hutong_client::{
     Client, ClientOptions, Credential, Profile, SendOptions, ServerAddr, TransferDirection, TransferState,
 };
-use tauri::{AppHandle, Manager as _, State};
+use tauri::{AppHandle, State};
 
 use crate::state::{lock, AppState, Session, DEVICE};
 use crate::views::*;
@@ -488,7 +488,11 @@ fn keeps_download_dir(before: &Settings, after: &Settings) -> CmdResult<()> {
 /// folder. The new settings, or null when the person cancelled.
 #[tauri::command]
 pub async fn pick_download_dir(app: AppHandle, state: State<'_, AppState>) -> CmdResult<Option<Settings>> {
-    let Some(picked) = pick(&app, true, true).await else { return Ok(None) };
+    let zh = state.settings().chinese(&state.system_locale);
+    let title = if zh { "选择下载文件夹" } else { "Choose the download folder" };
+    let Some(picked) = pick(&app, title, zh, true, true, Some(state.download_dir())).await else {
+        return Ok(None);
+    };
     let Some(dir) = picked.into_iter().next() else { return Ok(None) };
     let mut settings = state.settings();
     settings.download_dir = dir.to_string_lossy().into_owned();
@@ -685,7 +689,6 @@ pub async fn open_path(app: AppHandle, state: State<'_, AppState>, path: String)
 /// Asks in a native dialog (the web view cannot answer it) whether to open
 /// a file that runs when opened. Cancel is the default answer.
 async fn confirm_run(app: &AppHandle, state: &AppState, path: &Path) -> bool {
-    use tauri_plugin_dialog::{DialogExt as _, MessageDialogButtons, MessageDialogKind};
     let zh = state.settings().chinese(&state.system_locale);
     let name = crate::views::isolate(&path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
     let (title, text, open, cancel) = if zh {
@@ -703,13 +706,25 @@ async fn confirm_run(app: &AppHandle, state: &AppState, path: &Path) -> bool {
             "Cancel",
         )
     };
+    ask(app, title, &text, open, cancel).await
+}
+
+#[cfg(target_os = "linux")]
+async fn ask(app: &AppHandle, title: &str, text: &str, proceed: &str, cancel: &str) -> bool {
+    crate::linux_dialogs::confirm(app, title, text, proceed, cancel).await
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn ask(app: &AppHandle, title: &str, text: &str, proceed: &str, cancel: &str) -> bool {
+    use tauri::Manager as _;
+    use tauri_plugin_dialog::{DialogExt as _, MessageDialogButtons, MessageDialogKind};
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut dialog = app
         .dialog()
         .message(text)
         .title(title)
         .kind(MessageDialogKind::Warning)
-        .buttons(MessageDialogButtons::OkCancelCustom(open.into(), cancel.into()));
+        .buttons(MessageDialogButtons::OkCancelCustom(proceed.into(), cancel.into()));
     if let Some(window) = app.get_webview_window("main") {
         dialog = dialog.parent(&window);
     }
@@ -827,17 +842,50 @@ pub async fn pick_paths(
     folders: bool,
     single: bool,
 ) -> CmdResult<Option<Vec<String>>> {
-    let picked = pick(&app, folders, single).await;
+    let zh = state.settings().chinese(&state.system_locale);
+    let title = match (zh, folders) {
+        (true, false) => "选择要发送的文件",
+        (true, true) => "选择要发送的文件夹",
+        (false, false) => "Choose files to send",
+        (false, true) => "Choose folders to send",
+    };
+    let picked = pick(&app, title, zh, folders, single, None).await;
     if let Some(paths) = &picked {
         state.grants.grant(paths.iter().cloned());
     }
     Ok(picked.map(|ps| ps.into_iter().map(|p| p.to_string_lossy().into_owned()).collect()))
 }
 
-async fn pick(app: &AppHandle, folders: bool, single: bool) -> Option<Vec<PathBuf>> {
+/// The native chooser titled `title` (in the person's language, `zh`; it
+/// names what the choice is for), opening in `start` if given.
+#[cfg(target_os = "linux")]
+async fn pick(
+    app: &AppHandle,
+    title: &str,
+    zh: bool,
+    folders: bool,
+    single: bool,
+    start: Option<PathBuf>,
+) -> Option<Vec<PathBuf>> {
+    crate::linux_dialogs::pick(app, title, zh, folders, single, start).await
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn pick(
+    app: &AppHandle,
+    title: &str,
+    _zh: bool,
+    folders: bool,
+    single: bool,
+    start: Option<PathBuf>,
+) -> Option<Vec<PathBuf>> {
+    use tauri::Manager as _;
     use tauri_plugin_dialog::DialogExt as _;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut dialog = app.dialog().file();
+    let mut dialog = app.dialog().file().set_title(title);
+    if let Some(start) = start {
+        dialog = dialog.set_directory(start);
+    }
     if let Some(window) = app.get_webview_window("main") {
         dialog = dialog.set_parent(&window);
     }

@@ -12,6 +12,8 @@ mod commands;
 mod desktop;
 mod events;
 mod grants;
+#[cfg(target_os = "linux")]
+mod linux_dialogs;
 mod state;
 mod views;
 

@@ -1,28 +1,28 @@
 // Files and folders in the desktop app, end to end: the real app binary
 // (tauri-driver under Xvfb), the real TLS server and a colleague on the CLI.
 //
-//  1. A folder with nested directories and Chinese names is dropped on the
-//     open chat; the upload finishes in the UI; the CLI fetches the folder
-//     (`hutong fetch`) and every file's hash equals the source's.
+//  1. A folder with nested directories and Chinese names is dragged from a
+//     file manager (a real XDND drag: drag-source.py offers it, the X pointer
+//     carries it onto the app's window) and dropped on the open chat; the
+//     upload finishes in the UI; the CLI fetches the folder (`hutong fetch`)
+//     and every file's hash equals the source's. The same path named by the
+//     page before the drop is refused by the shell.
 //  2. The CLI sends a file and an image (`hutong send-file`); the app shows
 //     them (the image with its thumbnail); Download fetches the file into the
-//     download folder chosen in the settings, hash-compared. A script sent
-//     the same way is not opened unconfirmed: the shell refuses it and the
-//     card asks (Open anyway / Cancel).
+//     download folder chosen in the native folder chooser from the settings,
+//     hash-compared (a folder the page names itself is refused). A script
+//     sent the same way is not opened unconfirmed: the shell asks in a native
+//     dialog, and Cancel leaves it unopened.
 //  3. docs/screenshots/desktop-files.png: a chat with a folder, a file and an
 //     image with its thumbnail.
-//  4. Ctrl+V in the composer with an image on the X clipboard (put there by
+//  4. A file chosen in the native file chooser (the composer's attach menu)
+//     is sent, and the CLI fetches the same bytes.
+//  5. Ctrl+V in the composer with an image on the X clipboard (put there by
 //     xclip) sends it as an image; the CLI fetches a PNG of the same pixels.
 //
-// What the drop simulates: WebDriver cannot perform a native OS drag. For a
-// native drop on the main window Tauri (tauri 2, manager/window.rs) emits the
-// event `tauri://drag-drop` with the payload `{ paths, position }` to the
-// target `AnyLabel { label: "main" }` (and `tauri://drag-enter` when the drag
-// comes in). The test makes exactly that emission from the page, through the
-// event plugin's `emit_to` command (`window.__TAURI_INTERNALS__.invoke(
-// 'plugin:event|emit_to', …)`), so the app's `onDragDropEvent` listener, the
-// overlay, `send_paths` and everything after run for real. Not exercised:
-// the OS drag session and WebKitGTK/wry turning it into that event.
+// Native windows (the drag source, GTK's file chooser and message dialog)
+// are driven with the real X pointer and keyboard (xdotool), as a person
+// would; WebDriver reaches only the web view.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -31,7 +31,21 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { crc32, deflateSync, inflateSync } from 'node:zlib';
-import { Admin, App, cli, freePort, startDriver, startServer, stopProcess, until } from './harness.mjs';
+import {
+  Admin,
+  App,
+  chooseInFileDialog,
+  cli,
+  freePort,
+  nativeDrop,
+  startDriver,
+  startServer,
+  stopProcess,
+  until,
+  windowShown,
+  windowTitled,
+  xdo,
+} from './harness.mjs';
 
 const adminPassword = 'admin-files-1';
 const scratch = mkdtempSync(join(tmpdir(), 'hutong-desktop-files-'));
@@ -143,19 +157,6 @@ function pixels(file) {
   return { width, height, rgba: out };
 }
 
-/** Emits what Tauri emits for a native drag on the main window (see the top of this file). */
-function nativeDrag(event, paths) {
-  return app.exec(
-    `window.__TAURI_INTERNALS__.invoke('plugin:event|emit_to', {
-       target: { kind: 'AnyLabel', label: 'main' },
-       event: arguments[0],
-       payload: { paths: arguments[1], position: { x: 700, y: 400 } },
-     }).catch((e) => { window.__dropError = String(e); });`,
-    event,
-    paths,
-  );
-}
-
 /** The state of the file message whose name is `name`: its seq and its transfer's state. */
 function fileMessage(name) {
   return app.exec(
@@ -225,7 +226,7 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 }, { timeout: 60_000 });
 
-test('a dropped folder with nested Chinese names reaches the CLI byte for byte', { timeout: 300_000 }, async () => {
+test('a folder with nested Chinese names dragged from a file manager and dropped reaches the CLI byte for byte', { timeout: 300_000 }, async () => {
   const source = join(scratch, 'source', '项目资料');
   const files = {
     '说明.txt': Buffer.from('胡同：企业自己的即时通讯。\n'),
@@ -240,10 +241,17 @@ test('a dropped folder with nested Chinese names reaches the CLI byte for byte',
   }
   mkdirSync(join(source, '空目录'), { recursive: true });
 
-  await nativeDrag('tauri://drag-enter', [source]);
-  await app.waitFor('#drop-overlay');
-  assert.match(await app.text('#drop-overlay'), /松开即可发送/);
-  await nativeDrag('tauri://drag-drop', [source]);
+  // The page cannot send what the person did not give it, this path included.
+  const named = await app.exec(
+    `return window.__TAURI_INTERNALS__.invoke('send_paths', { conversationId: 1, paths: [arguments[0]] }).then(() => 'sent', (e) => e.code);`,
+    source,
+  );
+  assert.equal(named, 'FORBIDDEN');
+
+  await nativeDrop(app, [source], async () => {
+    await app.waitFor('#drop-overlay');
+    assert.match(await app.text('#drop-overlay'), /松开即可发送/);
+  });
   await until('the overlay to go', async () => (await app.exec("return !document.getElementById('drop-overlay');")));
   const sent = await until(
     'the folder upload to finish and the message to be on the server',
@@ -254,7 +262,6 @@ test('a dropped folder with nested Chinese names reaches the CLI byte for byte',
     },
     120_000,
   );
-  assert.equal(await app.exec('return window.__dropError ?? null;'), null);
   // The folder card: its file count.
   await app.waitForText('#messages .file-card .file-count', '5 个文件');
 
@@ -267,15 +274,21 @@ test('a dropped folder with nested Chinese names reaches the CLI byte for byte',
 });
 
 test('a file and an image from the CLI: the thumbnail shows, Download saves into the chosen folder', { timeout: 300_000 }, async () => {
-  // The download folder, chosen in the settings (a path with Chinese and a space).
+  // The download folder, chosen in the native folder chooser from the
+  // settings (a path with Chinese and a space).
   const downloads = join(scratch, '我的 下载');
+  mkdirSync(downloads, { recursive: true });
   await app.click('#nav-settings');
-  await app.exec(
-    `const input = document.getElementById('setting-download-dir');
-     input.value = arguments[0];
-     input.dispatchEvent(new Event('change', { bubbles: true }));`,
-    downloads,
+  // A folder the page names itself is refused (script in the page must not pick where files land).
+  const named = await app.exec(
+    `const i = window.__TAURI_INTERNALS__;
+     return i.invoke('settings').then((s) => i.invoke('save_settings', { settings: { ...s, downloadDir: arguments[0] } }))
+       .then(() => 'saved', (e) => e.code);`,
+    join(home, 'autostart'),
   );
+  assert.equal(named, 'FORBIDDEN');
+  await app.click('#choose-download-dir');
+  await chooseInFileDialog('选择下载文件夹', downloads);
   await until('the download folder saved', () => {
     try {
       return JSON.parse(readFileSync(join(home, 'settings.json'), 'utf8')).downloadDir === downloads;
@@ -283,6 +296,7 @@ test('a file and an image from the CLI: the thumbnail shows, Download saves into
       return false;
     }
   });
+  assert.equal(await app.exec("return document.getElementById('setting-download-dir').value;"), downloads);
   await app.click('#nav-chats');
   await app.exec(
     "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('李娜')).click();",
@@ -349,16 +363,34 @@ test('a file and an image from the CLI: the thumbnail shows, Download saves into
     );
   await onCard("card.querySelector('button.download').click();");
   await until('the script downloaded', async () => (await fileMessage('部署.sh'))?.transfer === 'done', 120_000);
-  const unconfirmed = await app.exec(
-    `return window.__TAURI_INTERNALS__.invoke('open_path', { path: arguments[0] }).then(() => 'opened', (e) => e.code);`,
+  // Open asks in a native dialog (the page cannot answer it for the person); Cancel leaves it unopened.
+  const opened = app.exec(
+    `return window.__TAURI_INTERNALS__.invoke('open_path', { path: arguments[0] }).then((o) => o, (e) => e.code);`,
     join(downloads, '部署.sh'),
   );
-  assert.equal(unconfirmed, 'RUNS_WHEN_OPENED');
-  await onCard("card.querySelector('button.open').click();");
-  const warning = await until('the warning', () => onCard("return card.querySelector('.runs-warning')?.textContent ?? null;"));
-  assert.match(warning, /“部署\.sh”是程序、脚本或安装包/);
-  await onCard("card.querySelector('.dont-open').click();");
-  await until('the warning gone', async () => (await onCard("return !card.querySelector('.runs-warning');")) === true);
+  const dialog = await windowTitled('打开程序？');
+  await xdo('windowfocus', '--sync', dialog);
+  await xdo('key', 'Escape');
+  assert.equal(await opened, false, 'the script was not opened');
+  await until('the dialog to close', async () => !(await windowShown('打开程序？')));
+});
+
+test('a file chosen in the native file chooser from the composer is sent', { timeout: 180_000 }, async () => {
+  mkdirSync(join(scratch, 'outbound'), { recursive: true });
+  const report = join(scratch, 'outbound', '季度报告 Q3.txt');
+  writeFileSync(report, '第三季度：收入增长。\n');
+  await app.click('#attach-button');
+  await app.click('#attach-files');
+  await chooseInFileDialog('选择要发送的文件', report);
+  const sent = await until('the chosen file on the server', async () => {
+    const m = await fileMessage('季度报告 Q3.txt');
+    if (m?.error) throw new Error(`upload failed: ${m.error}`);
+    return m && m.seq > 0 && m.state === 'sent' ? m : null;
+  }, 60_000);
+  const dest = join(scratch, 'lina-report');
+  mkdirSync(dest, { recursive: true });
+  const out = fetched(await lina(['fetch', 'zhangwei', String(sent.seq), '--to', dest]));
+  assert.equal(sha256(out.path), sha256(report));
 });
 
 test('Ctrl+V of an image in the composer sends it; text pastes stay text', { timeout: 180_000 }, async () => {

@@ -339,3 +339,101 @@ export function watchNotifications() {
   });
   return { child, seen };
 }
+
+/** Runs xdotool (the real X pointer and keyboard, through XTEST) and returns what it printed. */
+export async function xdo(...args) {
+  // A UTF-8 locale that every system has: window titles and typed text are Chinese.
+  const env = { ...process.env, LC_ALL: 'C.UTF-8' };
+  const { stdout } = await run('xdotool', args, { timeout: 30_000, env });
+  return stdout.trim();
+}
+
+/**
+ * Every top-level window on the display with its title (as UTF-8, read by
+ * xwininfo: xdotool's own name search goes through Xlib's locale support,
+ * which does not match Chinese titles here).
+ */
+async function windows() {
+  const { stdout } = await run('xwininfo', ['-root', '-tree'], { env: { ...process.env, LC_ALL: 'C.UTF-8' } });
+  return [...stdout.matchAll(/^\s+(0x[0-9a-f]+) "(.*)": \(/gm)].map((m) => ({ id: m[1], title: m[2] }));
+}
+
+/** The id of the window whose title is exactly `title`, once there is one. */
+export function windowTitled(title, timeoutMs = 20_000) {
+  return until(`a window titled ${title}`, async () => (await windows()).find((w) => w.title === title)?.id, timeoutMs).catch(
+    async (e) => {
+      // Name what is on screen instead: the failure then says what came up.
+      const titles = (await windows().catch(() => [])).map((w) => w.title);
+      throw new Error(`${e.message} (windows: ${JSON.stringify(titles)})`);
+    },
+  );
+}
+
+/** Whether a window titled `title` exists now. */
+export async function windowShown(title) {
+  return (await windows()).some((w) => w.title === title);
+}
+
+/**
+ * Answers the native (GTK) file or folder chooser titled `title` as a person
+ * would: focus it, open its location field (Ctrl+L), type `path`, Enter.
+ * Typing Chinese makes xdotool remap keys, which the chooser can misread
+ * under load; a chooser that did not take the path (still open) gets it
+ * typed again. What it chose is checked by the caller (the path that arrives).
+ */
+export async function chooseInFileDialog(title, path) {
+  const id = await windowTitled(title);
+  for (let attempt = 1; ; attempt++) {
+    await xdo('windowfocus', '--sync', id);
+    await xdo('key', '--clearmodifiers', 'ctrl+l');
+    await xdo('key', '--clearmodifiers', 'ctrl+a', 'BackSpace');
+    await xdo('type', '--delay', '40', path);
+    await xdo('key', 'Return');
+    try {
+      await until(`the ${title} dialog to close`, async () => !(await windowShown(title)), 5_000);
+      return;
+    } catch (e) {
+      if (attempt < 3) continue;
+      const shot = join(tmpdir(), 'hutong-dialog-failed.png');
+      await run('/usr/bin/python3', [join(import.meta.dirname, 'screen-shot.py'), shot]).catch(() => {});
+      throw new Error(`${e.message} (the screen: ${shot})`);
+    }
+  }
+}
+
+/**
+ * A native drag of `paths` onto the app's window, as from a file manager:
+ * drag-source.py offers them over XDND in a small window beside the app,
+ * and the real pointer presses there, moves onto the app's window (its
+ * centre, from WebDriver) in steps, runs `whileOver` (if given) while the
+ * drag hovers there, and releases. Resolves when the drag source saw the
+ * drag end.
+ */
+export async function nativeDrop(app, paths, whileOver) {
+  const rect = await app.cmd('GET', '/window/rect');
+  const source = spawn('/usr/bin/python3', [join(import.meta.dirname, 'drag-source.py'), '1450', '20', ...paths], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: source.stdout });
+  const seen = [];
+  lines.on('line', (l) => seen.push(l));
+  try {
+    await until('the drag source window', () => seen.includes('ready'));
+    const [toX, toY] = [Math.round(rect.x + rect.width / 2), Math.round(rect.y + rect.height / 2)];
+    // Press inside the source, cross the drag threshold, then travel onto the
+    // app in steps: one xdotool call each, so every step is its own motion
+    // event that GTK (the source) and the web view (the target) answer.
+    await xdo('mousemove', '1500', '60', 'mousedown', '1');
+    const path = [[1490, 70], [1470, 90]];
+    for (let i = 1; i <= 10; i++) {
+      path.push([Math.round(1470 + ((toX - 1470) * i) / 10), Math.round(90 + ((toY - 90) * i) / 10)]);
+    }
+    path.push([toX + 2, toY + 2]);
+    for (const [x, y] of path) await xdo('mousemove', String(x), String(y));
+    if (whileOver) await whileOver();
+    await xdo('mouseup', '1');
+    await until('the drag to end', () => seen.includes('drag-end'), 20_000);
+  } finally {
+    await stopProcess(source);
+  }
+}

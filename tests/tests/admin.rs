@@ -74,18 +74,54 @@ const PUBLIC: [(&str, &str); 2] = [("POST", "/login"), ("GET", "/openapi.json")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_matrix_over_every_registered_route() {
     let server = TestServer::start().await;
-    server.add_users(&["staff1", "agent1", "auditor1", "admin2"]);
+    server.add_users(&["staff1", "agent1", "auditor1", "admin2", "disabled1", "deleted1", "expired1"]);
     set_roles(&server, "agent1", "agent");
     set_roles(&server, "auditor1", "auditor");
-    set_roles(&server, "admin2", "admin");
+    for admin in ["admin2", "disabled1", "deleted1", "expired1"] {
+        set_roles(&server, admin, "admin");
+    }
     let api = Api::new(&server);
-    let roles = ["anonymous", "staff", "agent", "auditor", "admin"];
+    // Callers whose token gives no rights, every one answered 401 like
+    // nobody: administrators disabled, deleted, or whose console session
+    // went unused past its lifetime after they signed in, and a desktop or
+    // CLI token (a client session, not a console one).
+    let refused = ["disabled", "deleted", "expired", "client"];
+    let roles =
+        ["anonymous", "staff", "agent", "auditor", "admin", "disabled", "deleted", "expired", "client"];
     let mut tokens = BTreeMap::new();
-    for (role, account) in
-        [("staff", "staff1"), ("agent", "agent1"), ("auditor", "auditor1"), ("admin", "admin2")]
-    {
+    for (role, account) in [
+        ("staff", "staff1"),
+        ("agent", "agent1"),
+        ("auditor", "auditor1"),
+        ("admin", "admin2"),
+        ("disabled", "disabled1"),
+        ("deleted", "deleted1"),
+        ("expired", "expired1"),
+    ] {
         tokens.insert(role, api.login(account, PASSWORD).await);
     }
+    let mut native = RawConn::connect(server.tcp).await;
+    native.hello().await;
+    match native.login("admin2", PASSWORD).await.payload {
+        Some(hutong_protocol::Payload::LoginOk(ok)) => tokens.insert("client", ok.token),
+        other => panic!("native login: {other:?}"),
+    };
+    let db = server.db();
+    db.execute("UPDATE users SET disabled = 1 WHERE account = 'disabled1'", []).unwrap();
+    db.execute("UPDATE users SET disabled = 1, deleted = 1 WHERE account = 'deleted1'", []).unwrap();
+    db.execute(
+        "UPDATE sessions SET last_seen_at = 0 WHERE user_id = (SELECT id FROM users WHERE account = 'expired1')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    // The expired session says so the first time it is used.
+    let (status, answer) = api.call(Method::GET, "/me", Some(&tokens["expired"]), None).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("SESSION_EXPIRED")),
+        "{answer}"
+    );
     // The routes as the router registers them, not as the document says: a
     // route someone forgot to document (or to guard) cannot hide.
     let registered: Vec<(String, String)> = hutong_server::admin::routes()
@@ -133,6 +169,7 @@ async fn authorization_matrix_over_every_registered_route() {
         for role in roles {
             let allowed = match role {
                 "anonymous" => false,
+                r if refused.contains(&r) => false,
                 "staff" | "agent" => everyone,
                 "auditor" => everyone || auditor_only || both,
                 _ => everyone || both || !auditor_only,
@@ -140,6 +177,7 @@ async fn authorization_matrix_over_every_registered_route() {
             // Logging out ends the session: use a throwaway one.
             let token = match (role, path.as_str()) {
                 ("anonymous", _) => None,
+                (r, _) if refused.contains(&r) => Some(tokens[r].clone()),
                 (r, "/logout") => {
                     let account = match r {
                         "staff" => "staff1",
@@ -154,8 +192,8 @@ async fn authorization_matrix_over_every_registered_route() {
             let body = matches!(method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
             let (status, answer) = api.call(method.clone(), &concrete, token.as_deref(), body).await;
             let got = !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-            if role == "anonymous" && status != StatusCode::UNAUTHORIZED {
-                failures.push(format!("{method} {path} as anonymous: {status} (expected 401)"));
+            if (role == "anonymous" || refused.contains(&role)) && status != StatusCode::UNAUTHORIZED {
+                failures.push(format!("{method} {path} as {role}: {status} (expected 401)"));
             } else if got != allowed {
                 failures.push(format!("{method} {path} as {role}: {status} {answer}"));
             }

@@ -8,8 +8,8 @@
 //! owner; a directory administrator and an auditor (neither a member: roles
 //! of the directory give no rights inside conversations); a disabled and a
 //! deleted person (their tokens from before no longer log in, so they are
-//! answered as nobody). A caller with an expired token belongs here too once
-//! tokens expire (`ErrorCode::SessionExpired`): see `Caller::ExpiredToken`.
+//! answered as nobody); a person whose session token went unused past its
+//! lifetime (its login is answered `SESSION_EXPIRED`, then as nobody).
 
 use std::collections::BTreeSet;
 
@@ -28,14 +28,12 @@ enum Caller {
     Auditor,
     Disabled,
     Deleted,
-    /// Slot for a session token past its lifetime: once tokens expire, its
-    /// login must fail with `SESSION_EXPIRED` and every request be answered
-    /// as for `Anonymous`. Not run until the server has expiring tokens.
-    #[allow(dead_code)]
+    /// A session token past its lifetime: its login fails with
+    /// `SESSION_EXPIRED` and every request is answered as for `Anonymous`.
     ExpiredToken,
 }
 
-const RUN: [Caller; 8] = [
+const RUN: [Caller; 9] = [
     Caller::Anonymous,
     Caller::Staff,
     Caller::Member,
@@ -44,6 +42,7 @@ const RUN: [Caller; 8] = [
     Caller::Auditor,
     Caller::Disabled,
     Caller::Deleted,
+    Caller::ExpiredToken,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,8 +352,8 @@ fn every_payload_has_a_sample() {
     assert_eq!(samples(&f).len(), COUNT, "one sample per payload");
 }
 
-const ACCOUNTS: [&str; 8] =
-    ["owner", "member", "staff", "director", "auditor", "extra", "disabled", "deleted"];
+const ACCOUNTS: [&str; 9] =
+    ["owner", "member", "staff", "director", "auditor", "extra", "disabled", "deleted", "expired"];
 
 /// A server with the fixture: a group of owner and member holding a text
 /// and a file message; roles, and the disabled and deleted people's tokens
@@ -419,6 +418,12 @@ async fn fixture() -> (TestServer, Fixture, Vec<(String, String)>) {
     assert!(matches!(owner.call(15, Payload::SendMessage(msg)).await, Payload::SendAck(_)));
     db.execute("UPDATE users SET disabled = 1 WHERE account = 'disabled'", []).unwrap();
     db.execute("UPDATE users SET disabled = 1, deleted = 1 WHERE account = 'deleted'", []).unwrap();
+    // Unused since the epoch: far past any session lifetime.
+    db.execute(
+        "UPDATE sessions SET last_seen_at = 0 WHERE user_id = (SELECT id FROM users WHERE account = 'expired')",
+        [],
+    )
+    .unwrap();
     let fixture = Fixture {
         group: g.id,
         text_seq: ack.seq,
@@ -439,7 +444,7 @@ fn outcome_of(p: &Payload) -> Outcome {
 /// one that works), on `lane`.
 async fn connection(server: &TestServer, caller: Caller, tokens: &[(String, String)], lane: Lane) -> RawConn {
     let account = match caller {
-        Caller::Anonymous | Caller::ExpiredToken => None,
+        Caller::Anonymous => None,
         Caller::Staff => Some("staff"),
         Caller::Member => Some("member"),
         Caller::Owner => Some("owner"),
@@ -447,6 +452,7 @@ async fn connection(server: &TestServer, caller: Caller, tokens: &[(String, Stri
         Caller::Auditor => Some("auditor"),
         Caller::Disabled => Some("disabled"),
         Caller::Deleted => Some("deleted"),
+        Caller::ExpiredToken => Some("expired"),
     };
     let mut c = match lane {
         Lane::Chat => RawConn::connect(server.tcp).await,
@@ -456,7 +462,7 @@ async fn connection(server: &TestServer, caller: Caller, tokens: &[(String, Stri
     if let Some(account) = account {
         let token = &tokens.iter().find(|(n, _)| n == account).unwrap().1;
         let answer = c.login_token(account, token, "raw", lane == Lane::Bulk).await;
-        let works = matches!(caller, Caller::Disabled | Caller::Deleted);
+        let works = matches!(caller, Caller::Disabled | Caller::Deleted | Caller::ExpiredToken);
         assert_eq!(matches!(answer, Payload::LoginOk(_)), !works, "{caller:?}'s token login: {answer:?}");
     }
     c
@@ -468,6 +474,16 @@ async fn every_request_type_for_every_kind_of_caller() {
     let mut checked = 0;
     for caller in RUN {
         let (server, f, tokens) = fixture().await;
+        if caller == Caller::ExpiredToken {
+            // The first use of the expired token says so (and ends its session).
+            let mut c = RawConn::connect(server.tcp).await;
+            c.hello().await;
+            let token = &tokens.iter().find(|(n, _)| n == "expired").unwrap().1;
+            match c.login_token("expired", token, "raw", false).await {
+                Payload::Error(e) => assert_eq!(e.code, ErrorCode::SessionExpired as i32, "{e:?}"),
+                other => panic!("an expired token logged in: {other:?}"),
+            }
+        }
         for (i, p) in samples(&f).into_iter().enumerate() {
             let (want, lane) = expected(caller, &p);
             let mut c = connection(&server, caller, &tokens, lane).await;
