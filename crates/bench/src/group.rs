@@ -207,6 +207,7 @@ async fn one_run(args: &GroupArgs, bin: &Path, ticks: u64) -> anyhow::Result<Run
             break;
         }
         let mut child = Command::new(&exe)
+            .args(crate::wire::tls().then_some("--tls"))
             .arg("group-worker")
             .args(["--addr", &server.addr.to_string()])
             .arg("--tokens")

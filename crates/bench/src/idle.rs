@@ -314,6 +314,7 @@ fn spawn_workers(
         // Each worker its own source address keeps ephemeral ports plentiful.
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + w as u8));
         let mut child = Command::new(&exe)
+            .args(crate::wire::tls().then_some("--tls"))
             .arg("idle-worker")
             .args(["--addr", &addr.to_string()])
             .arg("--tokens")

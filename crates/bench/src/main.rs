@@ -29,6 +29,10 @@ struct Cli {
     /// server, so every thread given to it is taken from the server.
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
+    /// Start servers with TLS on (as shipped) and speak TLS to them; without
+    /// it the servers run `--no-tls` (the foundation's figures were taken so).
+    #[arg(long, global = true)]
+    tls: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +59,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.tls {
+        if let Err(e) = wire::use_tls() {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let runtime =
         if cli.threads <= 1 || matches!(cli.command, Command::IdleWorker(_) | Command::GroupWorker(_)) {
             // Workers only hold sockets; one thread each keeps them off the server's cores.

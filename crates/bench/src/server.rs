@@ -107,7 +107,11 @@ impl ServerProcess {
         let log = data_dir.join("server.log");
         let log_file = std::fs::File::create(&log)?;
         let mut cmd = server_command(bin, data_dir);
-        cmd.args(["serve", "--no-tls", "--tcp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        cmd.arg("serve");
+        if !crate::wire::tls() {
+            cmd.arg("--no-tls");
+        }
+        cmd.args(["--tcp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .env("HUTONG_ADMIN_PASSWORD", PASSWORD)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -131,11 +135,18 @@ impl ServerProcess {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("listening tcp://") {
+                    // `listening tcp://A ws://H/ws`, or with TLS `listening tls://A wss://H/ws`.
+                    if let Some(rest) = line
+                        .strip_prefix("listening tcp://")
+                        .or_else(|| line.strip_prefix("listening tls://"))
+                    {
                         let mut parts = rest.split_whitespace();
                         let tcp = parts.next().unwrap_or_default();
                         let ws = parts.next().unwrap_or_default();
-                        let http = ws.trim_start_matches("ws://").trim_end_matches("/ws");
+                        let http = ws
+                            .trim_start_matches("wss://")
+                            .trim_start_matches("ws://")
+                            .trim_end_matches("/ws");
                         break (
                             tcp.parse::<SocketAddr>().with_context(|| format!("parsing {line:?}"))?,
                             http.parse::<SocketAddr>().with_context(|| format!("parsing {line:?}"))?,

@@ -11,6 +11,11 @@ use anyhow::{bail, Context as _};
 use futures::{SinkExt as _, StreamExt as _};
 use hutong_protocol::v1::{self, login::Secret};
 use hutong_protocol::{decode_envelope, encode_envelope, Envelope, FrameCodec, Payload};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 
@@ -22,9 +27,68 @@ pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// password login per account is enough for any number of connections.
 pub const DEVICE: &str = "bench";
 
+/// TLS for every bench connection, when the bench was asked for it
+/// (`--tls`): set once at start, before any connection.
+static TLS: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+
+/// Makes every later connection (and every server the bench starts) use TLS,
+/// accepting the certificate the server presents (its own, made at start).
+pub fn use_tls() -> anyhow::Result<()> {
+    let (config, _) = hutong_client::transport::pinning_tls_config(None)?;
+    let _ = TLS.set(tokio_rustls::TlsConnector::from(config));
+    Ok(())
+}
+
+/// Whether the bench speaks TLS.
+pub fn tls() -> bool {
+    TLS.get().is_some()
+}
+
+/// A bench connection's byte stream: plain TCP, or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One open connection and the numbering of its requests.
 pub struct Conn {
-    pub framed: Framed<TcpStream, FrameCodec>,
+    pub framed: Framed<Stream, FrameCodec>,
     next_id: u64,
 }
 
@@ -39,6 +103,13 @@ impl Conn {
         let stream = socket.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         // Latency is the point of the exercise: never let Nagle hold a frame back.
         stream.set_nodelay(true)?;
+        let stream = match TLS.get() {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from("hutong").expect("a valid name");
+                Stream::Tls(Box::new(tls.connect(name, stream).await.context("the TLS handshake")?))
+            }
+            None => Stream::Plain(stream),
+        };
         // A small first read buffer keeps thousands of idle bench connections cheap.
         Ok(Conn { framed: Framed::with_capacity(stream, FrameCodec::default(), 512), next_id: 1 })
     }

@@ -241,6 +241,29 @@ async fn connect_with(
     }
 }
 
+/// The TLS client configuration that accepts exactly the certificate whose
+/// fingerprint is `pinned` (any certificate when `None`), and where the
+/// fingerprint the server presented is written once a handshake saw it.
+#[allow(clippy::type_complexity)]
+pub fn pinning_tls_config(
+    pinned: Option<&str>,
+) -> Result<(Arc<rustls::ClientConfig>, Arc<Mutex<Option<String>>>), ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = Arc::new(Mutex::new(None));
+    let verifier = PinningVerifier {
+        expected: pinned.map(str::to_owned),
+        seen: seen.clone(),
+        provider: provider.clone(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok((Arc::new(config), seen))
+}
+
 /// Connects to `host:port` and completes TLS, accepting only the pinned
 /// certificate (any certificate when nothing is pinned yet); returns the
 /// stream and the fingerprint the server presented.
@@ -257,22 +280,10 @@ async fn tls_connect(
         .map_err(timeout)?
         .map_err(|e| ClientError::Transport(format!("cannot reach {addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let seen = Arc::new(Mutex::new(None));
-    let verifier = PinningVerifier {
-        expected: pinned.map(str::to_owned),
-        seen: seen.clone(),
-        provider: provider.clone(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Transport(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+    let (config, seen) = pinning_tls_config(pinned)?;
     let name = ServerName::try_from(host.to_owned())
         .unwrap_or_else(|_| ServerName::try_from("hutong").expect("valid name"));
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(config);
     let result =
         tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await.map_err(timeout)?;
     let actual = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -31,11 +31,8 @@ impl AuditKey {
             use rand::RngCore as _;
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(&path)?, hex::encode(key).as_bytes())?;
+            // Another process may be making it at this moment: one key wins, whole.
+            crate::util::create_private_once(&path, hex::encode(key).as_bytes())?;
         }
         let key = hex::decode(std::fs::read_to_string(&path)?.trim())?;
         Ok(AuditKey { key, head_path: data_dir.join("audit.head") })
@@ -398,6 +395,34 @@ mod tests {
         let conn = crate::storage::open_connection(&db).unwrap();
         let key = AuditKey::load_or_create(dir.path()).unwrap();
         (dir, conn, key)
+    }
+
+    /// Processes started at once on a new data directory (the server and
+    /// `user add`, or several `user add`s) all get the same whole key.
+    #[test]
+    fn a_key_made_by_many_at_once_is_one_whole_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            AuditKey::load_or_create(dir.path()).map(|k| k.key)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap().expect("no process fails")).collect()
+            });
+            assert_eq!(keys[0].len(), 32);
+            assert!(keys.iter().all(|k| *k == keys[0]), "every process has the same key");
+            let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(leftovers, ["audit.key"], "no temporary file is left");
+        }
     }
 
     fn write(conn: &Connection, key: &AuditKey, n: usize) {

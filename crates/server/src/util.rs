@@ -24,6 +24,35 @@ pub fn pinyin_keys(name: &str) -> (String, String) {
 /// tab and carriage return, hide what follows them).
 const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 
+/// Creates `path` holding `bytes`, readable by the owner only, unless it
+/// exists; never leaves it half-written. Several processes may start on a
+/// new data directory at once (the server and `hutong-server user add`, or
+/// two of those): each writes its own temporary file and links it into
+/// place, which succeeds for one of them; the others keep what that one
+/// wrote. A reader therefore sees either no file or a whole one.
+pub fn create_private_once(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp-{}-{:x}", std::process::id(), rand::random::<u64>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&tmp);
+    linked
+}
+
 /// A cell for every CSV the server writes: text starting like a formula
 /// gets a leading `'`, so a spreadsheet shows it instead of running it (a
 /// display name `=HYPERLINK(...)` stays text). The one place this is
