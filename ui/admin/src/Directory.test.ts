@@ -100,7 +100,7 @@ describe('Directory', () => {
     expect(del.disabled).toBe(false);
     click(del);
     flushSync();
-    expect(document.querySelector('[data-testid=dialog]')?.textContent).toContain('确定删除部门“前端组”？');
+    expect(document.querySelector('[data-testid=dialog]')?.textContent).toContain('确定删除部门“\u2068前端组\u2069”？');
     // Cancelling sends nothing.
     click([...document.querySelectorAll('[data-testid=dialog] button')].find((b) => b.textContent === '取消') ?? null);
     flushSync();

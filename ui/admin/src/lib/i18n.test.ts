@@ -5,9 +5,18 @@ import { ApiError } from './api';
 
 describe('i18n', () => {
   it('translates with parameters in both languages', () => {
-    expect(translate('zh', 'dir.confirmDelete', { name: '研发部' })).toBe('确定删除部门“研发部”？此操作不可撤销。');
-    expect(translate('en', 'dir.confirmDelete', { name: 'R&D' })).toBe('Delete the department “R&D”? This cannot be undone.');
+    expect(translate('zh', 'dir.confirmDelete', { name: '研发部' })).toBe('确定删除部门“\u2068研发部\u2069”？此操作不可撤销。');
+    expect(translate('en', 'dir.confirmDelete', { name: 'R&D' })).toBe('Delete the department “\u2068R&D\u2069”? This cannot be undone.');
     expect(translate('en', 'people.total', {})).toBe('{n} people');
+  });
+
+  it('isolates text parameters, so a right-to-left override in a name stays inside it', () => {
+    const name = 'invoice\u202Efdp.exe';
+    const sentence = translate('en', 'dir.confirmDelete', { name });
+    expect(sentence).toContain(`\u2068${name}\u2069`);
+    // The override is closed by the PDI before the rest of the sentence.
+    expect(sentence.indexOf('\u2069')).toBeLessThan(sentence.indexOf('This cannot be undone'));
+    expect(translate('en', 'people.total', { n: 3 })).toBe('3 people');
   });
 
   it('follows the browser language', () => {

@@ -505,8 +505,17 @@ const en: Record<Key, string> = {
 
 const tables: Record<Lang, Record<Key, string>> = { zh, en };
 
+/**
+ * The sentence for `key` with its parameters. Text parameters (names,
+ * accounts, departments: untrusted) are bidi-isolated (FSI … PDI), so a
+ * right-to-left override inside one cannot reorder the rest of the sentence.
+ */
 export function translate(lang: Lang, key: Key, params: Record<string, string | number> = {}): string {
-  return tables[lang][key].replace(/\{(\w+)\}/g, (_, name: string) => String(params[name] ?? `{${name}}`));
+  return tables[lang][key].replace(/\{(\w+)\}/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) return `{${name}}`;
+    return typeof value === 'string' ? `\u2068${value}\u2069` : String(value);
+  });
 }
 
 /** zh for any Chinese browser language, otherwise en; zh when the browser says nothing. */
