@@ -129,10 +129,12 @@ fn index(p: &Payload) -> usize {
         Payload::ChunkData(_) => 47,
         Payload::ProveChunks(_) => 48,
         Payload::ChunksProven(_) => 49,
+        Payload::GetReadList(_) => 50,
+        Payload::ReadList(_) => 51,
     }
 }
 
-const COUNT: usize = 50;
+const COUNT: usize = 52;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -186,6 +188,7 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         | Payload::Cursors(_)
         | Payload::Conversation(_)
         | Payload::UserList(_)
+        | Payload::ReadList(_)
         | Payload::DirectoryDelta(_)
         | Payload::UploadPlan(_)
         | Payload::ChunkStored(_)
@@ -206,6 +209,7 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::Recall(_) => owner_only,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
+        Payload::GetReadList(_) => member_only,
         Payload::UpdateCursor(_) => member_only,
         Payload::SubscribePresence(_) => anyone,
         Payload::SetPresence(_) => anyone,
@@ -290,6 +294,8 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::Conversation(v1::ConversationState::default()),
         Payload::LookupUsers(v1::LookupUsers { user_ids: vec![f.ids.owner], ..Default::default() }),
         Payload::UserList(v1::UserList::default()),
+        Payload::GetReadList(v1::GetReadList { conversation_id: g, seq: f.text_seq }),
+        Payload::ReadList(v1::ReadList::default()),
         Payload::DirectorySync(v1::DirectorySync::default()),
         Payload::DirectoryDelta(v1::DirectoryDelta::default()),
         Payload::ChangePassword(v1::ChangePassword {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hutong_client::{Event, SendOptions};
+use hutong_client::{ClientError, Event, SendOptions};
 use hutong_protocol::v1::MemberRole;
 use hutong_protocol::ErrorCode;
 use hutong_tests::*;
@@ -289,6 +289,70 @@ async fn read_cursors_reach_the_sender() {
     // Cursors survive a reconnect: a fresh device of s learns them by sync.
     let s2 = online_client(dir.path(), server.addr(), "s", "d2").await;
     until(&s2, T, "synced cursors", || read_count(&s2) == 2).await;
+    server.stop().await;
+}
+
+/// "Who has read / who has not" for a group message comes from the
+/// members' read cursors as the server has them: the sender in neither list,
+/// members who left in neither, people outside the group refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_list_names_who_has_read_and_who_has_not() {
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["s", "r1", "r2", "r3", "r4", "outsider"]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = online_client(dir.path(), server.addr(), "s", "d").await;
+    let readers = [
+        online_client(dir.path(), server.addr(), "r1", "d").await,
+        online_client(dir.path(), server.addr(), "r2", "d").await,
+        online_client(dir.path(), server.addr(), "r3", "d").await,
+        online_client(dir.path(), server.addr(), "r4", "d").await,
+    ];
+    let outsider = online_client(dir.path(), server.addr(), "outsider", "d").await;
+    let group = s.create_group("read list", &ids[1..5]).await.unwrap();
+    s.send_text(group.id, "first", SendOptions::default()).unwrap();
+    s.send_text(group.id, "second", SendOptions::default()).unwrap();
+    for r in &readers {
+        until(r, T, "the messages", || texts(r, group.id).len() == 2).await;
+    }
+    let first = readers[0].cached_messages(group.id).unwrap()[0].seq;
+    let second = first + 1;
+    let read_seq = |user: u64| -> u64 {
+        server
+            .db()
+            .query_row(
+                "SELECT read_seq FROM members WHERE conversation_id = ?1 AND user_id = ?2",
+                rusqlite::params![group.id, user],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    // r1 read both, r2 only the first; r3 and r4 nothing.
+    readers[0].mark_read(group.id, second).unwrap();
+    readers[1].mark_read(group.id, first).unwrap();
+    poll_until(T, "the read marks stored", || read_seq(ids[1]) == second && read_seq(ids[2]) == first).await;
+    let sorted = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v
+    };
+    let list = s.read_list(group.id, first).await.unwrap();
+    assert_eq!(sorted(list.read_user_ids), vec![ids[1], ids[2]]);
+    assert_eq!(sorted(list.unread_user_ids), vec![ids[3], ids[4]]);
+    // Any member may ask; the sender is never listed.
+    let list = readers[2].read_list(group.id, second).await.unwrap();
+    assert_eq!(list.read_user_ids, vec![ids[1]]);
+    assert_eq!(sorted(list.unread_user_ids), vec![ids[2], ids[3], ids[4]]);
+    // Someone who left is in neither list.
+    readers[3].leave_group(group.id).await.unwrap();
+    let list = s.read_list(group.id, second).await.unwrap();
+    assert_eq!(sorted(list.unread_user_ids), vec![ids[2], ids[3]]);
+    // Outside the group, or a message that is not there: refused.
+    let code = |r: Result<hutong_protocol::v1::ReadList, ClientError>| match r {
+        Err(ClientError::Remote { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(code(outsider.read_list(group.id, first).await), ErrorCode::Forbidden);
+    assert_eq!(code(readers[3].read_list(group.id, first).await), ErrorCode::Forbidden, "left the group");
+    assert_eq!(code(s.read_list(group.id, second + 100).await), ErrorCode::NotFound);
     server.stop().await;
 }
 

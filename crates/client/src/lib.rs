@@ -590,6 +590,15 @@ impl Client {
         }
     }
 
+    /// Who of the conversation's members has read message `seq` and who has
+    /// not (the sender in neither list), as the server knows it now.
+    pub async fn read_list(&self, conversation_id: u64, seq: u64) -> Result<v1::ReadList, ClientError> {
+        match self.call(Payload::GetReadList(v1::GetReadList { conversation_id, seq })).await? {
+            Payload::ReadList(list) => Ok(list),
+            other => Err(ClientError::Protocol(format!("expected a read list, got {other:?}"))),
+        }
+    }
+
     /// Resolves account names to user ids (and remembers them in the cache).
     pub async fn lookup(&self, accounts: &[String]) -> Result<Vec<v1::User>, ClientError> {
         let req = v1::LookupUsers { accounts: accounts.to_vec(), user_ids: Vec::new() };

@@ -408,6 +408,7 @@ fn large_answer(payload: &Payload) -> bool {
             | Payload::FetchMessages(_)
             | Payload::DirectorySync(_)
             | Payload::LookupUsers(_)
+            | Payload::GetReadList(_)
             | Payload::GetFile(_)
             | Payload::GetChunk(_)
     )

@@ -131,6 +131,15 @@ enum Command {
     Group(GroupCommand),
     /// Recall one of your messages.
     Recall { target: String, seq: u64 },
+    /// Who has read message SEQ and who has not (TARGET: an account or #ID).
+    /// Prints `read <account>` and `unread <account>` lines, or with --json
+    /// one object `{"read": [...], "unread": [...]}` of account names.
+    ReadList {
+        target: String,
+        seq: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Browse and search the company directory (from the local copy).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -817,6 +826,29 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             }
             pending.reverse();
             follow(client, events, pending, online).await
+        }
+        Command::ReadList { target, seq, json } => {
+            if !online {
+                return Err(offline(client, "cannot ask who has read a message offline"));
+            }
+            let conversation = resolve_target(client, &target, online).await?;
+            let list = client.read_list(conversation, seq).await?;
+            let ids: Vec<u64> = list.read_user_ids.iter().chain(&list.unread_user_ids).copied().collect();
+            let names = client.names(&ids).await?;
+            let name = |id: &u64| names.get(id).cloned().unwrap_or_else(|| format!("#{id}"));
+            let read: Vec<String> = list.read_user_ids.iter().map(name).collect();
+            let unread: Vec<String> = list.unread_user_ids.iter().map(name).collect();
+            if json {
+                println!("{}", serde_json::json!({ "read": read, "unread": unread }));
+            } else {
+                for r in &read {
+                    println!("read {r}");
+                }
+                for u in &unread {
+                    println!("unread {u}");
+                }
+            }
+            Ok(())
         }
         Command::Recall { target, seq } => {
             let conversation = resolve_target(client, &target, online).await?;

@@ -194,6 +194,7 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::Sync(r) => Step::Pending(sync(s.clone(), r).boxed()),
         Payload::FetchMessages(r) => Step::Pending(fetch_messages(s.clone(), r).boxed()),
         Payload::LookupUsers(r) => Step::Pending(lookup_users(s.clone(), r).boxed()),
+        Payload::GetReadList(r) => Step::Pending(read_list(s.clone(), r).boxed()),
         Payload::DirectorySync(r) => Step::Pending(directory_sync(s.clone(), r).boxed()),
         Payload::Typing(r) => Step::Pending(typing(s.clone(), r).boxed()),
         Payload::SubscribePresence(r) => Step::Pending(subscribe_presence(s.clone(), r).boxed()),
@@ -395,6 +396,12 @@ async fn fetch_messages(s: Session, r: v1::FetchMessages) -> Reply {
     let batch =
         s.shared.db.read(move |conn| super::reads::fetch_messages(conn, user, &r, FETCH_LIMIT)).await?;
     Ok(Some((Lane::Bulk, Payload::MessageBatch(batch))))
+}
+
+async fn read_list(s: Session, r: v1::GetReadList) -> Reply {
+    let user = s.user_id;
+    let list = s.shared.db.read(move |store| super::reads::read_list(store, user, &r)).await?;
+    Ok(Some((Lane::Live, Payload::ReadList(list))))
 }
 
 async fn lookup_users(s: Session, r: v1::LookupUsers) -> Reply {

@@ -31,6 +31,36 @@ pub fn fetch_messages(
     Ok(v1::MessageBatch { conversation_id: req.conversation_id, messages, last_seq: last_seq.min(ceiling) })
 }
 
+/// Who of the conversation's current members has read the message at
+/// `req.seq` and who has not, from the members' read cursors: one pass over
+/// the member rows, however large the group. The sender is in neither list.
+pub fn read_list(
+    store: &dyn Store,
+    user_id: u64,
+    req: &v1::GetReadList,
+) -> Result<v1::ReadList, ServiceError> {
+    let member = store.membership(req.conversation_id, user_id)?.filter(|m| m.active);
+    member.ok_or(ServiceError::NotMember)?;
+    let message = store
+        .messages_after(req.conversation_id, req.seq.saturating_sub(1), req.seq, 1)?
+        .into_iter()
+        .find(|m| m.seq == req.seq)
+        .ok_or(ServiceError::NotFound("message"))?;
+    let mut list = v1::ReadList { conversation_id: req.conversation_id, seq: req.seq, ..Default::default() };
+    for row in store.member_rows(req.conversation_id)? {
+        let member = row.member;
+        if !row.active || member.user_id == message.sender_id {
+            continue;
+        }
+        if member.read_seq >= req.seq {
+            list.read_user_ids.push(member.user_id);
+        } else {
+            list.unread_user_ids.push(member.user_id);
+        }
+    }
+    Ok(list)
+}
+
 /// Bytes of payload one answer may carry, well under the frame limit.
 const ANSWER_BUDGET: usize = hutong_protocol::MAX_FRAME_LEN / 2;
 
