@@ -14,6 +14,7 @@ mod flood;
 mod group;
 mod idle;
 mod procfs;
+mod readlist;
 mod report;
 mod server;
 mod stuck;
@@ -52,6 +53,8 @@ enum Command {
     Flood(flood::FloodArgs),
     /// Time to the last delivery and server CPU per message, all-online group.
     Group(group::GroupArgs),
+    /// Time to answer who has read a message in a group of 10,000.
+    ReadList(readlist::ReadListArgs),
     /// One process of the group test's members (started by `group`).
     #[command(hide = true)]
     GroupWorker(group::GroupWorkerArgs),
@@ -88,6 +91,7 @@ fn main() -> std::process::ExitCode {
             Command::Group(args) => group::run(args).await,
             Command::Flood(args) => flood::run(args).await,
             Command::GroupWorker(args) => group::worker(args).await,
+            Command::ReadList(args) => readlist::run(args).await,
         }
     });
     match result {
