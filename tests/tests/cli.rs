@@ -111,6 +111,29 @@ async fn cli_login_send_history_ls_tail_and_exit_codes() {
     let out = hutong(h, "a", &["group", "create", "项目组", "--members", "bob"]).await;
     check(&out, 0);
     assert!(stdout(&out).contains("2 member(s)"));
+    let group = stdout(&out).split_whitespace().nth(1).unwrap().to_owned();
+    assert!(group.starts_with('#'), "{}", stdout(&out));
+    let out = hutong(h, "a", &["send", &group, "请大家看一下"]).await;
+    check(&out, 0);
+    let seq = stdout(&out).trim().rsplit(' ').next().unwrap().to_owned();
+    let read_list = |h: &Path| {
+        let (group, seq) = (group.clone(), seq.clone());
+        let h = h.to_owned();
+        async move {
+            let out = hutong(&h, "a", &["read-list", &group, &seq, "--json"]).await;
+            check(&out, 0);
+            serde_json::from_str::<serde_json::Value>(stdout(&out).trim()).unwrap()
+        }
+    };
+    assert_eq!(read_list(h).await, serde_json::json!({ "read": [], "unread": ["bob"] }));
+    // bob reads it (history marks what it shows read); alice's read list says so.
+    check(&hutong(h, "b", &["history", &group]).await, 0);
+    within(std::time::Duration::from_secs(20), async {
+        while read_list(h).await != serde_json::json!({ "read": ["bob"], "unread": [] }) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     check(&hutong(h, "a", &["send", "nobody", "x"]).await, 3);
 
     // Server down: the message is queued (exit 4) and goes out with the next command.
