@@ -172,6 +172,24 @@ pub(crate) fn make_accounts(db: &Path, n: usize) -> anyhow::Result<String> {
     Ok(tokens)
 }
 
+/// The first account of `tokens` (from [`make_accounts`]) signed in, and
+/// the group it made of all `members` accounts (user ids are 1.. in the
+/// order the accounts were made; the first is its owner).
+pub(crate) async fn everyone_group(
+    addr: std::net::SocketAddr,
+    tokens: &str,
+    members: usize,
+) -> anyhow::Result<(Conn, u64)> {
+    let first = tokens.lines().next().and_then(|l| l.split_once('\t')).context("no accounts")?;
+    let (mut owner, _) = Conn::open(addr, None, first.0, Secret::Token(first.1.to_owned())).await?;
+    let member_ids: Vec<u64> = (2..=members as u64).collect();
+    let create = v1::CreateGroup { name: "everyone".into(), member_ids };
+    match owner.call(Payload::CreateGroup(create)).await? {
+        Payload::Conversation(c) => Ok((owner, c.id)),
+        other => bail!("creating the group failed: {other:?}"),
+    }
+}
+
 struct Worker {
     _child: Child,
     stdin: tokio::process::ChildStdin,
@@ -227,15 +245,7 @@ async fn one_run(args: &GroupArgs, bin: &Path, ticks: u64) -> anyhow::Result<Run
         }
         workers.push(Worker { _child: child, stdin, lines });
     }
-    let first = tokens.lines().next().and_then(|l| l.split_once('\t')).context("no accounts")?;
-    let (mut sender, _) = Conn::open(server.addr, None, first.0, Secret::Token(first.1.to_owned())).await?;
-    // The sender's tokens file lists everyone; user ids are 1.. in order.
-    let members: Vec<u64> = (2..=args.members as u64).collect();
-    let create = v1::CreateGroup { name: "everyone".into(), member_ids: members };
-    let conv = match sender.call(Payload::CreateGroup(create)).await? {
-        Payload::Conversation(c) => c.id,
-        other => bail!("creating the group failed: {other:?}"),
-    };
+    let (mut sender, conv) = everyone_group(server.addr, &tokens, args.members).await?;
     // Let the creation's pushes and reports settle before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = procfs::sample(server.pid)?;

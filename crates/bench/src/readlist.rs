@@ -9,13 +9,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
-use hutong_protocol::v1::{self, login::Secret};
+use anyhow::bail;
+use hutong_protocol::v1;
 use hutong_protocol::Payload;
 
-use crate::group::make_accounts;
+use crate::group::{everyone_group, make_accounts};
 use crate::server::{server_binary, ServerProcess};
-use crate::wire::Conn;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ReadListArgs {
@@ -42,15 +41,7 @@ pub async fn run(args: ReadListArgs) -> anyhow::Result<()> {
         let (bin, data) = (bin.clone(), dir.path().to_owned());
         tokio::task::spawn_blocking(move || ServerProcess::start(&bin, &data, &[])).await??
     };
-    let first = tokens.lines().next().and_then(|l| l.split_once('\t')).context("no accounts")?;
-    let (mut sender, _) = Conn::open(server.addr, None, first.0, Secret::Token(first.1.to_owned())).await?;
-    // User ids are 1.. in the order the accounts were made; the sender is 1.
-    let members: Vec<u64> = (2..=args.members as u64).collect();
-    let create = v1::CreateGroup { name: "everyone".into(), member_ids: members };
-    let conv = match sender.call(Payload::CreateGroup(create)).await? {
-        Payload::Conversation(c) => c.id,
-        other => bail!("creating the group failed: {other:?}"),
-    };
+    let (mut sender, conv) = everyone_group(server.addr, &tokens, args.members).await?;
     let send = v1::SendMessage {
         conversation_id: conv,
         client_msg_id: "0190dddd-0000-7000-8000-000000000001".into(),
