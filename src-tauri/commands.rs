@@ -225,7 +225,7 @@ pub async fn history(
     let client = client(&state)?;
     let page = client.history(conversation_id, before_seq, limit).await?;
     let mut names = Names::new(&client);
-    names.prefetch(page.iter().map(|m| m.sender_id)).await;
+    names.prefetch(page.iter().flat_map(people_of)).await;
     Ok(page.iter().map(|m| names.message(m)).collect())
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::desktop;
 use crate::state::{lock, AppState};
-use crate::views::{MessageView, Names, TransferView};
+use crate::views::{people_of, MessageView, Names, TransferView};
 
 pub const EVENT: &str = "hutong://event";
 const MAX_BATCH: usize = 512;
@@ -64,10 +64,10 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
     let me = client.user_id();
     let mut names = Names::new(client);
     names
-        .prefetch(batch.iter().filter_map(|e| match e {
-            Event::Message(m) => Some(m.sender_id),
-            Event::Typing { user_id, .. } => Some(*user_id),
-            _ => None,
+        .prefetch(batch.iter().flat_map(|e| match e {
+            Event::Message(m) => people_of(m),
+            Event::Typing { user_id, .. } => vec![*user_id],
+            _ => Vec::new(),
         }))
         .await;
     let mut messages: Vec<MessageView> = Vec::new();

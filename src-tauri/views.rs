@@ -189,6 +189,9 @@ pub struct MessageView {
     pub reply_to_seq: u64,
     pub recalled: bool,
     pub system: Option<String>,
+    /// For system entries: the event as data with people's names, which
+    /// the UI describes in the reader's language.
+    pub event: Option<EventView>,
     /// For a recall entry: the seq of the message it recalls.
     pub target_seq: u64,
     pub state: &'static str,
@@ -322,6 +325,38 @@ pub struct SearchResults {
     pub messages: Vec<SearchMessage>,
 }
 
+/// A person named in a system event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonRef {
+    pub id: u64,
+    pub name: String,
+}
+
+/// A group's event: kind (`group_created`, `members_added`,
+/// `member_removed`, `member_left`, `renamed`, `role_changed`), who did it,
+/// to whom, the group's name and the role given.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub kind: &'static str,
+    pub actor: PersonRef,
+    pub users: Vec<PersonRef>,
+    pub name: String,
+    pub role: &'static str,
+}
+
+/// Everyone a message names: its sender and, for a system entry, the
+/// people of its event (whose names the view needs).
+pub fn people_of(m: &CachedMessage) -> Vec<u64> {
+    let mut ids = vec![m.sender_id];
+    if let Some(e) = &m.event {
+        ids.push(e.actor_id);
+        ids.extend(&e.user_ids);
+    }
+    ids
+}
+
 /// Resolves user ids to the names people see, asking the cache once per id.
 pub struct Names<'a> {
     client: &'a Client,
@@ -374,6 +409,13 @@ impl<'a> Names<'a> {
             reply_to_seq: m.reply_to_seq,
             recalled: m.recalled,
             system: m.system.clone(),
+            event: m.event.as_ref().map(|e| EventView {
+                kind: e.kind,
+                actor: PersonRef { id: e.actor_id, name: self.get(e.actor_id) },
+                users: e.user_ids.iter().map(|&id| PersonRef { id, name: self.get(id) }).collect(),
+                name: e.name.clone(),
+                role: e.role,
+            }),
             target_seq: m.target_seq,
             state: "sent",
             error: None,
@@ -395,6 +437,7 @@ impl<'a> Names<'a> {
             reply_to_seq: e.reply_to_seq,
             recalled: false,
             system: None,
+            event: None,
             target_seq: 0,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
@@ -418,6 +461,7 @@ impl<'a> Names<'a> {
             reply_to_seq: 0,
             recalled: false,
             system: None,
+            event: None,
             target_seq: 0,
             // The transfer's own state (paused, failed) is shown by the file card.
             state: "sending",

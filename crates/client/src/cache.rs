@@ -169,9 +169,54 @@ pub struct CachedMessage {
     pub recalled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// Kind "system": the event itself, for apps that describe it in the
+    /// reader's language with people's names.
+    #[serde(skip)]
+    pub event: Option<SystemEventData>,
     pub target_seq: u64,
     /// Kind "file": the file, image or folder (cleared once recalled).
     pub attachment: Option<Attachment>,
+}
+
+/// A group's event as data: what happened, who did it, to whom.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemEventData {
+    /// "group_created", "members_added", "member_removed", "member_left",
+    /// "renamed", "role_changed" or "unknown".
+    pub kind: &'static str,
+    pub actor_id: u64,
+    pub user_ids: Vec<u64>,
+    /// The group's name (created, renamed).
+    pub name: String,
+    /// The role given (role changed): "owner", "admin" or "member".
+    pub role: &'static str,
+}
+
+impl SystemEventData {
+    pub fn from_wire(e: &v1::SystemEvent) -> SystemEventData {
+        use v1::system_event::Kind;
+        let kind = match Kind::try_from(e.kind).unwrap_or(Kind::Unknown) {
+            Kind::GroupCreated => "group_created",
+            Kind::MembersAdded => "members_added",
+            Kind::MemberRemoved => "member_removed",
+            Kind::MemberLeft => "member_left",
+            Kind::Renamed => "renamed",
+            Kind::RoleChanged => "role_changed",
+            Kind::Unknown => "unknown",
+        };
+        let role = match v1::MemberRole::try_from(e.role).unwrap_or(v1::MemberRole::Member) {
+            v1::MemberRole::Owner => "owner",
+            v1::MemberRole::Admin => "admin",
+            v1::MemberRole::Member => "member",
+        };
+        SystemEventData {
+            kind,
+            actor_id: e.actor_id,
+            user_ids: e.user_ids.clone(),
+            name: e.name.clone(),
+            role,
+        }
+    }
 }
 
 impl From<&Message> for CachedMessage {
@@ -188,6 +233,7 @@ impl From<&Message> for CachedMessage {
             reply_to_seq: m.reply_to_seq,
             recalled: m.recalled,
             system: m.system.as_ref().map(describe_system),
+            event: m.system.as_ref().map(SystemEventData::from_wire),
             target_seq: m.target_seq,
             attachment: if m.recalled { None } else { m.attachment.as_ref().map(Attachment::from_wire) },
         }
@@ -277,6 +323,7 @@ fn decode_attachment(blob: Option<Vec<u8>>) -> Option<v1::Attachment> {
 
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
     let system: Option<Vec<u8>> = r.get(10)?;
+    let event = system.and_then(|b| v1::SystemEvent::decode(&b[..]).ok());
     Ok(CachedMessage {
         conversation_id: r.get(0)?,
         seq: r.get(1)?,
@@ -288,7 +335,8 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         mentions: decode_ids(&r.get::<_, String>(7)?),
         reply_to_seq: r.get(8)?,
         recalled: r.get(9)?,
-        system: system.and_then(|b| v1::SystemEvent::decode(&b[..]).ok()).map(|e| describe_system(&e)),
+        system: event.as_ref().map(describe_system),
+        event: event.as_ref().map(SystemEventData::from_wire),
         target_seq: r.get(11)?,
         attachment: decode_attachment(r.get(12)?).map(|a| Attachment::from_wire(&a)),
     })

@@ -34,7 +34,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use cache::{
-    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, SendOutcome,
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry,
+    SendOutcome, SystemEventData,
 };
 pub use error::ClientError;
 pub use files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};

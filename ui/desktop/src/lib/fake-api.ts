@@ -127,6 +127,7 @@ export function msg(over: Partial<MessageView> = {}): MessageView {
     replyToSeq: 0,
     recalled: false,
     system: null,
+    event: null,
     targetSeq: 0,
     state: 'sent',
     error: null,

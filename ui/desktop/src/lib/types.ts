@@ -90,8 +90,10 @@ export interface MessageView {
   mentions: number[];
   replyToSeq: number;
   recalled: boolean;
-  /** For system entries: the sentence describing the event. */
+  /** For system entries: the server's English sentence (logs; older shells). */
   system: string | null;
+  /** For system entries: the event as data, described in the reader's language. */
+  event: EventView | null;
   /** For a recall entry (kind 'recall'): the seq of the message it recalls. */
   targetSeq: number;
   state: MessageState;
@@ -99,6 +101,23 @@ export interface MessageView {
   error: string | null;
   /** For kind 'file': the file, image or folder it carries (`text` is its name). */
   attachment: AttachmentView | null;
+}
+
+/** A person a system event names. */
+export interface PersonRef {
+  id: number;
+  name: string;
+}
+
+/** A group's event: what happened, who did it, to whom. */
+export interface EventView {
+  kind: 'group_created' | 'members_added' | 'member_removed' | 'member_left' | 'renamed' | 'role_changed' | 'unknown';
+  actor: PersonRef;
+  users: PersonRef[];
+  /** The group's name (created, renamed). */
+  name: string;
+  /** The role given (role_changed). */
+  role: 'owner' | 'admin' | 'member';
 }
 
 export type AttachmentKind = 'file' | 'image' | 'folder';
