@@ -271,7 +271,11 @@ pub async fn read_state(state: State<'_, AppState>, conversation_id: u64) -> Cmd
 /// Who has read message `seq` and who has not, asked of the server when the
 /// person opens the list (the cached cursors give only the count).
 #[tauri::command]
-pub async fn read_list(state: State<'_, AppState>, conversation_id: u64, seq: u64) -> CmdResult<ReadListView> {
+pub async fn read_list(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+) -> CmdResult<ReadListView> {
     let client = client(&state)?;
     let list = client.read_list(conversation_id, seq).await?;
     let mut names = Names::new(&client);
