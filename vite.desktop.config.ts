@@ -20,5 +20,8 @@ export default defineConfig({
     include: ['ui/desktop/src/**/*.test.ts'],
     environment: 'jsdom',
     restoreMocks: true,
+    // Component styles are applied in jsdom, so tests can check the layout rules
+    // that matter (long names end in an ellipsis, messages wrap anywhere).
+    css: { include: [/.*/] },
   },
 });

@@ -268,6 +268,26 @@ pub async fn read_state(state: State<'_, AppState>, conversation_id: u64) -> Cmd
         .collect())
 }
 
+/// Who has read message `seq` and who has not, asked of the server when the
+/// person opens the list (the cached cursors give only the count).
+#[tauri::command]
+pub async fn read_list(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+) -> CmdResult<ReadListView> {
+    let client = client(&state)?;
+    let list = client.read_list(conversation_id, seq).await?;
+    let mut names = Names::new(&client);
+    names.prefetch(list.read_user_ids.iter().chain(&list.unread_user_ids).copied()).await;
+    let mut people = |ids: &[u64]| -> Vec<Reader> {
+        ids.iter().map(|&user_id| Reader { user_id, name: names.get(user_id) }).collect()
+    };
+    let read = people(&list.read_user_ids);
+    let unread = people(&list.unread_user_ids);
+    Ok(ReadListView { conversation_id: list.conversation_id, seq: list.seq, read, unread })
+}
+
 #[tauri::command]
 pub fn send_text(
     state: State<'_, AppState>,

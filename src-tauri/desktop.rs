@@ -102,6 +102,7 @@ pub fn run() {
             commands::history,
             commands::outbox,
             commands::read_state,
+            commands::read_list,
             commands::send_text,
             commands::retry,
             commands::mark_read,

@@ -294,6 +294,25 @@ pub struct MemberRead {
     pub read_seq: u64,
 }
 
+/// One person in a message's read list.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reader {
+    pub user_id: u64,
+    pub name: String,
+}
+
+/// Who of a group's current members has read one message and who has not,
+/// as the server answers it (the sender in neither list), each by name.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadListView {
+    pub conversation_id: u64,
+    pub seq: u64,
+    pub read: Vec<Reader>,
+    pub unread: Vec<Reader>,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DepartmentView {

@@ -13,6 +13,8 @@
 //  3. A second start of the app hands over to the running one and exits; the
 //     running one's hidden window comes back: mapped, on top, focused.
 //  4. Contacts: the org tree expands lazily, the person card opens a chat.
+//     Read list: in a group with two CLI users, one reads my message; the
+//     app lists him under 已读 and the other under 未读.
 //  5. On a machine without a GPU the app's process loads no OpenGL (the web
 //     view paints with the CPU), started without this run's rendering variables.
 //  6. Settings: English and the dark theme apply at once and are saved.
@@ -296,6 +298,44 @@ test('contacts: the org tree expands lazily and the person card opens a chat', {
   await app.click('#send-message');
   await app.waitFor('#composer');
   await app.waitForText('#conversation-list .conversation', '刘洋');
+});
+
+test('read list: who of a group has read my message and who has not', { timeout: 180_000 }, async () => {
+  const liuyang = cli(join(scratch, 'cli-liuyang'));
+  await liuyang(['login', '--server', `tls://${server.tls}`, '--account', 'liuyang'], { HUTONG_PASSWORD: 'liuyang-pass-1' });
+  const created = await lina(['group', 'create', '周会', '--members', 'zhangwei,liuyang']);
+  const group = /group #(\d+)/.exec(created)?.[1];
+  assert.ok(group, `group create said: ${created}`);
+  await app.click('#nav-chats');
+  await app.waitForText('#conversation-list .conversation', '周会');
+  await app.exec(
+    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('周会')).click();",
+  );
+  await app.waitForText('#chat .chat-name', '周会');
+  await app.type('#composer', '周会改到周四\uE007');
+  // Sent and acknowledged: my message has its seq, and nobody has read it yet.
+  const seq = await until('the message acknowledged', () =>
+    app.exec(
+      "const m = [...document.querySelectorAll('#messages .message.mine')].find((e) => e.textContent.includes('周会改到周四'));" +
+        "return m && Number(m.dataset.seq) > 0 ? Number(m.dataset.seq) : null;",
+    ),
+  );
+  const state = () => app.text(`#messages .message[data-seq="${seq}"] .read-state`);
+  await until('2 unread', async () => (await state()) === '2 人未读');
+  // 刘洋 reads the group at the CLI (`history` marks what it printed as read).
+  assert.match(await liuyang(['history', `#${group}`]), /周会改到周四/);
+  await until('1 unread after his read', async () => (await state()) === '1 人未读');
+  await app.click(`#messages .message[data-seq="${seq}"] .read-state`);
+  await app.waitForText('#read-list .read .reader', '刘洋');
+  assert.deepEqual(await app.texts('#read-list .read .reader'), ['刘洋']);
+  assert.deepEqual(await app.texts('#read-list .unread .reader'), ['李娜']);
+  assert.deepEqual(await app.texts('#read-list h3'), ['未读 (1)', '已读 (1)']);
+  // The server's list agrees (the CLI's own read-list, by account).
+  const fromCli = JSON.parse(await lina(['read-list', `#${group}`, String(seq), '--json']));
+  assert.deepEqual(fromCli, { read: ['liuyang'], unread: ['lina'] });
+  await app.screenshot(`${shots}/desktop-read-list.png`);
+  await app.click('#read-list .close');
+  await until('the list closed', async () => (await app.exec("return document.querySelector('#read-list') === null;")) === true);
 });
 
 test("without a GPU the app's own process loads no OpenGL", { timeout: 120_000 }, async (t) => {

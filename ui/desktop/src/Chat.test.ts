@@ -74,18 +74,83 @@ describe('Chat', () => {
     unmount(app);
   });
 
-  it('counts readers in groups, excluding me', async () => {
+  it('counts who has not read in groups, excluding me, and follows cursor events', async () => {
     const { target, app } = await render([msg({ seq: 5, senderId: ME }), msg({ seq: 7, senderId: ME })], {
       kind: 'group',
       reads: [[ME, 7], [2, 7], [3, 5], [4, 1]],
     });
     const state = (seq: number) => target.querySelector(`.message[data-seq="${seq}"] .read-state`)?.textContent?.trim();
-    expect(state(5)).toBe('2 read');
-    expect(state(7)).toBe('1 read');
+    expect(state(5)).toBe('1 unread');
+    expect(state(7)).toBe('2 unread');
     expect(target.querySelector('.member-count')?.textContent).toBe('4 members');
     await emit({ event: 'cursor', conversationId: 10, userId: 4, readSeq: 9 });
-    expect(state(7)).toBe('2 read');
+    expect(state(5)).toBe('All read');
+    expect(state(7)).toBe('1 unread');
+    setLocale('zh-CN');
+    await settle();
+    expect(state(5)).toBe('全部已读');
+    expect(state(7)).toBe('1 人未读');
+    // Nothing was asked of the server for the counts: the list waits for a click.
+    expect(fakeApi.readList).not.toHaveBeenCalled();
     unmount(app);
+  });
+
+  it('opens who has read a group message on click, with names as text, in English and Chinese', async () => {
+    const evil = '<img src=x onerror=alert(1)>\u202Egpj.exe';
+    fakeApi.readList.mockResolvedValue({
+      conversationId: 10,
+      seq: 7,
+      read: [{ userId: 2, name: '王芳' }],
+      unread: [
+        { userId: 3, name: evil },
+        { userId: 4, name: 'Zhao Lei' },
+      ],
+    });
+    const { target, app } = await render([msg({ seq: 7, senderId: ME })], {
+      kind: 'group',
+      reads: [[ME, 7], [2, 7], [3, 5], [4, 1]],
+    });
+    expect(document.querySelector('#read-list')).toBeNull();
+    click(target.querySelector('.message[data-seq="7"] .read-state'));
+    await settle();
+    expect(fakeApi.readList).toHaveBeenCalledTimes(1);
+    expect(fakeApi.readList).toHaveBeenCalledWith(10, 7);
+    const panel = document.querySelector<HTMLElement>('#read-list')!;
+    const heads = () => [...panel.querySelectorAll('h3')].map((h) => h.textContent?.trim());
+    const names = (part: string) => [...panel.querySelectorAll(`.${part} .reader`)].map((e) => e.textContent);
+    expect(heads()).toEqual(['Unread (2)', 'Read (1)']);
+    expect(names('read')).toEqual(['王芳']);
+    expect(names('unread')).toEqual([evil, 'Zhao Lei']);
+    // Untrusted names are text in an isolating <bdi>, with the whole name on hover.
+    expect(panel.querySelector('img')).toBeNull();
+    const hostile = panel.querySelector<HTMLElement>('.reader[data-user-id="3"]')!;
+    expect(hostile.title).toBe(evil);
+    expect(hostile.firstElementChild?.tagName).toBe('BDI');
+    // Someone reads it while the list is open: they move across.
+    await emit({ event: 'cursor', conversationId: 10, userId: 4, readSeq: 7 });
+    expect(names('read')).toEqual(['王芳', 'Zhao Lei']);
+    expect(heads()).toEqual(['Unread (1)', 'Read (2)']);
+    setLocale('zh-CN');
+    await settle();
+    expect(heads()).toEqual(['未读 (1)', '已读 (2)']);
+    expect(panel.getAttribute('aria-label')).toBe('已读情况');
+    key(document.body, { key: 'Escape' });
+    await settle();
+    expect(document.querySelector('#read-list')).toBeNull();
+    unmount(app);
+  });
+
+  it('says why when the read list cannot be had, and shows none for direct chats', async () => {
+    fakeApi.readList.mockRejectedValue({ code: 'FORBIDDEN', message: 'not a member' });
+    const { target, app } = await render([msg({ seq: 7, senderId: ME })], { kind: 'group', reads: [[2, 7]] });
+    click(target.querySelector('.message[data-seq="7"] .read-state'));
+    await settle();
+    expect(document.querySelector('#read-list [role="alert"]')?.textContent).toMatch(/^Could not load who has read this: /);
+    unmount(app);
+    document.body.innerHTML = '';
+    const direct = await render([msg({ seq: 7, senderId: ME })], { reads: [[2, 7]] });
+    expect(direct.target.querySelector('.message[data-seq="7"] button.read-state')).toBeNull();
+    unmount(direct.app);
   });
 
   it('shows recalled messages, recalls own recent ones and resends failed ones', async () => {

@@ -10,6 +10,7 @@ import type {
   MemberRead,
   MessageView,
   Person,
+  ReadList,
   SearchResults,
   ServerProbe,
   SessionState,
@@ -39,6 +40,8 @@ export const api = {
   /** This conversation's messages still in the outbox (sending or failed), oldest first. */
   outbox: (conversationId: number) => invoke<MessageView[]>('outbox', { conversationId }),
   readState: (conversationId: number) => invoke<MemberRead[]>('read_state', { conversationId }),
+  /** Who has read a message and who has not, asked of the server (group members only). */
+  readList: (conversationId: number, seq: number) => invoke<ReadList>('read_list', { conversationId, seq }),
   sendText: (conversationId: number, text: string, mentions: number[], replyToSeq: number) =>
     invoke<MessageView>('send_text', { conversationId, text, mentions, replyToSeq }),
   retry: (clientMsgId: string) => invoke<void>('retry', { clientMsgId }),

@@ -150,7 +150,7 @@ describe('the UI and the shell agree on commands', () => {
       'registered command mark_read is never invoked',
       'the UI invokes mark_as_read, which the shell does not register',
     ]);
-    const snake = apiTs.replace('{ conversationId, seq }', '{ conversation_id: conversationId, seq }');
+    const snake = apiTs.replace("'mark_read', { conversationId, seq }", "'mark_read', { conversation_id: conversationId, seq }");
     expect(mismatches(commandsRs, desktopRs, snake)).toContain('mark_read: unknown argument conversation_id');
     expect(mismatches(commandsRs, desktopRs, snake)).toContain('mark_read: missing argument conversationId');
     const unregistered = desktopRs.replace('commands::recall,', '');

@@ -43,6 +43,7 @@ function defaults(): { [K in keyof Api]: Api[K] } {
     history: async () => [],
     outbox: async () => [],
     readState: async () => [],
+    readList: async (conversationId, seq) => ({ conversationId, seq, read: [], unread: [] }),
     sendText: async (conversationId, text, mentions, replyToSeq) =>
       msg({ conversationId, text, mentions, replyToSeq, seq: 0, state: 'sending', senderId: ME, clientMsgId: `c-${text}` }),
     retry: async () => {},

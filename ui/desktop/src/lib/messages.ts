@@ -125,6 +125,25 @@ export function readCount(m: Pick<MessageView, 'seq'>, reads: readonly MemberRea
   return n;
 }
 
+/**
+ * How many of a group's current members other than me have not read up to a
+ * message: a member with no known cursor has not. Members, not cursors, are
+ * the list, so a member whose cursor the cache has not heard of yet counts.
+ */
+export function unreadCount(
+  m: Pick<MessageView, 'seq'>,
+  members: readonly number[],
+  reads: readonly MemberRead[],
+  me: number,
+): number {
+  if (m.seq <= 0) return 0;
+  const readers = new Set<number>();
+  for (const r of reads) if (r.readSeq >= m.seq) readers.add(r.userId);
+  let n = 0;
+  for (const id of members) if (id !== me && !readers.has(id)) n++;
+  return n;
+}
+
 /** A member's read position moved (a `cursor` event). */
 export function applyCursor(reads: readonly MemberRead[], userId: number, readSeq: number): MemberRead[] {
   if (!reads.some((r) => r.userId === userId)) return [...reads, { userId, name: '', readSeq }];

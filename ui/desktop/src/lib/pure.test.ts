@@ -16,6 +16,7 @@ import {
   mergeMessages,
   oldestSeq,
   readCount,
+  unreadCount,
 } from './messages';
 
 describe('avatar', () => {
@@ -164,6 +165,22 @@ describe('messages', () => {
     reads = applyCursor(reads, 2, 2); // never goes back
     expect(readCount({ seq: 5 }, reads, 1)).toBe(2);
     expect(readCount({ seq: 6 }, applyCursor(reads, 4, 9), 1)).toBe(2);
+  });
+
+  it("counts a group's members other than me who have not read a message", () => {
+    const reads = [
+      { userId: 1, name: 'me', readSeq: 10 },
+      { userId: 2, name: 'b', readSeq: 5 },
+      { userId: 3, name: 'c', readSeq: 3 },
+      { userId: 9, name: 'left the group', readSeq: 0 },
+    ];
+    const members = [1, 2, 3, 4];
+    // 4 has no cursor yet: not read; 9 is no member: not counted; I am never counted.
+    expect(unreadCount({ seq: 4 }, members, reads, 1)).toBe(2);
+    expect(unreadCount({ seq: 3 }, members, reads, 1)).toBe(1);
+    expect(unreadCount({ seq: 6 }, members, reads, 1)).toBe(3);
+    expect(unreadCount({ seq: 6 }, members, applyCursor(reads, 4, 9), 1)).toBe(2);
+    expect(unreadCount({ seq: 0 }, members, reads, 1)).toBe(0);
   });
 
   it('allows recalling own sent text messages for 2 minutes', () => {

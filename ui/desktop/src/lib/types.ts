@@ -173,6 +173,20 @@ export interface MemberRead {
   readSeq: number;
 }
 
+/** One person in a message's read list. */
+export interface Reader {
+  userId: number;
+  name: string;
+}
+
+/** Who of a group's current members has read one message and who has not (the sender in neither). */
+export interface ReadList {
+  conversationId: number;
+  seq: number;
+  read: Reader[];
+  unread: Reader[];
+}
+
 export interface Department {
   id: number;
   parentId: number;
