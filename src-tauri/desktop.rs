@@ -461,6 +461,7 @@ mod tests {
             reply_to_seq: 0,
             recalled: false,
             system: None,
+            event: None,
             target_seq: 0,
             state: "sent",
             error: None,

@@ -312,6 +312,12 @@ test('read list: who of a group has read my message and who has not', { timeout:
     "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('周会')).click();",
   );
   await app.waitForText('#chat .chat-name', '周会');
+  // The group's creation reads as a Chinese sentence with people's names and
+  // "你" for the reader, never the server's "#41 created the group ..." with ids.
+  const creation = await until('the creation event', async () =>
+    (await app.texts('#messages .message.system .text')).find((x) => x.includes('创建了群聊')),
+  );
+  assert.equal(creation.replace(/[\u2068\u2069]/g, ''), '李娜 创建了群聊“周会”，并邀请 你、刘洋 加入');
   await app.type('#composer', '周会改到周四\uE007');
   // Sent and acknowledged: my message has its seq, and nobody has read it yet.
   const seq = await until('the message acknowledged', () =>
