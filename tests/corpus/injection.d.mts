@@ -1,0 +1,2 @@
+/** Script-injection payloads; payload n calls `__pwned(n)` if any of it runs. */
+export function payloads(): string[];
