@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
+import { payloads } from '../corpus/injection.mjs';
 
 const target = process.env.CARGO_TARGET_DIR ?? 'target';
 const serverBin = process.env.HUTONG_SERVER_BIN ?? join(target, 'debug', 'hutong-server');
@@ -385,5 +386,73 @@ test('a reset password is shown once and must be replaced at the next sign-in', 
   await answerDialog(page);
   await page.getByRole('status').filter({ hasText: '已保存' }).waitFor();
   assert.deepEqual(await apiCall(token, 'GET', '/retention'), { direct_days: 365, group_days: 0 });
+  await page.close();
+});
+
+test('328 script-injection payloads as people\'s names and titles render as inert text in the real browser', { timeout: 240_000 }, async () => {
+  const corpus = payloads();
+  const token = await adminToken();
+  await apiCall(token, 'POST', '/departments', { name: '注入测试' });
+  // One CSV import (no password hashing per person): names and titles are the payloads.
+  const cell = (v) => `"${v.replaceAll('"', '""')}"`;
+  const csv =
+    'account,display_name,title,department\n' +
+    corpus.map((p, i) => [`inj${String(i).padStart(3, '0')}`, cell(p), cell(p), '注入测试'].join(',')).join('\n') +
+    '\n';
+  const imported = await pinnedFetch(`https://${http}/api/admin/v1/import`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'text/csv' },
+    body: csv,
+  });
+  assert.equal(imported.status, 200, await imported.text());
+  const page = await context.newPage();
+  // A payload that ran would call this; the page records it.
+  await page.addInitScript(() => {
+    window.__pwnedCalls = [];
+    window.__pwned = (n) => window.__pwnedCalls.push(n);
+  });
+  const failures = [];
+  page.on('pageerror', (e) => failures.push(e.message));
+  page.on('dialog', (d) => {
+    failures.push(`a dialog opened: ${d.message()}`);
+    void d.dismiss();
+  });
+  await page.goto(`https://${http}/admin`);
+  // sessionStorage is per tab: this tab signs in (in whichever language an earlier test left).
+  await page.locator('input[name=account]').fill('admin');
+  await page.locator('input[name=password]').fill(adminPassword);
+  await page.locator('input[name=password]').press('Enter');
+  await page.getByTestId('dept-注入测试').click();
+  // Every page of the department's people: each name shown as the text it is.
+  const seen = new Map();
+  for (;;) {
+    await page.locator('[data-testid^=person-inj]').first().waitFor();
+    const rows = await page.locator('[data-testid^=person-inj]').evaluateAll((trs) =>
+      trs.map((tr) => [tr.getAttribute('data-testid'), tr.innerText]),
+    );
+    for (const [id, text] of rows) seen.set(id, text);
+    const next = page.getByRole('button', { name: /^(下一页|Next)$/ });
+    if (await next.isDisabled()) break;
+    const first = rows[0][0];
+    await next.click();
+    await page.waitForFunction((id) => document.querySelector('[data-testid^=person-inj]')?.getAttribute('data-testid') !== id, first);
+  }
+  assert.equal(seen.size, corpus.length);
+  for (const [i, p] of corpus.entries()) {
+    const text = seen.get(`person-inj${String(i).padStart(3, '0')}`) ?? '';
+    assert.ok(text.includes(p), `payload ${i + 1} shown as text: ${p} (row: ${text})`);
+  }
+  const found = await page.evaluate(() => {
+    const bad = [];
+    for (const el of document.querySelectorAll('*')) {
+      for (const a of el.attributes) {
+        if (a.name.startsWith('on')) bad.push(`${el.tagName} ${a.name}`);
+        if (['href', 'src', 'action', 'formaction', 'data', 'srcdoc'].includes(a.name) && /^\s*javascript:/i.test(a.value)) bad.push(`${el.tagName} ${a.name}`);
+      }
+    }
+    return { bad, calls: window.__pwnedCalls };
+  });
+  assert.deepEqual(found, { bad: [], calls: [] });
+  assert.deepEqual(failures, []);
   await page.close();
 });
