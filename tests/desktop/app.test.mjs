@@ -39,6 +39,7 @@ import {
   busCall,
   cli,
   freePort,
+  pinnedFetch,
   startDriver,
   startServer,
   startTrayWatcher,
@@ -46,6 +47,7 @@ import {
   until,
   watchNotifications,
 } from './harness.mjs';
+import { payloads } from '../corpus/injection.mjs';
 
 const adminPassword = 'admin-desktop-1';
 const scratch = mkdtempSync(join(tmpdir(), 'hutong-desktop-'));
@@ -342,6 +344,45 @@ test('read list: who of a group has read my message and who has not', { timeout:
   await app.screenshot(`${shots}/desktop-read-list.png`);
   await app.click('#read-list .close');
   await until('the list closed', async () => (await app.exec("return document.querySelector('#read-list') === null;")) === true);
+});
+
+test('328 script-injection payloads as people\'s names and titles are inert text in the contacts', { timeout: 240_000 }, async () => {
+  const corpus = payloads();
+  const admin = new Admin(server.http, server.certFile);
+  await admin.login(adminPassword);
+  // One CSV import into a new department of the company: names and titles are the payloads.
+  const cell = (v) => `"${v.replaceAll('"', '""')}"`;
+  const csv =
+    'account,display_name,title,department\n' +
+    corpus.map((p, i) => [`inj${String(i).padStart(3, '0')}`, cell(p), cell(p), '胡同科技/注入测试'].join(',')).join('\n') +
+    '\n';
+  const imported = await pinnedFetch(`https://${server.http}/api/admin/v1/import`, server.certFile, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${admin.token}`, 'Content-Type': 'text/csv' },
+    body: csv,
+  });
+  assert.equal(imported.status, 200, await imported.text());
+  // A payload that ran would call this; the page records it.
+  await app.exec('window.__pwnedCalls = []; window.__pwned = (n) => window.__pwnedCalls.push(n);');
+  await app.click('#nav-contacts');
+  await app.waitForText('#contacts .dept-name', '注入测试', 60_000);
+  await app.exec(
+    "[...document.querySelectorAll('#contacts .dept-row')].find((e) => e.querySelector('.dept-name').textContent === '注入测试').click();",
+  );
+  await until('every payload person listed', async () => (await app.texts('#contacts .person .person-name')).length >= corpus.length, 60_000);
+  const shown = new Set(await app.exec("return [...document.querySelectorAll('#contacts .person .person-name')].map((e) => e.textContent);"));
+  for (const [i, p] of corpus.entries()) assert.ok(shown.has(p), `payload ${i + 1} shown as text: ${p}`);
+  const found = await app.exec(`
+    const bad = [];
+    for (const el of document.querySelectorAll('*')) {
+      for (const a of el.attributes) {
+        if (a.name.startsWith('on')) bad.push(el.tagName + ' ' + a.name);
+        if (['href', 'src', 'action', 'formaction', 'data', 'srcdoc'].includes(a.name) && /^\\s*javascript:/i.test(a.value)) bad.push(el.tagName + ' ' + a.name);
+      }
+      if (['SCRIPT', 'IFRAME', 'OBJECT', 'EMBED'].includes(el.tagName) && el.closest('#contacts')) bad.push(el.tagName);
+    }
+    return { bad, calls: window.__pwnedCalls };`);
+  assert.deepEqual(found, { bad: [], calls: [] });
 });
 
 test("without a GPU the app's own process loads no OpenGL", { timeout: 120_000 }, async (t) => {
