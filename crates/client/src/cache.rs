@@ -1652,6 +1652,41 @@ mod tests {
         assert!(!c.message(2, 1).unwrap().unwrap().recalled);
     }
 
+    fn edit(conv: u64, seq: u64, target: u64, text: &str) -> Message {
+        Message {
+            kind: MessageKind::Edit as i32,
+            target_seq: target,
+            text: text.into(),
+            sent_at_ms: 1_000 + seq as i64,
+            ..msg(conv, seq)
+        }
+    }
+
+    #[test]
+    fn the_newest_edit_wins_whatever_the_order_and_a_recall_still_blanks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        // The newer edit and the older one arrive before their target.
+        c.insert_messages(&[edit(1, 3, 1, "second")]).unwrap();
+        c.insert_messages(&[edit(1, 2, 1, "first")]).unwrap();
+        let fresh = c.insert_messages(&[msg(1, 1)]).unwrap();
+        assert_eq!(fresh[0].text, "second", "the UI hears of the newest version");
+        let target = c.message(1, 1).unwrap().unwrap();
+        assert_eq!(target.text, "second");
+        assert!(target.edited);
+        assert_eq!(target.edited_at_ms, 1_003);
+        // A message never edited is not marked; another conversation is untouched.
+        c.insert_messages(&[msg(2, 1)]).unwrap();
+        assert!(!c.message(2, 1).unwrap().unwrap().edited);
+        // A recall after the edits blanks the message; a later edit does not bring it back.
+        c.insert_messages(&[Message { kind: MessageKind::Recall as i32, target_seq: 1, ..msg(1, 4) }])
+            .unwrap();
+        c.insert_messages(&[edit(1, 5, 1, "third")]).unwrap();
+        let target = c.message(1, 1).unwrap().unwrap();
+        assert!(target.recalled);
+        assert_eq!(target.text, "");
+    }
+
     #[test]
     fn sync_carries_my_own_cursors_from_my_other_devices() {
         let dir = tempfile::tempdir().unwrap();
