@@ -630,8 +630,8 @@ pub async fn wait_online_synced(client: &Client) {
 /// A TCP proxy in front of a server that forwards everything, except that
 /// while armed it swallows the next pushed message entry going to the
 /// client (a push lost on the way, as a network or a server fault would),
-/// or holds the next answer with messages back until a recall has been
-/// pushed past it (a gap fill overtaken by a live push).
+/// or holds the next answer with messages back until a recall (or an
+/// edit) has been pushed past it (a gap fill overtaken by a live push).
 pub struct PushDropper {
     pub addr: SocketAddr,
     state: std::sync::Arc<ProxyState>,
@@ -716,7 +716,8 @@ impl PushDropper {
                             continue;
                         }
                         let recall = matches!(payload, Some(Payload::Message(m))
-                            if m.kind == hutong_protocol::v1::MessageKind::Recall as i32);
+                            if m.kind == hutong_protocol::v1::MessageKind::Recall as i32
+                                || m.kind == hutong_protocol::v1::MessageKind::Edit as i32);
                         if to_client.send(body).await.is_err() {
                             break;
                         }
@@ -755,7 +756,7 @@ impl PushDropper {
         self.state.dropped.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Holds the next non-empty `MessageBatch` answer until a recall entry has been pushed.
+    /// Holds the next non-empty `MessageBatch` answer until a recall or edit entry has been pushed.
     pub fn hold_next_batch(&self) {
         self.state.hold_armed.store(true, std::sync::atomic::Ordering::SeqCst);
     }

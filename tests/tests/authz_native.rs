@@ -131,10 +131,11 @@ fn index(p: &Payload) -> usize {
         Payload::ChunksProven(_) => 49,
         Payload::GetReadList(_) => 50,
         Payload::ReadList(_) => 51,
+        Payload::EditMessage(_) => 52,
     }
 }
 
-const COUNT: usize = 52;
+const COUNT: usize = 53;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -207,6 +208,8 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::SendMessage(_) => member_only,
         // The owner's own message; a member may recall only their own.
         Payload::Recall(_) => owner_only,
+        // Likewise an edit: only the sender of a text message may edit it.
+        Payload::EditMessage(_) => owner_only,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
         Payload::GetReadList(_) => member_only,
@@ -325,6 +328,13 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::GetChunk(v1::GetChunk { file_id: f.file.id.to_vec(), index: 0 }),
         Payload::ChunkData(v1::ChunkData::default()),
         // State changes, in an order that keeps each one meaningful.
+        // The edit before the recall: a recalled message cannot be edited.
+        Payload::EditMessage(v1::EditMessage {
+            conversation_id: g,
+            seq: f.text_seq,
+            text: "edited".into(),
+            client_msg_id: String::new(),
+        }),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),

@@ -294,3 +294,35 @@ async fn cli_org_browse_show_and_search() {
     check(&hutong(h, "v", &["org", "show", "nobody"]).await, 3);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_edit_and_history_marks_the_edited_message() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    check(&hutong(h, "a", &["login", "--server", &addr, "--account", "alice"]).await, 0);
+    check(&hutong(h, "b", &["login", "--server", &addr, "--account", "bob"]).await, 0);
+    check(&hutong(h, "a", &["send", "bob", "helo"]).await, 0);
+    let out = hutong(h, "a", &["edit", "bob", "1", "hello"]).await;
+    check(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("edited seq 1 in #"), "{}", stdout(&out));
+    // Only the sender may edit: bob is refused.
+    let refused = hutong(h, "b", &["edit", "alice", "1", "mine now"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("FORBIDDEN"));
+
+    let history = hutong(h, "b", &["history", "alice"]).await;
+    check(&history, 0);
+    assert!(stdout(&history).contains("alice: hello (edited)"), "{}", stdout(&history));
+    assert!(!stdout(&history).contains("helo"), "{}", stdout(&history));
+    let json = hutong(h, "b", &["history", "alice", "--json"]).await;
+    check(&json, 0);
+    let lines: Vec<serde_json::Value> =
+        stdout(&json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = lines.iter().find(|v| v["seq"] == 1).unwrap();
+    assert_eq!((first["text"].as_str(), first["edited"].as_bool()), (Some("hello"), Some(true)));
+    server.stop().await;
+}

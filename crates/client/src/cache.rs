@@ -152,6 +152,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_recalls ON messages (conversation_id, target_seq) WHERE kind = 2;
     ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: edits. A message's text is its newest version; `edited_at` is when
+    // that version was sent (0: never edited). An edit may arrive before
+    // the entry it edits: storing an entry looks its edits up here.
+    r#"
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_edits ON messages (conversation_id, target_seq, seq) WHERE kind = 4;
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -176,6 +183,10 @@ pub struct CachedMessage {
     pub target_seq: u64,
     /// Kind "file": the file, image or folder (cleared once recalled).
     pub attachment: Option<Attachment>,
+    /// Whether the text was edited: `text` is then its newest version.
+    pub edited: bool,
+    /// When the newest version was sent (0 when never edited).
+    pub edited_at_ms: i64,
 }
 
 /// A group's event as data: what happened, who did it, to whom.
@@ -236,6 +247,8 @@ impl From<&Message> for CachedMessage {
             event: m.system.as_ref().map(SystemEventData::from_wire),
             target_seq: m.target_seq,
             attachment: if m.recalled { None } else { m.attachment.as_ref().map(Attachment::from_wire) },
+            edited: false,
+            edited_at_ms: 0,
         }
     }
 }
@@ -293,6 +306,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(MessageKind::System) => "system",
         Ok(MessageKind::Recall) => "recall",
         Ok(MessageKind::File) => "file",
+        Ok(MessageKind::Edit) => "edit",
         Err(_) => "unknown",
     }
 }
@@ -315,7 +329,7 @@ pub fn describe_system(e: &v1::SystemEvent) -> String {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment";
+    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at";
 
 fn decode_attachment(blob: Option<Vec<u8>>) -> Option<v1::Attachment> {
     blob.and_then(|b| v1::Attachment::decode(&b[..]).ok())
@@ -339,6 +353,8 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         event: event.as_ref().map(SystemEventData::from_wire),
         target_seq: r.get(11)?,
         attachment: decode_attachment(r.get(12)?).map(|a| Attachment::from_wire(&a)),
+        edited: r.get::<_, i64>(13)? != 0,
+        edited_at_ms: r.get(13)?,
     })
 }
 
@@ -477,6 +493,17 @@ impl Cache {
             let mut recalled_already = tx.prepare_cached(
                 "SELECT 1 FROM messages WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 2",
             )?;
+            // The newest edit of a message (by seq, whatever order they
+            // arrived in) gives its text; a recalled message stays blank.
+            let mut apply_edits = tx.prepare_cached(
+                "UPDATE messages SET (text, edited_at) = (
+                     SELECT e.text, e.sent_at FROM messages e
+                     WHERE e.conversation_id = ?1 AND e.target_seq = ?2 AND e.kind = 4
+                     ORDER BY e.seq DESC LIMIT 1)
+                 WHERE conversation_id = ?1 AND seq = ?2 AND kind = 0 AND recalled = 0
+                   AND EXISTS (SELECT 1 FROM messages e
+                               WHERE e.conversation_id = ?1 AND e.target_seq = ?2 AND e.kind = 4)",
+            )?;
             for m in messages {
                 let n = insert.execute(params![
                     m.conversation_id,
@@ -502,6 +529,9 @@ impl Cache {
                             params![m.conversation_id, m.target_seq],
                         )?;
                         fresh.push(m.clone());
+                    } else if m.kind == MessageKind::Edit as i32 {
+                        apply_edits.execute(params![m.conversation_id, m.target_seq])?;
+                        fresh.push(m.clone());
                     } else if !m.recalled && recalled_already.exists(params![m.conversation_id, m.seq])? {
                         // Its recall came first (a gap fill overtaken by a push): the recall wins.
                         tx.execute(
@@ -514,6 +544,18 @@ impl Cache {
                             attachment: None,
                             ..m.clone()
                         });
+                    } else if m.kind == MessageKind::Text as i32
+                        && !m.recalled
+                        && apply_edits.execute(params![m.conversation_id, m.seq])? == 1
+                    {
+                        // Its edit came first (a gap fill overtaken by a push): the UI
+                        // hears of the newest version.
+                        let text: String = tx.query_row(
+                            "SELECT text FROM messages WHERE conversation_id = ?1 AND seq = ?2",
+                            params![m.conversation_id, m.seq],
+                            |r| r.get(0),
+                        )?;
+                        fresh.push(Message { text, ..m.clone() });
                     } else {
                         fresh.push(m.clone());
                     }
@@ -1608,6 +1650,41 @@ mod tests {
         // Another conversation's seq 1 is not touched.
         c.insert_messages(&[msg(2, 1)]).unwrap();
         assert!(!c.message(2, 1).unwrap().unwrap().recalled);
+    }
+
+    fn edit(conv: u64, seq: u64, target: u64, text: &str) -> Message {
+        Message {
+            kind: MessageKind::Edit as i32,
+            target_seq: target,
+            text: text.into(),
+            sent_at_ms: 1_000 + seq as i64,
+            ..msg(conv, seq)
+        }
+    }
+
+    #[test]
+    fn the_newest_edit_wins_whatever_the_order_and_a_recall_still_blanks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        // The newer edit and the older one arrive before their target.
+        c.insert_messages(&[edit(1, 3, 1, "second")]).unwrap();
+        c.insert_messages(&[edit(1, 2, 1, "first")]).unwrap();
+        let fresh = c.insert_messages(&[msg(1, 1)]).unwrap();
+        assert_eq!(fresh[0].text, "second", "the UI hears of the newest version");
+        let target = c.message(1, 1).unwrap().unwrap();
+        assert_eq!(target.text, "second");
+        assert!(target.edited);
+        assert_eq!(target.edited_at_ms, 1_003);
+        // A message never edited is not marked; another conversation is untouched.
+        c.insert_messages(&[msg(2, 1)]).unwrap();
+        assert!(!c.message(2, 1).unwrap().unwrap().edited);
+        // A recall after the edits blanks the message; a later edit does not bring it back.
+        c.insert_messages(&[Message { kind: MessageKind::Recall as i32, target_seq: 1, ..msg(1, 4) }])
+            .unwrap();
+        c.insert_messages(&[edit(1, 5, 1, "third")]).unwrap();
+        let target = c.message(1, 1).unwrap().unwrap();
+        assert!(target.recalled);
+        assert_eq!(target.text, "");
     }
 
     #[test]

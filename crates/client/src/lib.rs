@@ -717,6 +717,20 @@ impl Client {
         }
     }
 
+    /// Edits one of my text messages (within the server's edit window): the
+    /// server keeps every version; the cache shows the newest one.
+    pub async fn edit(&self, conversation_id: u64, seq: u64, text: &str) -> Result<(), ClientError> {
+        let req =
+            v1::EditMessage { conversation_id, seq, text: text.to_owned(), client_msg_id: String::new() };
+        match self.call(Payload::EditMessage(req)).await? {
+            Payload::Message(entry) => {
+                self.inner.cache().insert_messages(&[entry])?;
+                Ok(())
+            }
+            other => Err(ClientError::Protocol(format!("expected the edit entry, got {other:?}"))),
+        }
+    }
+
     /// Tells the other members I am typing (never stored, best effort).
     pub fn typing(&self, conversation_id: u64) {
         if let Some(c) = self.connection() {

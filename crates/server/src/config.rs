@@ -56,6 +56,9 @@ pub struct Config {
     /// How long after sending a message its sender may recall it, in seconds.
     /// Default 120.
     pub recall_window_secs: u64,
+    /// How long after sending a text message its sender may edit it, in
+    /// seconds. Every version is kept in the archive. Default 86400 (24 h).
+    pub edit_window_secs: u64,
     /// Most commands committed in one transaction (group commit). Default 1024.
     pub commit_batch_max: usize,
     /// Most simultaneous client connections. Default 19000 (one process may hold
@@ -173,6 +176,7 @@ impl Default for Config {
             heartbeat_ms: 15_000,
             idle_timeout_ms: 45_000,
             recall_window_secs: 120,
+            edit_window_secs: 86_400,
             commit_batch_max: 1024,
             max_connections: 19_000,
             outbound_queue_frames: 4096,

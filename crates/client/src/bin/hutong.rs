@@ -131,6 +131,8 @@ enum Command {
     Group(GroupCommand),
     /// Recall one of your messages.
     Recall { target: String, seq: u64 },
+    /// Edit the text of one of your messages (TARGET as for `recall`).
+    Edit { target: String, seq: u64, text: String },
     /// Who has read message SEQ and who has not (TARGET: an account or #ID).
     /// Prints `read <account>` and `unread <account>` lines, or with --json
     /// one object `{"read": [...], "unread": [...]}` of account names.
@@ -523,6 +525,7 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
             (_, true, _) => "(recalled)".to_owned(),
             ("system", _, _) => format!("* {}", m.system.clone().unwrap_or_default()),
             ("recall", _, _) => format!("* recalled message {}", m.target_seq),
+            ("edit", _, _) => format!("* edited message {}", m.target_seq),
             ("file", _, Some(a)) => match a.kind {
                 AttachmentKind::File => format!("[file] {} ({})", a.name, human_size(a.size)),
                 AttachmentKind::Image => {
@@ -536,6 +539,7 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
                     human_size(a.size)
                 ),
             },
+            _ if m.edited => format!("{} (edited)", m.text),
             _ => m.text.clone(),
         };
         writeln!(out, "[#{} {:>4}] {}: {}", m.conversation_id, m.seq, who, body)?;
@@ -854,6 +858,12 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             let conversation = resolve_target(client, &target, online).await?;
             client.recall(conversation, seq).await?;
             println!("recalled seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Edit { target, seq, text } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            client.edit(conversation, seq, &text).await?;
+            println!("edited seq {seq} in #{conversation}");
             Ok(())
         }
         Command::Group(g) => {

@@ -122,6 +122,12 @@ pub enum Command {
         conversation_id: u64,
         seq: u64,
     },
+    /// A new version of a TEXT message (`check_edit` ran before queueing).
+    Edit {
+        user: u64,
+        msg: v1::EditMessage,
+        window_ms: i64,
+    },
     OpenDirect {
         user: u64,
         peer: u64,
@@ -652,6 +658,7 @@ fn apply(
         Command::Recall { user, conversation_id, seq } => {
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
         }
+        Command::Edit { user, msg, window_ms } => edit(conn, cache, version, *window_ms, *user, msg),
         Command::OpenDirect { user, peer } => open_direct(conn, cache, version, *user, *peer),
         Command::CreateGroup { owner, name, members } => {
             create_group(conn, cache, version, *owner, name, members)
@@ -866,6 +873,67 @@ fn recall(
     // no client-chosen id can collide with it.
     let id = format!("recall-{conversation_id}-{seq}");
     let extra = AppendExtra { kind: MessageKind::Recall as i32, target_seq: seq, ..Default::default() };
+    let message = append(conn, version, conversation_id, user, &id, extra)?;
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+/// The checks of an edit that need no state: run in `route` before the edit
+/// is queued and again by the writer. Text limits are those of a send.
+pub fn check_edit(msg: &v1::EditMessage) -> Result<(), ServiceError> {
+    if msg.text.len() > MAX_TEXT_LEN {
+        return Err(ServiceError::TooLarge(format!("a message holds at most {MAX_TEXT_LEN} bytes of text")));
+    }
+    if msg.text.trim().is_empty() {
+        return Err(ServiceError::BadRequest("the message is empty".into()));
+    }
+    if msg.client_msg_id.len() > MAX_CLIENT_MSG_ID_LEN {
+        return Err(ServiceError::TooLarge(format!(
+            "a client_msg_id holds at most {MAX_CLIENT_MSG_ID_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// An edit is a new EDIT entry naming its target: the target's row is left
+/// as it was, so the archive keeps every version.
+fn edit(
+    conn: &dyn Store,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    window_ms: i64,
+    user: u64,
+    msg: &v1::EditMessage,
+) -> Result<Committed, ServiceError> {
+    check_edit(msg)?;
+    let (conversation_id, seq) = (msg.conversation_id, msg.seq);
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&user) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let target = conn.recall_target(conversation_id, seq)?.ok_or(ServiceError::NotFound("message"))?;
+    if target.sender_id != user || target.kind != MessageKind::Text as i32 {
+        return Err(ServiceError::Forbidden("only the sender can edit a text message".into()));
+    }
+    if target.recalled {
+        return Err(ServiceError::Forbidden("a recalled message cannot be edited".into()));
+    }
+    if now_ms() - target.sent_at > window_ms {
+        return Err(ServiceError::Forbidden("the edit window of this message has passed".into()));
+    }
+    // Edits live outside the senders' dedupe space (kind EDIT), so any id is
+    // safe; one is made up when the client sent none.
+    let id = if msg.client_msg_id.is_empty() {
+        format!("edit-{conversation_id}-{seq}-{}", *version + 1)
+    } else {
+        msg.client_msg_id.clone()
+    };
+    let extra = AppendExtra {
+        kind: MessageKind::Edit as i32,
+        target_seq: seq,
+        text: msg.text.clone(),
+        ..Default::default()
+    };
     let message = append(conn, version, conversation_id, user, &id, extra)?;
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
 }

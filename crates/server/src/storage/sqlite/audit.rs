@@ -163,6 +163,7 @@ impl AuditStore for Connection {
                 kind: match kind {
                     0 => "text",
                     2 => "recall",
+                    4 => "edit",
                     3 => "file",
                     _ => "system",
                 },
