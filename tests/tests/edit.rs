@@ -149,3 +149,27 @@ async fn an_edit_pushed_before_its_gap_fill_still_wins() {
     assert!(edited(&bob, conv, target));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_edit_in_a_group_one_has_left() {
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["x", "y"]);
+    let dir = tempfile::tempdir().unwrap();
+    let x = online_client(dir.path(), server.addr(), "x", "d").await;
+    let y = online_client(dir.path(), server.addr(), "y", "d").await;
+    let group = x.create_group("g", &[ids[1]]).await.unwrap().id;
+    y.send_text(group, "from y", SendOptions::default()).unwrap();
+    until(&y, T, "acked", || y.outbox(None).unwrap().is_empty()).await;
+    let seq = y.cached_messages(group).unwrap().iter().find(|m| m.text == "from y").unwrap().seq;
+    y.leave_group(group).await.unwrap();
+    assert_eq!(y.edit(group, seq, "changed").await.unwrap_err().remote_code(), Some(ErrorCode::Forbidden));
+    let kinds: Vec<i64> = {
+        let db = server.db();
+        let mut stmt =
+            db.prepare("SELECT kind FROM messages WHERE conversation_id = ?1 AND kind = 4").unwrap();
+        let rows = stmt.query_map([group], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    assert!(kinds.is_empty(), "nothing stored");
+    server.stop().await;
+}
