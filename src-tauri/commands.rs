@@ -343,6 +343,19 @@ pub async fn recall(state: State<'_, AppState>, conversation_id: u64, seq: u64) 
     Ok(())
 }
 
+/// Saves a new version of one of my text messages (within the server's
+/// edit window; the server keeps every version for auditors).
+#[tauri::command]
+pub async fn edit_message(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+    text: String,
+) -> CmdResult<()> {
+    client(&state)?.edit(conversation_id, seq, &text).await?;
+    Ok(())
+}
+
 #[tauri::command]
 pub fn typing(state: State<'_, AppState>, conversation_id: u64) -> CmdResult<()> {
     client(&state)?.typing(conversation_id);

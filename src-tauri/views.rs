@@ -192,8 +192,10 @@ pub struct MessageView {
     /// For system entries: the event as data with people's names, which
     /// the UI describes in the reader's language.
     pub event: Option<EventView>,
-    /// For a recall entry: the seq of the message it recalls.
+    /// For a recall or edit entry: the seq of the message it recalls or edits.
     pub target_seq: u64,
+    /// The text was edited: `text` is its newest version.
+    pub edited: bool,
     pub state: &'static str,
     pub error: Option<String>,
     /// For a file message (kind "file"): what it carries.
@@ -436,6 +438,7 @@ impl<'a> Names<'a> {
                 role: e.role,
             }),
             target_seq: m.target_seq,
+            edited: m.edited,
             state: "sent",
             error: None,
             attachment: m.attachment.as_ref().map(AttachmentView::from),
@@ -458,6 +461,7 @@ impl<'a> Names<'a> {
             system: None,
             event: None,
             target_seq: 0,
+            edited: false,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
             attachment: e.attachment.as_ref().map(AttachmentView::from),
@@ -482,6 +486,7 @@ impl<'a> Names<'a> {
             system: None,
             event: None,
             target_seq: 0,
+            edited: false,
             // The transfer's own state (paused, failed) is shown by the file card.
             state: "sending",
             error: None,

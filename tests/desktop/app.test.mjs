@@ -344,6 +344,23 @@ test('read list: who of a group has read my message and who has not', { timeout:
   await app.screenshot(`${shots}/desktop-read-list.png`);
   await app.click('#read-list .close');
   await until('the list closed', async () => (await app.exec("return document.querySelector('#read-list') === null;")) === true);
+
+  // Editing: 张伟 corrects his message in place; the others get the new text, marked edited.
+  await app.exec(`document.querySelector('#messages .message[data-seq="${seq}"] .action.edit').click();`);
+  const box = await app.waitFor(`#messages .message[data-seq="${seq}"] .edit-box`);
+  await app.cmd('POST', `/element/${box}/clear`, {});
+  await app.cmd('POST', `/element/${box}/value`, { text: '周会改到周五\uE007' });
+  await app.waitForText(`#messages .message[data-seq="${seq}"] .text`, '周会改到周五');
+  assert.equal(await app.text(`#messages .message[data-seq="${seq}"] .edited`), '(已编辑)');
+  await until('the edit at the CLI', async () => /周会改到周五 \(edited\)/.test(await liuyang(['history', `#${group}`])));
+  // 李娜 edits hers at the CLI; the app shows the new version, marked edited.
+  const sent = await lina(['send', `#${group}`, '我周三不在']);
+  const linaSeq = /as seq (\d+)/.exec(sent)?.[1];
+  assert.ok(linaSeq, sent);
+  await app.waitForText(`#messages .message[data-seq="${linaSeq}"] .text`, '我周三不在');
+  await lina(['edit', `#${group}`, linaSeq, '我周四不在']);
+  await app.waitForText(`#messages .message[data-seq="${linaSeq}"] .text`, '我周四不在');
+  assert.equal(await app.text(`#messages .message[data-seq="${linaSeq}"] .edited`), '(已编辑)');
 });
 
 test('328 script-injection payloads as people\'s names and titles are inert text in the contacts', { timeout: 240_000 }, async () => {
@@ -461,7 +478,7 @@ test('settings: English and the dark theme apply at once and are kept', { timeou
   );
   await app.click('#nav-chats');
   await app.exec(
-    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('李娜')).click();",
+    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.querySelector('.name')?.textContent === '李娜').click();",
   );
   await app.waitForText('#messages .message .text', '收到，准时参加');
   await app.screenshot(`${shots}/desktop-dark-en.png`);
@@ -500,7 +517,7 @@ test('offline restart shows cached history and a banner; offline messages go out
   await app.waitForText('#conversation-list .conversation', '李娜');
   await until('the offline banner', async () => /重新连接|离线|reconnect|offline/i.test(await app.text('#connection-banner')));
   await app.exec(
-    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.textContent.includes('李娜')).click();",
+    "[...document.querySelectorAll('#conversation-list .conversation')].find((e) => e.querySelector('.name')?.textContent === '李娜').click();",
   );
   await app.waitForText('#messages .message .text', '下午三点开会');
   await app.type('#composer', '离线消息一\uE007');

@@ -178,6 +178,49 @@ describe('Chat', () => {
     unmount(app);
   });
 
+  it('edits my own text in place (Enter saves, Escape cancels) and shows edits from elsewhere', async () => {
+    const { target, app } = await render([
+      msg({ seq: 2, senderId: ME, text: '周会周三开' }),
+      msg({ seq: 3, senderId: 2, senderName: '王五', text: '收到' }),
+      msg({ seq: 4, senderId: ME, text: 'old', sentAtMs: Date.now() - 25 * 60 * 60_000 }),
+    ]);
+    // Only my own recent texts can be edited.
+    expect(target.querySelector('.message[data-seq="3"] .action.edit')).toBeNull();
+    expect(target.querySelector('.message[data-seq="4"] .action.edit')).toBeNull();
+    click(target.querySelector('.message[data-seq="2"] .action.edit'));
+    await settle();
+    const box = target.querySelector('.message[data-seq="2"] .edit-box') as HTMLTextAreaElement;
+    expect(box.value).toBe('周会周三开');
+    // Escape leaves it as it was.
+    key(box, { key: 'Escape' });
+    await settle();
+    expect(target.querySelector('.message[data-seq="2"] .edit-box')).toBeNull();
+    expect(fakeApi.editMessage).not.toHaveBeenCalled();
+    click(target.querySelector('.message[data-seq="2"] .action.edit'));
+    await settle();
+    const again = target.querySelector('.message[data-seq="2"] .edit-box') as HTMLTextAreaElement;
+    type(again, '周会改到周四');
+    key(again, { key: 'Enter' });
+    await settle();
+    expect(fakeApi.editMessage).toHaveBeenCalledWith(10, 2, '周会改到周四');
+    expect(target.querySelector('.message[data-seq="2"] .text')?.textContent).toBe('周会改到周四');
+    expect(target.querySelector('.message[data-seq="2"] .edited')?.textContent).toBe('(edited)');
+    // Someone else's edit arrives as an entry naming its target: the target shows the new text.
+    await emit({
+      event: 'messages',
+      messages: [{ ...msg({ seq: 5, senderId: 2, kind: 'edit', text: '收到，周四见', clientMsgId: '' }), targetSeq: 3 }],
+    });
+    expect(target.querySelector('.message[data-seq="3"] .text')?.textContent).toBe('收到，周四见');
+    expect(target.querySelector('.message[data-seq="3"] .edited')).not.toBeNull();
+    expect(target.querySelector('.message[data-seq="5"]')).toBeNull();
+    unmount(app);
+    // The edit box took focus; give the document none again, as the next test expects.
+    const probe = document.body.appendChild(document.createElement('input'));
+    probe.focus();
+    probe.blur();
+    probe.remove();
+  });
+
   it('renders only a window of a 10,000-message conversation', async () => {
     const base = Date.now() - 20_000_000;
     const history = Array.from({ length: 10_000 }, (_, i) =>

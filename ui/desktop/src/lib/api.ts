@@ -47,6 +47,8 @@ export const api = {
   retry: (clientMsgId: string) => invoke<void>('retry', { clientMsgId }),
   markRead: (conversationId: number, seq: number) => invoke<void>('mark_read', { conversationId, seq }),
   recall: (conversationId: number, seq: number) => invoke<void>('recall', { conversationId, seq }),
+  editMessage: (conversationId: number, seq: number, text: string) =>
+    invoke<void>('edit_message', { conversationId, seq, text }),
   typing: (conversationId: number) => invoke<void>('typing', { conversationId }),
   setPinned: (conversationId: number, pinned: boolean) =>
     invoke<void>('set_pinned', { conversationId, pinned }),

@@ -8,6 +8,8 @@ import type { MemberRead, MessageView } from './types';
 export const GROUP_MS = 5 * 60_000;
 /** Own messages can be recalled this long after sending. */
 export const RECALL_MS = 2 * 60_000;
+/** Own text messages can be edited this long after sending (the server's default window). */
+export const EDIT_MS = 24 * 60 * 60_000;
 
 /** Stable identity of a message, from the outbox to its acknowledgement. */
 export function messageKey(m: Pick<MessageView, 'clientMsgId' | 'seq'>): string {
@@ -29,9 +31,15 @@ export function mergeMessages(existing: readonly MessageView[], incoming: readon
   const byKey = new Map<string, MessageView>();
   for (const m of existing) byKey.set(messageKey(m), m);
   const recalls: number[] = [];
+  // Edit entries, in arrival order: the newest text of their target.
+  const edits = new Map<number, string>();
   for (const m of incoming) {
     if (m.kind === 'recall' && recallTarget(m) > 0) {
       recalls.push(recallTarget(m));
+      continue;
+    }
+    if (m.kind === 'edit') {
+      if (m.targetSeq > 0) edits.set(m.targetSeq, m.text);
       continue;
     }
     const key = messageKey(m);
@@ -40,6 +48,12 @@ export function mergeMessages(existing: readonly MessageView[], incoming: readon
     byKey.set(key, m);
   }
   let out = [...byKey.values()];
+  if (edits.size > 0) {
+    out = out.map((m) => {
+      const text = m.seq > 0 && !m.recalled ? edits.get(m.seq) : undefined;
+      return text === undefined ? m : { ...m, text, edited: true };
+    });
+  }
   if (recalls.length > 0) {
     const targets = new Set(recalls);
     out = out.map((m) => (m.seq > 0 && targets.has(m.seq) ? { ...m, recalled: true, text: '' } : m));
@@ -148,6 +162,11 @@ export function unreadCount(
 export function applyCursor(reads: readonly MemberRead[], userId: number, readSeq: number): MemberRead[] {
   if (!reads.some((r) => r.userId === userId)) return [...reads, { userId, name: '', readSeq }];
   return reads.map((r) => (r.userId === userId ? { ...r, readSeq: Math.max(r.readSeq, readSeq) } : r));
+}
+
+/** Whether `me` may still edit `m` (an own, sent, not recalled text within the window). */
+export function canEdit(m: MessageView, me: number, now: number): boolean {
+  return m.senderId === me && m.seq > 0 && m.kind === 'text' && !m.recalled && now - m.sentAtMs <= EDIT_MS;
 }
 
 export function canRecall(m: MessageView, me: number, now: number): boolean {

@@ -85,7 +85,7 @@ export interface MessageView {
   senderName: string;
   clientMsgId: string;
   sentAtMs: number;
-  kind: 'text' | 'file' | 'system' | 'recall' | 'unknown';
+  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'unknown';
   text: string;
   mentions: number[];
   replyToSeq: number;
@@ -94,8 +94,10 @@ export interface MessageView {
   system: string | null;
   /** For system entries: the event as data, described in the reader's language. */
   event: EventView | null;
-  /** For a recall entry (kind 'recall'): the seq of the message it recalls. */
+  /** For a recall or edit entry: the seq of the message it recalls or edits. */
   targetSeq: number;
+  /** The text was edited: `text` is its newest version. */
+  edited: boolean;
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;
