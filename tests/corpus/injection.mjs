@@ -73,3 +73,27 @@ export function payloads() {
   }
   return out;
 }
+
+/** Attributes that hold a URL a browser may load or navigate to. */
+const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'data', 'background', 'poster', 'srcdoc', 'xlink:href']);
+
+/**
+ * The shape of what `root` holds: every element's tag and attribute names,
+ * in document order. A payload rendered as text leaves it as a harmless name
+ * would; a payload that became markup adds elements or attributes.
+ */
+export function shape(root) {
+  return [...root.querySelectorAll('*')].map((el) => `${el.tagName}[${[...el.attributes].map((a) => a.name).sort().join(' ')}]`);
+}
+
+/** Event handlers anywhere under `root`, and javascript: in any attribute that is a URL. */
+export function dangers(root) {
+  const found = [];
+  for (const el of root.querySelectorAll('*')) {
+    for (const a of el.attributes) {
+      if (a.name.startsWith('on')) found.push(`${el.tagName} ${a.name}`);
+      if (URL_ATTRS.has(a.name) && /^\s*javascript:/i.test(a.value)) found.push(`${el.tagName} ${a.name}=${a.value}`);
+    }
+  }
+  return found;
+}

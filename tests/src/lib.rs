@@ -627,6 +627,47 @@ pub async fn wait_online_synced(client: &Client) {
     .await;
 }
 
+/// Alice and Bob in a direct chat, Bob behind a [`PushDropper`]: Bob has
+/// "kept", missed the push of `missed`, and the sync he then ran has its
+/// answer (holding `missed`) held back by the proxy. What Alice does next to
+/// `missed` (a recall, an edit) is pushed past that held answer: the client
+/// must get it right whatever the order.
+pub struct OvertakenGapFill {
+    pub alice: Client,
+    pub bob: Client,
+    pub proxy: PushDropper,
+    pub conversation_id: u64,
+    /// The seq of the message Bob missed.
+    pub missed: u64,
+}
+
+pub async fn overtaken_gap_fill(server: &TestServer, dir: &Path, missed: &str) -> OvertakenGapFill {
+    const T: Duration = Duration::from_secs(20);
+    let ids = server.add_users(&["alice", "bob"]);
+    let proxy = PushDropper::start(server.tcp).await;
+    let alice = online_client(dir, server.addr(), "alice", "d1").await;
+    // No periodic sync: only the next push reveals the gap.
+    let bob = client_with(dir, proxy.server_addr(), "bob", "d1", |o| {
+        o.sync_interval = Duration::from_secs(3600);
+    });
+    wait_online_synced(&bob).await;
+    let conv = alice.open_direct(ids[1]).await.unwrap().id;
+    let texts = |c: &Client| -> Vec<String> {
+        c.cached_messages(conv).unwrap().into_iter().filter(|m| m.kind == "text").map(|m| m.text).collect()
+    };
+    alice.send_text(conv, "kept", hutong_client::SendOptions::default()).unwrap();
+    until(&bob, T, "bob has the first message", || texts(&bob) == ["kept"]).await;
+    proxy.drop_next_push();
+    alice.send_text(conv, missed, hutong_client::SendOptions::default()).unwrap();
+    until(&alice, T, "alice's second is acknowledged", || alice.outbox(None).unwrap().is_empty()).await;
+    poll_until(T, "the proxy swallowed the push", || proxy.dropped() == 1).await;
+    proxy.hold_next_batch();
+    bob.request_sync();
+    poll_until(T, "the gap fill's answer is held back", || proxy.held() == 1).await;
+    let seq = alice.cached_messages(conv).unwrap().iter().find(|m| m.text == missed).unwrap().seq;
+    OvertakenGapFill { alice, bob, proxy, conversation_id: conv, missed: seq }
+}
+
 /// A TCP proxy in front of a server that forwards everything, except that
 /// while armed it swallows the next pushed message entry going to the
 /// client (a push lost on the way, as a network or a server fault would),

@@ -116,29 +116,11 @@ async fn an_edit_after_the_window_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_pushed_before_its_gap_fill_still_wins() {
     let server = TestServer::start().await;
-    let ids = server.add_users(&["alice", "bob"]);
     let dir = tempfile::tempdir().unwrap();
-    let proxy = PushDropper::start(server.tcp).await;
-    let alice = online_client(dir.path(), server.addr(), "alice", "d1").await;
-    // No periodic sync during the test: only the edit's push reveals the gap.
-    let bob = client_with(dir.path(), proxy.server_addr(), "bob", "d1", |o| {
-        o.sync_interval = Duration::from_secs(3600);
-    });
-    wait_online_synced(&bob).await;
-    let conv = alice.open_direct(ids[1]).await.unwrap().id;
-    alice.send_text(conv, "kept", SendOptions::default()).unwrap();
-    until(&bob, T, "bob has the first message", || texts(&bob, conv) == ["kept"]).await;
-
     // Bob misses "typo"; the sync he runs fetches it, but that answer is
     // overtaken by the edit's push.
-    proxy.drop_next_push();
-    alice.send_text(conv, "typo", SendOptions::default()).unwrap();
-    until(&alice, T, "alice's second is acknowledged", || alice.outbox(None).unwrap().is_empty()).await;
-    poll_until(T, "the proxy swallowed the push", || proxy.dropped() == 1).await;
-    proxy.hold_next_batch();
-    bob.request_sync();
-    poll_until(T, "the gap fill's answer is held back", || proxy.held() == 1).await;
-    let target = alice.cached_messages(conv).unwrap().iter().find(|m| m.text == "typo").unwrap().seq;
+    let OvertakenGapFill { alice, bob, proxy: _proxy, conversation_id: conv, missed: target } =
+        overtaken_gap_fill(&server, dir.path(), "typo").await;
     within(T, alice.edit(conv, target, "fixed")).await.unwrap();
     until(&bob, T, "bob has the edited entry and its edit", || {
         let m = bob.cached_messages(conv).unwrap();

@@ -9,11 +9,10 @@ import Directory from './Directory.svelte';
 import { setLang } from './lib/locale.svelte';
 import { click, fakeServer, json } from './lib/testing';
 import type { Department, Person } from './lib/api';
-import { payloads } from '../../../tests/corpus/injection.mjs';
+import { dangers, payloads, shape } from '../../../tests/corpus/injection.mjs';
 
 const corpus = payloads();
 const pwned = vi.fn();
-const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'data', 'background', 'poster', 'srcdoc', 'xlink:href']);
 
 beforeEach(() => {
   setLang('zh');
@@ -23,20 +22,6 @@ afterEach(() => {
   vi.restoreAllMocks();
   document.body.innerHTML = '';
 });
-
-const shape = (root: Element) =>
-  [...root.querySelectorAll('*')].map((el) => `${el.tagName}[${[...el.attributes].map((a) => a.name).sort().join(' ')}]`);
-
-function dangers(root: Element): string[] {
-  const found: string[] = [];
-  for (const el of root.querySelectorAll('*')) {
-    for (const a of el.attributes) {
-      if (a.name.startsWith('on')) found.push(`${el.tagName} ${a.name}`);
-      if (URL_ATTRS.has(a.name) && /^\s*javascript:/i.test(a.value)) found.push(`${el.tagName} ${a.name}=${a.value}`);
-    }
-  }
-  return found;
-}
 
 /** The directory with the root's departments and people named by `name(i)`. */
 async function render(name: (i: number) => string) {

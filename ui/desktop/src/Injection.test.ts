@@ -10,7 +10,7 @@ import MessageItem from './MessageItem.svelte';
 import { convos } from './lib/convos.svelte';
 import { setLocale } from './lib/locale.svelte';
 import { conv, ME, msg, resetFake, settle } from './lib/testing';
-import { payloads } from '../../../tests/corpus/injection.mjs';
+import { dangers, payloads, shape } from '../../../tests/corpus/injection.mjs';
 
 vi.mock('./lib/api', async () => (await import('./lib/fake-api')).apiModule);
 
@@ -25,29 +25,6 @@ beforeEach(() => {
 afterEach(() => {
   document.body.innerHTML = '';
 });
-
-const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'data', 'background', 'poster', 'srcdoc', 'xlink:href']);
-
-/**
- * The shape of what `root` holds: every element's tag and attribute names,
- * in document order. A payload rendered as text leaves it as a harmless
- * name would; a payload that became markup adds elements or attributes.
- */
-function shape(root: Element): string[] {
-  return [...root.querySelectorAll('*')].map((el) => `${el.tagName}[${[...el.attributes].map((a) => a.name).sort().join(' ')}]`);
-}
-
-/** Event handlers anywhere, and javascript: in any attribute that is a URL. */
-function dangers(root: Element): string[] {
-  const found: string[] = [];
-  for (const el of root.querySelectorAll('*')) {
-    for (const a of el.attributes) {
-      if (a.name.startsWith('on')) found.push(`${el.tagName} ${a.name}`);
-      if (URL_ATTRS.has(a.name) && /^\s*javascript:/i.test(a.value)) found.push(`${el.tagName} ${a.name}=${a.value}`);
-    }
-  }
-  return found;
-}
 
 describe('script-injection payloads render as inert text', () => {
   it('has at least 300 payloads', () => {
