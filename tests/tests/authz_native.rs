@@ -132,10 +132,11 @@ fn index(p: &Payload) -> usize {
         Payload::GetReadList(_) => 50,
         Payload::ReadList(_) => 51,
         Payload::EditMessage(_) => 52,
+        Payload::React(_) => 53,
     }
 }
 
-const COUNT: usize = 53;
+const COUNT: usize = 54;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -210,6 +211,8 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::Recall(_) => owner_only,
         // Likewise an edit: only the sender of a text message may edit it.
         Payload::EditMessage(_) => owner_only,
+        // Any member may react to a message of the group.
+        Payload::React(_) => member_only,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
         Payload::GetReadList(_) => member_only,
@@ -334,6 +337,10 @@ fn samples(f: &Fixture) -> Vec<Payload> {
             seq: f.text_seq,
             text: "edited".into(),
             client_msg_id: String::new(),
+        }),
+        // The reaction before the recall too: a recalled message takes none.
+        Payload::React(v1::React {
+            conversation_id: g, seq: f.text_seq, emoji: "👍".into(), remove: false
         }),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),

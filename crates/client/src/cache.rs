@@ -159,6 +159,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN edited_at INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX messages_edits ON messages (conversation_id, target_seq, seq) WHERE kind = 4;
     "#,
+    // 5: emoji reactions. `reactions` is who reacted with what to a message
+    // (`seq`), folded from its REACTION entries (kind 5) in seq order, so
+    // the same whatever order entries and target arrive in; `added_seq` is
+    // the entry that added the emoji (the display orders by first use).
+    r#"
+    ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_reactions ON messages (conversation_id, target_seq, seq) WHERE kind = 5;
+    CREATE TABLE reactions (
+        conversation_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        added_seq INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, seq, user_id, emoji)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -187,6 +203,15 @@ pub struct CachedMessage {
     pub edited: bool,
     /// When the newest version was sent (0 when never edited).
     pub edited_at_ms: i64,
+    /// Emoji reactions, ordered by first use (empty once recalled).
+    pub reactions: Vec<Reaction>,
+}
+
+/// One emoji on a message and who reacted with it (in the order they did).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub user_ids: Vec<u64>,
 }
 
 /// A group's event as data: what happened, who did it, to whom.
@@ -249,6 +274,7 @@ impl From<&Message> for CachedMessage {
             attachment: if m.recalled { None } else { m.attachment.as_ref().map(Attachment::from_wire) },
             edited: false,
             edited_at_ms: 0,
+            reactions: Vec::new(),
         }
     }
 }
@@ -307,6 +333,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(MessageKind::Recall) => "recall",
         Ok(MessageKind::File) => "file",
         Ok(MessageKind::Edit) => "edit",
+        Ok(MessageKind::Reaction) => "reaction",
         Err(_) => "unknown",
     }
 }
@@ -355,10 +382,71 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         attachment: decode_attachment(r.get(12)?).map(|a| Attachment::from_wire(&a)),
         edited: r.get::<_, i64>(13)? != 0,
         edited_at_ms: r.get(13)?,
+        reactions: Vec::new(),
     })
 }
 
+/// Recomputes who reacted with what to one message from its REACTION
+/// entries in seq order: an add of what is there, or a removal of what is
+/// not, changes nothing.
+fn fold_reactions(tx: &rusqlite::Transaction<'_>, conversation_id: u64, seq: u64) -> rusqlite::Result<()> {
+    let entries: Vec<(u64, u64, String, bool)> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT seq, sender_id, text, reaction_removed FROM messages
+             WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 5 ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map(params![conversation_id, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut state: Vec<(u64, String, u64)> = Vec::new();
+    for (entry_seq, user, emoji, removed) in entries {
+        let at = state.iter().position(|(u, e, _)| *u == user && *e == emoji);
+        match (at, removed) {
+            (None, false) => state.push((user, emoji, entry_seq)),
+            (Some(i), true) => {
+                state.remove(i);
+            }
+            _ => {}
+        }
+    }
+    tx.execute(
+        "DELETE FROM reactions WHERE conversation_id = ?1 AND seq = ?2",
+        params![conversation_id, seq],
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO reactions (conversation_id, seq, user_id, emoji, added_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (user, emoji, added) in state {
+        insert.execute(params![conversation_id, seq, user, emoji, added])?;
+    }
+    Ok(())
+}
+
 impl Cache {
+    /// Fills the reactions of messages read from the cache (none for a
+    /// recalled message).
+    fn with_reactions(&self, mut messages: Vec<CachedMessage>) -> Result<Vec<CachedMessage>, ClientError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT user_id, emoji FROM reactions WHERE conversation_id = ?1 AND seq = ?2 ORDER BY added_seq",
+        )?;
+        for m in messages.iter_mut().filter(|m| !m.recalled && (m.kind == "text" || m.kind == "file")) {
+            let rows = stmt.query_map(params![m.conversation_id, m.seq], |r| {
+                Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut reactions: Vec<Reaction> = Vec::new();
+            for row in rows {
+                let (user, emoji) = row?;
+                match reactions.iter_mut().find(|x| x.emoji == emoji) {
+                    Some(x) => x.user_ids.push(user),
+                    None => reactions.push(Reaction { emoji, user_ids: vec![user] }),
+                }
+            }
+            m.reactions = reactions;
+        }
+        Ok(messages)
+    }
+
     pub fn open(path: &Path) -> Result<Cache, ClientError> {
         // Owner-only: the cache holds every message this person can read.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -483,8 +571,8 @@ impl Cache {
         let mut touched = std::collections::BTreeSet::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
             )?;
             let mut ensure_conv = tx.prepare_cached(
                 "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
@@ -518,7 +606,8 @@ impl Cache {
                     m.recalled,
                     m.system.as_ref().map(|s| s.encode_to_vec()),
                     m.target_seq,
-                    m.attachment.as_ref().filter(|_| !m.recalled).map(|a| a.encode_to_vec())
+                    m.attachment.as_ref().filter(|_| !m.recalled).map(|a| a.encode_to_vec()),
+                    m.reaction_removed
                 ])?;
                 ensure_conv.execute(params![m.conversation_id, m.seq, m.sent_at_ms])?;
                 touched.insert(m.conversation_id);
@@ -531,6 +620,9 @@ impl Cache {
                         fresh.push(m.clone());
                     } else if m.kind == MessageKind::Edit as i32 {
                         apply_edits.execute(params![m.conversation_id, m.target_seq])?;
+                        fresh.push(m.clone());
+                    } else if m.kind == MessageKind::Reaction as i32 {
+                        fold_reactions(&tx, m.conversation_id, m.target_seq)?;
                         fresh.push(m.clone());
                     } else if !m.recalled && recalled_already.exists(params![m.conversation_id, m.seq])? {
                         // Its recall came first (a gap fill overtaken by a push): the recall wins.
@@ -723,7 +815,8 @@ impl Cache {
     /// A cached message by conversation and seq.
     pub fn message(&self, conversation_id: u64, seq: u64) -> Result<Option<CachedMessage>, ClientError> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq = ?2");
-        Ok(self.conn.query_row(&sql, params![conversation_id, seq], message_from_row).optional()?)
+        let m = self.conn.query_row(&sql, params![conversation_id, seq], message_from_row).optional()?;
+        Ok(self.with_reactions(m.into_iter().collect())?.pop())
     }
 
     /// The attachment of a cached message, as it came off the wire.
@@ -935,7 +1028,7 @@ impl Cache {
         let rows = stmt.query_map(params![conversation_id, before, limit as i64], message_from_row)?;
         let mut v: Vec<CachedMessage> = rows.collect::<Result<_, _>>()?;
         v.reverse();
-        Ok(v)
+        self.with_reactions(v)
     }
 
     /// A page of history, oldest first: the `limit` messages after
@@ -954,7 +1047,8 @@ impl Cache {
         let before = before_seq.unwrap_or(i64::MAX as u64);
         let rows =
             stmt.query_map(params![conversation_id, after_seq, before, limit as i64], message_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let v = rows.collect::<Result<_, _>>()?;
+        self.with_reactions(v)
     }
 
     /// Every message of a conversation in seq order (for checks and export).
@@ -962,7 +1056,8 @@ impl Cache {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([conversation_id], message_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let v = rows.collect::<Result<_, _>>()?;
+        self.with_reactions(v)
     }
 
     pub fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
@@ -1096,7 +1191,8 @@ impl Cache {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![pattern, limit as i64], message_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let v = rows.collect::<Result<_, _>>()?;
+        self.with_reactions(v)
     }
 }
 

@@ -34,7 +34,7 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use cache::{
-    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry,
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, Reaction,
     SendOutcome, SystemEventData,
 };
 pub use error::ClientError;
@@ -728,6 +728,25 @@ impl Client {
                 Ok(())
             }
             other => Err(ClientError::Protocol(format!("expected the edit entry, got {other:?}"))),
+        }
+    }
+
+    /// Adds (or, with `remove`, takes back) my emoji reaction to a text or
+    /// file message; the cache folds every reaction into who reacted with what.
+    pub async fn react(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        emoji: &str,
+        remove: bool,
+    ) -> Result<(), ClientError> {
+        let req = v1::React { conversation_id, seq, emoji: emoji.to_owned(), remove };
+        match self.call(Payload::React(req)).await? {
+            Payload::Message(entry) => {
+                self.inner.cache().insert_messages(&[entry])?;
+                Ok(())
+            }
+            other => Err(ClientError::Protocol(format!("expected the reaction entry, got {other:?}"))),
         }
     }
 

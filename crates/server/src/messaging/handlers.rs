@@ -138,6 +138,15 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             let window_ms = (s.shared.config.edit_window_secs as i64).saturating_mul(1000);
             write(s, Command::Edit { user, msg: r, window_ms }, after_recall).await
         }
+        Payload::React(r) => {
+            if let Err(e) = crate::writer::check_react(&r) {
+                return refuse(e);
+            }
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            write(s, Command::React { user, msg: r }, after_recall).await
+        }
         Payload::OpenDirect(r) => {
             if let Err(e) = check_knowable(s, vec![r.user_id]).await {
                 return Step::Ready(Err(e));
@@ -341,7 +350,9 @@ where
     Fut: std::future::Future<Output = Reply> + Send + 'static,
 {
     let except = match &cmd {
-        Command::Send { .. } | Command::Recall { .. } | Command::Edit { .. } => Some(s.conn_id),
+        Command::Send { .. } | Command::Recall { .. } | Command::Edit { .. } | Command::React { .. } => {
+            Some(s.conn_id)
+        }
         _ => None,
     };
     match s.shared.writer.enqueue_fanned(cmd, except).await {

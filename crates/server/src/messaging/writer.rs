@@ -128,6 +128,11 @@ pub enum Command {
         msg: v1::EditMessage,
         window_ms: i64,
     },
+    /// An emoji reaction added or taken back (`check_react` ran before queueing).
+    React {
+        user: u64,
+        msg: v1::React,
+    },
     OpenDirect {
         user: u64,
         peer: u64,
@@ -608,6 +613,7 @@ fn append(
         target_seq: extra.target_seq,
         priority: extra.priority,
         attachment: extra.attachment,
+        reaction_removed: extra.reaction_removed,
     };
     message.seq = conn.append_entry(&message, extra.content_hash.as_ref(), v)?;
     Ok(message)
@@ -626,6 +632,8 @@ struct AppendExtra {
     attachment: Option<v1::Attachment>,
     /// Sends only: see [`content_hash`].
     content_hash: Option<[u8; 32]>,
+    /// Reactions only: the entry takes the emoji back.
+    reaction_removed: bool,
 }
 
 fn system_entry(
@@ -659,6 +667,7 @@ fn apply(
             recall(conn, cache, version, recall_window_ms, *user, *conversation_id, *seq)
         }
         Command::Edit { user, msg, window_ms } => edit(conn, cache, version, *window_ms, *user, msg),
+        Command::React { user, msg } => react(conn, cache, version, *user, msg),
         Command::OpenDirect { user, peer } => open_direct(conn, cache, version, *user, *peer),
         Command::CreateGroup { owner, name, members } => {
             create_group(conn, cache, version, *owner, name, members)
@@ -932,6 +941,57 @@ fn edit(
         kind: MessageKind::Edit as i32,
         target_seq: seq,
         text: msg.text.clone(),
+        ..Default::default()
+    };
+    let message = append(conn, version, conversation_id, user, &id, extra)?;
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+/// Most bytes of a reaction's emoji.
+pub const MAX_EMOJI_LEN: usize = 32;
+
+/// The checks of a reaction that need no state: run in `route` before the
+/// reaction is queued and again by the writer.
+pub fn check_react(msg: &v1::React) -> Result<(), ServiceError> {
+    if msg.emoji.is_empty() || msg.emoji.len() > MAX_EMOJI_LEN {
+        return Err(ServiceError::BadRequest(format!("an emoji has 1 to {MAX_EMOJI_LEN} bytes")));
+    }
+    if msg.emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ServiceError::BadRequest("an emoji holds no whitespace or control characters".into()));
+    }
+    Ok(())
+}
+
+/// A reaction is a new REACTION entry naming its target; clients fold the
+/// entries (in seq order) into who reacted with what.
+fn react(
+    conn: &dyn Store,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    msg: &v1::React,
+) -> Result<Committed, ServiceError> {
+    check_react(msg)?;
+    let (conversation_id, seq) = (msg.conversation_id, msg.seq);
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&user) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let target = conn.recall_target(conversation_id, seq)?.ok_or(ServiceError::NotFound("message"))?;
+    if target.kind != MessageKind::Text as i32 && target.kind != MessageKind::File as i32 {
+        return Err(ServiceError::Forbidden("only a text or file message takes reactions".into()));
+    }
+    if target.recalled {
+        return Err(ServiceError::Forbidden("a recalled message takes no reactions".into()));
+    }
+    // Reactions live outside the senders' dedupe space (kind REACTION).
+    let id = format!("react-{conversation_id}-{seq}-{}", *version + 1);
+    let extra = AppendExtra {
+        kind: MessageKind::Reaction as i32,
+        target_seq: seq,
+        text: msg.emoji.clone(),
+        reaction_removed: msg.remove,
         ..Default::default()
     };
     let message = append(conn, version, conversation_id, user, &id, extra)?;

@@ -164,6 +164,7 @@ impl AuditStore for Connection {
                     0 => "text",
                     2 => "recall",
                     4 => "edit",
+                    5 => "reaction",
                     3 => "file",
                     _ => "system",
                 },

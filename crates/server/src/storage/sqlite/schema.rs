@@ -240,6 +240,10 @@ CREATE TABLE pending_changes (
     decided_at INTEGER
 );
 "#,
+    r#"
+-- Emoji reactions (kind REACTION = 5): whether the entry takes the emoji back.
+ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
