@@ -326,3 +326,37 @@ async fn cli_edit_and_history_marks_the_edited_message() {
     assert_eq!((first["text"].as_str(), first["edited"].as_bool()), (Some("hello"), Some(true)));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_react_and_history_shows_the_reactions() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    check(&hutong(h, "a", &["login", "--server", &addr, "--account", "alice"]).await, 0);
+    check(&hutong(h, "b", &["login", "--server", &addr, "--account", "bob"]).await, 0);
+    check(&hutong(h, "a", &["send", "bob", "lunch?"]).await, 0);
+    let out = hutong(h, "a", &["react", "bob", "1", "👍"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("added 👍 on seq 1 in #"), "{}", stdout(&out));
+    check(&hutong(h, "b", &["react", "alice", "1", "👍"]).await, 0);
+    check(&hutong(h, "b", &["react", "alice", "1", "🎉"]).await, 0);
+    check(&hutong(h, "b", &["react", "alice", "1", "🎉", "--remove"]).await, 0);
+    let refused = hutong(h, "b", &["react", "alice", "1", "a b"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("BAD_REQUEST"));
+
+    let history = hutong(h, "b", &["history", "alice"]).await;
+    check(&history, 0);
+    assert!(stdout(&history).contains("alice: lunch? [👍 2]\n"), "{}", stdout(&history));
+    let json = hutong(h, "b", &["history", "alice", "--json"]).await;
+    check(&json, 0);
+    let lines: Vec<serde_json::Value> =
+        stdout(&json).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = lines.iter().find(|v| v["seq"] == 1).unwrap();
+    assert_eq!(first["reactions"][0]["emoji"], "👍");
+    assert_eq!(first["reactions"][0]["user_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(first["reactions"].as_array().unwrap().len(), 1, "{first}");
+    server.stop().await;
+}

@@ -133,6 +133,14 @@ enum Command {
     Recall { target: String, seq: u64 },
     /// Edit the text of one of your messages (TARGET as for `recall`).
     Edit { target: String, seq: u64, text: String },
+    /// React to message SEQ with EMOJI (TARGET as for `recall`); --remove takes it back.
+    React {
+        target: String,
+        seq: u64,
+        emoji: String,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Who has read message SEQ and who has not (TARGET: an account or #ID).
     /// Prints `read <account>` and `unread <account>` lines, or with --json
     /// one object `{"read": [...], "unread": [...]}` of account names.
@@ -526,6 +534,7 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
             ("system", _, _) => format!("* {}", m.system.clone().unwrap_or_default()),
             ("recall", _, _) => format!("* recalled message {}", m.target_seq),
             ("edit", _, _) => format!("* edited message {}", m.target_seq),
+            ("reaction", _, _) => format!("* reaction {} to message {}", m.text, m.target_seq),
             ("file", _, Some(a)) => match a.kind {
                 AttachmentKind::File => format!("[file] {} ({})", a.name, human_size(a.size)),
                 AttachmentKind::Image => {
@@ -542,7 +551,9 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
             _ if m.edited => format!("{} (edited)", m.text),
             _ => m.text.clone(),
         };
-        writeln!(out, "[#{} {:>4}] {}: {}", m.conversation_id, m.seq, who, body)?;
+        let reactions: String =
+            m.reactions.iter().map(|r| format!(" [{} {}]", r.emoji, r.user_ids.len())).collect();
+        writeln!(out, "[#{} {:>4}] {}: {}{}", m.conversation_id, m.seq, who, body, reactions)?;
     }
     out.flush()?;
     Ok(())
@@ -858,6 +869,13 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             let conversation = resolve_target(client, &target, online).await?;
             client.recall(conversation, seq).await?;
             println!("recalled seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::React { target, seq, emoji, remove } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            client.react(conversation, seq, &emoji, remove).await?;
+            let done = if remove { "removed" } else { "added" };
+            println!("{done} {emoji} on seq {seq} in #{conversation}");
             Ok(())
         }
         Command::Edit { target, seq, text } => {
