@@ -356,6 +356,19 @@ pub async fn edit_message(
     Ok(())
 }
 
+/// Adds (or, with `remove`, takes back) my emoji reaction to a message.
+#[tauri::command]
+pub async fn react(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+    emoji: String,
+    remove: bool,
+) -> CmdResult<()> {
+    client(&state)?.react(conversation_id, seq, &emoji, remove).await?;
+    Ok(())
+}
+
 #[tauri::command]
 pub fn typing(state: State<'_, AppState>, conversation_id: u64) -> CmdResult<()> {
     client(&state)?.typing(conversation_id);

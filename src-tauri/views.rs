@@ -196,10 +196,22 @@ pub struct MessageView {
     pub target_seq: u64,
     /// The text was edited: `text` is its newest version.
     pub edited: bool,
+    /// Emoji reactions, ordered by first use.
+    pub reactions: Vec<ReactionView>,
     pub state: &'static str,
     pub error: Option<String>,
     /// For a file message (kind "file"): what it carries.
     pub attachment: Option<AttachmentView>,
+}
+
+/// One emoji on a message: how many reacted with it, whether I did, and who.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: usize,
+    pub mine: bool,
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -375,6 +387,9 @@ pub fn people_of(m: &CachedMessage) -> Vec<u64> {
         ids.push(e.actor_id);
         ids.extend(&e.user_ids);
     }
+    for r in &m.reactions {
+        ids.extend(&r.user_ids);
+    }
     ids
 }
 
@@ -439,6 +454,16 @@ impl<'a> Names<'a> {
             }),
             target_seq: m.target_seq,
             edited: m.edited,
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| ReactionView {
+                    emoji: r.emoji.clone(),
+                    count: r.user_ids.len(),
+                    mine: r.user_ids.contains(&self.client.user_id()),
+                    names: r.user_ids.iter().map(|&id| self.get(id)).collect(),
+                })
+                .collect(),
             state: "sent",
             error: None,
             attachment: m.attachment.as_ref().map(AttachmentView::from),
@@ -462,6 +487,7 @@ impl<'a> Names<'a> {
             event: None,
             target_seq: 0,
             edited: false,
+            reactions: Vec::new(),
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
             attachment: e.attachment.as_ref().map(AttachmentView::from),
@@ -487,6 +513,7 @@ impl<'a> Names<'a> {
             event: None,
             target_seq: 0,
             edited: false,
+            reactions: Vec::new(),
             // The transfer's own state (paused, failed) is shown by the file card.
             state: "sending",
             error: None,

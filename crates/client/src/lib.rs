@@ -123,6 +123,8 @@ pub enum Status {
 }
 
 /// What happened, for the UI.
+// Messages are most of the events, so boxing them would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
