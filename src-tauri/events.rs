@@ -77,6 +77,14 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
     let (mut conversations_changed, mut directory_changed, mut synced) = (false, false, false);
     for event in batch {
         match event {
+            // A reaction changes its target: the UI gets the target's new view
+            // (counts and names from the cache), not the entry itself.
+            Event::Message(m) if m.kind == "reaction" => {
+                if let Ok(Some(target)) = client.cached_message(m.conversation_id, m.target_seq) {
+                    names.prefetch(people_of(&target)).await;
+                    messages.push(names.message(&target));
+                }
+            }
             Event::Message(m) => {
                 unread_changed = true;
                 messages.push(names.message(&m));

@@ -361,6 +361,19 @@ test('read list: who of a group has read my message and who has not', { timeout:
   await lina(['edit', `#${group}`, linaSeq, '我周四不在']);
   await app.waitForText(`#messages .message[data-seq="${linaSeq}"] .text`, '我周四不在');
   assert.equal(await app.text(`#messages .message[data-seq="${linaSeq}"] .edited`), '(已编辑)');
+
+  // Reactions: 李娜 reacts at the CLI and the app shows who; 张伟 reacts in the app and the CLI sees it.
+  await lina(['react', `#${group}`, String(seq), '👍']);
+  await app.waitForText(`#messages .message[data-seq="${seq}"] .reaction`, '👍');
+  const chip = `#messages .message[data-seq="${seq}"] .reaction`;
+  assert.equal((await app.text(chip)).replace(/\s+/g, ' ').trim(), '👍 1');
+  assert.equal(await app.exec(`return document.querySelector('${chip}').title;`), '李娜 回应了 👍');
+  await app.exec(`document.querySelector('#messages .message[data-seq="${linaSeq}"] .action.react').click();`);
+  await app.exec(
+    `[...document.querySelectorAll('#messages .message[data-seq="${linaSeq}"] .reaction-picker .pick')].find((b) => b.textContent === '🎉').click();`,
+  );
+  await app.waitForText(`#messages .message[data-seq="${linaSeq}"] .reaction`, '🎉');
+  await until('the reaction at the CLI', async () => (await liuyang(['history', `#${group}`])).includes('我周四不在 (edited) [🎉 1]'));
 });
 
 test('328 script-injection payloads as people\'s names and titles are inert text in the contacts', { timeout: 240_000 }, async () => {

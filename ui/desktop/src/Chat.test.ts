@@ -221,6 +221,54 @@ describe('Chat', () => {
     probe.remove();
   });
 
+  it('shows reactions with who reacted, and adds or takes back mine', async () => {
+    session.displayName = '张伟';
+    const { target, app } = await render([
+      msg({
+        seq: 2,
+        senderId: 2,
+        senderName: '王五',
+        text: '周四开会',
+        reactions: [
+          { emoji: '👍', count: 2, mine: true, names: ['张伟', '李娜'] },
+          { emoji: '😄', count: 1, mine: false, names: ['李娜'] },
+        ],
+      }),
+    ]);
+    const chips = () =>
+      [...target.querySelectorAll('.message[data-seq="2"] .reaction')].map((c) => [c.textContent?.replace(/\s+/g, ' ').trim(), c.getAttribute('aria-pressed')]);
+    expect(chips()).toEqual([
+      ['👍 2', 'true'],
+      ['😄 1', 'false'],
+    ]);
+    expect((target.querySelector('.message[data-seq="2"] .reaction') as HTMLElement).title).toBe('张伟、李娜 reacted with 👍');
+    // Clicking my 👍 takes it back.
+    click(target.querySelector('.message[data-seq="2"] .reaction'));
+    await settle();
+    expect(fakeApi.react).toHaveBeenLastCalledWith(10, 2, '👍', true);
+    expect(chips()).toEqual([
+      ['👍 1', 'false'],
+      ['😄 1', 'false'],
+    ]);
+    // The picker adds a new one.
+    click(target.querySelector('.message[data-seq="2"] .action.react'));
+    await settle();
+    const party = [...target.querySelectorAll('.message[data-seq="2"] .reaction-picker .pick')].find((b) => b.textContent === '🎉');
+    click(party ?? null);
+    await settle();
+    expect(fakeApi.react).toHaveBeenLastCalledWith(10, 2, '🎉', false);
+    expect(chips()).toEqual([
+      ['👍 1', 'false'],
+      ['😄 1', 'false'],
+      ['🎉 1', 'true'],
+    ]);
+    expect(target.querySelector('.message[data-seq="2"] .reaction-picker')).toBeNull();
+    // A reaction entry arriving from the shell is never shown as a message.
+    await emit({ event: 'messages', messages: [{ ...msg({ seq: 3, kind: 'reaction', text: '👍', clientMsgId: '' }), targetSeq: 2 }] });
+    expect(target.querySelector('.message[data-seq="3"]')).toBeNull();
+    unmount(app);
+  });
+
   it('renders only a window of a 10,000-message conversation', async () => {
     const base = Date.now() - 20_000_000;
     const history = Array.from({ length: 10_000 }, (_, i) =>

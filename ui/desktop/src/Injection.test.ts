@@ -44,7 +44,7 @@ describe('script-injection payloads render as inert text', () => {
         event: { kind: 'group_created', actor: { id: 3, name: p }, users: [{ id: 4, name: p }], name: p, role: 'member' },
       });
       const target = document.body.appendChild(document.createElement('div'));
-      const common = { grouped: false, me: ME, direct: false, reads: [], members: [ME, 3, 4], onReply() {}, onCopy() {}, onRecall() {}, onEdit: async () => true, onRetry() {}, onReadList() {} };
+      const common = { grouped: false, me: ME, direct: false, reads: [], members: [ME, 3, 4], onReply() {}, onCopy() {}, onRecall() {}, onEdit: async () => true, onReact() {}, onRetry() {}, onReadList() {} };
       const apps = [
         mount(MessageItem, { target, props: { ...common, message, quoted } }),
         mount(MessageItem, { target, props: { ...common, message: event, quoted: null } }),

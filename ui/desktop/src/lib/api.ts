@@ -49,6 +49,8 @@ export const api = {
   recall: (conversationId: number, seq: number) => invoke<void>('recall', { conversationId, seq }),
   editMessage: (conversationId: number, seq: number, text: string) =>
     invoke<void>('edit_message', { conversationId, seq, text }),
+  react: (conversationId: number, seq: number, emoji: string, remove: boolean) =>
+    invoke<void>('react', { conversationId, seq, emoji, remove }),
   typing: (conversationId: number) => invoke<void>('typing', { conversationId }),
   setPinned: (conversationId: number, pinned: boolean) =>
     invoke<void>('set_pinned', { conversationId, pinned }),

@@ -42,6 +42,8 @@ export function mergeMessages(existing: readonly MessageView[], incoming: readon
       if (m.targetSeq > 0) edits.set(m.targetSeq, m.text);
       continue;
     }
+    // A reaction arrives with its target's new view (from the shell); the entry itself is not shown.
+    if (m.kind === 'reaction') continue;
     const key = messageKey(m);
     const old = byKey.get(key);
     if (old && old.seq > 0 && m.seq === 0) continue;
@@ -167,6 +169,37 @@ export function applyCursor(reads: readonly MemberRead[], userId: number, readSe
 /** Whether `me` may still edit `m` (an own, sent, not recalled text within the window). */
 export function canEdit(m: MessageView, me: number, now: number): boolean {
   return m.senderId === me && m.seq > 0 && m.kind === 'text' && !m.recalled && now - m.sentAtMs <= EDIT_MS;
+}
+
+/** Reactions offered in the picker. */
+export const QUICK_REACTIONS = ['👍', '❤️', '😄', '🎉', '👌', '🙏'] as const;
+
+/** Whether a message can take reactions (a sent text or file, not recalled). */
+export function canReact(m: MessageView): boolean {
+  return m.seq > 0 && (m.kind === 'text' || m.kind === 'file') && !m.recalled;
+}
+
+/** `m`'s reactions after I added (or removed) `emoji`, as the server will have them. */
+export function toggledReactions(m: MessageView, emoji: string, remove: boolean, myName: string): MessageView['reactions'] {
+  const list = m.reactions.map((r) => ({ ...r, names: [...r.names] }));
+  const at = list.findIndex((r) => r.emoji === emoji);
+  if (remove) {
+    if (at < 0 || !list[at]!.mine) return m.reactions;
+    const r = list[at]!;
+    r.count -= 1;
+    r.mine = false;
+    r.names = r.names.filter((n) => n !== myName);
+    return r.count > 0 ? list : list.filter((_, i) => i !== at);
+  }
+  if (at >= 0) {
+    const r = list[at]!;
+    if (r.mine) return m.reactions;
+    r.count += 1;
+    r.mine = true;
+    r.names.push(myName);
+    return list;
+  }
+  return [...list, { emoji, count: 1, mine: true, names: [myName] }];
 }
 
 export function canRecall(m: MessageView, me: number, now: number): boolean {

@@ -85,7 +85,7 @@ export interface MessageView {
   senderName: string;
   clientMsgId: string;
   sentAtMs: number;
-  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'unknown';
+  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'unknown';
   text: string;
   mentions: number[];
   replyToSeq: number;
@@ -98,11 +98,23 @@ export interface MessageView {
   targetSeq: number;
   /** The text was edited: `text` is its newest version. */
   edited: boolean;
+  /** Emoji reactions, in the order they were first used. */
+  reactions: ReactionView[];
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;
   /** For kind 'file': the file, image or folder it carries (`text` is its name). */
   attachment: AttachmentView | null;
+}
+
+/** One emoji's reactions to a message. */
+export interface ReactionView {
+  emoji: string;
+  count: number;
+  /** I reacted with it. */
+  mine: boolean;
+  /** Who reacted, by name. */
+  names: string[];
 }
 
 /** A person a system event names. */
