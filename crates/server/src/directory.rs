@@ -22,7 +22,7 @@ use crate::storage::directory::{DepartmentChange, PeopleFilter};
 use crate::storage::Store;
 pub use crate::util::pinyin_keys;
 
-pub const ROLES: [&str; 4] = ["admin", "auditor", "agent", "staff"];
+pub const ROLES: [&str; 5] = ["admin", "auditor", "agent", "publisher", "staff"];
 const MAX_FIELD_CHARS: usize = 200;
 
 // ------------------------------------------------------------------ departments
@@ -174,7 +174,7 @@ fn check_roles(roles: &[String]) -> Result<String, ServiceError> {
         let r = r.trim();
         if !ROLES.contains(&r) {
             return Err(ServiceError::BadRequest(format!(
-                "unknown role {r:?}; roles are admin, auditor, agent, staff"
+                "unknown role {r:?}; roles are admin, auditor, agent, publisher, staff"
             )));
         }
         if r != "staff" && !out.contains(&r) {

@@ -593,6 +593,7 @@ pub async fn serve<S, K>(
                     None => match payload {
                         Payload::Login(login) => {
                             let bulk = login.bulk;
+                            let device: Arc<str> = login.device.as_str().into();
                             if bulk && !matches!(login.secret, Some(v1::login::Secret::Token(_))) {
                                 let e = crate::error::ServiceError::BadRequest("a bulk connection logs in with a session token".into());
                                 deliver(&outbound, id, Err(e));
@@ -644,6 +645,7 @@ pub async fn serve<S, K>(
                                         bulk,
                                         readable: Default::default(),
                                         throttled: Default::default(),
+                                        device,
                                     });
                                     let ok = v1::LoginOk {
                                         user_id: auth.user_id,

@@ -4,7 +4,7 @@
 
 // Layers, top to bottom (imports only run downward; see ARCHITECTURE.md):
 // the gateway (transport) and `admin` (the HTTP administration API); the
-// domains (`messaging`, `accounts`, `directory`, `files`, `audit`); `live`
+// domains (`messaging`, `accounts`, `directory`, `files`, `audit`, `notices`); `live`
 // (sessions, presence, outbound lanes); `storage`, `config`, `error`, `util`.
 // `layering.rs` checks it.
 pub mod accounts;
@@ -17,6 +17,7 @@ mod files;
 mod gateway;
 mod live;
 mod messaging;
+pub mod notices;
 pub mod storage;
 mod util;
 
@@ -75,6 +76,8 @@ pub struct Shared {
     admission: Arc<gateway::admission::Admission>,
     /// Messages each person sent recently, for the send rate limit.
     sends: ratelimit::SendLimiter,
+    /// Wakes the notices' deadline task when a notice with a deadline is sent.
+    notices_changed: tokio::sync::Notify,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -258,6 +261,7 @@ pub async fn run(
         typing,
         admission,
         sends,
+        notices_changed: tokio::sync::Notify::new(),
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -287,6 +291,7 @@ pub async fn run(
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
     tracker.spawn(receipts::run(shared.clone(), token.clone()));
+    tracker.spawn(notices::deadlines(shared.clone(), token.clone()));
 
     tracker.spawn(log_stats(stats.clone(), token.clone()));
 

@@ -1,7 +1,7 @@
 //! The storage boundary: every row the server keeps is read and written
 //! through the per-domain traits declared here and in `storage/<domain>.rs`
 //! (`AccountsStore`, `DirectoryStore`, `FilesStore`, `AuditStore`,
-//! `MessagesRead`, `MessagesWrite`, `Transactions`), whose methods take and return domain types, never a
+//! `MessagesRead`, `MessagesWrite`, `NoticesStore`, `Transactions`), whose methods take and return domain types, never a
 //! database's. `Store` is all of them: one connection. The SQLite backend
 //! (`storage/sqlite*`, schema and migrations included) implements them, and
 //! only it names `rusqlite` (`layering.rs` checks that); a second backend
@@ -25,6 +25,7 @@ pub mod audit;
 pub mod directory;
 pub mod files;
 pub mod messages;
+pub mod notices;
 pub mod sqlite;
 
 pub use accounts::AccountsStore;
@@ -32,6 +33,7 @@ pub use audit::AuditStore;
 pub use directory::DirectoryStore;
 pub use files::FilesStore;
 pub use messages::{EarlierSend, MessagesRead, MessagesWrite};
+pub use notices::NoticesStore;
 // The SQLite file's own handles, for the tools and tests that seed or
 // inspect a database directly.
 pub use sqlite::schema::{migrate, open_connection};
@@ -42,12 +44,12 @@ pub use sqlite::schema::{migrate, open_connection};
 /// (`MessagesWrite` is part of it so the writer thread runs every command,
 /// a `WriteFn` included, over one `&dyn Store`.)
 pub trait Store:
-    AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + Transactions
+    AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + NoticesStore + Transactions
 {
 }
 
 impl<T> Store for T where
-    T: AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + Transactions
+    T: AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + NoticesStore + Transactions
 {
 }
 

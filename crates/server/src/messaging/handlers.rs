@@ -38,9 +38,21 @@ pub struct Session {
     pub readable: Arc<std::sync::Mutex<crate::files::ReadableFiles>>,
     /// Set when a send was refused for its rate: later sends are refused too.
     pub throttled: Arc<std::sync::atomic::AtomicBool>,
+    /// The device name the session logged in with.
+    pub device: Arc<str>,
 }
 
 impl Session {
+    /// What the notice requests need of this session.
+    fn notices(&self) -> crate::notices::Session {
+        crate::notices::Session {
+            shared: self.shared.clone(),
+            user_id: self.user_id,
+            device: self.device.clone(),
+            conn_id: self.conn_id,
+        }
+    }
+
     /// What the file requests need of this session.
     fn files(&self) -> crate::files::Session {
         crate::files::Session {
@@ -226,6 +238,13 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::CommitUpload(r) => Step::Pending(crate::files::commit_upload(s.files(), r).boxed()),
         Payload::ProveChunks(r) => Step::Pending(crate::files::prove_chunks(s.files(), r).boxed()),
         Payload::GetFile(r) => Step::Pending(crate::files::get_file(s.files(), r).boxed()),
+        p @ (Payload::SendNotice(_)
+        | Payload::NoticeSync(_)
+        | Payload::MarkNotice(_)
+        | Payload::WithdrawNotice(_)
+        | Payload::RemindNotice(_)
+        | Payload::GetNoticeStatus(_)
+        | Payload::ListSentNotices(_)) => Step::Pending(crate::notices::route(s.notices(), p).boxed()),
         Payload::PutChunk(_) | Payload::GetChunk(_) => {
             Step::Ready(Err(ServiceError::BadRequest("chunk data travels on a bulk connection only".into())))
         }

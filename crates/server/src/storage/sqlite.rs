@@ -8,6 +8,7 @@ pub mod audit;
 pub mod directory;
 pub mod files;
 pub mod messages;
+pub mod notices;
 pub mod schema;
 
 use rusqlite::{params, Connection};

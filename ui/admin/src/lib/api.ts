@@ -3,7 +3,7 @@
 // mirror crates/server/src/admin/openapi.json.
 import { isErrorCode, type ErrorCode } from './errors';
 
-export type Role = 'admin' | 'auditor' | 'agent' | 'staff';
+export type Role = 'admin' | 'auditor' | 'agent' | 'publisher' | 'staff';
 
 export interface Me {
   id: number;

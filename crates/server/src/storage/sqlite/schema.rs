@@ -244,6 +244,51 @@ CREATE TABLE pending_changes (
 -- Emoji reactions (kind REACTION = 5): whether the entry takes the emoji back.
 ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Notices with sign-off receipts. The recipients are fixed when a notice is
+-- sent (departments expanded then); each recipient row records what that
+-- person did, and every change to it takes the next `notice_version`, so a
+-- recipient syncs their notices by (user_id, version).
+CREATE TABLE notices (
+    id INTEGER PRIMARY KEY,
+    sender_id INTEGER NOT NULL REFERENCES users(id),
+    client_id TEXT NOT NULL,
+    content_hash BLOB NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    sign_required INTEGER NOT NULL,
+    deadline_ms INTEGER NOT NULL DEFAULT 0,
+    buttons TEXT NOT NULL DEFAULT '[]',
+    targets TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    withdrawn_at INTEGER NOT NULL DEFAULT 0,
+    deadline_done INTEGER NOT NULL DEFAULT 0,
+    -- A manager's summary at a deadline: the notice it is about, and who in
+    -- their team had not signed it.
+    summary_of INTEGER NOT NULL DEFAULT 0,
+    unsigned_users TEXT NOT NULL DEFAULT '[]'
+);
+CREATE UNIQUE INDEX notices_dedupe ON notices (sender_id, client_id);
+CREATE INDEX notices_by_sender ON notices (sender_id, id);
+CREATE INDEX notices_due ON notices (deadline_ms) WHERE deadline_ms > 0 AND deadline_done = 0;
+CREATE TABLE notice_recipients (
+    notice_id INTEGER NOT NULL REFERENCES notices(id),
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    department_id INTEGER,
+    version INTEGER NOT NULL,
+    delivered_at INTEGER NOT NULL DEFAULT 0,
+    read_at INTEGER NOT NULL DEFAULT 0,
+    signed_at INTEGER NOT NULL DEFAULT 0,
+    signed_device TEXT NOT NULL DEFAULT '',
+    chosen TEXT NOT NULL DEFAULT '',
+    comment TEXT NOT NULL DEFAULT '',
+    reminded_at INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (notice_id, user_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX notice_recipients_sync ON notice_recipients (user_id, version);
+INSERT INTO settings (key, value) VALUES ('notice_version', '0');
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
