@@ -175,6 +175,33 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation_id, seq, user_id, emoji)
     ) WITHOUT ROWID;
     "#,
+    // 6: notices. One row per notice addressed to me (content and my own
+    // state, which only moves forward), folded from pushes and `NoticeSync`;
+    // `reported` is 1 once the server has heard that it was delivered.
+    r#"
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        sender_id INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        sign_required INTEGER NOT NULL,
+        deadline_ms INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        withdrawn_at INTEGER NOT NULL DEFAULT 0,
+        delivered_at INTEGER NOT NULL DEFAULT 0,
+        read_at INTEGER NOT NULL DEFAULT 0,
+        signed_at INTEGER NOT NULL DEFAULT 0,
+        signed_device TEXT NOT NULL DEFAULT '',
+        reminded_at INTEGER NOT NULL DEFAULT 0,
+        buttons TEXT NOT NULL DEFAULT '[]',
+        chosen TEXT NOT NULL DEFAULT '',
+        comment TEXT NOT NULL DEFAULT '',
+        summary_of INTEGER NOT NULL DEFAULT 0,
+        unsigned_users TEXT NOT NULL DEFAULT '[]',
+        reported INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -315,7 +342,7 @@ pub struct OutboxEntry {
 }
 
 pub struct Cache {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 fn encode_ids(ids: &[u64]) -> String {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod files;
 pub mod folder;
 pub mod media;
+pub mod notices;
 pub mod profile;
 mod requests;
 mod session;
@@ -164,6 +165,14 @@ pub enum Event {
     Synced,
     /// A transfer changed state, or moved bytes (at most ~8 times a second).
     Transfer(Transfer),
+    /// A notice addressed to me arrived or changed (withdrawn, reminded,
+    /// signed on another device).
+    Notice(notices::CachedNotice),
+    /// A recipient of a notice I sent received, read, signed or chose.
+    NoticeProgress {
+        notice_id: u64,
+        recipient: notices::RecipientState,
+    },
 }
 
 pub(crate) struct Inner {
@@ -178,6 +187,8 @@ pub(crate) struct Inner {
     pub(crate) outbox_ready: Notify,
     /// Wakes the cursor reporter.
     pub(crate) cursors_dirty: Notify,
+    /// Notices arrived whose delivery the server has not heard of.
+    pub(crate) notices_dirty: Notify,
     /// Test hook: ends the current connection as if the network dropped.
     pub(crate) drop_now: Notify,
     /// Fingerprint accepted on the first TLS connection; later connections
@@ -237,6 +248,7 @@ impl Client {
             connection: Mutex::new(None),
             outbox_ready: Notify::new(),
             cursors_dirty: Notify::new(),
+            notices_dirty: Notify::new(),
             drop_now: Notify::new(),
             fingerprint: Mutex::new(None),
             shutdown: CancellationToken::new(),

@@ -193,6 +193,7 @@ async fn connect_and_serve(inner: &Arc<Inner>, was_online: &mut bool) -> Result<
             r = sync_loop(inner, &conn) => r,
             r = outbox_loop(inner, &conn) => r,
             r = cursor_loop(inner, &conn) => r,
+            r = notice_report_loop(inner, &conn) => r,
             r = heartbeat_loop(&conn, heartbeat) => r,
         }
     };
@@ -331,6 +332,17 @@ fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> 
             }
             // The directory changed: the next sync round fetches what this person may see.
             Payload::DirectoryDelta(_) => conn.sync_wanted.notify_one(),
+            Payload::Notice(n) => {
+                for n in inner.cache().apply_notices(&[n])? {
+                    inner.emit(Event::Notice(n));
+                }
+                inner.notices_dirty.notify_one();
+            }
+            Payload::NoticeProgress(p) => {
+                if let Some(recipient) = p.recipient {
+                    inner.emit(Event::NoticeProgress { notice_id: p.notice_id, recipient: (&recipient).into() });
+                }
+            }
             Payload::Error(e) => tracing::warn!(error = %e, "the server reported an error"),
             other => tracing::debug!(?other, "ignoring an unexpected push"),
         }
@@ -412,6 +424,9 @@ fn sync_pause(interval: Duration) -> Duration {
 /// Asks what changed since the stored version, stores it, then fills every
 /// conversation's gap between what the cache holds and the server's last seq.
 async fn sync_round(inner: &Inner, conn: &Connection) -> Result<(), ClientError> {
+    // Notices first: they are few, and an urgent one must not wait behind
+    // thousands of messages.
+    sync_notices(inner, conn).await?;
     loop {
         let since = inner.cache().sync_key()?;
         let req = v1::SyncRequest { since_version: since.0, limit: 200, since_conversation_id: since.1 };
@@ -486,6 +501,53 @@ pub(crate) fn next_sync_key(since: (u64, u64), resp: &v1::SyncResponse) -> (u64,
     let next = (resp.version, conversation);
     // Never move back (a stale or odd answer must not make us start over).
     next.max(since)
+}
+
+/// Fetches the notices addressed to me that changed since the stored version.
+async fn sync_notices(inner: &Inner, conn: &Connection) -> Result<(), ClientError> {
+    loop {
+        let since = inner.cache().notice_version()?;
+        let req = v1::NoticeSync { since_version: since, limit: 200 };
+        let batch = match conn.call(Payload::NoticeSync(req)).await? {
+            Payload::NoticeBatch(b) => b,
+            other => return Err(ClientError::Protocol(format!("expected notices, got {other:?}"))),
+        };
+        let stored = {
+            let mut cache = inner.cache();
+            let stored = cache.apply_notices(&batch.notices)?;
+            cache.set_notice_version(batch.version.max(since))?;
+            stored
+        };
+        if !stored.is_empty() {
+            inner.notices_dirty.notify_one();
+        }
+        for n in stored {
+            inner.emit(Event::Notice(n));
+        }
+        if !batch.more || batch.version <= since {
+            return Ok(());
+        }
+    }
+}
+
+/// Tells the server which notices reached this device.
+async fn notice_report_loop(inner: &Arc<Inner>, conn: &Connection) -> Result<(), ClientError> {
+    loop {
+        let ids = inner.cache().unreported_notices()?;
+        if !ids.is_empty() {
+            let req = v1::MarkNotice {
+                notice_ids: ids.clone(),
+                action: v1::NoticeAction::NoticeDelivered as i32,
+                ..Default::default()
+            };
+            conn.call(Payload::MarkNotice(req)).await?;
+            inner.cache().notices_reported(&ids, crate::cache::now_ms())?;
+            if ids.len() == 500 {
+                continue;
+            }
+        }
+        inner.notices_dirty.notified().await;
+    }
 }
 
 /// Brings the cached directory up to the server's version, a page at a time.
