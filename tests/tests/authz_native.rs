@@ -133,10 +133,11 @@ fn index(p: &Payload) -> usize {
         Payload::ReadList(_) => 51,
         Payload::EditMessage(_) => 52,
         Payload::React(_) => 53,
+        Payload::PinMessage(_) => 54,
     }
 }
 
-const COUNT: usize = 54;
+const COUNT: usize = 55;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -213,6 +214,8 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::EditMessage(_) => owner_only,
         // Any member may react to a message of the group.
         Payload::React(_) => member_only,
+        // Any member may pin a message of the group.
+        Payload::PinMessage(_) => member_only,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
         Payload::GetReadList(_) => member_only,
@@ -342,6 +345,8 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::React(v1::React {
             conversation_id: g, seq: f.text_seq, emoji: "👍".into(), remove: false
         }),
+        // The pin before the recall too: a recalled message cannot be pinned.
+        Payload::PinMessage(v1::PinMessage { conversation_id: g, seq: f.text_seq, unpin: false }),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),

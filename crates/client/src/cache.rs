@@ -175,6 +175,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation_id, seq, user_id, emoji)
     ) WITHOUT ROWID;
     "#,
+    // 6: pins. A message is pinned when the newest (by seq) of its PIN
+    // entries (kind 6) does not unpin it; read by `pins`, so the same
+    // whatever order the entries and their target arrive in.
+    r#"
+    ALTER TABLE messages ADD COLUMN unpinned INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_pins ON messages (conversation_id, target_seq, seq) WHERE kind = 6;
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -205,6 +212,8 @@ pub struct CachedMessage {
     pub edited_at_ms: i64,
     /// Emoji reactions, ordered by first use (empty once recalled).
     pub reactions: Vec<Reaction>,
+    /// Kind "pin": the entry unpins its target.
+    pub unpinned: bool,
 }
 
 /// One emoji on a message and who reacted with it (in the order they did).
@@ -212,6 +221,18 @@ pub struct CachedMessage {
 pub struct Reaction {
     pub emoji: String,
     pub user_ids: Vec<u64>,
+}
+
+/// A message pinned in a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pin {
+    /// The pinned message's seq.
+    pub seq: u64,
+    /// Who pinned it (the newest pin entry's sender).
+    pub pinned_by: u64,
+    pub pinned_at_ms: i64,
+    /// The pinned message, once it is in the cache.
+    pub message: Option<CachedMessage>,
 }
 
 /// A group's event as data: what happened, who did it, to whom.
@@ -275,6 +296,7 @@ impl From<&Message> for CachedMessage {
             edited: false,
             edited_at_ms: 0,
             reactions: Vec::new(),
+            unpinned: m.unpinned,
         }
     }
 }
@@ -334,6 +356,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(MessageKind::File) => "file",
         Ok(MessageKind::Edit) => "edit",
         Ok(MessageKind::Reaction) => "reaction",
+        Ok(MessageKind::Pin) => "pin",
         Err(_) => "unknown",
     }
 }
@@ -356,7 +379,7 @@ pub fn describe_system(e: &v1::SystemEvent) -> String {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at";
+    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at, unpinned";
 
 fn decode_attachment(blob: Option<Vec<u8>>) -> Option<v1::Attachment> {
     blob.and_then(|b| v1::Attachment::decode(&b[..]).ok())
@@ -383,6 +406,7 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         edited: r.get::<_, i64>(13)? != 0,
         edited_at_ms: r.get(13)?,
         reactions: Vec::new(),
+        unpinned: r.get(14)?,
     })
 }
 
@@ -571,8 +595,8 @@ impl Cache {
         let mut touched = std::collections::BTreeSet::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed, unpinned)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT DO NOTHING",
             )?;
             let mut ensure_conv = tx.prepare_cached(
                 "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
@@ -607,7 +631,8 @@ impl Cache {
                     m.system.as_ref().map(|s| s.encode_to_vec()),
                     m.target_seq,
                     m.attachment.as_ref().filter(|_| !m.recalled).map(|a| a.encode_to_vec()),
-                    m.reaction_removed
+                    m.reaction_removed,
+                    m.unpinned
                 ])?;
                 ensure_conv.execute(params![m.conversation_id, m.seq, m.sent_at_ms])?;
                 touched.insert(m.conversation_id);
@@ -810,6 +835,31 @@ impl Cache {
             },
             None => SendOutcome::Waiting,
         })
+    }
+
+    /// The messages pinned in a conversation, most recently pinned first:
+    /// for each target, the newest PIN entry by seq decides; a recalled
+    /// target is not pinned.
+    pub fn pins(&self, conversation_id: u64) -> Result<Vec<Pin>, ClientError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.target_seq, p.sender_id, p.sent_at FROM messages p
+             WHERE p.conversation_id = ?1 AND p.kind = 6 AND p.unpinned = 0
+               AND p.seq = (SELECT max(q.seq) FROM messages q
+                            WHERE q.conversation_id = ?1 AND q.kind = 6 AND q.target_seq = p.target_seq)
+               AND NOT EXISTS (SELECT 1 FROM messages r
+                               WHERE r.conversation_id = ?1 AND r.kind = 2 AND r.target_seq = p.target_seq)
+               AND NOT EXISTS (SELECT 1 FROM messages t
+                               WHERE t.conversation_id = ?1 AND t.seq = p.target_seq AND t.recalled = 1)
+             ORDER BY p.seq DESC",
+        )?;
+        let rows = stmt.query_map([conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows: Vec<(u64, u64, i64)> = rows.collect::<Result<_, _>>()?;
+        let mut pins = Vec::with_capacity(rows.len());
+        for (seq, pinned_by, pinned_at_ms) in rows {
+            let message = self.message(conversation_id, seq)?;
+            pins.push(Pin { seq, pinned_by, pinned_at_ms, message });
+        }
+        Ok(pins)
     }
 
     /// A cached message by conversation and seq.
@@ -1781,6 +1831,37 @@ mod tests {
         let target = c.message(1, 1).unwrap().unwrap();
         assert!(target.recalled);
         assert_eq!(target.text, "");
+    }
+
+    fn pin(conv: u64, seq: u64, target: u64, unpinned: bool) -> Message {
+        Message {
+            kind: MessageKind::Pin as i32,
+            target_seq: target,
+            unpinned,
+            text: String::new(),
+            ..msg(conv, seq)
+        }
+    }
+
+    #[test]
+    fn the_newest_pin_entry_decides_whatever_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        let pinned = |c: &Cache| c.pins(1).unwrap().into_iter().map(|p| p.seq).collect::<Vec<_>>();
+        // The unpin (seq 5) arrives before the pin it undoes (seq 4); 2 is pinned before its target arrives.
+        c.insert_messages(&[pin(1, 5, 1, true), pin(1, 6, 2, false)]).unwrap();
+        assert_eq!(pinned(&c), vec![2], "a pin before its target is listed");
+        assert!(c.pins(1).unwrap()[0].message.is_none());
+        c.insert_messages(&[pin(1, 4, 1, false), pin(1, 3, 1, false)]).unwrap();
+        assert_eq!(pinned(&c), vec![2], "the late older pins do not override the newer unpin");
+        c.insert_messages(&[msg(1, 1), msg(1, 2), pin(1, 7, 1, false)]).unwrap();
+        assert_eq!(pinned(&c), vec![1, 2], "most recently pinned first");
+        assert_eq!(c.pins(1).unwrap()[1].message.as_ref().map(|m| m.text.as_str()), Some("t2"));
+        // Another conversation is untouched; a recall takes the pin away.
+        assert!(c.pins(2).unwrap().is_empty());
+        c.insert_messages(&[Message { kind: MessageKind::Recall as i32, target_seq: 1, ..msg(1, 8) }])
+            .unwrap();
+        assert_eq!(pinned(&c), vec![2]);
     }
 
     #[test]

@@ -34,8 +34,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use cache::{
-    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, Reaction,
-    SendOutcome, SystemEventData,
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, Pin,
+    Reaction, SendOutcome, SystemEventData,
 };
 pub use error::ClientError;
 pub use files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};
@@ -750,6 +750,24 @@ impl Client {
             }
             other => Err(ClientError::Protocol(format!("expected the reaction entry, got {other:?}"))),
         }
+    }
+
+    /// Pins (or, with `unpin`, unpins) a text or file message for every
+    /// member; [`Client::pins`] lists what is pinned.
+    pub async fn pin(&self, conversation_id: u64, seq: u64, unpin: bool) -> Result<(), ClientError> {
+        let req = v1::PinMessage { conversation_id, seq, unpin };
+        match self.call(Payload::PinMessage(req)).await? {
+            Payload::Message(entry) => {
+                self.inner.cache().insert_messages(&[entry])?;
+                Ok(())
+            }
+            other => Err(ClientError::Protocol(format!("expected the pin entry, got {other:?}"))),
+        }
+    }
+
+    /// The messages pinned in a conversation, most recently pinned first.
+    pub fn pins(&self, conversation_id: u64) -> Result<Vec<Pin>, ClientError> {
+        self.inner.cache().pins(conversation_id)
     }
 
     /// Tells the other members I am typing (never stored, best effort).

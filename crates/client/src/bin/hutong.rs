@@ -141,6 +141,21 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Pin message SEQ for every member (TARGET as for `recall`); --remove unpins it.
+    Pin {
+        target: String,
+        seq: u64,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List the messages pinned in a conversation, most recently pinned
+    /// first: `SEQ <sender>: <text> (pinned by <account>)`, or with --json
+    /// one object per line.
+    Pins {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Who has read message SEQ and who has not (TARGET: an account or #ID).
     /// Prints `read <account>` and `unread <account>` lines, or with --json
     /// one object `{"read": [...], "unread": [...]}` of account names.
@@ -535,6 +550,8 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
             ("recall", _, _) => format!("* recalled message {}", m.target_seq),
             ("edit", _, _) => format!("* edited message {}", m.target_seq),
             ("reaction", _, _) => format!("* reaction {} to message {}", m.text, m.target_seq),
+            ("pin", _, _) if m.unpinned => format!("* unpinned message {}", m.target_seq),
+            ("pin", _, _) => format!("* pinned message {}", m.target_seq),
             ("file", _, Some(a)) => match a.kind {
                 AttachmentKind::File => format!("[file] {} ({})", a.name, human_size(a.size)),
                 AttachmentKind::Image => {
@@ -876,6 +893,40 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             client.react(conversation, seq, &emoji, remove).await?;
             let done = if remove { "removed" } else { "added" };
             println!("{done} {emoji} on seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Pin { target, seq, remove } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            client.pin(conversation, seq, remove).await?;
+            let done = if remove { "unpinned" } else { "pinned" };
+            println!("{done} seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Pins { target, json } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            let pins = client.pins(conversation)?;
+            let ids: Vec<u64> = pins
+                .iter()
+                .flat_map(|p| [p.pinned_by, p.message.as_ref().map_or(0, |m| m.sender_id)])
+                .collect();
+            let names = client.names(&ids).await?;
+            let name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+            for p in &pins {
+                if json {
+                    let mut v = serde_json::to_value(p)?;
+                    v["pinned_by_name"] = serde_json::Value::String(name(p.pinned_by));
+                    println!("{v}");
+                } else {
+                    let (sender, text) = match &p.message {
+                        Some(m) => (
+                            name(m.sender_id),
+                            m.attachment.as_ref().map_or(m.text.clone(), |a| a.name.clone()),
+                        ),
+                        None => ("?".to_owned(), "(not yet synced)".to_owned()),
+                    };
+                    println!("{} {sender}: {text} (pinned by {})", p.seq, name(p.pinned_by));
+                }
+            }
             Ok(())
         }
         Command::Edit { target, seq, text } => {

@@ -147,6 +147,12 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
             }
             write(s, Command::React { user, msg: r }, after_recall).await
         }
+        Payload::PinMessage(r) => {
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            write(s, Command::Pin { user, msg: r }, after_recall).await
+        }
         Payload::OpenDirect(r) => {
             if let Err(e) = check_knowable(s, vec![r.user_id]).await {
                 return Step::Ready(Err(e));
@@ -350,9 +356,11 @@ where
     Fut: std::future::Future<Output = Reply> + Send + 'static,
 {
     let except = match &cmd {
-        Command::Send { .. } | Command::Recall { .. } | Command::Edit { .. } | Command::React { .. } => {
-            Some(s.conn_id)
-        }
+        Command::Send { .. }
+        | Command::Recall { .. }
+        | Command::Edit { .. }
+        | Command::React { .. }
+        | Command::Pin { .. } => Some(s.conn_id),
         _ => None,
     };
     match s.shared.writer.enqueue_fanned(cmd, except).await {

@@ -133,6 +133,11 @@ pub enum Command {
         user: u64,
         msg: v1::React,
     },
+    /// A message pinned or unpinned.
+    Pin {
+        user: u64,
+        msg: v1::PinMessage,
+    },
     OpenDirect {
         user: u64,
         peer: u64,
@@ -614,6 +619,7 @@ fn append(
         priority: extra.priority,
         attachment: extra.attachment,
         reaction_removed: extra.reaction_removed,
+        unpinned: extra.unpinned,
     };
     message.seq = conn.append_entry(&message, extra.content_hash.as_ref(), v)?;
     Ok(message)
@@ -634,6 +640,8 @@ struct AppendExtra {
     content_hash: Option<[u8; 32]>,
     /// Reactions only: the entry takes the emoji back.
     reaction_removed: bool,
+    /// Pins only: the entry unpins its target.
+    unpinned: bool,
 }
 
 fn system_entry(
@@ -668,6 +676,7 @@ fn apply(
         }
         Command::Edit { user, msg, window_ms } => edit(conn, cache, version, *window_ms, *user, msg),
         Command::React { user, msg } => react(conn, cache, version, *user, msg),
+        Command::Pin { user, msg } => pin(conn, cache, version, *user, msg),
         Command::OpenDirect { user, peer } => open_direct(conn, cache, version, *user, *peer),
         Command::CreateGroup { owner, name, members } => {
             create_group(conn, cache, version, *owner, name, members)
@@ -992,6 +1001,40 @@ fn react(
         target_seq: seq,
         text: msg.emoji.clone(),
         reaction_removed: msg.remove,
+        ..Default::default()
+    };
+    let message = append(conn, version, conversation_id, user, &id, extra)?;
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+/// A pin is a new PIN entry naming its target; clients fold a target's
+/// entries (in seq order) into whether it is pinned.
+fn pin(
+    conn: &dyn Store,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    msg: &v1::PinMessage,
+) -> Result<Committed, ServiceError> {
+    let (conversation_id, seq) = (msg.conversation_id, msg.seq);
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&user) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let target = conn.recall_target(conversation_id, seq)?.ok_or(ServiceError::NotFound("message"))?;
+    if target.kind != MessageKind::Text as i32 && target.kind != MessageKind::File as i32 {
+        return Err(ServiceError::Forbidden("only a text or file message can be pinned".into()));
+    }
+    if target.recalled {
+        return Err(ServiceError::Forbidden("a recalled message cannot be pinned".into()));
+    }
+    // Pins live outside the senders' dedupe space (kind PIN).
+    let id = format!("pin-{conversation_id}-{seq}-{}", *version + 1);
+    let extra = AppendExtra {
+        kind: MessageKind::Pin as i32,
+        target_seq: seq,
+        unpinned: msg.unpin,
         ..Default::default()
     };
     let message = append(conn, version, conversation_id, user, &id, extra)?;

@@ -244,6 +244,10 @@ CREATE TABLE pending_changes (
 -- Emoji reactions (kind REACTION = 5): whether the entry takes the emoji back.
 ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Pins (kind PIN = 6): whether the entry unpins its target.
+ALTER TABLE messages ADD COLUMN unpinned INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
