@@ -356,6 +356,46 @@ pub async fn edit_message(
     Ok(())
 }
 
+/// Pins (or, with `unpin`, unpins) a message for every member.
+#[tauri::command]
+pub async fn pin_message(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+    unpin: bool,
+) -> CmdResult<()> {
+    client(&state)?.pin(conversation_id, seq, unpin).await?;
+    Ok(())
+}
+
+/// The messages pinned in a conversation, most recently pinned first.
+#[tauri::command]
+pub async fn pins(state: State<'_, AppState>, conversation_id: u64) -> CmdResult<Vec<PinView>> {
+    let client = client(&state)?;
+    let pins = client.pins(conversation_id)?;
+    let mut names = Names::new(&client);
+    let people: Vec<u64> = pins
+        .iter()
+        .flat_map(|p| [Some(p.pinned_by), p.message.as_ref().map(|m| m.sender_id)])
+        .flatten()
+        .collect();
+    names.prefetch(people).await;
+    Ok(pins
+        .iter()
+        .map(|p| {
+            let (sender_name, kind, text) = match &p.message {
+                Some(m) => (
+                    names.get(m.sender_id),
+                    m.kind,
+                    m.attachment.as_ref().map_or_else(|| m.text.clone(), |a| a.name.clone()),
+                ),
+                None => (String::new(), "", String::new()),
+            };
+            PinView { seq: p.seq, pinned_by_name: names.get(p.pinned_by), sender_name, kind, text }
+        })
+        .collect())
+}
+
 /// Adds (or, with `remove`, takes back) my emoji reaction to a message.
 #[tauri::command]
 pub async fn react(

@@ -198,10 +198,26 @@ pub struct MessageView {
     pub edited: bool,
     /// Emoji reactions, ordered by first use.
     pub reactions: Vec<ReactionView>,
+    /// For a pin entry (kind "pin"): it unpins `target_seq` instead.
+    pub unpinned: bool,
     pub state: &'static str,
     pub error: Option<String>,
     /// For a file message (kind "file"): what it carries.
     pub attachment: Option<AttachmentView>,
+}
+
+/// A message pinned in a conversation, for the pinned bar.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinView {
+    pub seq: u64,
+    pub pinned_by_name: String,
+    /// Empty until the pinned message is in the cache.
+    pub sender_name: String,
+    /// "text", "file", or "" until the message is in the cache.
+    pub kind: &'static str,
+    /// The text, or the file's name.
+    pub text: String,
 }
 
 /// One emoji on a message: how many reacted with it, whether I did, and who.
@@ -464,6 +480,7 @@ impl<'a> Names<'a> {
                     names: r.user_ids.iter().map(|&id| self.get(id)).collect(),
                 })
                 .collect(),
+            unpinned: m.unpinned,
             state: "sent",
             error: None,
             attachment: m.attachment.as_ref().map(AttachmentView::from),
@@ -488,6 +505,7 @@ impl<'a> Names<'a> {
             target_seq: 0,
             edited: false,
             reactions: Vec::new(),
+            unpinned: false,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
             attachment: e.attachment.as_ref().map(AttachmentView::from),
@@ -514,6 +532,7 @@ impl<'a> Names<'a> {
             target_seq: 0,
             edited: false,
             reactions: Vec::new(),
+            unpinned: false,
             // The transfer's own state (paused, failed) is shown by the file card.
             state: "sending",
             error: None,

@@ -269,6 +269,39 @@ describe('Chat', () => {
     unmount(app);
   });
 
+  it('pins a message, shows the pinned bar as text, and the pin entries as lines in the reader\'s language', async () => {
+    fakeApi.pins.mockResolvedValue([{ seq: 2, pinnedByName: '李娜', senderName: '王五', kind: 'text', text: '<img src=x onerror=alert(1)>' }]);
+    const { target, app } = await render(
+      [
+        msg({ seq: 1, senderId: 2, senderName: '王五', text: 'first' }),
+        msg({ seq: 2, senderId: 2, senderName: '王五', text: '<img src=x onerror=alert(1)>' }),
+        { ...msg({ seq: 3, senderId: 3, senderName: '李娜', kind: 'pin', text: '', clientMsgId: 'pin-10-2-9' }), targetSeq: 2 },
+      ],
+      { kind: 'group' },
+    );
+    const bar = target.querySelector('#pinned-bar');
+    expect(bar?.textContent).toContain('王五: <img src=x onerror=alert(1)>');
+    expect(bar?.querySelector('img')).toBeNull();
+    expect(target.querySelector('.message[data-seq="3"] .text')?.textContent).toBe('\u2068李娜\u2069 pinned a message');
+    // The pinned message's action unpins it; another pins it.
+    expect(target.querySelector('.message[data-seq="2"] .action.pin')?.getAttribute('aria-pressed')).toBe('true');
+    fakeApi.pins.mockResolvedValue([]);
+    click(target.querySelector('.message[data-seq="2"] .action.pin'));
+    await settle();
+    expect(fakeApi.pinMessage).toHaveBeenLastCalledWith(10, 2, true);
+    expect(target.querySelector('#pinned-bar')).toBeNull();
+    click(target.querySelector('.message[data-seq="1"] .action.pin'));
+    await settle();
+    expect(fakeApi.pinMessage).toHaveBeenLastCalledWith(10, 1, false);
+    // A pin entry from elsewhere reloads the bar.
+    fakeApi.pins.mockResolvedValue([{ seq: 1, pinnedByName: '我', senderName: '王五', kind: 'text', text: 'first' }]);
+    await emit({ event: 'messages', messages: [{ ...msg({ seq: 4, senderId: ME, kind: 'pin', clientMsgId: 'pin-10-1-12' }), targetSeq: 1 }] });
+    await settle();
+    expect(target.querySelector('#pinned-bar .pinned-text')?.textContent).toBe('王五: first');
+    expect(target.querySelector('.message[data-seq="4"] .text')?.textContent).toBe('You pinned a message');
+    unmount(app);
+  });
+
   it('renders only a window of a 10,000-message conversation', async () => {
     const base = Date.now() - 20_000_000;
     const history = Array.from({ length: 10_000 }, (_, i) =>

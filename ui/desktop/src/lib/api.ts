@@ -10,6 +10,7 @@ import type {
   MemberRead,
   MessageView,
   Person,
+  PinView,
   ReadList,
   SearchResults,
   ServerProbe,
@@ -51,6 +52,9 @@ export const api = {
     invoke<void>('edit_message', { conversationId, seq, text }),
   react: (conversationId: number, seq: number, emoji: string, remove: boolean) =>
     invoke<void>('react', { conversationId, seq, emoji, remove }),
+  pinMessage: (conversationId: number, seq: number, unpin: boolean) =>
+    invoke<void>('pin_message', { conversationId, seq, unpin }),
+  pins: (conversationId: number) => invoke<PinView[]>('pins', { conversationId }),
   typing: (conversationId: number) => invoke<void>('typing', { conversationId }),
   setPinned: (conversationId: number, pinned: boolean) =>
     invoke<void>('set_pinned', { conversationId, pinned }),

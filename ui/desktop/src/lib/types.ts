@@ -85,7 +85,7 @@ export interface MessageView {
   senderName: string;
   clientMsgId: string;
   sentAtMs: number;
-  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'unknown';
+  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'pin' | 'unknown';
   text: string;
   mentions: number[];
   replyToSeq: number;
@@ -100,11 +100,24 @@ export interface MessageView {
   edited: boolean;
   /** Emoji reactions, in the order they were first used. */
   reactions: ReactionView[];
+  /** A pin entry (kind 'pin') that unpins `targetSeq` instead. */
+  unpinned: boolean;
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;
   /** For kind 'file': the file, image or folder it carries (`text` is its name). */
   attachment: AttachmentView | null;
+}
+
+/** A message pinned in a conversation (the pinned bar). */
+export interface PinView {
+  seq: number;
+  pinnedByName: string;
+  /** Empty until the pinned message is in the cache. */
+  senderName: string;
+  kind: 'text' | 'file' | '';
+  /** The text, or the file's name. */
+  text: string;
 }
 
 /** One emoji's reactions to a message. */
