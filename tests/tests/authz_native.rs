@@ -134,10 +134,12 @@ fn index(p: &Payload) -> usize {
         Payload::EditMessage(_) => 52,
         Payload::React(_) => 53,
         Payload::PinMessage(_) => 54,
+        Payload::ForwardMessages(_) => 55,
+        Payload::ForwardResult(_) => 56,
     }
 }
 
-const COUNT: usize = 55;
+const COUNT: usize = 57;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -192,6 +194,7 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         | Payload::Conversation(_)
         | Payload::UserList(_)
         | Payload::ReadList(_)
+        | Payload::ForwardResult(_)
         | Payload::DirectoryDelta(_)
         | Payload::UploadPlan(_)
         | Payload::ChunkStored(_)
@@ -216,6 +219,8 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::React(_) => member_only,
         // Any member may pin a message of the group.
         Payload::PinMessage(_) => member_only,
+        // Forwarding takes reading the source and membership of the target (here both the group).
+        Payload::ForwardMessages(_) => member_only,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
         Payload::GetReadList(_) => member_only,
@@ -347,6 +352,15 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         }),
         // The pin before the recall too: a recalled message cannot be pinned.
         Payload::PinMessage(v1::PinMessage { conversation_id: g, seq: f.text_seq, unpin: false }),
+        // The forward before the recall too: a recalled message is not forwarded.
+        Payload::ForwardMessages(v1::ForwardMessages {
+            from_conversation_id: g,
+            seqs: vec![f.text_seq],
+            to_conversation_ids: vec![g],
+            merged: true,
+            client_msg_id: "matrix-forward".into(),
+        }),
+        Payload::ForwardResult(v1::ForwardResult::default()),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),

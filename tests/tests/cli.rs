@@ -392,3 +392,39 @@ async fn cli_pin_and_pins_lists_what_is_pinned() {
     assert!(stdout(&history).contains("bob: * pinned message 1\n"), "{}", stdout(&history));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_forward_one_by_one_and_merged() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob", "carol"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    for (p, a) in [("a", "alice"), ("b", "bob"), ("c", "carol")] {
+        check(&hutong(h, p, &["login", "--server", &addr, "--account", a]).await, 0);
+    }
+    check(&hutong(h, "a", &["send", "bob", "the plan"]).await, 0);
+    check(&hutong(h, "b", &["send", "alice", "agreed"]).await, 0);
+    let out = hutong(h, "b", &["forward", "alice", "1", "2", "--to", "carol"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("forwarded 2 to #"), "{}", stdout(&out));
+    let out = hutong(h, "b", &["forward", "alice", "1", "2", "--to", "carol", "--merged"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("forwarded 1 to #"), "{}", stdout(&out));
+    let history = stdout(&hutong(h, "c", &["history", "bob"]).await).to_owned();
+    assert!(history.contains("bob: the plan\n"), "{history}");
+    assert!(history.contains("bob: agreed\n"), "{history}");
+    assert!(
+        history.contains("bob: [chat history: alice, bob]\n    | alice: the plan\n    | bob: agreed\n"),
+        "{history}"
+    );
+    // carol was never in alice and bob's chat.
+    let refused = hutong(h, "c", &["forward", "#1", "1", "--to", "bob"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("FORBIDDEN"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.stop().await;
+}

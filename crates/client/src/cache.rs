@@ -182,6 +182,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN unpinned INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX messages_pins ON messages (conversation_id, target_seq, seq) WHERE kind = 6;
     "#,
+    // 7: merged forwards (kind 7): the record as it came off the wire. Their
+    // `text` is the record's title names, so the conversation list has
+    // something to show.
+    r#"
+    ALTER TABLE messages ADD COLUMN forward BLOB;
+    "#,
 ];
 
 /// A message as the UI sees it.
@@ -214,6 +220,9 @@ pub struct CachedMessage {
     pub reactions: Vec<Reaction>,
     /// Kind "pin": the entry unpins its target.
     pub unpinned: bool,
+    /// Kind "forward": the messages forwarded as one record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardRecord>,
 }
 
 /// One emoji on a message and who reacted with it (in the order they did).
@@ -221,6 +230,49 @@ pub struct CachedMessage {
 pub struct Reaction {
     pub emoji: String,
     pub user_ids: Vec<u64>,
+}
+
+/// Messages forwarded as one record (合并转发).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForwardRecord {
+    /// The title is worded from `title_names`: the group's name when true,
+    /// else the (at most two) people who wrote the messages.
+    pub from_group: bool,
+    pub title_names: Vec<String>,
+    pub items: Vec<ForwardItem>,
+}
+
+/// One message of a [`ForwardRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForwardItem {
+    pub sender_id: u64,
+    pub sender_name: String,
+    pub sent_at_ms: i64,
+    /// "text" or "file".
+    pub kind: &'static str,
+    pub text: String,
+    pub attachment: Option<Attachment>,
+}
+
+impl ForwardRecord {
+    fn from_wire(r: &v1::ForwardRecord) -> ForwardRecord {
+        ForwardRecord {
+            from_group: r.from_group,
+            title_names: r.title_names.clone(),
+            items: r
+                .items
+                .iter()
+                .map(|i| ForwardItem {
+                    sender_id: i.sender_id,
+                    sender_name: i.sender_name.clone(),
+                    sent_at_ms: i.sent_at_ms,
+                    kind: kind_name(i.kind),
+                    text: i.text.clone(),
+                    attachment: i.attachment.as_ref().map(Attachment::from_wire),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A message pinned in a conversation.
@@ -297,6 +349,7 @@ impl From<&Message> for CachedMessage {
             edited_at_ms: 0,
             reactions: Vec::new(),
             unpinned: m.unpinned,
+            forward: m.forward.as_ref().filter(|_| !m.recalled).map(ForwardRecord::from_wire),
         }
     }
 }
@@ -357,6 +410,7 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(MessageKind::Edit) => "edit",
         Ok(MessageKind::Reaction) => "reaction",
         Ok(MessageKind::Pin) => "pin",
+        Ok(MessageKind::Forward) => "forward",
         Err(_) => "unknown",
     }
 }
@@ -379,7 +433,7 @@ pub fn describe_system(e: &v1::SystemEvent) -> String {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at, unpinned";
+    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at, unpinned, forward";
 
 fn decode_attachment(blob: Option<Vec<u8>>) -> Option<v1::Attachment> {
     blob.and_then(|b| v1::Attachment::decode(&b[..]).ok())
@@ -407,6 +461,10 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         edited_at_ms: r.get(13)?,
         reactions: Vec::new(),
         unpinned: r.get(14)?,
+        forward: r
+            .get::<_, Option<Vec<u8>>>(15)?
+            .and_then(|b| v1::ForwardRecord::decode(&b[..]).ok())
+            .map(|f| ForwardRecord::from_wire(&f)),
     })
 }
 
@@ -595,8 +653,8 @@ impl Cache {
         let mut touched = std::collections::BTreeSet::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed, unpinned)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed, unpinned, forward)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
             )?;
             let mut ensure_conv = tx.prepare_cached(
                 "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
@@ -624,7 +682,10 @@ impl Cache {
                     m.client_msg_id,
                     m.sent_at_ms,
                     m.kind,
-                    m.text,
+                    match &m.forward {
+                        Some(f) if m.kind == MessageKind::Forward as i32 => f.title_names.join(", "),
+                        _ => m.text.clone(),
+                    },
                     encode_ids(&m.mentions),
                     m.reply_to_seq,
                     m.recalled,
@@ -632,7 +693,8 @@ impl Cache {
                     m.target_seq,
                     m.attachment.as_ref().filter(|_| !m.recalled).map(|a| a.encode_to_vec()),
                     m.reaction_removed,
-                    m.unpinned
+                    m.unpinned,
+                    m.forward.as_ref().filter(|_| !m.recalled).map(|f| f.encode_to_vec())
                 ])?;
                 ensure_conv.execute(params![m.conversation_id, m.seq, m.sent_at_ms])?;
                 touched.insert(m.conversation_id);
@@ -860,6 +922,27 @@ impl Cache {
             pins.push(Pin { seq, pinned_by, pinned_at_ms, message });
         }
         Ok(pins)
+    }
+
+    /// The attachment of item `index` of a cached merged forward, as it
+    /// came off the wire.
+    pub(crate) fn forwarded_attachment(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        index: usize,
+    ) -> Result<Option<v1::Attachment>, ClientError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT forward FROM messages WHERE conversation_id = ?1 AND seq = ?2 AND kind = 7 AND recalled = 0",
+                params![conversation_id, seq],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let record = blob.and_then(|b| v1::ForwardRecord::decode(&b[..]).ok());
+        Ok(record.and_then(|r| r.items.into_iter().nth(index)).and_then(|i| i.attachment))
     }
 
     /// A cached message by conversation and seq.
@@ -1115,13 +1198,13 @@ impl Cache {
         let mut stmt = self.conn.prepare(
             "SELECT c.id, c.kind, c.name, c.last_seq, c.active,
                 (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.seq > c.read_seq
-                    AND m.sender_id != ?1 AND m.kind IN (0, 3) AND m.recalled = 0),
+                    AND m.sender_id != ?1 AND m.kind IN (0, 3, 7) AND m.recalled = 0),
                 (SELECT group_concat(user_id) FROM members WHERE conversation_id = c.id),
                 l.text, coalesce(l.sender_id, 0), coalesce(l.sent_at, 0),
                 coalesce(p.pinned, 0), coalesce(p.muted, 0), c.read_seq
              FROM conversations c
              LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = (SELECT max(seq) FROM messages m
-                WHERE m.conversation_id = c.id AND m.kind IN (0, 3))
+                WHERE m.conversation_id = c.id AND m.kind IN (0, 3, 7))
              LEFT JOIN conversation_prefs p ON p.conversation_id = c.id
              ORDER BY coalesce(p.pinned, 0) DESC, c.last_activity DESC, c.id",
         )?;

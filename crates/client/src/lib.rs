@@ -34,8 +34,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use cache::{
-    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, Pin,
-    Reaction, SendOutcome, SystemEventData,
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, ForwardItem,
+    ForwardRecord, OutboxEntry, Pin, Reaction, SendOutcome, SystemEventData,
 };
 pub use error::ClientError;
 pub use files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};
@@ -765,6 +765,51 @@ impl Client {
         }
     }
 
+    /// Forwards messages `seqs` of one conversation to others: each as a new
+    /// message of mine, or with `merged` as one record per target (files
+    /// referenced, never uploaded again). Returns the stored entries.
+    pub async fn forward(
+        &self,
+        from_conversation_id: u64,
+        seqs: &[u64],
+        to_conversation_ids: &[u64],
+        merged: bool,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.forward_with_id(from_conversation_id, seqs, to_conversation_ids, merged, &id).await
+    }
+
+    /// [`Client::forward`] with my own id: a retry with the same id stores
+    /// nothing new (exactly once per target) and returns what was stored.
+    pub async fn forward_with_id(
+        &self,
+        from_conversation_id: u64,
+        seqs: &[u64],
+        to_conversation_ids: &[u64],
+        merged: bool,
+        client_msg_id: &str,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let req = v1::ForwardMessages {
+            from_conversation_id,
+            seqs: seqs.to_vec(),
+            to_conversation_ids: to_conversation_ids.to_vec(),
+            merged,
+            client_msg_id: client_msg_id.to_owned(),
+        };
+        match self.call(Payload::ForwardMessages(req)).await? {
+            Payload::ForwardResult(r) => {
+                let mut cache = self.inner.cache();
+                cache.insert_messages(&r.messages)?;
+                let mut out = Vec::with_capacity(r.messages.len());
+                for m in &r.messages {
+                    out.extend(cache.message(m.conversation_id, m.seq)?);
+                }
+                Ok(out)
+            }
+            other => Err(ClientError::Protocol(format!("expected the forward's result, got {other:?}"))),
+        }
+    }
+
     /// The messages pinned in a conversation, most recently pinned first.
     pub fn pins(&self, conversation_id: u64) -> Result<Vec<Pin>, ClientError> {
         self.inner.cache().pins(conversation_id)
@@ -880,6 +925,38 @@ impl Client {
                 retry_after_ms: 0,
             }
         })?;
+        self.fetch_attachment(conversation_id, seq, attachment, dest_dir)
+    }
+
+    /// Downloads the file of item `index` (from 0) of the merged forward
+    /// `seq`, as [`Client::fetch`] does a message's.
+    pub fn fetch_forwarded(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        index: usize,
+        dest_dir: &Path,
+    ) -> Result<Transfer, ClientError> {
+        let attachment =
+            self.inner.cache().forwarded_attachment(conversation_id, seq, index)?.ok_or_else(|| {
+                ClientError::Remote {
+                    code: hutong_protocol::ErrorCode::NotFound,
+                    message: format!(
+                        "no file in item {index} of message {seq} of conversation #{conversation_id} here"
+                    ),
+                    retry_after_ms: 0,
+                }
+            })?;
+        self.fetch_attachment(conversation_id, seq, attachment, dest_dir)
+    }
+
+    fn fetch_attachment(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        attachment: v1::Attachment,
+        dest_dir: &Path,
+    ) -> Result<Transfer, ClientError> {
         hutong_protocol::files::check_name(&attachment.name)
             .map_err(|reason| folder::unsafe_path(format!("unsafe name {:?}: {reason}", attachment.name)))?;
         if attachment.file_id.len() != 32 {

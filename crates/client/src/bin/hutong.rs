@@ -156,6 +156,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Forward messages SEQS of conversation FROM (as for `recall`) to each
+    /// --to TARGET: one by one as your own messages, or with --merged as one
+    /// chat-history record per target. Prints `forwarded N to #ID` per target.
+    Forward {
+        from: String,
+        #[arg(required = true)]
+        seqs: Vec<u64>,
+        #[arg(long = "to", required = true, value_name = "TARGET")]
+        to: Vec<String>,
+        #[arg(long)]
+        merged: bool,
+    },
     /// Who has read message SEQ and who has not (TARGET: an account or #ID).
     /// Prints `read <account>` and `unread <account>` lines, or with --json
     /// one object `{"read": [...], "unread": [...]}` of account names.
@@ -550,6 +562,24 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
             ("recall", _, _) => format!("* recalled message {}", m.target_seq),
             ("edit", _, _) => format!("* edited message {}", m.target_seq),
             ("reaction", _, _) => format!("* reaction {} to message {}", m.text, m.target_seq),
+            ("forward", _, _) => match &m.forward {
+                Some(f) => {
+                    let lines: String = f
+                        .items
+                        .iter()
+                        .map(|i| {
+                            let body = match &i.attachment {
+                                Some(a) => format!("[file] {}", a.name),
+                                None => i.text.clone(),
+                            };
+                            format!("\n    | {}: {}", i.sender_name, body)
+                        })
+                        .collect();
+                    let title = f.title_names.join(", ");
+                    format!("[chat history: {title}]{lines}")
+                }
+                None => "[chat history]".to_owned(),
+            },
             ("pin", _, _) if m.unpinned => format!("* unpinned message {}", m.target_seq),
             ("pin", _, _) => format!("* pinned message {}", m.target_seq),
             ("file", _, Some(a)) => match a.kind {
@@ -893,6 +923,22 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             client.react(conversation, seq, &emoji, remove).await?;
             let done = if remove { "removed" } else { "added" };
             println!("{done} {emoji} on seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Forward { from, seqs, to, merged } => {
+            if !online {
+                return Err(offline(client, "cannot forward offline"));
+            }
+            let source = resolve_target(client, &from, online).await?;
+            let mut targets = Vec::with_capacity(to.len());
+            for t in &to {
+                targets.push(resolve_target(client, t, online).await?);
+            }
+            let stored = client.forward(source, &seqs, &targets, merged).await?;
+            for t in &targets {
+                let n = stored.iter().filter(|m| m.conversation_id == *t).count();
+                println!("forwarded {n} to #{t}");
+            }
             Ok(())
         }
         Command::Pin { target, seq, remove } => {

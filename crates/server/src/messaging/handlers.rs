@@ -42,7 +42,7 @@ pub struct Session {
 
 impl Session {
     /// What the file requests need of this session.
-    fn files(&self) -> crate::files::Session {
+    pub(crate) fn files(&self) -> crate::files::Session {
         crate::files::Session {
             shared: self.shared.clone(),
             user_id: self.user_id,
@@ -146,6 +146,18 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
                 return refuse(e);
             }
             write(s, Command::React { user, msg: r }, after_recall).await
+        }
+        Payload::ForwardMessages(r) => {
+            if let Err(e) = super::forward::check_forward(&r) {
+                return Step::Ready(Err(e));
+            }
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            match super::forward::forward(s, r).await {
+                Ok(step) => step,
+                Err(e) => Step::Ready(Err(e)),
+            }
         }
         Payload::PinMessage(r) => {
             if let Err(e) = take_send_token(s) {

@@ -166,6 +166,7 @@ impl AuditStore for Connection {
                     4 => "edit",
                     5 => "reaction",
                     6 => "pin",
+                    7 => "forward",
                     3 => "file",
                     _ => "system",
                 },

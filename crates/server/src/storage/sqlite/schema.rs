@@ -248,6 +248,12 @@ ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
 -- Pins (kind PIN = 6): whether the entry unpins its target.
 ALTER TABLE messages ADD COLUMN unpinned INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Merged forwards (kind FORWARD = 7): the record (a ForwardRecord), and
+-- their own dedupe key space, so a retried forward stores nothing new.
+ALTER TABLE messages ADD COLUMN forward BLOB;
+CREATE UNIQUE INDEX messages_forward_dedupe ON messages (sender_id, client_msg_id) WHERE kind = 7;
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
