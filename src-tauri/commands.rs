@@ -396,6 +396,23 @@ pub async fn pins(state: State<'_, AppState>, conversation_id: u64) -> CmdResult
         .collect())
 }
 
+/// Forwards messages of one conversation to others, one by one or merged
+/// into one record per target; returns the stored messages.
+#[tauri::command]
+pub async fn forward_messages(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seqs: Vec<u64>,
+    targets: Vec<u64>,
+    merged: bool,
+) -> CmdResult<Vec<MessageView>> {
+    let client = client(&state)?;
+    let stored = client.forward(conversation_id, &seqs, &targets, merged).await?;
+    let mut names = Names::new(&client);
+    names.prefetch(stored.iter().flat_map(people_of).collect::<Vec<_>>()).await;
+    Ok(stored.iter().map(|m| names.message(m)).collect())
+}
+
 /// Adds (or, with `remove`, takes back) my emoji reaction to a message.
 #[tauri::command]
 pub async fn react(
@@ -712,6 +729,27 @@ pub async fn fetch_attachment(
             AppError::new("BAD_DOWNLOAD_DIR", format!("cannot create {}: {e}", dir.display()))
         })?;
         Ok(TransferView::from(&client.fetch(conversation_id, seq, &dir)?))
+    })
+    .await
+    .map_err(|e| AppError::new("INTERNAL", e.to_string()))?
+}
+
+/// Downloads the file of item `index` of a merged forward into the
+/// download folder, as `fetch_attachment` does a message's.
+#[tauri::command]
+pub async fn fetch_forwarded(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+    index: usize,
+) -> CmdResult<TransferView> {
+    let client = client(&state)?;
+    let dir = state.download_dir();
+    tauri::async_runtime::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            AppError::new("BAD_DOWNLOAD_DIR", format!("cannot create {}: {e}", dir.display()))
+        })?;
+        Ok(TransferView::from(&client.fetch_forwarded(conversation_id, seq, index, &dir)?))
     })
     .await
     .map_err(|e| AppError::new("INTERNAL", e.to_string()))?

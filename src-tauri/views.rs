@@ -200,9 +200,31 @@ pub struct MessageView {
     pub reactions: Vec<ReactionView>,
     /// For a pin entry (kind "pin"): it unpins `target_seq` instead.
     pub unpinned: bool,
+    /// For a merged forward (kind "forward"): its record.
+    pub forward: Option<ForwardView>,
     pub state: &'static str,
     pub error: Option<String>,
     /// For a file message (kind "file"): what it carries.
+    pub attachment: Option<AttachmentView>,
+}
+
+/// A merged forward's record: the UI words its title from `title_names`
+/// (the group's name when `from_group`, else the people who wrote).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardView {
+    pub from_group: bool,
+    pub title_names: Vec<String>,
+    pub items: Vec<ForwardItemView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardItemView {
+    pub sender_name: String,
+    pub sent_at_ms: i64,
+    pub kind: &'static str,
+    pub text: String,
     pub attachment: Option<AttachmentView>,
 }
 
@@ -481,6 +503,21 @@ impl<'a> Names<'a> {
                 })
                 .collect(),
             unpinned: m.unpinned,
+            forward: m.forward.as_ref().map(|f| ForwardView {
+                from_group: f.from_group,
+                title_names: f.title_names.clone(),
+                items: f
+                    .items
+                    .iter()
+                    .map(|i| ForwardItemView {
+                        sender_name: i.sender_name.clone(),
+                        sent_at_ms: i.sent_at_ms,
+                        kind: i.kind,
+                        text: i.text.clone(),
+                        attachment: i.attachment.as_ref().map(AttachmentView::from),
+                    })
+                    .collect(),
+            }),
             state: "sent",
             error: None,
             attachment: m.attachment.as_ref().map(AttachmentView::from),
@@ -506,6 +543,7 @@ impl<'a> Names<'a> {
             edited: false,
             reactions: Vec::new(),
             unpinned: false,
+            forward: None,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
             attachment: e.attachment.as_ref().map(AttachmentView::from),
@@ -533,6 +571,7 @@ impl<'a> Names<'a> {
             edited: false,
             reactions: Vec::new(),
             unpinned: false,
+            forward: None,
             // The transfer's own state (paused, failed) is shown by the file card.
             state: "sending",
             error: None,

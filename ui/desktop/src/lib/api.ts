@@ -55,6 +55,10 @@ export const api = {
   pinMessage: (conversationId: number, seq: number, unpin: boolean) =>
     invoke<void>('pin_message', { conversationId, seq, unpin }),
   pins: (conversationId: number) => invoke<PinView[]>('pins', { conversationId }),
+  forwardMessages: (conversationId: number, seqs: number[], targets: number[], merged: boolean) =>
+    invoke<MessageView[]>('forward_messages', { conversationId, seqs, targets, merged }),
+  fetchForwarded: (conversationId: number, seq: number, index: number) =>
+    invoke<TransferView>('fetch_forwarded', { conversationId, seq, index }),
   typing: (conversationId: number) => invoke<void>('typing', { conversationId }),
   setPinned: (conversationId: number, pinned: boolean) =>
     invoke<void>('set_pinned', { conversationId, pinned }),

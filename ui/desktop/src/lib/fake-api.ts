@@ -53,6 +53,9 @@ function defaults(): { [K in keyof Api]: Api[K] } {
     react: async () => {},
     pinMessage: async () => {},
     pins: async () => [],
+    forwardMessages: async () => [],
+    fetchForwarded: async (conversationId, seq, index) =>
+      transfer({ id: `fwd-${seq}-${index}`, direction: 'download', conversationId, seq, clientMsgId: '' }),
     typing: async () => {},
     setPinned: async () => {},
     setMuted: async () => {},
@@ -136,6 +139,7 @@ export function msg(over: Partial<MessageView> = {}): MessageView {
     edited: false,
     reactions: [],
     unpinned: false,
+    forward: null,
     targetSeq: 0,
     state: 'sent',
     error: null,

@@ -85,7 +85,7 @@ export interface MessageView {
   senderName: string;
   clientMsgId: string;
   sentAtMs: number;
-  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'pin' | 'unknown';
+  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'pin' | 'forward' | 'unknown';
   text: string;
   mentions: number[];
   replyToSeq: number;
@@ -102,10 +102,28 @@ export interface MessageView {
   reactions: ReactionView[];
   /** A pin entry (kind 'pin') that unpins `targetSeq` instead. */
   unpinned: boolean;
+  /** A merged forward (kind 'forward'): its record. */
+  forward: ForwardView | null;
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;
   /** For kind 'file': the file, image or folder it carries (`text` is its name). */
+  attachment: AttachmentView | null;
+}
+
+/** A merged forward's record (合并转发); every string in it is untrusted text. */
+export interface ForwardView {
+  /** The title is worded from `titleNames`: the group's name when true, else the people who wrote. */
+  fromGroup: boolean;
+  titleNames: string[];
+  items: ForwardItemView[];
+}
+
+export interface ForwardItemView {
+  senderName: string;
+  sentAtMs: number;
+  kind: 'text' | 'file' | 'unknown';
+  text: string;
   attachment: AttachmentView | null;
 }
 
