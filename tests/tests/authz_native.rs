@@ -136,10 +136,13 @@ fn index(p: &Payload) -> usize {
         Payload::PinMessage(_) => 54,
         Payload::ForwardMessages(_) => 55,
         Payload::ForwardResult(_) => 56,
+        Payload::MassSend(_) => 57,
+        Payload::MassSendStatus(_) => 58,
+        Payload::GetMassSendStatus(_) => 59,
     }
 }
 
-const COUNT: usize = 57;
+const COUNT: usize = 60;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -195,6 +198,7 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         | Payload::UserList(_)
         | Payload::ReadList(_)
         | Payload::ForwardResult(_)
+        | Payload::MassSendStatus(_)
         | Payload::DirectoryDelta(_)
         | Payload::UploadPlan(_)
         | Payload::ChunkStored(_)
@@ -221,6 +225,9 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::PinMessage(_) => member_only,
         // Forwarding takes reading the source and membership of the target (here both the group).
         Payload::ForwardMessages(_) => member_only,
+        // Anyone may mass-send to people they may know of, and ask after their own.
+        Payload::MassSend(_) => anyone,
+        Payload::GetMassSendStatus(_) => anyone,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
         Payload::GetReadList(_) => member_only,
@@ -361,6 +368,14 @@ fn samples(f: &Fixture) -> Vec<Payload> {
             client_msg_id: "matrix-forward".into(),
         }),
         Payload::ForwardResult(v1::ForwardResult::default()),
+        Payload::MassSend(v1::MassSend {
+            text: "matrix {name}".into(),
+            user_ids: vec![f.ids.owner, f.ids.member],
+            client_msg_id: "matrix-mass".into(),
+            ..Default::default()
+        }),
+        Payload::MassSendStatus(v1::MassSendStatus::default()),
+        Payload::GetMassSendStatus(v1::GetMassSendStatus { client_msg_id: "matrix-mass".into() }),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),

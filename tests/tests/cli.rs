@@ -428,3 +428,31 @@ async fn cli_forward_one_by_one_and_merged() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_mass_send_and_its_status() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob", "carol"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    for (p, a) in [("a", "alice"), ("b", "bob"), ("c", "carol")] {
+        check(&hutong(h, p, &["login", "--server", &addr, "--account", a]).await, 0);
+    }
+    let out = hutong(h, "a", &["mass-send", "hello {name}", "--to", "bob", "--to", "carol"]).await;
+    check(&out, 0);
+    let line = stdout(&out).trim().to_owned();
+    assert!(line.starts_with("sent to 2 people, id "), "{line}");
+    let id = line.rsplit(' ').next().unwrap().to_owned();
+    let history = hutong(h, "b", &["history", "alice"]).await;
+    assert!(stdout(&history).contains("alice: hello bob\n"), "{}", stdout(&history));
+    let status = hutong(h, "a", &["mass-status", &id]).await;
+    check(&status, 0);
+    // bob's CLI read the history (delivered at least); carol's has not connected since.
+    let printed = stdout(&status).to_owned();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("bob ") && lines[0] != "bob sent", "{lines:?}");
+    assert_eq!(lines[1], "carol sent");
+    server.stop().await;
+}

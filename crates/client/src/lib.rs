@@ -602,6 +602,50 @@ impl Client {
         }
     }
 
+    /// Sends `text` (with `{name}` and `{department}` filled in per person)
+    /// to each person named and everyone in the departments named (with
+    /// their sub-departments) as my direct message to them. Returns who got
+    /// it; `status.client_msg_id` names it for [`Client::mass_send_status`].
+    pub async fn mass_send(
+        &self,
+        text: &str,
+        user_ids: &[u64],
+        department_ids: &[u64],
+    ) -> Result<v1::MassSendStatus, ClientError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.mass_send_with_id(text, user_ids, department_ids, &id).await
+    }
+
+    /// [`Client::mass_send`] with my own id: a retry stores nothing new.
+    pub async fn mass_send_with_id(
+        &self,
+        text: &str,
+        user_ids: &[u64],
+        department_ids: &[u64],
+        client_msg_id: &str,
+    ) -> Result<v1::MassSendStatus, ClientError> {
+        let req = v1::MassSend {
+            text: text.to_owned(),
+            attachment: None,
+            user_ids: user_ids.to_vec(),
+            department_ids: department_ids.to_vec(),
+            client_msg_id: client_msg_id.to_owned(),
+        };
+        match self.call(Payload::MassSend(req)).await? {
+            Payload::MassSendStatus(s) => Ok(s),
+            other => Err(ClientError::Protocol(format!("expected a mass-send status, got {other:?}"))),
+        }
+    }
+
+    /// Who has a mass-send's message and who has read it, per person.
+    pub async fn mass_send_status(&self, client_msg_id: &str) -> Result<v1::MassSendStatus, ClientError> {
+        let req = v1::GetMassSendStatus { client_msg_id: client_msg_id.to_owned() };
+        match self.call(Payload::GetMassSendStatus(req)).await? {
+            Payload::MassSendStatus(s) => Ok(s),
+            other => Err(ClientError::Protocol(format!("expected a mass-send status, got {other:?}"))),
+        }
+    }
+
     /// Resolves account names to user ids (and remembers them in the cache).
     pub async fn lookup(&self, accounts: &[String]) -> Result<Vec<v1::User>, ClientError> {
         let req = v1::LookupUsers { accounts: accounts.to_vec(), user_ids: Vec::new() };

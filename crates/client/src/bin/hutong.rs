@@ -168,6 +168,24 @@ enum Command {
         #[arg(long)]
         merged: bool,
     },
+    /// Send TEXT to people (--to ACCOUNT, repeatable) and departments
+    /// (--dept ID, with their sub-departments), each as your own direct
+    /// message; `{name}` and `{department}` are filled in per person.
+    /// Prints `sent to N people, id ID`.
+    MassSend {
+        text: String,
+        #[arg(long = "to", value_name = "ACCOUNT")]
+        to: Vec<String>,
+        #[arg(long = "dept", value_name = "ID")]
+        departments: Vec<u64>,
+    },
+    /// Per person of mass-send ID: `<account> read|delivered|sent`, or with
+    /// --json one object per line.
+    MassStatus {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Who has read message SEQ and who has not (TARGET: an account or #ID).
     /// Prints `read <account>` and `unread <account>` lines, or with --json
     /// one object `{"read": [...], "unread": [...]}` of account names.
@@ -938,6 +956,46 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             for t in &targets {
                 let n = stored.iter().filter(|m| m.conversation_id == *t).count();
                 println!("forwarded {n} to #{t}");
+            }
+            Ok(())
+        }
+        Command::MassSend { text, to, departments } => {
+            if !online {
+                return Err(offline(client, "cannot mass-send offline"));
+            }
+            let mut ids = Vec::with_capacity(to.len());
+            for a in &to {
+                ids.push(client.resolve(a.trim_start_matches('@')).await?);
+            }
+            let status = client.mass_send(&text, &ids, &departments).await?;
+            println!("sent to {} people, id {}", status.recipients.len(), status.client_msg_id);
+            Ok(())
+        }
+        Command::MassStatus { id, json } => {
+            if !online {
+                return Err(offline(client, "cannot ask for a mass-send's status offline"));
+            }
+            let status = client.mass_send_status(&id).await?;
+            let names =
+                client.names(&status.recipients.iter().map(|r| r.user_id).collect::<Vec<_>>()).await?;
+            for r in &status.recipients {
+                let who = names.get(&r.user_id).cloned().unwrap_or_else(|| format!("#{}", r.user_id));
+                let state = if r.read {
+                    "read"
+                } else if r.delivered {
+                    "delivered"
+                } else {
+                    "sent"
+                };
+                if json {
+                    let v = serde_json::json!({
+                        "account": who, "user_id": r.user_id, "conversation_id": r.conversation_id,
+                        "seq": r.seq, "delivered": r.delivered, "read": r.read,
+                    });
+                    println!("{v}");
+                } else {
+                    println!("{who} {state}");
+                }
             }
             Ok(())
         }

@@ -159,6 +159,19 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
                 Err(e) => Step::Ready(Err(e)),
             }
         }
+        Payload::MassSend(r) => {
+            if let Err(e) = super::mass_send::check_mass_send(&r) {
+                return Step::Ready(Err(e));
+            }
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            match super::mass_send::mass_send(s, r).await {
+                Ok(step) => step,
+                Err(e) => Step::Ready(Err(e)),
+            }
+        }
+        Payload::GetMassSendStatus(r) => Step::Pending(super::mass_send::get_status(s.clone(), r).boxed()),
         Payload::PinMessage(r) => {
             if let Err(e) = take_send_token(s) {
                 return refuse(e);

@@ -54,6 +54,8 @@ pub trait MessagesRead {
     fn conversation(&self, conversation_id: u64) -> Result<Option<ConversationRow>, ServiceError>;
     /// One log entry, as the wire carries it (a recalled one without its content).
     fn message_at(&self, conversation_id: u64, seq: u64) -> Result<Option<Message>, ServiceError>;
+    /// The sends of `sender` whose `client_msg_id` starts with `prefix`.
+    fn sends_with_id_prefix(&self, sender: u64, prefix: &str) -> Result<Vec<Message>, ServiceError>;
     /// The text of the newest EDIT entry of a TEXT message, if it was edited.
     fn newest_edit(&self, conversation_id: u64, seq: u64) -> Result<Option<String>, ServiceError>;
     /// Every member row of a conversation, those who left included.

@@ -68,6 +68,19 @@ impl MessagesRead for Connection {
             .optional()?)
     }
 
+    fn sends_with_id_prefix(&self, sender: u64, prefix: &str) -> Result<Vec<Message>, ServiceError> {
+        // A range on messages_dedupe (sender_id, client_msg_id) over kinds 0 and 3.
+        let end = format!("{prefix}\u{10FFFF}");
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id >= ?2 AND client_msg_id < ?3 AND kind IN (0, 3) ORDER BY client_msg_id"
+        );
+        let rows = self
+            .prepare_cached(&sql)?
+            .query_map(params![sender, prefix, end], message_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn newest_edit(&self, conversation_id: u64, seq: u64) -> Result<Option<String>, ServiceError> {
         Ok(self
             .prepare_cached(
