@@ -413,6 +413,46 @@ pub async fn forward_messages(
     Ok(stored.iter().map(|m| names.message(m)).collect())
 }
 
+/// Sends one text to people and departments as my direct message to each.
+#[tauri::command]
+pub async fn mass_send(
+    state: State<'_, AppState>,
+    text: String,
+    user_ids: Vec<u64>,
+    department_ids: Vec<u64>,
+) -> CmdResult<MassSendView> {
+    let client = client(&state)?;
+    let status = client.mass_send(&text, &user_ids, &department_ids).await?;
+    Ok(mass_send_view(&client, status).await)
+}
+
+/// Who has a mass-send's message and who has read it.
+#[tauri::command]
+pub async fn mass_send_status(state: State<'_, AppState>, id: String) -> CmdResult<MassSendView> {
+    let client = client(&state)?;
+    let status = client.mass_send_status(&id).await?;
+    Ok(mass_send_view(&client, status).await)
+}
+
+async fn mass_send_view(client: &Client, status: hutong_protocol::v1::MassSendStatus) -> MassSendView {
+    let mut names = Names::new(client);
+    names.prefetch(status.recipients.iter().map(|r| r.user_id).collect::<Vec<_>>()).await;
+    MassSendView {
+        id: status.client_msg_id,
+        recipients: status
+            .recipients
+            .iter()
+            .map(|r| MassRecipientView {
+                user_id: r.user_id,
+                name: names.get(r.user_id),
+                conversation_id: r.conversation_id,
+                delivered: r.delivered,
+                read: r.read,
+            })
+            .collect(),
+    }
+}
+
 /// Adds (or, with `remove`, takes back) my emoji reaction to a message.
 #[tauri::command]
 pub async fn react(

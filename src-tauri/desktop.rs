@@ -113,6 +113,8 @@ pub fn run() {
             commands::pins,
             commands::forward_messages,
             commands::fetch_forwarded,
+            commands::mass_send,
+            commands::mass_send_status,
             commands::typing,
             commands::set_pinned,
             commands::set_muted,

@@ -228,6 +228,24 @@ pub struct ForwardItemView {
     pub attachment: Option<AttachmentView>,
 }
 
+/// A mass-send (群发) and who has it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassSendView {
+    pub id: String,
+    pub recipients: Vec<MassRecipientView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassRecipientView {
+    pub user_id: u64,
+    pub name: String,
+    pub conversation_id: u64,
+    pub delivered: bool,
+    pub read: bool,
+}
+
 /// A message pinned in a conversation, for the pinned bar.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,6 +8,7 @@ import type {
   ConversationView,
   Department,
   MemberRead,
+  MassSendView,
   MessageView,
   Person,
   PinView,
@@ -54,6 +55,9 @@ export const api = {
     invoke<void>('react', { conversationId, seq, emoji, remove }),
   pinMessage: (conversationId: number, seq: number, unpin: boolean) =>
     invoke<void>('pin_message', { conversationId, seq, unpin }),
+  massSend: (text: string, userIds: number[], departmentIds: number[]) =>
+    invoke<MassSendView>('mass_send', { text, userIds, departmentIds }),
+  massSendStatus: (id: string) => invoke<MassSendView>('mass_send_status', { id }),
   pins: (conversationId: number) => invoke<PinView[]>('pins', { conversationId }),
   forwardMessages: (conversationId: number, seqs: number[], targets: number[], merged: boolean) =>
     invoke<MessageView[]>('forward_messages', { conversationId, seqs, targets, merged }),

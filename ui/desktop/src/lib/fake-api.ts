@@ -53,6 +53,8 @@ function defaults(): { [K in keyof Api]: Api[K] } {
     react: async () => {},
     pinMessage: async () => {},
     pins: async () => [],
+    massSend: async () => ({ id: 'mass-1', recipients: [] }),
+    massSendStatus: async (id) => ({ id, recipients: [] }),
     forwardMessages: async () => [],
     fetchForwarded: async (conversationId, seq, index) =>
       transfer({ id: `fwd-${seq}-${index}`, direction: 'download', conversationId, seq, clientMsgId: '' }),

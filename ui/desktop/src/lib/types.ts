@@ -127,6 +127,21 @@ export interface ForwardItemView {
   attachment: AttachmentView | null;
 }
 
+/** A mass-send (群发) and who has it. */
+export interface MassSendView {
+  id: string;
+  recipients: MassRecipientView[];
+}
+
+export interface MassRecipientView {
+  userId: number;
+  /** Untrusted: text only. */
+  name: string;
+  conversationId: number;
+  delivered: boolean;
+  read: boolean;
+}
+
 /** A message pinned in a conversation (the pinned bar). */
 export interface PinView {
   seq: number;
