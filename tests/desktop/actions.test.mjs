@@ -12,6 +12,8 @@
 //     record as a card worded in Chinese whose viewer lists the items.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +89,9 @@ before(async () => {
 }, { timeout: 180_000 });
 
 after(async () => {
+  // The notifications this file's messages raised would otherwise be the
+  // ones the next file's test clicks (one notification daemon serves them all).
+  for (const args of [['close-all'], ['history-clear']]) await promisify(execFile)('dunstctl', args).catch(() => {});
   await app?.quit();
   await stopProcess(driver?.child);
   await stopProcess(server?.child);
