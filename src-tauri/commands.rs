@@ -356,6 +356,103 @@ pub async fn edit_message(
     Ok(())
 }
 
+/// Pins (or, with `unpin`, unpins) a message for every member.
+#[tauri::command]
+pub async fn pin_message(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+    unpin: bool,
+) -> CmdResult<()> {
+    client(&state)?.pin(conversation_id, seq, unpin).await?;
+    Ok(())
+}
+
+/// The messages pinned in a conversation, most recently pinned first.
+#[tauri::command]
+pub async fn pins(state: State<'_, AppState>, conversation_id: u64) -> CmdResult<Vec<PinView>> {
+    let client = client(&state)?;
+    let pins = client.pins(conversation_id)?;
+    let mut names = Names::new(&client);
+    let people: Vec<u64> = pins
+        .iter()
+        .flat_map(|p| [Some(p.pinned_by), p.message.as_ref().map(|m| m.sender_id)])
+        .flatten()
+        .collect();
+    names.prefetch(people).await;
+    Ok(pins
+        .iter()
+        .map(|p| {
+            let (sender_name, kind, text) = match &p.message {
+                Some(m) => (
+                    names.get(m.sender_id),
+                    m.kind,
+                    m.attachment.as_ref().map_or_else(|| m.text.clone(), |a| a.name.clone()),
+                ),
+                None => (String::new(), "", String::new()),
+            };
+            PinView { seq: p.seq, pinned_by_name: names.get(p.pinned_by), sender_name, kind, text }
+        })
+        .collect())
+}
+
+/// Forwards messages of one conversation to others, one by one or merged
+/// into one record per target; returns the stored messages.
+#[tauri::command]
+pub async fn forward_messages(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seqs: Vec<u64>,
+    targets: Vec<u64>,
+    merged: bool,
+) -> CmdResult<Vec<MessageView>> {
+    let client = client(&state)?;
+    let stored = client.forward(conversation_id, &seqs, &targets, merged).await?;
+    let mut names = Names::new(&client);
+    names.prefetch(stored.iter().flat_map(people_of).collect::<Vec<_>>()).await;
+    Ok(stored.iter().map(|m| names.message(m)).collect())
+}
+
+/// Sends one text to people and departments as my direct message to each.
+#[tauri::command]
+pub async fn mass_send(
+    state: State<'_, AppState>,
+    text: String,
+    user_ids: Vec<u64>,
+    department_ids: Vec<u64>,
+) -> CmdResult<MassSendView> {
+    let client = client(&state)?;
+    let status = client.mass_send(&text, &user_ids, &department_ids).await?;
+    Ok(mass_send_view(&client, status).await)
+}
+
+/// Who has a mass-send's message and who has read it.
+#[tauri::command]
+pub async fn mass_send_status(state: State<'_, AppState>, id: String) -> CmdResult<MassSendView> {
+    let client = client(&state)?;
+    let status = client.mass_send_status(&id).await?;
+    Ok(mass_send_view(&client, status).await)
+}
+
+async fn mass_send_view(client: &Client, status: hutong_protocol::v1::MassSendStatus) -> MassSendView {
+    let mut names = Names::new(client);
+    names.prefetch(status.recipients.iter().map(|r| r.user_id).collect::<Vec<_>>()).await;
+    MassSendView {
+        id: status.client_msg_id,
+        recipients: status
+            .recipients
+            .iter()
+            .map(|r| MassRecipientView {
+                user_id: r.user_id,
+                name: names.get(r.user_id),
+                conversation_id: r.conversation_id,
+                delivered: r.delivered,
+                read: r.read,
+            })
+            .collect(),
+    }
+}
+
 /// Adds (or, with `remove`, takes back) my emoji reaction to a message.
 #[tauri::command]
 pub async fn react(
@@ -672,6 +769,27 @@ pub async fn fetch_attachment(
             AppError::new("BAD_DOWNLOAD_DIR", format!("cannot create {}: {e}", dir.display()))
         })?;
         Ok(TransferView::from(&client.fetch(conversation_id, seq, &dir)?))
+    })
+    .await
+    .map_err(|e| AppError::new("INTERNAL", e.to_string()))?
+}
+
+/// Downloads the file of item `index` of a merged forward into the
+/// download folder, as `fetch_attachment` does a message's.
+#[tauri::command]
+pub async fn fetch_forwarded(
+    state: State<'_, AppState>,
+    conversation_id: u64,
+    seq: u64,
+    index: usize,
+) -> CmdResult<TransferView> {
+    let client = client(&state)?;
+    let dir = state.download_dir();
+    tauri::async_runtime::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            AppError::new("BAD_DOWNLOAD_DIR", format!("cannot create {}: {e}", dir.display()))
+        })?;
+        Ok(TransferView::from(&client.fetch_forwarded(conversation_id, seq, index, &dir)?))
     })
     .await
     .map_err(|e| AppError::new("INTERNAL", e.to_string()))?

@@ -198,10 +198,66 @@ pub struct MessageView {
     pub edited: bool,
     /// Emoji reactions, ordered by first use.
     pub reactions: Vec<ReactionView>,
+    /// For a pin entry (kind "pin"): it unpins `target_seq` instead.
+    pub unpinned: bool,
+    /// For a merged forward (kind "forward"): its record.
+    pub forward: Option<ForwardView>,
     pub state: &'static str,
     pub error: Option<String>,
     /// For a file message (kind "file"): what it carries.
     pub attachment: Option<AttachmentView>,
+}
+
+/// A merged forward's record: the UI words its title from `title_names`
+/// (the group's name when `from_group`, else the people who wrote).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardView {
+    pub from_group: bool,
+    pub title_names: Vec<String>,
+    pub items: Vec<ForwardItemView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardItemView {
+    pub sender_name: String,
+    pub sent_at_ms: i64,
+    pub kind: &'static str,
+    pub text: String,
+    pub attachment: Option<AttachmentView>,
+}
+
+/// A mass-send (群发) and who has it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassSendView {
+    pub id: String,
+    pub recipients: Vec<MassRecipientView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassRecipientView {
+    pub user_id: u64,
+    pub name: String,
+    pub conversation_id: u64,
+    pub delivered: bool,
+    pub read: bool,
+}
+
+/// A message pinned in a conversation, for the pinned bar.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PinView {
+    pub seq: u64,
+    pub pinned_by_name: String,
+    /// Empty until the pinned message is in the cache.
+    pub sender_name: String,
+    /// "text", "file", or "" until the message is in the cache.
+    pub kind: &'static str,
+    /// The text, or the file's name.
+    pub text: String,
 }
 
 /// One emoji on a message: how many reacted with it, whether I did, and who.
@@ -464,6 +520,22 @@ impl<'a> Names<'a> {
                     names: r.user_ids.iter().map(|&id| self.get(id)).collect(),
                 })
                 .collect(),
+            unpinned: m.unpinned,
+            forward: m.forward.as_ref().map(|f| ForwardView {
+                from_group: f.from_group,
+                title_names: f.title_names.clone(),
+                items: f
+                    .items
+                    .iter()
+                    .map(|i| ForwardItemView {
+                        sender_name: i.sender_name.clone(),
+                        sent_at_ms: i.sent_at_ms,
+                        kind: i.kind,
+                        text: i.text.clone(),
+                        attachment: i.attachment.as_ref().map(AttachmentView::from),
+                    })
+                    .collect(),
+            }),
             state: "sent",
             error: None,
             attachment: m.attachment.as_ref().map(AttachmentView::from),
@@ -488,6 +560,8 @@ impl<'a> Names<'a> {
             target_seq: 0,
             edited: false,
             reactions: Vec::new(),
+            unpinned: false,
+            forward: None,
             state: if e.state == "failed" { "failed" } else { "sending" },
             error: e.error.clone(),
             attachment: e.attachment.as_ref().map(AttachmentView::from),
@@ -514,6 +588,8 @@ impl<'a> Names<'a> {
             target_seq: 0,
             edited: false,
             reactions: Vec::new(),
+            unpinned: false,
+            forward: None,
             // The transfer's own state (paused, failed) is shown by the file card.
             state: "sending",
             error: None,

@@ -133,10 +133,16 @@ fn index(p: &Payload) -> usize {
         Payload::ReadList(_) => 51,
         Payload::EditMessage(_) => 52,
         Payload::React(_) => 53,
+        Payload::PinMessage(_) => 54,
+        Payload::ForwardMessages(_) => 55,
+        Payload::ForwardResult(_) => 56,
+        Payload::MassSend(_) => 57,
+        Payload::MassSendStatus(_) => 58,
+        Payload::GetMassSendStatus(_) => 59,
     }
 }
 
-const COUNT: usize = 54;
+const COUNT: usize = 60;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -191,6 +197,8 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         | Payload::Conversation(_)
         | Payload::UserList(_)
         | Payload::ReadList(_)
+        | Payload::ForwardResult(_)
+        | Payload::MassSendStatus(_)
         | Payload::DirectoryDelta(_)
         | Payload::UploadPlan(_)
         | Payload::ChunkStored(_)
@@ -213,6 +221,13 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         Payload::EditMessage(_) => owner_only,
         // Any member may react to a message of the group.
         Payload::React(_) => member_only,
+        // Any member may pin a message of the group.
+        Payload::PinMessage(_) => member_only,
+        // Forwarding takes reading the source and membership of the target (here both the group).
+        Payload::ForwardMessages(_) => member_only,
+        // Anyone may mass-send to people they may know of, and ask after their own.
+        Payload::MassSend(_) => anyone,
+        Payload::GetMassSendStatus(_) => anyone,
         Payload::Sync(_) => anyone,
         Payload::FetchMessages(_) => member_only,
         Payload::GetReadList(_) => member_only,
@@ -342,6 +357,25 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::React(v1::React {
             conversation_id: g, seq: f.text_seq, emoji: "👍".into(), remove: false
         }),
+        // The pin before the recall too: a recalled message cannot be pinned.
+        Payload::PinMessage(v1::PinMessage { conversation_id: g, seq: f.text_seq, unpin: false }),
+        // The forward before the recall too: a recalled message is not forwarded.
+        Payload::ForwardMessages(v1::ForwardMessages {
+            from_conversation_id: g,
+            seqs: vec![f.text_seq],
+            to_conversation_ids: vec![g],
+            merged: true,
+            client_msg_id: "matrix-forward".into(),
+        }),
+        Payload::ForwardResult(v1::ForwardResult::default()),
+        Payload::MassSend(v1::MassSend {
+            text: "matrix {name}".into(),
+            user_ids: vec![f.ids.owner, f.ids.member],
+            client_msg_id: "matrix-mass".into(),
+            ..Default::default()
+        }),
+        Payload::MassSendStatus(v1::MassSendStatus::default()),
+        Payload::GetMassSendStatus(v1::GetMassSendStatus { client_msg_id: "matrix-mass".into() }),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),

@@ -360,3 +360,99 @@ async fn cli_react_and_history_shows_the_reactions() {
     assert_eq!(first["reactions"].as_array().unwrap().len(), 1, "{first}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_pin_and_pins_lists_what_is_pinned() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    check(&hutong(h, "a", &["login", "--server", &addr, "--account", "alice"]).await, 0);
+    check(&hutong(h, "b", &["login", "--server", &addr, "--account", "bob"]).await, 0);
+    check(&hutong(h, "a", &["send", "bob", "the plan"]).await, 0);
+    check(&hutong(h, "a", &["send", "bob", "chatter"]).await, 0);
+    let out = hutong(h, "b", &["pin", "alice", "1"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("pinned seq 1 in #"), "{}", stdout(&out));
+    check(&hutong(h, "a", &["pin", "bob", "2"]).await, 0);
+    check(&hutong(h, "a", &["pin", "bob", "2", "--remove"]).await, 0);
+    let refused = hutong(h, "b", &["pin", "alice", "99"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("NOT_FOUND"));
+
+    let pins = hutong(h, "a", &["pins", "bob"]).await;
+    check(&pins, 0);
+    assert_eq!(stdout(&pins), "1 alice: the plan (pinned by bob)\n");
+    let json = hutong(h, "a", &["pins", "bob", "--json"]).await;
+    check(&json, 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    assert_eq!((v["seq"].as_u64(), v["pinned_by_name"].as_str()), (Some(1), Some("bob")));
+    let history = hutong(h, "b", &["history", "alice"]).await;
+    assert!(stdout(&history).contains("bob: * pinned message 1\n"), "{}", stdout(&history));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_forward_one_by_one_and_merged() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob", "carol"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    for (p, a) in [("a", "alice"), ("b", "bob"), ("c", "carol")] {
+        check(&hutong(h, p, &["login", "--server", &addr, "--account", a]).await, 0);
+    }
+    check(&hutong(h, "a", &["send", "bob", "the plan"]).await, 0);
+    check(&hutong(h, "b", &["send", "alice", "agreed"]).await, 0);
+    let out = hutong(h, "b", &["forward", "alice", "1", "2", "--to", "carol"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("forwarded 2 to #"), "{}", stdout(&out));
+    let out = hutong(h, "b", &["forward", "alice", "1", "2", "--to", "carol", "--merged"]).await;
+    check(&out, 0);
+    assert!(stdout(&out).starts_with("forwarded 1 to #"), "{}", stdout(&out));
+    let history = stdout(&hutong(h, "c", &["history", "bob"]).await).to_owned();
+    assert!(history.contains("bob: the plan\n"), "{history}");
+    assert!(history.contains("bob: agreed\n"), "{history}");
+    assert!(
+        history.contains("bob: [chat history: alice, bob]\n    | alice: the plan\n    | bob: agreed\n"),
+        "{history}"
+    );
+    // carol was never in alice and bob's chat.
+    let refused = hutong(h, "c", &["forward", "#1", "1", "--to", "bob"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("FORBIDDEN"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_mass_send_and_its_status() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob", "carol"]);
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    for (p, a) in [("a", "alice"), ("b", "bob"), ("c", "carol")] {
+        check(&hutong(h, p, &["login", "--server", &addr, "--account", a]).await, 0);
+    }
+    let out = hutong(h, "a", &["mass-send", "hello {name}", "--to", "bob", "--to", "carol"]).await;
+    check(&out, 0);
+    let line = stdout(&out).trim().to_owned();
+    assert!(line.starts_with("sent to 2 people, id "), "{line}");
+    let id = line.rsplit(' ').next().unwrap().to_owned();
+    let history = hutong(h, "b", &["history", "alice"]).await;
+    assert!(stdout(&history).contains("alice: hello bob\n"), "{}", stdout(&history));
+    let status = hutong(h, "a", &["mass-status", &id]).await;
+    check(&status, 0);
+    // bob's CLI read the history (delivered at least); carol's has not connected since.
+    let printed = stdout(&status).to_owned();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("bob ") && lines[0] != "bob sent", "{lines:?}");
+    assert_eq!(lines[1], "carol sent");
+    server.stop().await;
+}

@@ -175,7 +175,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation_id, seq, user_id, emoji)
     ) WITHOUT ROWID;
     "#,
-    // 6: notices. One row per notice addressed to me (content and my own
+    // 6: pins. A message is pinned when the newest (by seq) of its PIN
+    // entries (kind 6) does not unpin it; read by `pins`, so the same
+    // whatever order the entries and their target arrive in.
+    r#"
+    ALTER TABLE messages ADD COLUMN unpinned INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_pins ON messages (conversation_id, target_seq, seq) WHERE kind = 6;
+    "#,
+    // 7: merged forwards (kind 7): the record as it came off the wire. Their
+    // `text` is the record's title names, so the conversation list has
+    // something to show.
+    r#"
+    ALTER TABLE messages ADD COLUMN forward BLOB;
+    "#,
+    // 8: notices. One row per notice addressed to me (content and my own
     // state, which only moves forward), folded from pushes and `NoticeSync`;
     // `reported` is 1 once the server has heard that it was delivered.
     r#"
@@ -232,6 +245,11 @@ pub struct CachedMessage {
     pub edited_at_ms: i64,
     /// Emoji reactions, ordered by first use (empty once recalled).
     pub reactions: Vec<Reaction>,
+    /// Kind "pin": the entry unpins its target.
+    pub unpinned: bool,
+    /// Kind "forward": the messages forwarded as one record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardRecord>,
 }
 
 /// One emoji on a message and who reacted with it (in the order they did).
@@ -239,6 +257,61 @@ pub struct CachedMessage {
 pub struct Reaction {
     pub emoji: String,
     pub user_ids: Vec<u64>,
+}
+
+/// Messages forwarded as one record (合并转发).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForwardRecord {
+    /// The title is worded from `title_names`: the group's name when true,
+    /// else the (at most two) people who wrote the messages.
+    pub from_group: bool,
+    pub title_names: Vec<String>,
+    pub items: Vec<ForwardItem>,
+}
+
+/// One message of a [`ForwardRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForwardItem {
+    pub sender_id: u64,
+    pub sender_name: String,
+    pub sent_at_ms: i64,
+    /// "text" or "file".
+    pub kind: &'static str,
+    pub text: String,
+    pub attachment: Option<Attachment>,
+}
+
+impl ForwardRecord {
+    fn from_wire(r: &v1::ForwardRecord) -> ForwardRecord {
+        ForwardRecord {
+            from_group: r.from_group,
+            title_names: r.title_names.clone(),
+            items: r
+                .items
+                .iter()
+                .map(|i| ForwardItem {
+                    sender_id: i.sender_id,
+                    sender_name: i.sender_name.clone(),
+                    sent_at_ms: i.sent_at_ms,
+                    kind: kind_name(i.kind),
+                    text: i.text.clone(),
+                    attachment: i.attachment.as_ref().map(Attachment::from_wire),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A message pinned in a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pin {
+    /// The pinned message's seq.
+    pub seq: u64,
+    /// Who pinned it (the newest pin entry's sender).
+    pub pinned_by: u64,
+    pub pinned_at_ms: i64,
+    /// The pinned message, once it is in the cache.
+    pub message: Option<CachedMessage>,
 }
 
 /// A group's event as data: what happened, who did it, to whom.
@@ -302,6 +375,8 @@ impl From<&Message> for CachedMessage {
             edited: false,
             edited_at_ms: 0,
             reactions: Vec::new(),
+            unpinned: m.unpinned,
+            forward: m.forward.as_ref().filter(|_| !m.recalled).map(ForwardRecord::from_wire),
         }
     }
 }
@@ -361,6 +436,8 @@ fn kind_name(kind: i32) -> &'static str {
         Ok(MessageKind::File) => "file",
         Ok(MessageKind::Edit) => "edit",
         Ok(MessageKind::Reaction) => "reaction",
+        Ok(MessageKind::Pin) => "pin",
+        Ok(MessageKind::Forward) => "forward",
         Err(_) => "unknown",
     }
 }
@@ -383,7 +460,7 @@ pub fn describe_system(e: &v1::SystemEvent) -> String {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at";
+    "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, edited_at, unpinned, forward";
 
 fn decode_attachment(blob: Option<Vec<u8>>) -> Option<v1::Attachment> {
     blob.and_then(|b| v1::Attachment::decode(&b[..]).ok())
@@ -410,6 +487,11 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
         edited: r.get::<_, i64>(13)? != 0,
         edited_at_ms: r.get(13)?,
         reactions: Vec::new(),
+        unpinned: r.get(14)?,
+        forward: r
+            .get::<_, Option<Vec<u8>>>(15)?
+            .and_then(|b| v1::ForwardRecord::decode(&b[..]).ok())
+            .map(|f| ForwardRecord::from_wire(&f)),
     })
 }
 
@@ -598,8 +680,8 @@ impl Cache {
         let mut touched = std::collections::BTreeSet::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, attachment, reaction_removed, unpinned, forward)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
             )?;
             let mut ensure_conv = tx.prepare_cached(
                 "INSERT INTO conversations (id, kind, last_seq, last_activity) VALUES (?1, 0, ?2, ?3)
@@ -627,14 +709,19 @@ impl Cache {
                     m.client_msg_id,
                     m.sent_at_ms,
                     m.kind,
-                    m.text,
+                    match &m.forward {
+                        Some(f) if m.kind == MessageKind::Forward as i32 => f.title_names.join(", "),
+                        _ => m.text.clone(),
+                    },
                     encode_ids(&m.mentions),
                     m.reply_to_seq,
                     m.recalled,
                     m.system.as_ref().map(|s| s.encode_to_vec()),
                     m.target_seq,
                     m.attachment.as_ref().filter(|_| !m.recalled).map(|a| a.encode_to_vec()),
-                    m.reaction_removed
+                    m.reaction_removed,
+                    m.unpinned,
+                    m.forward.as_ref().filter(|_| !m.recalled).map(|f| f.encode_to_vec())
                 ])?;
                 ensure_conv.execute(params![m.conversation_id, m.seq, m.sent_at_ms])?;
                 touched.insert(m.conversation_id);
@@ -837,6 +924,52 @@ impl Cache {
             },
             None => SendOutcome::Waiting,
         })
+    }
+
+    /// The messages pinned in a conversation, most recently pinned first:
+    /// for each target, the newest PIN entry by seq decides; a recalled
+    /// target is not pinned.
+    pub fn pins(&self, conversation_id: u64) -> Result<Vec<Pin>, ClientError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.target_seq, p.sender_id, p.sent_at FROM messages p
+             WHERE p.conversation_id = ?1 AND p.kind = 6 AND p.unpinned = 0
+               AND p.seq = (SELECT max(q.seq) FROM messages q
+                            WHERE q.conversation_id = ?1 AND q.kind = 6 AND q.target_seq = p.target_seq)
+               AND NOT EXISTS (SELECT 1 FROM messages r
+                               WHERE r.conversation_id = ?1 AND r.kind = 2 AND r.target_seq = p.target_seq)
+               AND NOT EXISTS (SELECT 1 FROM messages t
+                               WHERE t.conversation_id = ?1 AND t.seq = p.target_seq AND t.recalled = 1)
+             ORDER BY p.seq DESC",
+        )?;
+        let rows = stmt.query_map([conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows: Vec<(u64, u64, i64)> = rows.collect::<Result<_, _>>()?;
+        let mut pins = Vec::with_capacity(rows.len());
+        for (seq, pinned_by, pinned_at_ms) in rows {
+            let message = self.message(conversation_id, seq)?;
+            pins.push(Pin { seq, pinned_by, pinned_at_ms, message });
+        }
+        Ok(pins)
+    }
+
+    /// The attachment of item `index` of a cached merged forward, as it
+    /// came off the wire.
+    pub(crate) fn forwarded_attachment(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        index: usize,
+    ) -> Result<Option<v1::Attachment>, ClientError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT forward FROM messages WHERE conversation_id = ?1 AND seq = ?2 AND kind = 7 AND recalled = 0",
+                params![conversation_id, seq],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let record = blob.and_then(|b| v1::ForwardRecord::decode(&b[..]).ok());
+        Ok(record.and_then(|r| r.items.into_iter().nth(index)).and_then(|i| i.attachment))
     }
 
     /// A cached message by conversation and seq.
@@ -1092,13 +1225,13 @@ impl Cache {
         let mut stmt = self.conn.prepare(
             "SELECT c.id, c.kind, c.name, c.last_seq, c.active,
                 (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.seq > c.read_seq
-                    AND m.sender_id != ?1 AND m.kind IN (0, 3) AND m.recalled = 0),
+                    AND m.sender_id != ?1 AND m.kind IN (0, 3, 7) AND m.recalled = 0),
                 (SELECT group_concat(user_id) FROM members WHERE conversation_id = c.id),
                 l.text, coalesce(l.sender_id, 0), coalesce(l.sent_at, 0),
                 coalesce(p.pinned, 0), coalesce(p.muted, 0), c.read_seq
              FROM conversations c
              LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = (SELECT max(seq) FROM messages m
-                WHERE m.conversation_id = c.id AND m.kind IN (0, 3))
+                WHERE m.conversation_id = c.id AND m.kind IN (0, 3, 7))
              LEFT JOIN conversation_prefs p ON p.conversation_id = c.id
              ORDER BY coalesce(p.pinned, 0) DESC, c.last_activity DESC, c.id",
         )?;
@@ -1808,6 +1941,37 @@ mod tests {
         let target = c.message(1, 1).unwrap().unwrap();
         assert!(target.recalled);
         assert_eq!(target.text, "");
+    }
+
+    fn pin(conv: u64, seq: u64, target: u64, unpinned: bool) -> Message {
+        Message {
+            kind: MessageKind::Pin as i32,
+            target_seq: target,
+            unpinned,
+            text: String::new(),
+            ..msg(conv, seq)
+        }
+    }
+
+    #[test]
+    fn the_newest_pin_entry_decides_whatever_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cache::open(&dir.path().join("c.db")).unwrap();
+        let pinned = |c: &Cache| c.pins(1).unwrap().into_iter().map(|p| p.seq).collect::<Vec<_>>();
+        // The unpin (seq 5) arrives before the pin it undoes (seq 4); 2 is pinned before its target arrives.
+        c.insert_messages(&[pin(1, 5, 1, true), pin(1, 6, 2, false)]).unwrap();
+        assert_eq!(pinned(&c), vec![2], "a pin before its target is listed");
+        assert!(c.pins(1).unwrap()[0].message.is_none());
+        c.insert_messages(&[pin(1, 4, 1, false), pin(1, 3, 1, false)]).unwrap();
+        assert_eq!(pinned(&c), vec![2], "the late older pins do not override the newer unpin");
+        c.insert_messages(&[msg(1, 1), msg(1, 2), pin(1, 7, 1, false)]).unwrap();
+        assert_eq!(pinned(&c), vec![1, 2], "most recently pinned first");
+        assert_eq!(c.pins(1).unwrap()[1].message.as_ref().map(|m| m.text.as_str()), Some("t2"));
+        // Another conversation is untouched; a recall takes the pin away.
+        assert!(c.pins(2).unwrap().is_empty());
+        c.insert_messages(&[Message { kind: MessageKind::Recall as i32, target_seq: 1, ..msg(1, 8) }])
+            .unwrap();
+        assert_eq!(pinned(&c), vec![2]);
     }
 
     #[test]

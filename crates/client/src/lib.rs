@@ -35,8 +35,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 pub use cache::{
-    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, OutboxEntry, Reaction,
-    SendOutcome, SystemEventData,
+    Cache, CachedMessage, ConversationSummary, DirectoryDepartment, DirectoryPerson, ForwardItem,
+    ForwardRecord, OutboxEntry, Pin, Reaction, SendOutcome, SystemEventData,
 };
 pub use error::ClientError;
 pub use files::{Attachment, AttachmentKind, Transfer, TransferDirection, TransferState};
@@ -614,6 +614,50 @@ impl Client {
         }
     }
 
+    /// Sends `text` (with `{name}` and `{department}` filled in per person)
+    /// to each person named and everyone in the departments named (with
+    /// their sub-departments) as my direct message to them. Returns who got
+    /// it; `status.client_msg_id` names it for [`Client::mass_send_status`].
+    pub async fn mass_send(
+        &self,
+        text: &str,
+        user_ids: &[u64],
+        department_ids: &[u64],
+    ) -> Result<v1::MassSendStatus, ClientError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.mass_send_with_id(text, user_ids, department_ids, &id).await
+    }
+
+    /// [`Client::mass_send`] with my own id: a retry stores nothing new.
+    pub async fn mass_send_with_id(
+        &self,
+        text: &str,
+        user_ids: &[u64],
+        department_ids: &[u64],
+        client_msg_id: &str,
+    ) -> Result<v1::MassSendStatus, ClientError> {
+        let req = v1::MassSend {
+            text: text.to_owned(),
+            attachment: None,
+            user_ids: user_ids.to_vec(),
+            department_ids: department_ids.to_vec(),
+            client_msg_id: client_msg_id.to_owned(),
+        };
+        match self.call(Payload::MassSend(req)).await? {
+            Payload::MassSendStatus(s) => Ok(s),
+            other => Err(ClientError::Protocol(format!("expected a mass-send status, got {other:?}"))),
+        }
+    }
+
+    /// Who has a mass-send's message and who has read it, per person.
+    pub async fn mass_send_status(&self, client_msg_id: &str) -> Result<v1::MassSendStatus, ClientError> {
+        let req = v1::GetMassSendStatus { client_msg_id: client_msg_id.to_owned() };
+        match self.call(Payload::GetMassSendStatus(req)).await? {
+            Payload::MassSendStatus(s) => Ok(s),
+            other => Err(ClientError::Protocol(format!("expected a mass-send status, got {other:?}"))),
+        }
+    }
+
     /// Resolves account names to user ids (and remembers them in the cache).
     pub async fn lookup(&self, accounts: &[String]) -> Result<Vec<v1::User>, ClientError> {
         let req = v1::LookupUsers { accounts: accounts.to_vec(), user_ids: Vec::new() };
@@ -764,6 +808,69 @@ impl Client {
         }
     }
 
+    /// Pins (or, with `unpin`, unpins) a text or file message for every
+    /// member; [`Client::pins`] lists what is pinned.
+    pub async fn pin(&self, conversation_id: u64, seq: u64, unpin: bool) -> Result<(), ClientError> {
+        let req = v1::PinMessage { conversation_id, seq, unpin };
+        match self.call(Payload::PinMessage(req)).await? {
+            Payload::Message(entry) => {
+                self.inner.cache().insert_messages(&[entry])?;
+                Ok(())
+            }
+            other => Err(ClientError::Protocol(format!("expected the pin entry, got {other:?}"))),
+        }
+    }
+
+    /// Forwards messages `seqs` of one conversation to others: each as a new
+    /// message of mine, or with `merged` as one record per target (files
+    /// referenced, never uploaded again). Returns the stored entries.
+    pub async fn forward(
+        &self,
+        from_conversation_id: u64,
+        seqs: &[u64],
+        to_conversation_ids: &[u64],
+        merged: bool,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.forward_with_id(from_conversation_id, seqs, to_conversation_ids, merged, &id).await
+    }
+
+    /// [`Client::forward`] with my own id: a retry with the same id stores
+    /// nothing new (exactly once per target) and returns what was stored.
+    pub async fn forward_with_id(
+        &self,
+        from_conversation_id: u64,
+        seqs: &[u64],
+        to_conversation_ids: &[u64],
+        merged: bool,
+        client_msg_id: &str,
+    ) -> Result<Vec<CachedMessage>, ClientError> {
+        let req = v1::ForwardMessages {
+            from_conversation_id,
+            seqs: seqs.to_vec(),
+            to_conversation_ids: to_conversation_ids.to_vec(),
+            merged,
+            client_msg_id: client_msg_id.to_owned(),
+        };
+        match self.call(Payload::ForwardMessages(req)).await? {
+            Payload::ForwardResult(r) => {
+                let mut cache = self.inner.cache();
+                cache.insert_messages(&r.messages)?;
+                let mut out = Vec::with_capacity(r.messages.len());
+                for m in &r.messages {
+                    out.extend(cache.message(m.conversation_id, m.seq)?);
+                }
+                Ok(out)
+            }
+            other => Err(ClientError::Protocol(format!("expected the forward's result, got {other:?}"))),
+        }
+    }
+
+    /// The messages pinned in a conversation, most recently pinned first.
+    pub fn pins(&self, conversation_id: u64) -> Result<Vec<Pin>, ClientError> {
+        self.inner.cache().pins(conversation_id)
+    }
+
     /// Tells the other members I am typing (never stored, best effort).
     pub fn typing(&self, conversation_id: u64) {
         if let Some(c) = self.connection() {
@@ -874,6 +981,38 @@ impl Client {
                 retry_after_ms: 0,
             }
         })?;
+        self.fetch_attachment(conversation_id, seq, attachment, dest_dir)
+    }
+
+    /// Downloads the file of item `index` (from 0) of the merged forward
+    /// `seq`, as [`Client::fetch`] does a message's.
+    pub fn fetch_forwarded(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        index: usize,
+        dest_dir: &Path,
+    ) -> Result<Transfer, ClientError> {
+        let attachment =
+            self.inner.cache().forwarded_attachment(conversation_id, seq, index)?.ok_or_else(|| {
+                ClientError::Remote {
+                    code: hutong_protocol::ErrorCode::NotFound,
+                    message: format!(
+                        "no file in item {index} of message {seq} of conversation #{conversation_id} here"
+                    ),
+                    retry_after_ms: 0,
+                }
+            })?;
+        self.fetch_attachment(conversation_id, seq, attachment, dest_dir)
+    }
+
+    fn fetch_attachment(
+        &self,
+        conversation_id: u64,
+        seq: u64,
+        attachment: v1::Attachment,
+        dest_dir: &Path,
+    ) -> Result<Transfer, ClientError> {
         hutong_protocol::files::check_name(&attachment.name)
             .map_err(|reason| folder::unsafe_path(format!("unsafe name {:?}: {reason}", attachment.name)))?;
         if attachment.file_id.len() != 32 {

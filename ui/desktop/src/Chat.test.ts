@@ -269,6 +269,86 @@ describe('Chat', () => {
     unmount(app);
   });
 
+  it('pins a message, shows the pinned bar as text, and the pin entries as lines in the reader\'s language', async () => {
+    fakeApi.pins.mockResolvedValue([{ seq: 2, pinnedByName: '李娜', senderName: '王五', kind: 'text', text: '<img src=x onerror=alert(1)>' }]);
+    const { target, app } = await render(
+      [
+        msg({ seq: 1, senderId: 2, senderName: '王五', text: 'first' }),
+        msg({ seq: 2, senderId: 2, senderName: '王五', text: '<img src=x onerror=alert(1)>' }),
+        { ...msg({ seq: 3, senderId: 3, senderName: '李娜', kind: 'pin', text: '', clientMsgId: 'pin-10-2-9' }), targetSeq: 2 },
+      ],
+      { kind: 'group' },
+    );
+    const bar = target.querySelector('#pinned-bar');
+    expect(bar?.textContent).toContain('王五: <img src=x onerror=alert(1)>');
+    expect(bar?.querySelector('img')).toBeNull();
+    expect(target.querySelector('.message[data-seq="3"] .text')?.textContent).toBe('\u2068李娜\u2069 pinned a message');
+    // The pinned message's action unpins it; another pins it.
+    expect(target.querySelector('.message[data-seq="2"] .action.pin')?.getAttribute('aria-pressed')).toBe('true');
+    fakeApi.pins.mockResolvedValue([]);
+    click(target.querySelector('.message[data-seq="2"] .action.pin'));
+    await settle();
+    expect(fakeApi.pinMessage).toHaveBeenLastCalledWith(10, 2, true);
+    expect(target.querySelector('#pinned-bar')).toBeNull();
+    click(target.querySelector('.message[data-seq="1"] .action.pin'));
+    await settle();
+    expect(fakeApi.pinMessage).toHaveBeenLastCalledWith(10, 1, false);
+    // A pin entry from elsewhere reloads the bar.
+    fakeApi.pins.mockResolvedValue([{ seq: 1, pinnedByName: '我', senderName: '王五', kind: 'text', text: 'first' }]);
+    await emit({ event: 'messages', messages: [{ ...msg({ seq: 4, senderId: ME, kind: 'pin', clientMsgId: 'pin-10-1-12' }), targetSeq: 1 }] });
+    await settle();
+    expect(target.querySelector('#pinned-bar .pinned-text')?.textContent).toBe('王五: first');
+    expect(target.querySelector('.message[data-seq="4"] .text')?.textContent).toBe('You pinned a message');
+    unmount(app);
+  });
+
+  it('selects messages and forwards them merged; a merged record is a card whose viewer lists the items as text', async () => {
+    setLocale('zh-CN');
+    const evil = '<img src=x onerror=alert(1)>';
+    const record = {
+      fromGroup: false,
+      titleNames: ['张伟', evil],
+      items: [
+        { senderName: '张伟', sentAtMs: Date.now(), kind: 'text' as const, text: evil, attachment: null },
+        { senderName: evil, sentAtMs: Date.now(), kind: 'file' as const, text: '纪要.pdf', attachment: null },
+      ],
+    };
+    const { target, app } = await render([
+      msg({ seq: 1, senderId: 2, senderName: '王五', text: 'one' }),
+      msg({ seq: 2, senderId: 2, senderName: '王五', text: 'two' }),
+      msg({ seq: 3, senderId: 2, senderName: '王五', kind: 'forward', text: '', forward: record }),
+    ]);
+    convos.list = [conv({ id: 10, kind: 'direct', name: '李四', members: [ME, 2] }), conv({ id: 11, kind: 'group', name: '项目组', members: [ME, 2, 3] })];
+    // The card: the title worded by the app, the items as text.
+    const card = target.querySelector('.message[data-seq="3"] .forward-card');
+    expect(card?.querySelector('.forward-title')?.textContent).toBe(`\u2068张伟\u2069和\u2068${evil}\u2069的聊天记录`);
+    expect(card?.querySelector('img')).toBeNull();
+    click(card);
+    await settle();
+    const viewer = document.querySelector('#forward-viewer');
+    expect([...(viewer?.querySelectorAll('.item .text') ?? [])].map((e) => e.textContent)).toEqual([evil, '[文件] 纪要.pdf']);
+    expect(viewer?.querySelector('img')).toBeNull();
+    click(viewer?.querySelector('.close') ?? null);
+    await settle();
+    // Multi-select: the first message starts it, the second joins; merged to the group.
+    click(target.querySelector('.message[data-seq="2"] .action.select-start'));
+    await settle();
+    click(target.querySelector('.message[data-seq="1"] .select-box'));
+    await settle();
+    expect(target.querySelector('#selection-bar .count')?.textContent).toBe('已选 2 条');
+    expect(target.querySelector('.composer')).toBeNull();
+    click(target.querySelector('#selection-bar .forward-merged'));
+    await settle();
+    const picker = document.querySelector('#forward-picker');
+    click(picker?.querySelector('.target[data-id="11"] input') ?? null);
+    await settle();
+    click(picker?.querySelector('.send') ?? null);
+    await settle();
+    expect(fakeApi.forwardMessages).toHaveBeenLastCalledWith(10, [1, 2], [11], true);
+    expect(target.querySelector('#selection-bar')).toBeNull();
+    unmount(app);
+  });
+
   it('renders only a window of a 10,000-message conversation', async () => {
     const base = Date.now() - 20_000_000;
     const history = Array.from({ length: 10_000 }, (_, i) =>

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mount, unmount } from 'svelte';
 import Contacts from './Contacts.svelte';
 import NewGroup from './NewGroup.svelte';
+import MassSend from './MassSend.svelte';
 import { setLocale } from './lib/locale.svelte';
 import { nav } from './lib/session.svelte';
 import { click, fakeApi, person, resetFake, settle, submit, type } from './lib/testing';
@@ -25,7 +26,7 @@ afterEach(() => {
   document.body.innerHTML = '';
 });
 
-function render<P extends Record<string, unknown>>(component: typeof Contacts | typeof NewGroup, props: P) {
+function render<P extends Record<string, unknown>>(component: typeof Contacts | typeof NewGroup | typeof MassSend, props: P) {
   const target = document.body.appendChild(document.createElement('div'));
   const app = mount(component as typeof Contacts, { target, props: props as never });
   return { target, app };
@@ -113,6 +114,54 @@ describe('NewGroup', () => {
     expect(fakeApi.createGroup).toHaveBeenCalledWith('Launch', [2]);
     expect(nav.conversationId).toBe(77);
     expect(onClose).toHaveBeenCalled();
+    unmount(app);
+  });
+});
+
+describe('MassSend', () => {
+  it('sends one text to the chosen people and shows who has it, names as text', async () => {
+    const evil = '<img src=x onerror=alert(1)>';
+    fakeApi.massSend.mockResolvedValue({
+      id: 'mass-9',
+      recipients: [
+        { userId: 2, name: '李四', conversationId: 20, delivered: true, read: false },
+        { userId: 3, name: evil, conversationId: 21, delivered: false, read: false },
+      ],
+    });
+    fakeApi.massSendStatus.mockResolvedValue({
+      id: 'mass-9',
+      recipients: [
+        { userId: 2, name: '李四', conversationId: 20, delivered: true, read: true },
+        { userId: 3, name: evil, conversationId: 21, delivered: true, read: false },
+      ],
+    });
+    const { app } = render(MassSend, { onClose: vi.fn() });
+    await settle();
+    submit(document.querySelector('#mass-send-dialog form'));
+    await settle();
+    expect(document.querySelector('#mass-send-dialog [role=alert]')?.textContent).toBe('Write the message.');
+    type(document.querySelector('#mass-text'), '{name}, the report is due');
+    click(document.querySelector('.department[data-id="2"] button'));
+    await settle();
+    click(document.querySelector('.person[data-id="2"] input'));
+    click(document.querySelector('.person[data-id="3"] input'));
+    await settle();
+    submit(document.querySelector('#mass-send-dialog form'));
+    await settle();
+    expect(fakeApi.massSend).toHaveBeenCalledWith('{name}, the report is due', [2, 3], []);
+    const rows = () => [...document.querySelectorAll('#mass-send-dialog .recipient')].map((r) => [r.querySelector('.name')?.textContent, r.querySelector('.state')?.textContent]);
+    expect(rows()).toEqual([
+      ['李四', 'Delivered'],
+      [evil, 'Not yet delivered'],
+    ]);
+    expect(document.querySelector('#mass-send-dialog img')).toBeNull();
+    click(document.querySelector('#mass-send-dialog .refresh'));
+    await settle();
+    expect(fakeApi.massSendStatus).toHaveBeenCalledWith('mass-9');
+    expect(rows()).toEqual([
+      ['李四', 'Read'],
+      [evil, 'Delivered'],
+    ]);
     unmount(app);
   });
 });

@@ -141,6 +141,51 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Pin message SEQ for every member (TARGET as for `recall`); --remove unpins it.
+    Pin {
+        target: String,
+        seq: u64,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List the messages pinned in a conversation, most recently pinned
+    /// first: `SEQ <sender>: <text> (pinned by <account>)`, or with --json
+    /// one object per line.
+    Pins {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forward messages SEQS of conversation FROM (as for `recall`) to each
+    /// --to TARGET: one by one as your own messages, or with --merged as one
+    /// chat-history record per target. Prints `forwarded N to #ID` per target.
+    Forward {
+        from: String,
+        #[arg(required = true)]
+        seqs: Vec<u64>,
+        #[arg(long = "to", required = true, value_name = "TARGET")]
+        to: Vec<String>,
+        #[arg(long)]
+        merged: bool,
+    },
+    /// Send TEXT to people (--to ACCOUNT, repeatable) and departments
+    /// (--dept ID, with their sub-departments), each as your own direct
+    /// message; `{name}` and `{department}` are filled in per person.
+    /// Prints `sent to N people, id ID`.
+    MassSend {
+        text: String,
+        #[arg(long = "to", value_name = "ACCOUNT")]
+        to: Vec<String>,
+        #[arg(long = "dept", value_name = "ID")]
+        departments: Vec<u64>,
+    },
+    /// Per person of mass-send ID: `<account> read|delivered|sent`, or with
+    /// --json one object per line.
+    MassStatus {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Who has read message SEQ and who has not (TARGET: an account or #ID).
     /// Prints `read <account>` and `unread <account>` lines, or with --json
     /// one object `{"read": [...], "unread": [...]}` of account names.
@@ -535,6 +580,26 @@ fn print_message(m: &CachedMessage, names: &HashMap<u64, String>, json: bool) ->
             ("recall", _, _) => format!("* recalled message {}", m.target_seq),
             ("edit", _, _) => format!("* edited message {}", m.target_seq),
             ("reaction", _, _) => format!("* reaction {} to message {}", m.text, m.target_seq),
+            ("forward", _, _) => match &m.forward {
+                Some(f) => {
+                    let lines: String = f
+                        .items
+                        .iter()
+                        .map(|i| {
+                            let body = match &i.attachment {
+                                Some(a) => format!("[file] {}", a.name),
+                                None => i.text.clone(),
+                            };
+                            format!("\n    | {}: {}", i.sender_name, body)
+                        })
+                        .collect();
+                    let title = f.title_names.join(", ");
+                    format!("[chat history: {title}]{lines}")
+                }
+                None => "[chat history]".to_owned(),
+            },
+            ("pin", _, _) if m.unpinned => format!("* unpinned message {}", m.target_seq),
+            ("pin", _, _) => format!("* pinned message {}", m.target_seq),
             ("file", _, Some(a)) => match a.kind {
                 AttachmentKind::File => format!("[file] {} ({})", a.name, human_size(a.size)),
                 AttachmentKind::Image => {
@@ -876,6 +941,96 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             client.react(conversation, seq, &emoji, remove).await?;
             let done = if remove { "removed" } else { "added" };
             println!("{done} {emoji} on seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Forward { from, seqs, to, merged } => {
+            if !online {
+                return Err(offline(client, "cannot forward offline"));
+            }
+            let source = resolve_target(client, &from, online).await?;
+            let mut targets = Vec::with_capacity(to.len());
+            for t in &to {
+                targets.push(resolve_target(client, t, online).await?);
+            }
+            let stored = client.forward(source, &seqs, &targets, merged).await?;
+            for t in &targets {
+                let n = stored.iter().filter(|m| m.conversation_id == *t).count();
+                println!("forwarded {n} to #{t}");
+            }
+            Ok(())
+        }
+        Command::MassSend { text, to, departments } => {
+            if !online {
+                return Err(offline(client, "cannot mass-send offline"));
+            }
+            let mut ids = Vec::with_capacity(to.len());
+            for a in &to {
+                ids.push(client.resolve(a.trim_start_matches('@')).await?);
+            }
+            let status = client.mass_send(&text, &ids, &departments).await?;
+            println!("sent to {} people, id {}", status.recipients.len(), status.client_msg_id);
+            Ok(())
+        }
+        Command::MassStatus { id, json } => {
+            if !online {
+                return Err(offline(client, "cannot ask for a mass-send's status offline"));
+            }
+            let status = client.mass_send_status(&id).await?;
+            let names =
+                client.names(&status.recipients.iter().map(|r| r.user_id).collect::<Vec<_>>()).await?;
+            for r in &status.recipients {
+                let who = names.get(&r.user_id).cloned().unwrap_or_else(|| format!("#{}", r.user_id));
+                let state = if r.read {
+                    "read"
+                } else if r.delivered {
+                    "delivered"
+                } else {
+                    "sent"
+                };
+                if json {
+                    let v = serde_json::json!({
+                        "account": who, "user_id": r.user_id, "conversation_id": r.conversation_id,
+                        "seq": r.seq, "delivered": r.delivered, "read": r.read,
+                    });
+                    println!("{v}");
+                } else {
+                    println!("{who} {state}");
+                }
+            }
+            Ok(())
+        }
+        Command::Pin { target, seq, remove } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            client.pin(conversation, seq, remove).await?;
+            let done = if remove { "unpinned" } else { "pinned" };
+            println!("{done} seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Pins { target, json } => {
+            let conversation = resolve_target(client, &target, online).await?;
+            let pins = client.pins(conversation)?;
+            let ids: Vec<u64> = pins
+                .iter()
+                .flat_map(|p| [p.pinned_by, p.message.as_ref().map_or(0, |m| m.sender_id)])
+                .collect();
+            let names = client.names(&ids).await?;
+            let name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+            for p in &pins {
+                if json {
+                    let mut v = serde_json::to_value(p)?;
+                    v["pinned_by_name"] = serde_json::Value::String(name(p.pinned_by));
+                    println!("{v}");
+                } else {
+                    let (sender, text) = match &p.message {
+                        Some(m) => (
+                            name(m.sender_id),
+                            m.attachment.as_ref().map_or(m.text.clone(), |a| a.name.clone()),
+                        ),
+                        None => ("?".to_owned(), "(not yet synced)".to_owned()),
+                    };
+                    println!("{} {sender}: {text} (pinned by {})", p.seq, name(p.pinned_by));
+                }
+            }
             Ok(())
         }
         Command::Edit { target, seq, text } => {

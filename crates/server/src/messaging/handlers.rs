@@ -54,7 +54,7 @@ impl Session {
     }
 
     /// What the file requests need of this session.
-    fn files(&self) -> crate::files::Session {
+    pub(crate) fn files(&self) -> crate::files::Session {
         crate::files::Session {
             shared: self.shared.clone(),
             user_id: self.user_id,
@@ -158,6 +158,37 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
                 return refuse(e);
             }
             write(s, Command::React { user, msg: r }, after_recall).await
+        }
+        Payload::ForwardMessages(r) => {
+            if let Err(e) = super::forward::check_forward(&r) {
+                return Step::Ready(Err(e));
+            }
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            match super::forward::forward(s, r).await {
+                Ok(step) => step,
+                Err(e) => Step::Ready(Err(e)),
+            }
+        }
+        Payload::MassSend(r) => {
+            if let Err(e) = super::mass_send::check_mass_send(&r) {
+                return Step::Ready(Err(e));
+            }
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            match super::mass_send::mass_send(s, r).await {
+                Ok(step) => step,
+                Err(e) => Step::Ready(Err(e)),
+            }
+        }
+        Payload::GetMassSendStatus(r) => Step::Pending(super::mass_send::get_status(s.clone(), r).boxed()),
+        Payload::PinMessage(r) => {
+            if let Err(e) = take_send_token(s) {
+                return refuse(e);
+            }
+            write(s, Command::Pin { user, msg: r }, after_recall).await
         }
         Payload::OpenDirect(r) => {
             if let Err(e) = check_knowable(s, vec![r.user_id]).await {
@@ -369,9 +400,11 @@ where
     Fut: std::future::Future<Output = Reply> + Send + 'static,
 {
     let except = match &cmd {
-        Command::Send { .. } | Command::Recall { .. } | Command::Edit { .. } | Command::React { .. } => {
-            Some(s.conn_id)
-        }
+        Command::Send { .. }
+        | Command::Recall { .. }
+        | Command::Edit { .. }
+        | Command::React { .. }
+        | Command::Pin { .. } => Some(s.conn_id),
         _ => None,
     };
     match s.shared.writer.enqueue_fanned(cmd, except).await {

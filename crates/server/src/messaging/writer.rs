@@ -133,6 +133,21 @@ pub enum Command {
         user: u64,
         msg: v1::React,
     },
+    /// A message pinned or unpinned.
+    Pin {
+        user: u64,
+        msg: v1::PinMessage,
+    },
+    /// One target's merged forward (the record was read and checked by
+    /// `forward::sources` before queueing; the writer checks membership and
+    /// the files again). `folders`: each item's folder contents, if a folder.
+    ForwardMerged {
+        sender: u64,
+        conversation_id: u64,
+        client_msg_id: String,
+        record: v1::ForwardRecord,
+        folders: Vec<Option<crate::files::FolderContents>>,
+    },
     OpenDirect {
         user: u64,
         peer: u64,
@@ -614,6 +629,8 @@ fn append(
         priority: extra.priority,
         attachment: extra.attachment,
         reaction_removed: extra.reaction_removed,
+        unpinned: extra.unpinned,
+        forward: extra.forward,
     };
     message.seq = conn.append_entry(&message, extra.content_hash.as_ref(), v)?;
     Ok(message)
@@ -634,6 +651,10 @@ struct AppendExtra {
     content_hash: Option<[u8; 32]>,
     /// Reactions only: the entry takes the emoji back.
     reaction_removed: bool,
+    /// Pins only: the entry unpins its target.
+    unpinned: bool,
+    /// Merged forwards only: the record.
+    forward: Option<v1::ForwardRecord>,
 }
 
 fn system_entry(
@@ -668,6 +689,10 @@ fn apply(
         }
         Command::Edit { user, msg, window_ms } => edit(conn, cache, version, *window_ms, *user, msg),
         Command::React { user, msg } => react(conn, cache, version, *user, msg),
+        Command::Pin { user, msg } => pin(conn, cache, version, *user, msg),
+        Command::ForwardMerged { sender, conversation_id, client_msg_id, record, folders } => {
+            forward_merged(conn, cache, version, *sender, *conversation_id, client_msg_id, record, folders)
+        }
         Command::OpenDirect { user, peer } => open_direct(conn, cache, version, *user, *peer),
         Command::CreateGroup { owner, name, members } => {
             create_group(conn, cache, version, *owner, name, members)
@@ -995,6 +1020,91 @@ fn react(
         ..Default::default()
     };
     let message = append(conn, version, conversation_id, user, &id, extra)?;
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+/// A pin is a new PIN entry naming its target; clients fold a target's
+/// entries (in seq order) into whether it is pinned.
+fn pin(
+    conn: &dyn Store,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    user: u64,
+    msg: &v1::PinMessage,
+) -> Result<Committed, ServiceError> {
+    let (conversation_id, seq) = (msg.conversation_id, msg.seq);
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&user) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let target = conn.recall_target(conversation_id, seq)?.ok_or(ServiceError::NotFound("message"))?;
+    if target.kind != MessageKind::Text as i32 && target.kind != MessageKind::File as i32 {
+        return Err(ServiceError::Forbidden("only a text or file message can be pinned".into()));
+    }
+    if target.recalled {
+        return Err(ServiceError::Forbidden("a recalled message cannot be pinned".into()));
+    }
+    // Pins live outside the senders' dedupe space (kind PIN).
+    let id = format!("pin-{conversation_id}-{seq}-{}", *version + 1);
+    let extra = AppendExtra {
+        kind: MessageKind::Pin as i32,
+        target_seq: seq,
+        unpinned: msg.unpin,
+        ..Default::default()
+    };
+    let message = append(conn, version, conversation_id, user, &id, extra)?;
+    Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
+}
+
+/// Stores one target's merged forward: a FORWARD entry holding the record,
+/// referring to the items' files so the target's members may download
+/// them. A retry (same sender and id) is answered with the stored entry.
+#[allow(clippy::too_many_arguments)] // one command's fields, passed as they are
+fn forward_merged(
+    conn: &dyn Store,
+    cache: &mut HashMap<u64, ConvMembers>,
+    version: &mut u64,
+    sender: u64,
+    conversation_id: u64,
+    client_msg_id: &str,
+    record: &v1::ForwardRecord,
+    folders: &[Option<crate::files::FolderContents>],
+) -> Result<Committed, ServiceError> {
+    if let Some(earlier) = conn.earlier_forward(sender, client_msg_id)? {
+        if earlier.conversation_id != conversation_id {
+            return Err(ServiceError::Conflict("this forward id was used for another conversation".into()));
+        }
+        let members = load_members(conn, cache, conversation_id)?.list.clone();
+        return Ok(Committed {
+            conversation_id,
+            message: Some(earlier),
+            duplicate: true,
+            members,
+            ..Default::default()
+        });
+    }
+    let members = load_members(conn, cache, conversation_id)?;
+    if !members.roles.contains_key(&sender) {
+        return Err(ServiceError::NotMember);
+    }
+    let list = members.list.clone();
+    let mut files = Vec::new();
+    for (i, item) in record.items.iter().enumerate() {
+        if let Some(a) = &item.attachment {
+            let folder = folders.get(i).and_then(|f| f.as_ref());
+            files.extend(crate::files::check_attachment(conn, sender, a, folder)?);
+        }
+    }
+    files.sort_unstable();
+    files.dedup();
+    let extra = AppendExtra {
+        kind: MessageKind::Forward as i32,
+        forward: Some(record.clone()),
+        ..Default::default()
+    };
+    let message = append(conn, version, conversation_id, sender, client_msg_id, extra)?;
+    crate::files::add_refs(conn, conversation_id, message.seq, &files)?;
     Ok(Committed { conversation_id, message: Some(message), members: list, ..Default::default() })
 }
 

@@ -52,6 +52,12 @@ pub trait MessagesRead {
         limit: u32,
     ) -> Result<Vec<Message>, ServiceError>;
     fn conversation(&self, conversation_id: u64) -> Result<Option<ConversationRow>, ServiceError>;
+    /// One log entry, as the wire carries it (a recalled one without its content).
+    fn message_at(&self, conversation_id: u64, seq: u64) -> Result<Option<Message>, ServiceError>;
+    /// The sends of `sender` whose `client_msg_id` starts with `prefix`.
+    fn sends_with_id_prefix(&self, sender: u64, prefix: &str) -> Result<Vec<Message>, ServiceError>;
+    /// The text of the newest EDIT entry of a TEXT message, if it was edited.
+    fn newest_edit(&self, conversation_id: u64, seq: u64) -> Result<Option<String>, ServiceError>;
     /// Every member row of a conversation, those who left included.
     fn member_rows(&self, conversation_id: u64) -> Result<Vec<MemberRow>, ServiceError>;
     fn active_members(&self, conversation_id: u64) -> Result<Vec<u64>, ServiceError>;
@@ -116,6 +122,9 @@ pub trait MessagesWrite {
     /// The send of `sender` with this id, if there was one (the dedupe
     /// key space holds sends only).
     fn earlier_send(&self, sender: u64, client_msg_id: &str) -> Result<Option<EarlierSend>, ServiceError>;
+    /// The merged forward (kind FORWARD) of `sender` with this id, if there
+    /// was one (its own dedupe key space).
+    fn earlier_forward(&self, sender: u64, client_msg_id: &str) -> Result<Option<Message>, ServiceError>;
     /// The newest version any conversation or member row holds.
     fn max_version(&self) -> Result<u64, ServiceError>;
     fn conversation_kind(&self, conversation_id: u64) -> Result<Option<i32>, ServiceError>;

@@ -8,8 +8,10 @@ import type {
   ConversationView,
   Department,
   MemberRead,
+  MassSendView,
   MessageView,
   Person,
+  PinView,
   ReadList,
   SearchResults,
   ServerProbe,
@@ -51,6 +53,16 @@ export const api = {
     invoke<void>('edit_message', { conversationId, seq, text }),
   react: (conversationId: number, seq: number, emoji: string, remove: boolean) =>
     invoke<void>('react', { conversationId, seq, emoji, remove }),
+  pinMessage: (conversationId: number, seq: number, unpin: boolean) =>
+    invoke<void>('pin_message', { conversationId, seq, unpin }),
+  massSend: (text: string, userIds: number[], departmentIds: number[]) =>
+    invoke<MassSendView>('mass_send', { text, userIds, departmentIds }),
+  massSendStatus: (id: string) => invoke<MassSendView>('mass_send_status', { id }),
+  pins: (conversationId: number) => invoke<PinView[]>('pins', { conversationId }),
+  forwardMessages: (conversationId: number, seqs: number[], targets: number[], merged: boolean) =>
+    invoke<MessageView[]>('forward_messages', { conversationId, seqs, targets, merged }),
+  fetchForwarded: (conversationId: number, seq: number, index: number) =>
+    invoke<TransferView>('fetch_forwarded', { conversationId, seq, index }),
   typing: (conversationId: number) => invoke<void>('typing', { conversationId }),
   setPinned: (conversationId: number, pinned: boolean) =>
     invoke<void>('set_pinned', { conversationId, pinned }),

@@ -171,6 +171,11 @@ export function canEdit(m: MessageView, me: number, now: number): boolean {
   return m.senderId === me && m.seq > 0 && m.kind === 'text' && !m.recalled && now - m.sentAtMs <= EDIT_MS;
 }
 
+/** Whether a message can be pinned (a sent text or file, not recalled). */
+export function canPin(m: MessageView): boolean {
+  return m.seq > 0 && (m.kind === 'text' || m.kind === 'file') && !m.recalled;
+}
+
 /** Reactions offered in the picker. */
 export const QUICK_REACTIONS = ['👍', '❤️', '😄', '🎉', '👌', '🙏'] as const;
 

@@ -2,7 +2,7 @@
 // given) as a sentence in the reader's language with people's names, from
 // the event's data: never the server's English sentence with user ids.
 import { t } from './locale.svelte';
-import type { EventView, PersonRef } from './types';
+import type { EventView, MessageView, PersonRef } from './types';
 
 /** At most this many names are spelled out; the rest are counted. */
 const MAX_NAMES = 10;
@@ -43,4 +43,10 @@ export function describeEvent(e: EventView, me: number): string {
     default:
       return t('sys.unknown');
   }
+}
+
+/** The line for a pin entry (kind 'pin'): who pinned or unpinned a message. */
+export function describePin(m: Pick<MessageView, 'senderId' | 'senderName' | 'unpinned'>, me: number): string {
+  const actor = person({ id: m.senderId, name: m.senderName }, me, true);
+  return t(m.unpinned ? 'sys.unpinned' : 'sys.pinned', { actor });
 }

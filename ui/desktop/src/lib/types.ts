@@ -85,7 +85,7 @@ export interface MessageView {
   senderName: string;
   clientMsgId: string;
   sentAtMs: number;
-  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'unknown';
+  kind: 'text' | 'file' | 'system' | 'recall' | 'edit' | 'reaction' | 'pin' | 'forward' | 'unknown';
   text: string;
   mentions: number[];
   replyToSeq: number;
@@ -100,11 +100,57 @@ export interface MessageView {
   edited: boolean;
   /** Emoji reactions, in the order they were first used. */
   reactions: ReactionView[];
+  /** A pin entry (kind 'pin') that unpins `targetSeq` instead. */
+  unpinned: boolean;
+  /** A merged forward (kind 'forward'): its record. */
+  forward: ForwardView | null;
   state: MessageState;
   /** Why it failed (state 'failed'). */
   error: string | null;
   /** For kind 'file': the file, image or folder it carries (`text` is its name). */
   attachment: AttachmentView | null;
+}
+
+/** A merged forward's record (合并转发); every string in it is untrusted text. */
+export interface ForwardView {
+  /** The title is worded from `titleNames`: the group's name when true, else the people who wrote. */
+  fromGroup: boolean;
+  titleNames: string[];
+  items: ForwardItemView[];
+}
+
+export interface ForwardItemView {
+  senderName: string;
+  sentAtMs: number;
+  kind: 'text' | 'file' | 'unknown';
+  text: string;
+  attachment: AttachmentView | null;
+}
+
+/** A mass-send (群发) and who has it. */
+export interface MassSendView {
+  id: string;
+  recipients: MassRecipientView[];
+}
+
+export interface MassRecipientView {
+  userId: number;
+  /** Untrusted: text only. */
+  name: string;
+  conversationId: number;
+  delivered: boolean;
+  read: boolean;
+}
+
+/** A message pinned in a conversation (the pinned bar). */
+export interface PinView {
+  seq: number;
+  pinnedByName: string;
+  /** Empty until the pinned message is in the cache. */
+  senderName: string;
+  kind: 'text' | 'file' | '';
+  /** The text, or the file's name. */
+  text: string;
 }
 
 /** One emoji's reactions to a message. */

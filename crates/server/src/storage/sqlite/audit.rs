@@ -165,6 +165,8 @@ impl AuditStore for Connection {
                     2 => "recall",
                     4 => "edit",
                     5 => "reaction",
+                    6 => "pin",
+                    7 => "forward",
                     3 => "file",
                     _ => "system",
                 },

@@ -10,7 +10,7 @@ use crate::storage::messages::{
     ConversationRow, EarlierSend, MemberRow, Membership, MessagesRead, MessagesWrite, RecallTarget,
 };
 
-pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment, reaction_removed";
+pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment, reaction_removed, unpinned, forward";
 
 /// Maps a `messages` row (selected with [`MESSAGE_COLUMNS`]) to the wire type.
 /// A recalled message keeps its text in the archive but never sends it.
@@ -20,6 +20,7 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let mentions: String = row.get(7)?;
     let system: Option<Vec<u8>> = row.get(10)?;
     let attachment: Option<Vec<u8>> = if recalled { None } else { row.get(13)? };
+    let forward: Option<Vec<u8>> = if recalled { None } else { row.get(16)? };
     Ok(Message {
         conversation_id: row.get(0)?,
         seq: row.get(1)?,
@@ -36,6 +37,8 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         priority: row.get(12)?,
         attachment: attachment.and_then(|b| v1::Attachment::decode(&b[..]).ok()),
         reaction_removed: row.get(14)?,
+        unpinned: row.get(15)?,
+        forward: forward.and_then(|b| v1::ForwardRecord::decode(&b[..]).ok()),
     })
 }
 
@@ -55,6 +58,36 @@ impl MessagesRead for Connection {
                  WHERE x.user_id = ?1 LIMIT 1",
             )?
             .exists(params![a, b])?)
+    }
+
+    fn message_at(&self, conversation_id: u64, seq: u64) -> Result<Option<Message>, ServiceError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq = ?2");
+        Ok(self
+            .prepare_cached(&sql)?
+            .query_row(params![conversation_id, seq], message_from_row)
+            .optional()?)
+    }
+
+    fn sends_with_id_prefix(&self, sender: u64, prefix: &str) -> Result<Vec<Message>, ServiceError> {
+        // A range on messages_dedupe (sender_id, client_msg_id) over kinds 0 and 3.
+        let end = format!("{prefix}\u{10FFFF}");
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id >= ?2 AND client_msg_id < ?3 AND kind IN (0, 3) ORDER BY client_msg_id"
+        );
+        let rows = self
+            .prepare_cached(&sql)?
+            .query_map(params![sender, prefix, end], message_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn newest_edit(&self, conversation_id: u64, seq: u64) -> Result<Option<String>, ServiceError> {
+        Ok(self
+            .prepare_cached(
+                "SELECT text FROM messages WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 4 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![conversation_id, seq], |r| r.get(0))
+            .optional()?)
     }
 
     fn membership(&self, conversation_id: u64, user_id: u64) -> Result<Option<Membership>, ServiceError> {
@@ -220,8 +253,8 @@ impl MessagesWrite for Connection {
         let attachment = entry.attachment.as_ref().map(|a| a.encode_to_vec());
         let inserted = self
             .prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash, reaction_removed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash, reaction_removed, unpinned, forward)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 conversation_id,
@@ -238,7 +271,9 @@ impl MessagesWrite for Connection {
                 entry.priority,
                 attachment,
                 content_hash.map(|h| &h[..]),
-                entry.reaction_removed
+                entry.reaction_removed,
+                entry.unpinned,
+                entry.forward.as_ref().map(|f| f.encode_to_vec())
             ])?;
         // A send's id was checked against earlier sends first (see the
         // writer's `send`); other entries are outside the dedupe index, so
@@ -254,6 +289,17 @@ impl MessagesWrite for Connection {
         Ok(seq)
     }
 
+    fn earlier_forward(&self, sender: u64, client_msg_id: &str) -> Result<Option<Message>, ServiceError> {
+        // `kind = 7` repeats messages_forward_dedupe's condition, so the lookup uses it.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2 AND kind = 7"
+        );
+        Ok(self
+            .prepare_cached(&sql)?
+            .query_row(params![sender, client_msg_id], message_from_row)
+            .optional()?)
+    }
+
     fn earlier_send(&self, sender: u64, client_msg_id: &str) -> Result<Option<EarlierSend>, ServiceError> {
         // `kind IN (0, 3)` repeats messages_dedupe's condition, so the lookup uses it.
         let sql = format!(
@@ -264,7 +310,7 @@ impl MessagesWrite for Connection {
             .query_row(params![sender, client_msg_id], |r| {
                 Ok(EarlierSend::Stored {
                     message: message_from_row(r)?,
-                    content_hash: r.get(15)?,
+                    content_hash: r.get(17)?,
                     attachment: r.get(13)?,
                 })
             })

@@ -245,6 +245,16 @@ CREATE TABLE pending_changes (
 ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
 "#,
     r#"
+-- Pins (kind PIN = 6): whether the entry unpins its target.
+ALTER TABLE messages ADD COLUMN unpinned INTEGER NOT NULL DEFAULT 0;
+"#,
+    r#"
+-- Merged forwards (kind FORWARD = 7): the record (a ForwardRecord), and
+-- their own dedupe key space, so a retried forward stores nothing new.
+ALTER TABLE messages ADD COLUMN forward BLOB;
+CREATE UNIQUE INDEX messages_forward_dedupe ON messages (sender_id, client_msg_id) WHERE kind = 7;
+"#,
+    r#"
 -- Notices with sign-off receipts. The recipients are fixed when a notice is
 -- sent (departments expanded then); each recipient row records what that
 -- person did, and every change to it takes the next `notice_version`, so a
