@@ -9,6 +9,7 @@
 // `layering.rs` checks it.
 pub mod accounts;
 pub mod admin;
+pub mod apps;
 pub mod audit;
 pub mod config;
 pub mod directory;

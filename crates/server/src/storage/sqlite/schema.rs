@@ -244,6 +244,37 @@ CREATE TABLE pending_changes (
 -- Emoji reactions (kind REACTION = 5): whether the entry takes the emoji back.
 ALTER TABLE messages ADD COLUMN reaction_removed INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Integration API (OA, ERP, scripts). An application is registered by an
+-- administrator; bot_user_id is its account (users.roles = 'bot', no
+-- password, no department), the sender people see. Only a SHA-256 of the
+-- client secret is kept; signing_secret signs event deliveries, so the
+-- server must hold it as is. scopes and allowed_cidrs: space-separated.
+CREATE TABLE apps (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    avatar_url TEXT NOT NULL DEFAULT '',
+    scopes TEXT NOT NULL,
+    allowed_cidrs TEXT NOT NULL,
+    callback_url TEXT NOT NULL DEFAULT '',
+    client_id TEXT NOT NULL UNIQUE,
+    secret_hash BLOB NOT NULL,
+    signing_secret TEXT NOT NULL,
+    bot_user_id INTEGER NOT NULL REFERENCES users(id),
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+-- Bearer tokens of the client-credentials grant: SHA-256 of each, the
+-- scopes granted, when it stops being worth anything.
+CREATE TABLE api_tokens (
+    token_hash BLOB PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    scopes TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX api_tokens_by_expiry ON api_tokens (expires_at);
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.

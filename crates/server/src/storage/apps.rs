@@ -1,0 +1,102 @@
+//! What the integration API stores: applications (`apps`) with their bot
+//! accounts, and the bearer tokens of the client-credentials grant
+//! (`api_tokens`). The SQLite implementation is `storage/sqlite/apps.rs`.
+
+use serde::Serialize;
+
+use crate::error::ServiceError;
+
+/// An application as the administration API shows it: never its secrets.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct App {
+    pub id: u64,
+    pub name: String,
+    pub avatar_url: String,
+    pub scopes: Vec<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub callback_url: String,
+    pub client_id: String,
+    /// The account people see as the sender of what the application sends.
+    pub bot_user_id: u64,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The fields an administrator sets (create, update).
+#[derive(Clone, Debug)]
+pub struct AppFields {
+    pub name: String,
+    pub avatar_url: String,
+    pub scopes: Vec<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub callback_url: String,
+}
+
+/// An application's credentials as stored: a hash of the client secret, the
+/// signing secret as is (the server signs event deliveries with it).
+pub struct AppCredentials {
+    pub app: App,
+    pub secret_hash: Vec<u8>,
+    pub signing_secret: String,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials").field("app", &self.app).finish_non_exhaustive()
+    }
+}
+
+/// What a bearer token grants.
+#[derive(Clone, Debug)]
+pub struct ApiToken {
+    pub app_id: u64,
+    pub scopes: Vec<String>,
+    pub expires_at: i64,
+}
+
+/// The applications' rows. Writes run in the caller's transaction.
+pub trait AppsStore {
+    /// Adds a bot account (role `bot`, no password, no department) and
+    /// answers its id.
+    fn insert_bot_user(
+        &self,
+        account: &str,
+        display_name: &str,
+        dir_version: u64,
+        now_ms: i64,
+    ) -> Result<u64, ServiceError>;
+    /// Renames a bot account (its application was renamed).
+    fn rename_bot_user(&self, id: u64, display_name: &str, dir_version: u64) -> Result<(), ServiceError>;
+    /// Marks a bot account deleted and disabled (its application was deleted).
+    fn delete_bot_user(&self, id: u64, dir_version: u64) -> Result<(), ServiceError>;
+    #[allow(clippy::too_many_arguments)] // one row's columns
+    fn insert_app(
+        &self,
+        fields: &AppFields,
+        client_id: &str,
+        secret_hash: &[u8],
+        signing_secret: &str,
+        bot_user_id: u64,
+        now_ms: i64,
+    ) -> Result<u64, ServiceError>;
+    fn apps(&self) -> Result<Vec<App>, ServiceError>;
+    fn app(&self, id: u64) -> Result<Option<App>, ServiceError>;
+    fn app_credentials(&self, client_id: &str) -> Result<Option<AppCredentials>, ServiceError>;
+    fn update_app(&self, id: u64, fields: &AppFields, now_ms: i64) -> Result<(), ServiceError>;
+    fn set_app_disabled(&self, id: u64, disabled: bool, now_ms: i64) -> Result<(), ServiceError>;
+    /// Replaces the secrets and forgets every token given out so far.
+    fn set_app_secrets(
+        &self,
+        id: u64,
+        secret_hash: &[u8],
+        signing_secret: &str,
+        now_ms: i64,
+    ) -> Result<(), ServiceError>;
+    /// Removes the application and its tokens.
+    fn delete_app(&self, id: u64) -> Result<(), ServiceError>;
+    fn insert_api_token(&self, token_hash: &[u8], token: &ApiToken) -> Result<(), ServiceError>;
+    fn api_token(&self, token_hash: &[u8]) -> Result<Option<ApiToken>, ServiceError>;
+    /// Forgets tokens that expired before `now_ms`.
+    fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError>;
+}

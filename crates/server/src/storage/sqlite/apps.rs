@@ -1,0 +1,198 @@
+//! The integration API's rows in SQLite (`apps`, `api_tokens`, and the bot
+//! accounts in `users`).
+
+use rusqlite::{params, Connection, OptionalExtension as _};
+
+use crate::error::ServiceError;
+use crate::storage::apps::{ApiToken, App, AppCredentials, AppFields, AppsStore};
+
+const APP_COLUMNS: &str = "id, name, avatar_url, scopes, allowed_cidrs, callback_url, client_id, \
+                           bot_user_id, disabled, created_at, updated_at";
+
+fn words(text: String) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+fn app_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        avatar_url: r.get(2)?,
+        scopes: words(r.get(3)?),
+        allowed_cidrs: words(r.get(4)?),
+        callback_url: r.get(5)?,
+        client_id: r.get(6)?,
+        bot_user_id: r.get(7)?,
+        disabled: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+fn changed_one(n: usize) -> Result<(), ServiceError> {
+    if n == 0 {
+        Err(ServiceError::NotFound("application"))
+    } else {
+        Ok(())
+    }
+}
+
+impl AppsStore for Connection {
+    fn insert_bot_user(
+        &self,
+        account: &str,
+        display_name: &str,
+        dir_version: u64,
+        now_ms: i64,
+    ) -> Result<u64, ServiceError> {
+        let (pinyin, initials) = crate::util::pinyin_keys(display_name);
+        // '!' is no password hash: a password login finds nothing to match.
+        self.execute(
+            "INSERT INTO users (account, display_name, password_hash, roles, pinyin, initials, dir_version, created_at)
+             VALUES (?1, ?2, '!', 'bot', ?3, ?4, ?5, ?6)",
+            params![account, display_name, pinyin, initials, dir_version, now_ms],
+        )?;
+        Ok(self.last_insert_rowid() as u64)
+    }
+
+    fn rename_bot_user(&self, id: u64, display_name: &str, dir_version: u64) -> Result<(), ServiceError> {
+        let (pinyin, initials) = crate::util::pinyin_keys(display_name);
+        self.execute(
+            "UPDATE users SET display_name = ?2, pinyin = ?3, initials = ?4, dir_version = ?5
+             WHERE id = ?1 AND roles = 'bot'",
+            params![id, display_name, pinyin, initials, dir_version],
+        )?;
+        Ok(())
+    }
+
+    fn delete_bot_user(&self, id: u64, dir_version: u64) -> Result<(), ServiceError> {
+        self.execute(
+            "UPDATE users SET deleted = 1, disabled = 1, dir_version = ?2 WHERE id = ?1 AND roles = 'bot'",
+            params![id, dir_version],
+        )?;
+        Ok(())
+    }
+
+    fn insert_app(
+        &self,
+        f: &AppFields,
+        client_id: &str,
+        secret_hash: &[u8],
+        signing_secret: &str,
+        bot_user_id: u64,
+        now_ms: i64,
+    ) -> Result<u64, ServiceError> {
+        self.execute(
+            "INSERT INTO apps (name, avatar_url, scopes, allowed_cidrs, callback_url, client_id, secret_hash,
+                               signing_secret, bot_user_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            params![
+                f.name,
+                f.avatar_url,
+                f.scopes.join(" "),
+                f.allowed_cidrs.join(" "),
+                f.callback_url,
+                client_id,
+                secret_hash,
+                signing_secret,
+                bot_user_id,
+                now_ms
+            ],
+        )?;
+        Ok(self.last_insert_rowid() as u64)
+    }
+
+    fn apps(&self) -> Result<Vec<App>, ServiceError> {
+        let mut stmt = self.prepare(&format!("SELECT {APP_COLUMNS} FROM apps ORDER BY id"))?;
+        let rows = stmt.query_map([], app_from_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn app(&self, id: u64) -> Result<Option<App>, ServiceError> {
+        Ok(self
+            .query_row(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?1"), [id], app_from_row)
+            .optional()?)
+    }
+
+    fn app_credentials(&self, client_id: &str) -> Result<Option<AppCredentials>, ServiceError> {
+        Ok(self
+            .query_row(
+                &format!("SELECT {APP_COLUMNS}, secret_hash, signing_secret FROM apps WHERE client_id = ?1"),
+                [client_id],
+                |r| {
+                    Ok(AppCredentials {
+                        app: app_from_row(r)?,
+                        secret_hash: r.get(11)?,
+                        signing_secret: r.get(12)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn update_app(&self, id: u64, f: &AppFields, now_ms: i64) -> Result<(), ServiceError> {
+        changed_one(self.execute(
+            "UPDATE apps SET name = ?2, avatar_url = ?3, scopes = ?4, allowed_cidrs = ?5, callback_url = ?6,
+                             updated_at = ?7
+             WHERE id = ?1",
+            params![
+                id,
+                f.name,
+                f.avatar_url,
+                f.scopes.join(" "),
+                f.allowed_cidrs.join(" "),
+                f.callback_url,
+                now_ms
+            ],
+        )?)
+    }
+
+    fn set_app_disabled(&self, id: u64, disabled: bool, now_ms: i64) -> Result<(), ServiceError> {
+        changed_one(self.execute(
+            "UPDATE apps SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, disabled, now_ms],
+        )?)
+    }
+
+    fn set_app_secrets(
+        &self,
+        id: u64,
+        secret_hash: &[u8],
+        signing_secret: &str,
+        now_ms: i64,
+    ) -> Result<(), ServiceError> {
+        changed_one(self.execute(
+            "UPDATE apps SET secret_hash = ?2, signing_secret = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, secret_hash, signing_secret, now_ms],
+        )?)?;
+        self.execute("DELETE FROM api_tokens WHERE app_id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn delete_app(&self, id: u64) -> Result<(), ServiceError> {
+        self.execute("DELETE FROM api_tokens WHERE app_id = ?1", [id])?;
+        changed_one(self.execute("DELETE FROM apps WHERE id = ?1", [id])?)
+    }
+
+    fn insert_api_token(&self, token_hash: &[u8], t: &ApiToken) -> Result<(), ServiceError> {
+        self.execute(
+            "INSERT INTO api_tokens (token_hash, app_id, scopes, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![token_hash, t.app_id, t.scopes.join(" "), t.expires_at],
+        )?;
+        Ok(())
+    }
+
+    fn api_token(&self, token_hash: &[u8]) -> Result<Option<ApiToken>, ServiceError> {
+        Ok(self
+            .query_row(
+                "SELECT app_id, scopes, expires_at FROM api_tokens WHERE token_hash = ?1",
+                [token_hash],
+                |r| Ok(ApiToken { app_id: r.get(0)?, scopes: words(r.get(1)?), expires_at: r.get(2)? }),
+            )
+            .optional()?)
+    }
+
+    fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError> {
+        Ok(self.execute("DELETE FROM api_tokens WHERE expires_at < ?1", [now_ms])?)
+    }
+}
