@@ -181,3 +181,201 @@ async fn administrators_manage_applications_and_their_bot_accounts() {
     drop(db);
     server.stop().await;
 }
+
+/// An application registered by the administrator; its id, client id and secret.
+async fn register(admin: &Admin, name: &str, scopes: &[&str], cidrs: &[&str]) -> (u64, String, String) {
+    let (status, created) = admin
+        .call(
+            reqwest::Method::POST,
+            "/apps",
+            Some(json!({ "name": name, "scopes": scopes, "allowed_cidrs": cidrs })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    (
+        created["app"]["id"].as_u64().unwrap(),
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The integration API as an application calls it.
+struct AppApi {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AppApi {
+    fn new(server: &TestServer) -> AppApi {
+        AppApi { base: format!("http://{}/api/v1", server.http), http: reqwest::Client::new() }
+    }
+
+    async fn token_response(&self, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}/oauth/token", self.base)).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().await.expect("token request")
+    }
+
+    async fn token(&self, client_id: &str, secret: &str) -> String {
+        let resp =
+            self.token_response(Some((client_id, secret)), &[("grant_type", "client_credentials")]).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_scopes_addresses_and_rates_are_checked_on_every_call() {
+    let server = TestServer::start_with(|c| {
+        c.api_rate_per_sec = 1;
+        c.api_burst = 12;
+    })
+    .await;
+    server.add_users(&["alice"]);
+    server
+        .db()
+        .execute("UPDATE users SET employee_no = 'E001', phone = '13800000001' WHERE account = 'alice'", [])
+        .unwrap();
+    let admin = Admin::new(&server).await;
+    let local = ["127.0.0.1/32", "::1"];
+    let (reader_id, reader, reader_secret) = register(&admin, "HR", &["directory:read"], &local).await;
+    let (_, sender, sender_secret) = register(&admin, "ERP", &["messages:send"], &local).await;
+    let (moved_id, moved, moved_secret) = register(&admin, "Moved", &["directory:read"], &local).await;
+    let api = AppApi::new(&server);
+
+    // The grant, by Basic and by form body.
+    let resp =
+        api.token_response(Some((&reader, &reader_secret)), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!((body["token_type"].as_str(), body["expires_in"].as_u64()), (Some("Bearer"), Some(7200)));
+    assert_eq!(body["scope"], "directory:read");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let resp = api
+        .token_response(
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &sender),
+                ("client_secret", &sender_secret),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sender_token = resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+
+    // Refused grants, RFC 6749 §5.2 shaped.
+    for (basic, form, status, error) in [
+        (Some((reader.as_str(), "wrong")), vec![("grant_type", "client_credentials")], 401, "invalid_client"),
+        (
+            Some(("app_nobody", reader_secret.as_str())),
+            vec![("grant_type", "client_credentials")],
+            401,
+            "invalid_client",
+        ),
+        (None, vec![("grant_type", "client_credentials")], 401, "invalid_client"),
+        (
+            Some((reader.as_str(), reader_secret.as_str())),
+            vec![("grant_type", "password")],
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            Some((reader.as_str(), reader_secret.as_str())),
+            vec![("grant_type", "client_credentials"), ("scope", "directory:write")],
+            400,
+            "invalid_scope",
+        ),
+    ] {
+        let resp = api.token_response(basic, &form).await;
+        let got = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!((got, body["error"].as_str()), (status, Some(error)), "{form:?}");
+    }
+
+    // Lookups by account, employee number, phone.
+    for query in ["account=alice", "employee_no=E001", "phone=13800000001"] {
+        let (status, body, _) = api.get(&format!("/directory/people?{query}"), Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["people"][0]["account"], "alice", "{query}");
+    }
+    let (status, body, _) = api.get("/directory/people?account=nobody", Some(&token)).await;
+    assert_eq!((status, body["people"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let (status, _, _) = api.get("/directory/people?account=alice&phone=1", Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // No token, an invalid one, an expired one, a wrongly scoped one.
+    let lookup = "/directory/people?account=alice";
+    let (status, body, headers) = api.get(lookup, None).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED")));
+    assert!(headers.contains_key("www-authenticate"));
+    let (status, body, _) = api.get(lookup, Some(&"0".repeat(64))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("INVALID_TOKEN")));
+    let (status, body, _) = api.get(lookup, Some(&sender_token)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("INSUFFICIENT_SCOPE")));
+    let expired = api.token(&reader, &reader_secret).await;
+    server
+        .db()
+        .execute("UPDATE api_tokens SET expires_at = 1 WHERE token_hash = ?1", [sha256(&expired)])
+        .unwrap();
+    let (status, body, _) = api.get(lookup, Some(&expired)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("TOKEN_EXPIRED")));
+
+    // A token used from an address the application may not call from.
+    let moved_token = api.token(&moved, &moved_secret).await;
+    let (status, _, _) = api.get(lookup, Some(&moved_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/apps/{moved_id}"),
+            Some(json!({ "allowed_cidrs": ["10.0.0.0/8"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = api.get(lookup, Some(&moved_token)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("ADDRESS_NOT_ALLOWED")));
+    let resp =
+        api.token_response(Some((&moved, &moved_secret)), &[("grant_type", "client_credentials")]).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "a token for a refused address");
+
+    // The rate: a burst of 12 per application, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..40 {
+        let (status, body, headers) = api.get(lookup, Some(&token)).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((body, headers));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (body, headers) = limited.expect("429 within 40 requests at 1 per second after a burst of 12");
+    assert_eq!(body["code"], "RATE_LIMITED");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    // Another application has its own bucket.
+    let (status, _, _) = api.get("/directory/people?account=alice", Some(&sender_token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "scope, not rate");
+
+    // A disabled application's tokens are refused.
+    let (status, _) = admin.call(reqwest::Method::POST, &format!("/apps/{reader_id}/disable"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body, _) = api.get(lookup, Some(&token)).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("APP_DISABLED")));
+    server.stop().await;
+}

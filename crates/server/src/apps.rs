@@ -18,7 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ServiceError;
-pub use crate::storage::apps::{ApiToken, App, AppFields};
+pub use crate::storage::apps::{ApiToken, App, AppFields, PersonKey};
 use crate::storage::Store;
 
 /// What an application may be granted.
@@ -266,6 +266,40 @@ pub fn delete(store: &dyn Store, id: u64) -> Result<App, ServiceError> {
     let version = store.next_dir_version()?;
     store.delete_bot_user(before.bot_user_id, version)?;
     Ok(before)
+}
+
+/// How long a bearer token of the client-credentials grant is worth anything.
+pub const TOKEN_LIFETIME_MS: i64 = 2 * 3600 * 1000;
+
+/// The application `client_id` names when `client_secret` is its secret
+/// (disabled or not: the caller says why it refuses). The comparison takes
+/// as long whether the application exists or not, and whatever the secret.
+pub fn authenticate(
+    store: &dyn Store,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<Option<App>, ServiceError> {
+    let offered = secret_hash(client_secret);
+    let found = store.app_credentials(client_id)?;
+    let stored = found.as_ref().map(|c| c.secret_hash.clone()).unwrap_or_else(|| vec![0xff; 32]);
+    let matches = constant_time_eq(&offered, &stored);
+    Ok(found.filter(|_| matches).map(|c| c.app))
+}
+
+/// A new bearer token and the hash to store.
+pub fn new_token() -> (String, Vec<u8>) {
+    let token = random_hex::<32>();
+    let hash = secret_hash(&token);
+    (token, hash)
+}
+
+/// The token `token` names with its application, `None` when there is no
+/// such token (expired ones included: the caller checks `expires_at`).
+pub fn token(store: &dyn Store, token: &str) -> Result<Option<(ApiToken, App)>, ServiceError> {
+    let Some(t) = store.api_token(&secret_hash(token))? else {
+        return Ok(None);
+    };
+    Ok(store.app(t.app_id)?.map(|app| (t, app)))
 }
 
 #[cfg(test)]

@@ -144,6 +144,14 @@ pub struct Config {
     /// The bucket's size: messages one person may send at once after a
     /// quiet spell (an outbox catching up after being offline). Default 200.
     pub send_burst: u32,
+    /// Requests per second one integration-API application may make under
+    /// `/api/v1`, on average (a token bucket per application); beyond it
+    /// the answer is 429 with `Retry-After`. 0 turns the limit off.
+    /// Default 50.
+    pub api_rate_per_sec: u32,
+    /// The bucket's size: requests one application may make at once.
+    /// Default 100.
+    pub api_burst: u32,
     /// Chat connections one person may hold at once over all devices (file
     /// connections are capped separately); the next login is refused with
     /// `TOO_MANY_CONNECTIONS`. 0 turns the cap off. Default 16.
@@ -200,6 +208,8 @@ impl Default for Config {
             files_gc_interval_secs: 3_600,
             send_rate_per_sec: 20,
             send_burst: 200,
+            api_rate_per_sec: 50,
+            api_burst: 100,
             max_connections_per_user: 16,
             urgent_roles: vec!["admin".into()],
             writer_panic_after_batches: None,

@@ -9,6 +9,7 @@
 // `layering.rs` checks it.
 pub mod accounts;
 pub mod admin;
+pub mod api;
 pub mod apps;
 pub mod audit;
 pub mod config;
@@ -76,6 +77,8 @@ pub struct Shared {
     admission: Arc<gateway::admission::Admission>,
     /// Messages each person sent recently, for the send rate limit.
     sends: ratelimit::SendLimiter,
+    /// Integration-API requests each application made recently (`api.rs`).
+    api_requests: ratelimit::SendLimiter,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -242,6 +245,7 @@ pub async fn run(
         header_timeout: Duration::from_millis(config.http_header_timeout_ms),
     };
     let sends = ratelimit::SendLimiter::new(config.send_rate_per_sec, config.send_burst);
+    let api_requests = ratelimit::SendLimiter::new(config.api_rate_per_sec, config.api_burst);
     let shared = Arc::new(Shared {
         config,
         db,
@@ -259,6 +263,7 @@ pub async fn run(
         typing,
         admission,
         sends,
+        api_requests,
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();

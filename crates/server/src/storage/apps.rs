@@ -47,6 +47,14 @@ impl std::fmt::Debug for AppCredentials {
     }
 }
 
+/// A field people are looked up by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersonKey {
+    Account,
+    EmployeeNo,
+    Phone,
+}
+
 /// What a bearer token grants.
 #[derive(Clone, Debug)]
 pub struct ApiToken {
@@ -97,6 +105,9 @@ pub trait AppsStore {
     fn delete_app(&self, id: u64) -> Result<(), ServiceError>;
     fn insert_api_token(&self, token_hash: &[u8], token: &ApiToken) -> Result<(), ServiceError>;
     fn api_token(&self, token_hash: &[u8]) -> Result<Option<ApiToken>, ServiceError>;
+    /// Ids of the people (not deleted, not bots) whose `field` (`account`,
+    /// `employee_no` or `phone`) is `value`; at most `limit`.
+    fn people_by(&self, field: PersonKey, value: &str, limit: u32) -> Result<Vec<u64>, ServiceError>;
     /// Forgets tokens that expired before `now_ms`.
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError>;
 }

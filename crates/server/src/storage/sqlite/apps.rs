@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::ServiceError;
-use crate::storage::apps::{ApiToken, App, AppCredentials, AppFields, AppsStore};
+use crate::storage::apps::{ApiToken, App, AppCredentials, AppFields, AppsStore, PersonKey};
 
 const APP_COLUMNS: &str = "id, name, avatar_url, scopes, allowed_cidrs, callback_url, client_id, \
                            bot_user_id, disabled, created_at, updated_at";
@@ -190,6 +190,20 @@ impl AppsStore for Connection {
                 |r| Ok(ApiToken { app_id: r.get(0)?, scopes: words(r.get(1)?), expires_at: r.get(2)? }),
             )
             .optional()?)
+    }
+
+    fn people_by(&self, field: PersonKey, value: &str, limit: u32) -> Result<Vec<u64>, ServiceError> {
+        let column = match field {
+            PersonKey::Account => "account",
+            PersonKey::EmployeeNo => "employee_no",
+            PersonKey::Phone => "phone",
+        };
+        let mut stmt = self.prepare(&format!(
+            "SELECT id FROM users WHERE {column} = ?1 AND ?1 != '' AND deleted = 0 AND roles != 'bot'
+             ORDER BY id LIMIT ?2"
+        ))?;
+        let ids = stmt.query_map(params![value, limit], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(ids)
     }
 
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError> {

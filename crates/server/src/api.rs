@@ -1,0 +1,448 @@
+//! The integration API (`/api/v1/...`): what OA, ERP and scripts call as an
+//! application an administrator registered (`apps.rs`).
+//!
+//! `POST /oauth/token` is the OAuth 2.0 client-credentials grant (RFC 6749
+//! §4.4; HTTP Basic or form body; errors as in §5.2). Every other route
+//! checks, in this order: the bearer token (401), its expiry (401), the
+//! application not disabled (403), the caller's address against the
+//! application's allow-list (403), the application's request rate (429
+//! with `Retry-After`), then the scope the route needs (403), then the
+//! input (400, 404, 409, 413). Errors are `{code, message}`.
+//!
+//! The caller's address is the TCP peer's: a proxy in front of the server
+//! makes every application call from the proxy's address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
+use axum::handler::Handler;
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::apps::{self, ApiToken, App, PersonKey};
+use crate::error::ServiceError;
+use crate::storage::Store;
+use crate::Shared;
+
+/// An error as the API answers it: a status and `{code, message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), retry_after_secs: None }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = match &e {
+            ServiceError::BadRequest(_) | ServiceError::UnsafePath(_) => {
+                (StatusCode::BAD_REQUEST, "BAD_REQUEST")
+            }
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ServiceError::NotMember | ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ServiceError::TooLarge(_) | ServiceError::QuotaExceeded(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE")
+            }
+            ServiceError::Conflict(_) | ServiceError::RecallWindowPassed => {
+                (StatusCode::CONFLICT, "CONFLICT")
+            }
+            ServiceError::RateLimited(_)
+            | ServiceError::Busy(_)
+            | ServiceError::Throttled { .. }
+            | ServiceError::TooManyConnections(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ServiceError::BadCredentials
+            | ServiceError::SessionRevoked
+            | ServiceError::SessionExpired
+            | ServiceError::AccountDisabled
+            | ServiceError::PasswordChangeRequired => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ServiceError::ShuttingDown | ServiceError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+            }
+        };
+        ApiError::new(status, code, e.client_message())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"hutong\""));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The application calling, after its token, address and rate were checked.
+pub struct AppCaller {
+    pub app: App,
+    token: ApiToken,
+}
+
+impl AppCaller {
+    /// Refuses unless both the token and the application (now) hold `scope`.
+    fn require(&self, scope: &str) -> ApiResult<()> {
+        let has = |list: &[String]| list.iter().any(|s| s == scope);
+        if has(&self.token.scopes) && has(&self.app.scopes) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "INSUFFICIENT_SCOPE",
+                format!("this needs the scope {scope}"),
+            ))
+        }
+    }
+}
+
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+impl FromRequestParts<Arc<Shared>> for AppCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 128)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "send a bearer token from /oauth/token",
+                )
+            })?
+            .to_owned();
+        let (token, app) = shared.db.read(move |conn| apps::token(conn, &token)).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "the token is not valid")
+        })?;
+        if token.expires_at <= crate::storage::now_ms() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_EXPIRED",
+                "the token expired; get a new one",
+            ));
+        }
+        if app.disabled {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "APP_DISABLED", "the application is disabled"));
+        }
+        if !peer_ip(parts).is_some_and(|ip| apps::address_allowed(&app.allowed_cidrs, ip)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "ADDRESS_NOT_ALLOWED",
+                "the application may not call from this address",
+            ));
+        }
+        if let Err(wait_ms) = shared.api_requests.take(app.id) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests; retry later",
+            );
+            e.retry_after_secs = Some(wait_ms.div_ceil(1000).max(1));
+            return Err(e);
+        }
+        Ok(AppCaller { app, token })
+    }
+}
+
+/// The API's routes, one method and path each, with their handlers;
+/// [`router`] registers exactly these and [`routes`] lists them.
+fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
+    fn at<H, T>(
+        method: Method,
+        path: &'static str,
+        handler: H,
+    ) -> (Method, &'static str, MethodRouter<Arc<Shared>>)
+    where
+        H: Handler<T, Arc<Shared>>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+        (method, path, on(filter, handler))
+    }
+    vec![
+        at(Method::POST, "/oauth/token", issue_token),
+        at(Method::GET, "/directory/people", lookup_people),
+        at(Method::GET, "/directory/departments/{id}", department_with_members),
+    ]
+}
+
+/// Largest body of the token request.
+const TOKEN_BODY_BYTES: usize = 4 * 1024;
+/// Largest body of the other routes.
+pub const BODY_BYTES: usize = 64 * 1024;
+
+/// Every route of the API as registered: (method, path under `/api/v1`).
+pub fn routes() -> Vec<(Method, &'static str)> {
+    api_routes().into_iter().map(|(method, path, _)| (method, path)).collect()
+}
+
+pub fn router() -> Router<Arc<Shared>> {
+    let api = api_routes().into_iter().fold(Router::new(), |api, (_, path, handler)| {
+        let limit = if path == "/oauth/token" { TOKEN_BODY_BYTES } else { BODY_BYTES };
+        api.route(path, handler.layer(axum::extract::DefaultBodyLimit::max(limit)))
+    });
+    Router::new().nest("/api/v1", api)
+}
+
+// ------------------------------------------------------------------ token (RFC 6749 §4.4)
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenForm")
+            .field("grant_type", &self.grant_type)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error of the token endpoint, shaped as RFC 6749 §5.2 says.
+struct OAuthError {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+    basic: bool,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: &'static str) -> Self {
+        OAuthError { status: StatusCode::BAD_REQUEST, error, description, basic: false }
+    }
+
+    fn invalid_client(description: &'static str, basic: bool) -> Self {
+        OAuthError { status: StatusCode::UNAUTHORIZED, error: "invalid_client", description, basic }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": self.description });
+        let mut response = (self.status, no_store(), Json(body)).into_response();
+        if self.basic {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hutong\""));
+        }
+        response
+    }
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 2] {
+    [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")]
+}
+
+/// `client_id:client_secret` from `Authorization: Basic …`, if present.
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let parsed = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
+    Some(parsed.ok_or(()))
+}
+
+async fn issue_token(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let Form(form) = form
+        .map_err(|_| OAuthError::new("invalid_request", "send an application/x-www-form-urlencoded body"))?;
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return Err(OAuthError::new("unsupported_grant_type", "only client_credentials is supported"));
+    }
+    let (basic, (client_id, secret)) = match (basic_credentials(&headers), form.client_id, form.client_secret)
+    {
+        (Some(Ok(credentials)), None, None) => (true, credentials),
+        (Some(Err(())), _, _) => return Err(OAuthError::invalid_client("malformed Basic credentials", true)),
+        (None, Some(id), Some(secret)) => (false, (id, secret)),
+        (Some(_), _, _) => {
+            return Err(OAuthError::new("invalid_request", "send the credentials one way, not both"));
+        }
+        (None, _, _) => return Err(OAuthError::invalid_client("client authentication failed", false)),
+    };
+    if client_id.len() > 64 || secret.len() > 128 {
+        return Err(OAuthError::invalid_client("client authentication failed", basic));
+    }
+    let app = shared
+        .db
+        .read(move |conn| apps::authenticate(conn, &client_id, &secret))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "token request failed");
+            OAuthError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                ..OAuthError::new("server_error", "try again")
+            }
+        })?
+        .ok_or_else(|| OAuthError::invalid_client("client authentication failed", basic))?;
+    if app.disabled {
+        return Err(OAuthError::invalid_client("the application is disabled", basic));
+    }
+    if !apps::address_allowed(&app.allowed_cidrs, peer.ip()) {
+        return Err(OAuthError::invalid_client("the application may not call from this address", basic));
+    }
+    if shared.api_requests.take(app.id).is_err() {
+        return Err(OAuthError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            ..OAuthError::new("slow_down", "too many requests; retry later")
+        });
+    }
+    let scopes: Vec<String> = match form.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => app.scopes.clone(),
+        Some(asked) => {
+            let asked: Vec<String> = asked.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            if asked.len() > apps::SCOPES.len() || asked.iter().any(|s| !app.scopes.contains(s)) {
+                return Err(OAuthError::new("invalid_scope", "a scope the application was not granted"));
+            }
+            asked
+        }
+    };
+    let (token, hash) = apps::new_token();
+    let now = crate::storage::now_ms();
+    let row = ApiToken { app_id: app.id, scopes: scopes.clone(), expires_at: now + apps::TOKEN_LIFETIME_MS };
+    // Through the writer, like a login's session row.
+    let write = Box::new(move |st: &dyn Store| {
+        st.forget_expired_api_tokens(now)?;
+        st.insert_api_token(&hash, &row).map(|()| 0)
+    });
+    shared.writes.submit(write).await.map_err(|e| {
+        tracing::error!(error = %e, "token not stored");
+        OAuthError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            ..OAuthError::new("server_error", "try again")
+        }
+    })?;
+    let body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": apps::TOKEN_LIFETIME_MS / 1000,
+        "scope": scopes.join(" "),
+    });
+    Ok((StatusCode::OK, no_store(), Json(body)).into_response())
+}
+
+// ------------------------------------------------------------------ directory (directory:read)
+
+/// Exactly one of the fields: who to look up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeopleLookup {
+    account: Option<String>,
+    employee_no: Option<String>,
+    phone: Option<String>,
+}
+
+/// People found by account, employee number or phone. An application sees
+/// the whole directory (hidden departments included): it acts for the
+/// company, not for a person.
+async fn lookup_people(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    query: Result<Query<PeopleLookup>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require("directory:read")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (key, value) = match (q.account, q.employee_no, q.phone) {
+        (Some(v), None, None) => (PersonKey::Account, v),
+        (None, Some(v), None) => (PersonKey::EmployeeNo, v),
+        (None, None, Some(v)) => (PersonKey::Phone, v),
+        _ => return Err(ApiError::bad_request("give exactly one of account, employee_no, phone")),
+    };
+    if value.is_empty() || value.len() > 128 {
+        return Err(ApiError::bad_request("the value must have 1 to 128 bytes"));
+    }
+    let people = shared
+        .db
+        .read(move |conn| {
+            conn.people_by(key, &value, 100)?
+                .into_iter()
+                .map(|id| crate::directory::person(conn, id))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    Ok(Json(json!({ "people": people })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// A department and a page of its active members (its own, not its
+/// sub-departments'), with its child departments.
+async fn department_with_members(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    Path(id): Path<u64>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require("directory:read")?;
+    let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = shared
+        .db
+        .read(move |conn| {
+            let department = crate::directory::department(conn, id)?;
+            let children: Vec<_> = crate::directory::departments(conn)?
+                .into_iter()
+                .filter(|d| d.parent_id == Some(id))
+                .collect();
+            let filter = crate::storage::directory::PeopleFilter {
+                status: "active",
+                departments: Some(vec![id]),
+                text: None,
+                offset: page.offset.unwrap_or(0),
+                limit: page.limit.unwrap_or(100).clamp(1, 1000),
+            };
+            let (members, total) = conn.search_people(&filter)?;
+            Ok(json!({ "department": department, "children": children, "members": members, "total": total }))
+        })
+        .await?;
+    Ok(Json(body))
+}
