@@ -2,10 +2,14 @@
 //! through the administration API, their tokens and what they call under
 //! `/api/v1`. A real server on port 0, a real HTTP client.
 
+use std::time::Duration;
+
 use hutong_tests::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+const T: Duration = Duration::from_secs(30);
 
 struct Admin {
     base: String,
@@ -377,5 +381,125 @@ async fn tokens_scopes_addresses_and_rates_are_checked_on_every_call() {
     assert_eq!(status, StatusCode::OK);
     let (status, body, _) = api.get(lookup, Some(&token)).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("APP_DISABLED")));
+    server.stop().await;
+}
+
+impl AppApi {
+    async fn post_message(&self, token: &str, key: Option<&str>, body: &Value) -> (StatusCode, Value, bool) {
+        let mut req = self.http.post(format!("{}/messages", self.base)).bearer_auth(token).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.expect("request");
+        let (status, replayed) = (resp.status(), resp.headers().contains_key("idempotent-replayed"));
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), replayed)
+    }
+}
+
+/// Texts `client` holds from `sender`, in seq order.
+fn texts_from(client: &hutong_client::Client, sender: u64) -> Vec<String> {
+    let mut texts = Vec::new();
+    for c in client.conversations().unwrap() {
+        for m in client.cached_messages(c.id).unwrap() {
+            if m.sender_id == sender && m.kind == "text" {
+                texts.push(m.text);
+            }
+        }
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_messages_people_and_departments_once_per_idempotency_key() {
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["alice", "bob", "carol", "dave"]);
+    let admin = Admin::new(&server).await;
+    let (status, sales) =
+        admin.call(reqwest::Method::POST, "/departments", Some(json!({ "name": "销售部" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{sales}");
+    let sales = sales["id"].as_u64().unwrap();
+    let (status, east) = admin
+        .call(reqwest::Method::POST, "/departments", Some(json!({ "name": "华东", "parent_id": sales })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{east}");
+    let east = east["id"].as_u64().unwrap();
+    let db = server.db();
+    db.execute("UPDATE users SET primary_department_id = ?1 WHERE account = 'bob'", [sales]).unwrap();
+    db.execute("UPDATE users SET primary_department_id = ?1 WHERE account = 'carol'", [east]).unwrap();
+    drop(db);
+    let (_, client_id, secret) =
+        register(&admin, "ERP 助手", &["messages:send"], &["127.0.0.1/32", "::1"]).await;
+    let (_, reader_id, reader_secret) =
+        register(&admin, "Reader", &["directory:read"], &["127.0.0.1/32", "::1"]).await;
+    let api = AppApi::new(&server);
+    let token = api.token(&client_id, &secret).await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = online_client(dir.path(), server.addr(), "alice", "pc").await;
+
+    // Refused requests send nothing.
+    let to = json!({ "accounts": ["alice"], "department_ids": [sales] });
+    for (body, status) in [
+        (json!({ "to": { "accounts": ["alice", "nobody"] }, "text": "x" }), StatusCode::BAD_REQUEST),
+        (json!({ "to": { "department_ids": [999999] }, "text": "x" }), StatusCode::BAD_REQUEST),
+        (json!({ "to": {}, "text": "x" }), StatusCode::BAD_REQUEST),
+        (json!({ "to": to, "text": "  " }), StatusCode::BAD_REQUEST),
+        (json!({ "to": to, "text": "x", "extra": 1 }), StatusCode::BAD_REQUEST),
+        (json!({ "to": to, "text": "x".repeat(200 * 1024) }), StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let (got, answer, _) = api.post_message(&token, None, &body).await;
+        assert_eq!(got, status, "{answer}");
+        if got != StatusCode::PAYLOAD_TOO_LARGE {
+            assert!(answer["code"].is_string() && answer["message"].is_string(), "{answer}");
+        }
+    }
+    let reader_token = api.token(&reader_id, &reader_secret).await;
+    let (got, answer, _) = api.post_message(&reader_token, None, &json!({ "to": to, "text": "x" })).await;
+    assert_eq!((got, answer["code"].as_str()), (StatusCode::FORBIDDEN, Some("INSUFFICIENT_SCOPE")));
+
+    // One request: alice by account, bob and carol through the department
+    // and its sub-department; dave is in neither.
+    let body = json!({ "to": to, "text": "请于周五前提交报销单" });
+    let (status, first, replayed) = api.post_message(&token, Some("req-1"), &body).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(!replayed);
+    assert_eq!(first["recipients"], 3);
+    let reached: Vec<u64> =
+        first["messages"].as_array().unwrap().iter().map(|m| m["user_id"].as_u64().unwrap()).collect();
+    assert_eq!(reached, ids[..3].to_vec());
+
+    // The same key and body: the first answer, nothing sent; another body: 409.
+    let (status, again, replayed) = api.post_message(&token, Some("req-1"), &body).await;
+    assert_eq!((status, &again, replayed), (StatusCode::OK, &first, true));
+    let other = json!({ "to": to, "text": "another text" });
+    let (status, answer, _) = api.post_message(&token, Some("req-1"), &other).await;
+    assert_eq!((status, answer["code"].as_str()), (StatusCode::CONFLICT, Some("IDEMPOTENCY_KEY_REUSED")));
+
+    // Alice sees it once from the bot, named after the application: a
+    // later message arrives after it with nothing between.
+    let bot: u64 = server
+        .db()
+        .query_row("SELECT bot_user_id FROM apps WHERE client_id = ?1", [&client_id], |r| r.get(0))
+        .unwrap();
+    let (status, _, _) = api
+        .post_message(&token, Some("req-2"), &json!({ "to": { "user_ids": [ids[0]] }, "text": "marker" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    until(&alice, T, "alice has both messages", || texts_from(&alice, bot).len() >= 2).await;
+    assert_eq!(texts_from(&alice, bot), ["请于周五前提交报销单", "marker"]);
+    until(&alice, T, "the bot's name in alice's directory", || {
+        alice.display_name(bot).ok().flatten().as_deref() == Some("ERP 助手")
+    })
+    .await;
+
+    // Carol was offline: she gets it on sync, once; dave gets nothing.
+    let carol = online_client(dir.path(), server.addr(), "carol", "pc").await;
+    until(&carol, T, "carol has the message", || !texts_from(&carol, bot).is_empty()).await;
+    assert_eq!(texts_from(&carol, bot), ["请于周五前提交报销单"]);
+    let sent_by_bot: i64 = server
+        .db()
+        .query_row("SELECT COUNT(*) FROM messages WHERE sender_id = ?1", [bot], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sent_by_bot, 4, "three recipients once, and the marker");
     server.stop().await;
 }

@@ -15,6 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
 use axum::handler::Handler;
@@ -193,6 +194,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
     }
     vec![
         at(Method::POST, "/oauth/token", issue_token),
+        at(Method::POST, "/messages", send_message),
         at(Method::GET, "/directory/people", lookup_people),
         at(Method::GET, "/directory/departments/{id}", department_with_members),
     ]
@@ -200,6 +202,8 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
 
 /// Largest body of the token request.
 const TOKEN_BODY_BYTES: usize = 4 * 1024;
+/// Largest body of a message request (the text may have 64 KiB).
+const MESSAGE_BODY_BYTES: usize = 160 * 1024;
 /// Largest body of the other routes.
 pub const BODY_BYTES: usize = 64 * 1024;
 
@@ -210,10 +214,18 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 
 pub fn router() -> Router<Arc<Shared>> {
     let api = api_routes().into_iter().fold(Router::new(), |api, (_, path, handler)| {
-        let limit = if path == "/oauth/token" { TOKEN_BODY_BYTES } else { BODY_BYTES };
+        let limit = match path {
+            "/oauth/token" => TOKEN_BODY_BYTES,
+            "/messages" => MESSAGE_BODY_BYTES,
+            _ => BODY_BYTES,
+        };
         api.route(path, handler.layer(axum::extract::DefaultBodyLimit::max(limit)))
     });
     Router::new().nest("/api/v1", api)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 // ------------------------------------------------------------------ token (RFC 6749 §4.4)
@@ -445,4 +457,94 @@ async fn department_with_members(
         })
         .await?;
     Ok(Json(body))
+}
+
+// ------------------------------------------------------------------ messages (messages:send)
+
+/// How long the first answer to a request with an Idempotency-Key is kept.
+const IDEMPOTENCY_KEPT_MS: i64 = 24 * 3600 * 1000;
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    to: apps::messages::Recipients,
+    text: String,
+}
+
+/// The `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES && k.bytes().all(|b| b.is_ascii_graphic())
+    });
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"
+        ))
+    })
+}
+
+/// A text from the application's bot to people and departments, one
+/// direct message each. A repeat with the same Idempotency-Key and body
+/// gets the first answer and sends nothing; another body gets 409.
+async fn send_message(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.require("messages:send")?;
+    let key = idempotency_key(&headers)?;
+    let body_hash = apps::secret_hash_bytes(&body);
+    let app_id = caller.app.id;
+    if let Some(key) = key.clone() {
+        let earlier = shared.db.read(move |conn| conn.idempotent_answer(app_id, &key)).await?;
+        if let Some(earlier) = earlier {
+            if earlier.body_hash != body_hash {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this Idempotency-Key was used for another request",
+                ));
+            }
+            let status = StatusCode::from_u16(earlier.status).unwrap_or(StatusCode::OK);
+            let replayed = [(header::HeaderName::from_static("idempotent-replayed"), "true")];
+            let content = [(header::CONTENT_TYPE, "application/json")];
+            return Ok((status, replayed, content, earlier.response).into_response());
+        }
+    }
+    let request: SendRequest = parse(&body)?;
+    let to = request.to;
+    let people = shared.db.read(move |conn| apps::messages::resolve(conn, &to)).await?;
+    let sent = apps::messages::send_text(
+        &shared.writer,
+        app_id,
+        caller.app.bot_user_id,
+        &people,
+        &request.text,
+        key.as_deref(),
+    )
+    .await?;
+    let answer = json!({ "recipients": sent.len(), "messages": sent });
+    if let Some(key) = key {
+        let now = crate::storage::now_ms();
+        let kept = crate::storage::apps::IdempotentAnswer {
+            body_hash,
+            status: StatusCode::OK.as_u16(),
+            response: answer.to_string(),
+            created_at: now,
+        };
+        let write = Box::new(move |st: &dyn Store| {
+            st.keep_idempotent_answer(app_id, &key, &kept, now - IDEMPOTENCY_KEPT_MS).map(|()| 0)
+        });
+        // The sends are committed; should keeping the answer fail, a repeat
+        // sends nothing anyway (the writer's dedupe) and is answered afresh.
+        if let Err(e) = shared.writes.submit(write).await {
+            tracing::warn!(error = %e, "idempotent answer not kept");
+        }
+    }
+    Ok((StatusCode::OK, Json(answer)).into_response())
 }

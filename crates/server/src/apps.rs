@@ -21,6 +21,8 @@ use crate::error::ServiceError;
 pub use crate::storage::apps::{ApiToken, App, AppFields, PersonKey};
 use crate::storage::Store;
 
+pub mod messages;
+
 /// What an application may be granted.
 pub const SCOPES: &[&str] =
     &["notices:send", "messages:send", "receipts:read", "directory:read", "directory:write"];
@@ -60,7 +62,12 @@ fn random_hex<const N: usize>() -> String {
 }
 
 pub fn secret_hash(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
+    secret_hash_bytes(secret.as_bytes())
+}
+
+/// SHA-256 of `bytes`.
+pub fn secret_hash_bytes(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
 }
 
 /// Compares two byte strings in time that depends on their lengths only.

@@ -55,6 +55,16 @@ pub enum PersonKey {
     Phone,
 }
 
+/// The answer kept for a request with an Idempotency-Key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotentAnswer {
+    /// SHA-256 of the request body.
+    pub body_hash: Vec<u8>,
+    pub status: u16,
+    pub response: String,
+    pub created_at: i64,
+}
+
 /// What a bearer token grants.
 #[derive(Clone, Debug)]
 pub struct ApiToken {
@@ -108,6 +118,18 @@ pub trait AppsStore {
     /// Ids of the people (not deleted, not bots) whose `field` (`account`,
     /// `employee_no` or `phone`) is `value`; at most `limit`.
     fn people_by(&self, field: PersonKey, value: &str, limit: u32) -> Result<Vec<u64>, ServiceError>;
+    /// The first answer to `app_id`'s request with this Idempotency-Key.
+    fn idempotent_answer(&self, app_id: u64, key: &str) -> Result<Option<IdempotentAnswer>, ServiceError>;
+    /// Keeps the first answer to a request with an Idempotency-Key (a
+    /// second one with the same key changes nothing) and forgets those
+    /// kept since before `forget_before_ms`.
+    fn keep_idempotent_answer(
+        &self,
+        app_id: u64,
+        key: &str,
+        answer: &IdempotentAnswer,
+        forget_before_ms: i64,
+    ) -> Result<(), ServiceError>;
     /// Forgets tokens that expired before `now_ms`.
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError>;
 }

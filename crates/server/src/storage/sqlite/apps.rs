@@ -4,7 +4,9 @@
 use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::ServiceError;
-use crate::storage::apps::{ApiToken, App, AppCredentials, AppFields, AppsStore, PersonKey};
+use crate::storage::apps::{
+    ApiToken, App, AppCredentials, AppFields, AppsStore, IdempotentAnswer, PersonKey,
+};
 
 const APP_COLUMNS: &str = "id, name, avatar_url, scopes, allowed_cidrs, callback_url, client_id, \
                            bot_user_id, disabled, created_at, updated_at";
@@ -204,6 +206,39 @@ impl AppsStore for Connection {
         ))?;
         let ids = stmt.query_map(params![value, limit], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(ids)
+    }
+
+    fn idempotent_answer(&self, app_id: u64, key: &str) -> Result<Option<IdempotentAnswer>, ServiceError> {
+        Ok(self
+            .query_row(
+                "SELECT body_hash, status, response, created_at FROM api_idempotency WHERE app_id = ?1 AND key = ?2",
+                params![app_id, key],
+                |r| {
+                    Ok(IdempotentAnswer {
+                        body_hash: r.get(0)?,
+                        status: r.get(1)?,
+                        response: r.get(2)?,
+                        created_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn keep_idempotent_answer(
+        &self,
+        app_id: u64,
+        key: &str,
+        a: &IdempotentAnswer,
+        forget_before_ms: i64,
+    ) -> Result<(), ServiceError> {
+        self.execute("DELETE FROM api_idempotency WHERE created_at < ?1", [forget_before_ms])?;
+        self.execute(
+            "INSERT OR IGNORE INTO api_idempotency (app_id, key, body_hash, status, response, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![app_id, key, a.body_hash, a.status, a.response, a.created_at],
+        )?;
+        Ok(())
     }
 
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError> {

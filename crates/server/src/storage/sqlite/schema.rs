@@ -275,6 +275,20 @@ CREATE TABLE api_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX api_tokens_by_expiry ON api_tokens (expires_at);
 "#,
+    r#"
+-- Integration API: the first answer to a request with an Idempotency-Key,
+-- kept a day; a repeat with the same body gets it again, another body 409.
+CREATE TABLE api_idempotency (
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    body_hash BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+) WITHOUT ROWID;
+CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at);
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
