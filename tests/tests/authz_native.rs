@@ -133,10 +133,15 @@ fn index(p: &Payload) -> usize {
         Payload::ReadList(_) => 51,
         Payload::EditMessage(_) => 52,
         Payload::React(_) => 53,
+        Payload::AddRobot(_) => 54,
+        Payload::RobotAdded(_) => 55,
+        Payload::ListRobots(_) => 56,
+        Payload::RobotList(_) => 57,
+        Payload::RemoveRobot(_) => 58,
     }
 }
 
-const COUNT: usize = 54;
+const COUNT: usize = 59;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -197,7 +202,9 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         | Payload::UploadCommitted(_)
         | Payload::FileManifest(_)
         | Payload::ChunkData(_)
-        | Payload::ChunksProven(_) => {
+        | Payload::ChunksProven(_)
+        | Payload::RobotAdded(_)
+        | Payload::RobotList(_) => {
             if logged_in {
                 Refused(ErrorCode::BadRequest)
             } else {
@@ -230,6 +237,15 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         // Members leave (an owner hands the group to the senior remaining member).
         Payload::LeaveGroup(_) => member_only,
         Payload::SetMemberRole(_) => owner_only,
+        // Group robots: the owner only (the sample removes a robot the group does not have).
+        Payload::AddRobot(_) | Payload::ListRobots(_) => owner_only,
+        Payload::RemoveRobot(_) => {
+            if caller == Owner {
+                Refused(ErrorCode::NotFound)
+            } else {
+                Refused(ErrorCode::Forbidden)
+            }
+        }
         Payload::LookupUsers(_) => anyone,
         Payload::DirectorySync(_) => anyone,
         Payload::PrepareUpload(_) => anyone,
@@ -302,6 +318,10 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::UserList(v1::UserList::default()),
         Payload::GetReadList(v1::GetReadList { conversation_id: g, seq: f.text_seq }),
         Payload::ReadList(v1::ReadList::default()),
+        Payload::ListRobots(v1::ListRobots { conversation_id: g }),
+        Payload::RobotAdded(v1::RobotAdded::default()),
+        Payload::RobotList(v1::RobotList::default()),
+        Payload::RemoveRobot(v1::RemoveRobot { conversation_id: g, robot_id: 999_999 }),
         Payload::DirectorySync(v1::DirectorySync::default()),
         Payload::DirectoryDelta(v1::DirectoryDelta::default()),
         Payload::ChangePassword(v1::ChangePassword {
@@ -345,6 +365,7 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),
+        Payload::AddRobot(v1::AddRobot { conversation_id: g, name: "matrix".into(), ..Default::default() }),
         Payload::SetMemberRole(v1::SetMemberRole {
             conversation_id: g,
             user_id: f.ids.member,

@@ -7,7 +7,9 @@
 //! application not disabled (403), the caller's address against the
 //! application's allow-list (403), the application's request rate (429
 //! with `Retry-After`), then the scope the route needs (403), then the
-//! input (400, 404, 409, 413). Errors are `{code, message}`.
+//! input (400, 404, 409, 413). Errors are `{code, message}`. Group robots'
+//! URLs (`POST /hooks/<token>`) take no bearer token: the URL is the key
+//! (`messaging/robots.rs` checks it, the address and the signature).
 //!
 //! The caller's address is the TCP peer's: a proxy in front of the server
 //! makes every application call from the proxy's address.
@@ -195,6 +197,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
     vec![
         at(Method::POST, "/oauth/token", issue_token),
         at(Method::POST, "/messages", send_message),
+        at(Method::POST, "/hooks/{token}", post_to_robot),
         at(Method::GET, "/directory/people", lookup_people),
         at(Method::GET, "/directory/departments/{id}", department_with_members),
     ]
@@ -547,4 +550,76 @@ async fn send_message(
         }
     }
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+// ------------------------------------------------------------------ group robots (no bearer token: the URL is the key)
+
+/// Robots share the per-application bucket map under keys no application
+/// id reaches.
+const ROBOT_RATE_KEY: u64 = 1 << 62;
+
+#[derive(Debug, Deserialize)]
+struct HookQuery {
+    timestamp: Option<i64>,
+    sign: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HookText {
+    content: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct HookMarkdown {
+    #[allow(dead_code)] // DingTalk's notification title: read for the shape, not shown
+    title: String,
+    text: String,
+}
+
+/// DingTalk's and WeCom's body shape; other fields (`at`) are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "msgtype", rename_all = "lowercase")]
+enum HookBody {
+    Text { text: HookText },
+    Markdown { markdown: HookMarkdown },
+}
+
+/// `POST /hooks/<token>`: a script posts text or Markdown into a group as
+/// its robot. Unknown, removed and orphaned robots are answered 404, a
+/// refused address 403, a missing or wrong signature 401.
+async fn post_to_robot(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+    query: Result<Query<HookQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    use crate::messaging::robots::{self, Refusal};
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let signature = match (query.timestamp, query.sign) {
+        (Some(timestamp_ms), Some(sign)) => Some(robots::Signature { timestamp_ms, sign }),
+        _ => None,
+    };
+    let robot = robots::check(&shared, &token, Some(peer.ip()), signature).await.map_err(|r| match r {
+        Refusal::Gone => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such robot"),
+        Refusal::AddressNotAllowed => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ADDRESS_NOT_ALLOWED",
+            "this robot may not be called from this address",
+        ),
+        Refusal::BadSignature(why) => ApiError::new(StatusCode::UNAUTHORIZED, "BAD_SIGNATURE", why),
+        Refusal::Service(e) => e.into(),
+    })?;
+    if let Err(wait_ms) = shared.api_requests.take(ROBOT_RATE_KEY | robot.id) {
+        let mut e =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many posts; retry later");
+        e.retry_after_secs = Some(wait_ms.div_ceil(1000).max(1));
+        return Err(e);
+    }
+    let post = match parse::<HookBody>(&body)? {
+        HookBody::Text { text } => robots::Post { text: text.content, markdown: false },
+        HookBody::Markdown { markdown } => robots::Post { text: markdown.text, markdown: true },
+    };
+    let message = robots::post(&shared, &robot, post).await?;
+    Ok(Json(json!({ "conversation_id": message.conversation_id, "seq": message.seq })))
 }

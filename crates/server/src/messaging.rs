@@ -9,4 +9,5 @@
 pub mod handlers;
 pub mod reads;
 pub mod receipts;
+pub mod robots;
 pub mod writer;

@@ -614,6 +614,7 @@ fn append(
         priority: extra.priority,
         attachment: extra.attachment,
         reaction_removed: extra.reaction_removed,
+        markdown: extra.markdown,
     };
     message.seq = conn.append_entry(&message, extra.content_hash.as_ref(), v)?;
     Ok(message)
@@ -634,6 +635,8 @@ struct AppendExtra {
     content_hash: Option<[u8; 32]>,
     /// Reactions only: the entry takes the emoji back.
     reaction_removed: bool,
+    /// Sends of text only: the text is Markdown.
+    markdown: bool,
 }
 
 fn system_entry(
@@ -776,6 +779,7 @@ fn send(
         reply_to_seq: msg.reply_to_seq,
         priority: msg.priority,
         content_hash: Some(hash),
+        markdown: msg.markdown && msg.attachment.is_none(),
         ..Default::default()
     };
     let mut files = Vec::new();
@@ -1319,11 +1323,13 @@ mod tests {
             reply_to_seq: 3,
             priority: 0,
             attachment: None,
+            markdown: false,
         };
         let attachment = v1::Attachment { name: "hi".into(), file_id: vec![7; 32], ..Default::default() };
         let variants = [
             v1::SendMessage { conversation_id: 2, ..base.clone() },
             v1::SendMessage { text: "ho".into(), ..base.clone() },
+            v1::SendMessage { markdown: true, ..base.clone() },
             v1::SendMessage { mentions: vec![], ..base.clone() },
             v1::SendMessage { reply_to_seq: 4, ..base.clone() },
             v1::SendMessage { priority: 1, ..base.clone() },

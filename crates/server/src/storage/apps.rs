@@ -1,6 +1,6 @@
 //! What the integration API stores: applications (`apps`) with their bot
-//! accounts, and the bearer tokens of the client-credentials grant
-//! (`api_tokens`). The SQLite implementation is `storage/sqlite/apps.rs`.
+//! accounts, the bearer tokens of the client-credentials grant
+//! (`api_tokens`), idempotent answers and group robots (`group_robots`). The SQLite implementation is `storage/sqlite/apps.rs`.
 
 use serde::Serialize;
 
@@ -63,6 +63,31 @@ pub struct IdempotentAnswer {
     pub status: u16,
     pub response: String,
     pub created_at: i64,
+}
+
+/// A group robot (incoming webhook).
+#[derive(Clone)]
+pub struct RobotRow {
+    pub id: u64,
+    pub conversation_id: u64,
+    pub name: String,
+    pub bot_user_id: u64,
+    pub created_by: u64,
+    pub signing_secret: Option<String>,
+    pub allowed_cidrs: Vec<String>,
+    pub created_at: i64,
+    pub removed: bool,
+}
+
+impl std::fmt::Debug for RobotRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RobotRow")
+            .field("id", &self.id)
+            .field("conversation_id", &self.conversation_id)
+            .field("name", &self.name)
+            .field("signed", &self.signing_secret.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a bearer token grants.
@@ -130,6 +155,24 @@ pub trait AppsStore {
         answer: &IdempotentAnswer,
         forget_before_ms: i64,
     ) -> Result<(), ServiceError>;
+    #[allow(clippy::too_many_arguments)] // one row's columns
+    fn insert_robot(
+        &self,
+        conversation_id: u64,
+        name: &str,
+        bot_user_id: u64,
+        created_by: u64,
+        token_hash: &[u8],
+        signing_secret: Option<&str>,
+        allowed_cidrs: &[String],
+        now_ms: i64,
+    ) -> Result<u64, ServiceError>;
+    /// A group's robots that were not removed.
+    fn robots(&self, conversation_id: u64) -> Result<Vec<RobotRow>, ServiceError>;
+    /// The robot whose URL token hashes to `token_hash`, removed or not.
+    fn robot_by_token(&self, token_hash: &[u8]) -> Result<Option<RobotRow>, ServiceError>;
+    /// Marks a group's robot removed; `None` if it has no such robot.
+    fn remove_robot(&self, conversation_id: u64, id: u64, now_ms: i64) -> Result<Option<u64>, ServiceError>;
     /// Forgets tokens that expired before `now_ms`.
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError>;
 }

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::ServiceError;
 use crate::storage::apps::{
-    ApiToken, App, AppCredentials, AppFields, AppsStore, IdempotentAnswer, PersonKey,
+    ApiToken, App, AppCredentials, AppFields, AppsStore, IdempotentAnswer, PersonKey, RobotRow,
 };
 
 const APP_COLUMNS: &str = "id, name, avatar_url, scopes, allowed_cidrs, callback_url, client_id, \
@@ -28,6 +28,24 @@ fn app_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         disabled: r.get(8)?,
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
+    })
+}
+
+const ROBOT_COLUMNS: &str =
+    "id, conversation_id, name, bot_user_id, created_by, signing_secret, allowed_cidrs, \
+                             created_at, removed_at IS NOT NULL";
+
+fn robot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RobotRow> {
+    Ok(RobotRow {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        name: r.get(2)?,
+        bot_user_id: r.get(3)?,
+        created_by: r.get(4)?,
+        signing_secret: r.get(5)?,
+        allowed_cidrs: words(r.get(6)?),
+        created_at: r.get(7)?,
+        removed: r.get(8)?,
     })
 }
 
@@ -239,6 +257,64 @@ impl AppsStore for Connection {
             params![app_id, key, a.body_hash, a.status, a.response, a.created_at],
         )?;
         Ok(())
+    }
+
+    fn insert_robot(
+        &self,
+        conversation_id: u64,
+        name: &str,
+        bot_user_id: u64,
+        created_by: u64,
+        token_hash: &[u8],
+        signing_secret: Option<&str>,
+        allowed_cidrs: &[String],
+        now_ms: i64,
+    ) -> Result<u64, ServiceError> {
+        self.execute(
+            "INSERT INTO group_robots (conversation_id, name, bot_user_id, created_by, token_hash, signing_secret,
+                                       allowed_cidrs, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                conversation_id,
+                name,
+                bot_user_id,
+                created_by,
+                token_hash,
+                signing_secret,
+                allowed_cidrs.join(" "),
+                now_ms
+            ],
+        )?;
+        Ok(self.last_insert_rowid() as u64)
+    }
+
+    fn robots(&self, conversation_id: u64) -> Result<Vec<RobotRow>, ServiceError> {
+        let mut stmt = self.prepare(&format!(
+            "SELECT {ROBOT_COLUMNS} FROM group_robots WHERE conversation_id = ?1 AND removed_at IS NULL ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([conversation_id], robot_from_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn robot_by_token(&self, token_hash: &[u8]) -> Result<Option<RobotRow>, ServiceError> {
+        Ok(self
+            .query_row(
+                &format!("SELECT {ROBOT_COLUMNS} FROM group_robots WHERE token_hash = ?1"),
+                [token_hash],
+                robot_from_row,
+            )
+            .optional()?)
+    }
+
+    fn remove_robot(&self, conversation_id: u64, id: u64, now_ms: i64) -> Result<Option<u64>, ServiceError> {
+        Ok(self
+            .query_row(
+                "UPDATE group_robots SET removed_at = ?3
+                 WHERE id = ?2 AND conversation_id = ?1 AND removed_at IS NULL RETURNING bot_user_id",
+                params![conversation_id, id, now_ms],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError> {

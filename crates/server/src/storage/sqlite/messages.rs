@@ -10,7 +10,7 @@ use crate::storage::messages::{
     ConversationRow, EarlierSend, MemberRow, Membership, MessagesRead, MessagesWrite, RecallTarget,
 };
 
-pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment, reaction_removed";
+pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment, reaction_removed, markdown";
 
 /// Maps a `messages` row (selected with [`MESSAGE_COLUMNS`]) to the wire type.
 /// A recalled message keeps its text in the archive but never sends it.
@@ -36,6 +36,7 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         priority: row.get(12)?,
         attachment: attachment.and_then(|b| v1::Attachment::decode(&b[..]).ok()),
         reaction_removed: row.get(14)?,
+        markdown: row.get(15)?,
     })
 }
 
@@ -220,8 +221,8 @@ impl MessagesWrite for Connection {
         let attachment = entry.attachment.as_ref().map(|a| a.encode_to_vec());
         let inserted = self
             .prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash, reaction_removed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash, reaction_removed, markdown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 conversation_id,
@@ -238,7 +239,8 @@ impl MessagesWrite for Connection {
                 entry.priority,
                 attachment,
                 content_hash.map(|h| &h[..]),
-                entry.reaction_removed
+                entry.reaction_removed,
+                entry.markdown
             ])?;
         // A send's id was checked against earlier sends first (see the
         // writer's `send`); other entries are outside the dedupe index, so
@@ -264,7 +266,7 @@ impl MessagesWrite for Connection {
             .query_row(params![sender, client_msg_id], |r| {
                 Ok(EarlierSend::Stored {
                     message: message_from_row(r)?,
-                    content_hash: r.get(15)?,
+                    content_hash: r.get(16)?,
                     attachment: r.get(13)?,
                 })
             })

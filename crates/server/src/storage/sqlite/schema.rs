@@ -288,6 +288,24 @@ CREATE TABLE api_idempotency (
     PRIMARY KEY (app_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at);
+-- Group robots (incoming webhooks): the URL's token as a SHA-256; the
+-- signing secret as is (the server checks HMACs with it) or NULL; the
+-- robot's account (a bot, a member of the group); removed_at once removed.
+CREATE TABLE group_robots (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+    name TEXT NOT NULL,
+    bot_user_id INTEGER NOT NULL REFERENCES users(id),
+    created_by INTEGER NOT NULL REFERENCES users(id),
+    token_hash BLOB NOT NULL UNIQUE,
+    signing_secret TEXT,
+    allowed_cidrs TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER
+);
+CREATE INDEX group_robots_by_conversation ON group_robots (conversation_id);
+-- Kind TEXT whose text is Markdown (a group robot's post).
+ALTER TABLE messages ADD COLUMN markdown INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
