@@ -288,6 +288,8 @@ CREATE TABLE api_idempotency (
     PRIMARY KEY (app_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at);
+"#,
+    r#"
 -- Group robots (incoming webhooks): the URL's token as a SHA-256; the
 -- signing secret as is (the server checks HMACs with it) or NULL; the
 -- robot's account (a bot, a member of the group); removed_at once removed.
