@@ -503,3 +503,162 @@ async fn an_application_messages_people_and_departments_once_per_idempotency_key
     assert_eq!(sent_by_bot, 4, "three recipients once, and the marker");
     server.stop().await;
 }
+
+/// One request a callback receiver got: its headers (lower-case names) and body.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: std::collections::HashMap<String, String>,
+    body: String,
+}
+
+/// A callback receiver on port 0 that answers 500 to the first `fail_first`
+/// requests and 200 afterwards.
+async fn receiver(
+    fail_first: usize,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, length) = loop {
+                let n = socket.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (None, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    break (Some(i + 4), length);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            while buf.len() < head_end + length {
+                let n = socket.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let headers = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+                .collect();
+            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            let n = {
+                let mut got = seen.lock().unwrap();
+                got.push(Received { headers, body });
+                got.len()
+            };
+            let status = if n <= fail_first { "500 Internal Server Error" } else { "200 OK" };
+            let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    (addr, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_signed_retried_listed_and_pulled() {
+    use hmac::{Hmac, Mac};
+    let server = TestServer::start().await;
+    let ids = server.add_users(&["alice"]);
+    let admin = Admin::new(&server).await;
+    let (callback, received) = receiver(1).await;
+    let (status, created) = admin
+        .call(
+            reqwest::Method::POST,
+            "/apps",
+            Some(json!({
+                "name": "工单",
+                "scopes": ["messages:send"],
+                "allowed_cidrs": ["127.0.0.1/32", "::1"],
+                "callback_url": format!("http://{callback}/hutong/events"),
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let app_id = created["app"]["id"].as_u64().unwrap();
+    let signing = created["signing_secret"].as_str().unwrap().to_owned();
+    let api = AppApi::new(&server);
+    let token =
+        api.token(created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap()).await;
+    let (status, sent, _) = api
+        .post_message(&token, None, &json!({ "to": { "user_ids": [ids[0]] }, "text": "工单 #7 已创建" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let conversation = sent["messages"][0]["conversation_id"].as_u64().unwrap();
+
+    // Alice answers the bot: an event, delivered after one failure.
+    let dir = tempfile::tempdir().unwrap();
+    let alice = online_client(dir.path(), server.addr(), "alice", "pc").await;
+    alice.send_text(conversation, "请加急", hutong_client::SendOptions::default()).unwrap();
+    poll_until(T, "a failed attempt and a retry", || received.lock().unwrap().len() >= 2).await;
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "delivered once after the failure");
+    assert_eq!(got[0].body, got[1].body, "the retry carries the same event");
+    for r in &got {
+        let timestamp = &r.headers["x-hutong-timestamp"];
+        let mut mac = Hmac::<Sha256>::new_from_slice(signing.as_bytes()).unwrap();
+        mac.update(format!("{timestamp}.{}", r.body).as_bytes());
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(r.headers["x-hutong-signature"], expected, "the signature verifies");
+    }
+    let event: Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(event["kind"], "message.received");
+    assert_eq!(event["data"]["text"], "请加急");
+    assert_eq!(event["data"]["sender_id"], ids[0]);
+
+    // The administrator sees the delivery: two attempts, the failure's error.
+    let listed = poll_until_async(
+        T,
+        "the delivery recorded",
+        || async { admin.call(reqwest::Method::GET, &format!("/apps/{app_id}/events"), None).await.1 },
+        |listed| listed["events"][0]["state"] == "delivered",
+    )
+    .await;
+    let e = &listed["events"][0];
+    assert_eq!((e["attempts"].as_u64(), e["last_error"].as_str()), (Some(2), Some("HTTP 500")), "{listed}");
+    assert!(e.get("data").is_none(), "the console list does not show what people wrote");
+
+    // Pull: the same event; then a long poll that an event ends.
+    let (status, pulled, _) = api.get("/events?after=0", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{pulled}");
+    assert_eq!(pulled["events"].as_array().unwrap().len(), 1);
+    assert_eq!(pulled["events"][0]["data"]["text"], "请加急");
+    let after = pulled["next_after"].as_u64().unwrap();
+    let (status, _, _) = api.get("/events?wait=31", Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let started = std::time::Instant::now();
+    let poll_url = format!("http://{}/api/v1/events?after={after}&wait=20", server.http);
+    let poll_token = token.clone();
+    let mut poll = tokio::spawn(async move {
+        let resp = reqwest::Client::new().get(poll_url).bearer_auth(poll_token).send().await.unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    });
+    // Nothing to answer yet: the poll waits.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut poll).await.is_err(),
+        "the poll did not wait"
+    );
+    alice.send_text(conversation, "还有一件事", hutong_client::SendOptions::default()).unwrap();
+    let (status, polled) = within(T, poll).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{polled}");
+    assert_eq!(polled["events"][0]["data"]["text"], "还有一件事", "{polled}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the poll ended with the event");
+    server.stop().await;
+}

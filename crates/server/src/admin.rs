@@ -348,6 +348,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
         at(Method::POST, "/apps/{id}/disable", disable_app),
         at(Method::POST, "/apps/{id}/enable", enable_app),
         at(Method::POST, "/apps/{id}/rotate-secret", rotate_app_secret),
+        at(Method::GET, "/apps/{id}/events", list_app_events),
         at(Method::GET, "/openapi.json", || async {
             ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
         }),
@@ -1578,4 +1579,22 @@ async fn delete_app(
     .await?;
     directory_changed(&shared);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An application's latest events with their delivery: state, attempts,
+/// last error (never the event's content: it may hold people's messages).
+async fn list_app_events(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let events = shared
+        .db
+        .read(move |conn| {
+            apps::app(conn, id)?;
+            conn.latest_events(id, 200)
+        })
+        .await?;
+    Ok(Json(json!({ "events": events })))
 }

@@ -198,6 +198,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
         at(Method::POST, "/oauth/token", issue_token),
         at(Method::POST, "/messages", send_message),
         at(Method::POST, "/hooks/{token}", post_to_robot),
+        at(Method::GET, "/events", pull_events),
         at(Method::GET, "/directory/people", lookup_people),
         at(Method::GET, "/directory/departments/{id}", department_with_members),
     ]
@@ -622,4 +623,52 @@ async fn post_to_robot(
     };
     let message = robots::post(&shared, &robot, post).await?;
     Ok(Json(json!({ "conversation_id": message.conversation_id, "seq": message.seq })))
+}
+
+// ------------------------------------------------------------------ events (pull)
+
+/// The longest a pull waits for an event.
+const MAX_WAIT_SECS: u64 = 30;
+/// Events one pull answers at most.
+const PULL_LIMIT: u32 = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullQuery {
+    after: Option<u64>,
+    wait: Option<u64>,
+}
+
+/// `GET /events?after=<id>&wait=<secs>`: the application's events after
+/// `after`, oldest first; with `wait` (at most 30 s) an empty answer waits
+/// that long for one (long polling). Any token of the application.
+async fn pull_events(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::bad_request(format!("wait is at most {MAX_WAIT_SECS} seconds")));
+    }
+    let (app_id, after) = (caller.app.id, q.after.unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        // Registered before the read, so an event recorded meanwhile wakes it.
+        let woken = shared.events_recorded.notified();
+        let events = shared.db.read(move |conn| conn.events_after(app_id, after, PULL_LIMIT)).await?;
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            let next = events.last().map_or(after, |e| e.id);
+            let events: Vec<_> = events.iter().map(crate::events::body).collect();
+            return Ok(Json(json!({ "events": events, "next_after": next })));
+        }
+        // Events recorded by another process or without a notice are found
+        // within a second.
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }

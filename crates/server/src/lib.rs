@@ -15,6 +15,7 @@ pub mod audit;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod events;
 mod files;
 mod gateway;
 mod live;
@@ -79,6 +80,9 @@ pub struct Shared {
     sends: ratelimit::SendLimiter,
     /// Integration-API requests each application made recently (`api.rs`).
     api_requests: ratelimit::SendLimiter,
+    /// Notified when integration-API events were recorded: wakes the
+    /// delivery task and long polls.
+    events_recorded: Arc<tokio::sync::Notify>,
 }
 
 /// Bound sockets, so a caller (a test) can bind port 0 and learn the ports
@@ -264,6 +268,7 @@ pub async fn run(
         admission,
         sends,
         api_requests,
+        events_recorded: Arc::new(tokio::sync::Notify::new()),
     });
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -293,6 +298,12 @@ pub async fn run(
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
     tracker.spawn(receipts::run(shared.clone(), token.clone()));
+    tracker.spawn(events::deliver(
+        shared.db.clone(),
+        shared.writes.clone(),
+        shared.events_recorded.clone(),
+        token.clone(),
+    ));
 
     tracker.spawn(log_stats(stats.clone(), token.clone()));
 

@@ -90,6 +90,31 @@ impl std::fmt::Debug for RobotRow {
     }
 }
 
+/// An event of an application and how its delivery goes.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppEvent {
+    pub id: u64,
+    pub app_id: u64,
+    pub kind: String,
+    /// JSON.
+    #[serde(skip)]
+    pub data: String,
+    pub created_at: i64,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: String,
+    pub delivered_at: Option<i64>,
+}
+
+/// An event due for delivery, with where and how to send it.
+pub struct DueEvent {
+    pub event: AppEvent,
+    pub callback_url: String,
+    pub signing_secret: String,
+}
+
 /// What a bearer token grants.
 #[derive(Clone, Debug)]
 pub struct ApiToken {
@@ -173,6 +198,25 @@ pub trait AppsStore {
     fn robot_by_token(&self, token_hash: &[u8]) -> Result<Option<RobotRow>, ServiceError>;
     /// Marks a group's robot removed; `None` if it has no such robot.
     fn remove_robot(&self, conversation_id: u64, id: u64, now_ms: i64) -> Result<Option<u64>, ServiceError>;
+    /// The application whose bot account is `user_id`, if any.
+    fn app_of_bot(&self, user_id: u64) -> Result<Option<u64>, ServiceError>;
+    fn insert_event(&self, app_id: u64, kind: &str, data: &str, now_ms: i64) -> Result<u64, ServiceError>;
+    /// Pending events whose next attempt is due, of enabled applications with
+    /// a callback URL, oldest first.
+    fn due_events(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEvent>, ServiceError>;
+    /// Records an attempt: delivered, or the error and the next attempt
+    /// (`None`: given up, state `failed`).
+    fn record_attempt(
+        &self,
+        id: u64,
+        delivered_at: Option<i64>,
+        error: &str,
+        next_attempt_at: Option<i64>,
+    ) -> Result<(), ServiceError>;
+    /// An application's events after `after`, oldest first.
+    fn events_after(&self, app_id: u64, after: u64, limit: u32) -> Result<Vec<AppEvent>, ServiceError>;
+    /// An application's latest events, newest first.
+    fn latest_events(&self, app_id: u64, limit: u32) -> Result<Vec<AppEvent>, ServiceError>;
     /// Forgets tokens that expired before `now_ms`.
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError>;
 }

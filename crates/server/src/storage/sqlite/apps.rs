@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::ServiceError;
 use crate::storage::apps::{
-    ApiToken, App, AppCredentials, AppFields, AppsStore, IdempotentAnswer, PersonKey, RobotRow,
+    ApiToken, App, AppCredentials, AppEvent, AppFields, AppsStore, DueEvent, IdempotentAnswer, PersonKey,
+    RobotRow,
 };
 
 const APP_COLUMNS: &str = "id, name, avatar_url, scopes, allowed_cidrs, callback_url, client_id, \
@@ -46,6 +47,25 @@ fn robot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RobotRow> {
         allowed_cidrs: words(r.get(6)?),
         created_at: r.get(7)?,
         removed: r.get(8)?,
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "e.id, e.app_id, e.kind, e.data, e.created_at, e.state, e.attempts, e.next_attempt_at, \
+                             e.last_error, e.delivered_at";
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppEvent> {
+    Ok(AppEvent {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        kind: r.get(2)?,
+        data: r.get(3)?,
+        created_at: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        last_error: r.get(8)?,
+        delivered_at: r.get(9)?,
     })
 }
 
@@ -315,6 +335,78 @@ impl AppsStore for Connection {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    fn app_of_bot(&self, user_id: u64) -> Result<Option<u64>, ServiceError> {
+        Ok(self
+            .prepare_cached("SELECT id FROM apps WHERE bot_user_id = ?1")?
+            .query_row([user_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn insert_event(&self, app_id: u64, kind: &str, data: &str, now_ms: i64) -> Result<u64, ServiceError> {
+        self.execute(
+            "INSERT INTO app_events (app_id, kind, data, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![app_id, kind, data, now_ms],
+        )?;
+        Ok(self.last_insert_rowid() as u64)
+    }
+
+    fn due_events(&self, now_ms: i64, limit: u32) -> Result<Vec<DueEvent>, ServiceError> {
+        let mut stmt = self.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS}, a.callback_url, a.signing_secret FROM app_events e JOIN apps a ON a.id = e.app_id
+             WHERE e.state = 'pending' AND e.next_attempt_at <= ?1 AND a.disabled = 0 AND a.callback_url != ''
+             ORDER BY e.next_attempt_at, e.id LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![now_ms, limit], |r| {
+                Ok(DueEvent {
+                    event: event_from_row(r)?,
+                    callback_url: r.get(10)?,
+                    signing_secret: r.get(11)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn record_attempt(
+        &self,
+        id: u64,
+        delivered_at: Option<i64>,
+        error: &str,
+        next_attempt_at: Option<i64>,
+    ) -> Result<(), ServiceError> {
+        let state = match (delivered_at, next_attempt_at) {
+            (Some(_), _) => "delivered",
+            (None, Some(_)) => "pending",
+            (None, None) => "failed",
+        };
+        self.execute(
+            "UPDATE app_events SET state = ?2, attempts = attempts + 1, delivered_at = ?3,
+                    last_error = CASE WHEN ?4 = '' THEN last_error ELSE ?4 END,
+                    next_attempt_at = COALESCE(?5, next_attempt_at)
+             WHERE id = ?1",
+            params![id, state, delivered_at, error, next_attempt_at],
+        )?;
+        Ok(())
+    }
+
+    fn events_after(&self, app_id: u64, after: u64, limit: u32) -> Result<Vec<AppEvent>, ServiceError> {
+        let mut stmt = self.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM app_events e WHERE e.app_id = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
+        ))?;
+        let rows =
+            stmt.query_map(params![app_id, after, limit], event_from_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn latest_events(&self, app_id: u64, limit: u32) -> Result<Vec<AppEvent>, ServiceError> {
+        let mut stmt = self.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM app_events e WHERE e.app_id = ?1 ORDER BY e.id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![app_id, limit], event_from_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError> {

@@ -309,6 +309,27 @@ CREATE INDEX group_robots_by_conversation ON group_robots (conversation_id);
 -- Kind TEXT whose text is Markdown (a group robot's post).
 ALTER TABLE messages ADD COLUMN markdown INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Integration API events (a person wrote to an application's bot, and
+-- later a notice signed or a button clicked), kept for the application to
+-- pull and POSTed to its callback URL: state pending until delivered, or
+-- failed once retrying for a day did not deliver it.
+CREATE TABLE app_events (
+    id INTEGER PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    delivered_at INTEGER
+);
+CREATE INDEX app_events_due ON app_events (state, next_attempt_at);
+CREATE INDEX app_events_by_app ON app_events (app_id, id);
+CREATE INDEX apps_by_bot ON apps (bot_user_id);
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
