@@ -662,3 +662,37 @@ async fn events_are_signed_retried_listed_and_pulled() {
     assert!(started.elapsed() < Duration::from_secs(15), "the poll ended with the event");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_route() {
+    let server = TestServer::start().await;
+    let resp = reqwest::get(format!("http://{}/api/v1/openapi.json", server.http)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.push((method.to_uppercase(), path.clone()));
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+        }
+    }
+    let registered: Vec<(String, String)> = hutong_server::api::routes()
+        .into_iter()
+        .filter(|(_, path)| *path != "/openapi.json")
+        .map(|(method, path)| (method.as_str().to_owned(), path.to_owned()))
+        .collect();
+    let mut missing: Vec<_> = registered.iter().filter(|r| !documented.contains(r)).collect();
+    let mut stale: Vec<_> = documented.iter().filter(|d| !registered.contains(d)).collect();
+    missing.sort();
+    stale.sort();
+    assert!(missing.is_empty(), "routes not in the document: {missing:?}");
+    assert!(stale.is_empty(), "documented routes the router lacks: {stale:?}");
+    // Generated from the handlers' types: the request and answer shapes are there.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in ["SendRequest", "Recipients", "SendAnswer", "TokenAnswer", "HookBody", "ErrorBody"] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    server.stop().await;
+}

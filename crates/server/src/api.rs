@@ -25,8 +25,9 @@ use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusC
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::apps::{self, ApiToken, App, PersonKey};
 use crate::error::ServiceError;
@@ -100,6 +101,15 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The body of every error but the token endpoint's.
+#[derive(Serialize, ToSchema)]
+struct ErrorBody {
+    /// Stable: clients branch on it (`INVALID_TOKEN`, `INSUFFICIENT_SCOPE`, …).
+    code: String,
+    /// A sentence for people.
+    message: String,
+}
 
 /// The application calling, after its token, address and rate were checked.
 pub struct AppCaller {
@@ -199,6 +209,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
         at(Method::POST, "/messages", send_message),
         at(Method::POST, "/hooks/{token}", post_to_robot),
         at(Method::GET, "/events", pull_events),
+        at(Method::GET, "/openapi.json", || async { Json(ApiDoc::openapi()) }),
         at(Method::GET, "/directory/people", lookup_people),
         at(Method::GET, "/directory/departments/{id}", department_with_members),
     ]
@@ -234,7 +245,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 
 // ------------------------------------------------------------------ token (RFC 6749 §4.4)
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TokenForm {
     grant_type: Option<String>,
     client_id: Option<String>,
@@ -250,6 +261,26 @@ impl std::fmt::Debug for TokenForm {
             .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
+}
+
+/// A token, as RFC 6749 §5.1 gives it.
+#[derive(Serialize, ToSchema)]
+struct TokenAnswer {
+    access_token: String,
+    /// `Bearer`.
+    token_type: &'static str,
+    /// Seconds: 7200.
+    expires_in: i64,
+    /// The scopes granted, space-separated.
+    scope: String,
+}
+
+/// The body of a token endpoint's error (RFC 6749 §5.2).
+#[derive(Serialize, ToSchema)]
+struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope`, `slow_down`.
+    error: String,
+    error_description: String,
 }
 
 /// An error of the token endpoint, shaped as RFC 6749 §5.2 says.
@@ -272,7 +303,7 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": self.description });
+        let body = OAuthErrorBody { error: self.error.into(), error_description: self.description.into() };
         let mut response = (self.status, no_store(), Json(body)).into_response();
         if self.basic {
             response
@@ -300,6 +331,16 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>
     Some(parsed.ok_or(()))
 }
 
+/// OAuth 2.0 client credentials (RFC 6749 §4.4): `client_id` and
+/// `client_secret` by HTTP Basic or in the form body.
+#[utoipa::path(post, path = "/oauth/token", tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenAnswer),
+        (status = 400, body = OAuthErrorBody),
+        (status = 401, body = OAuthErrorBody),
+        (status = 429, body = OAuthErrorBody),
+    ))]
 async fn issue_token(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -373,20 +414,21 @@ async fn issue_token(
             ..OAuthError::new("server_error", "try again")
         }
     })?;
-    let body = json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": apps::TOKEN_LIFETIME_MS / 1000,
-        "scope": scopes.join(" "),
-    });
+    let body = TokenAnswer {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: apps::TOKEN_LIFETIME_MS / 1000,
+        scope: scopes.join(" "),
+    };
     Ok((StatusCode::OK, no_store(), Json(body)).into_response())
 }
 
 // ------------------------------------------------------------------ directory (directory:read)
 
 /// Exactly one of the fields: who to look up.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PeopleLookup {
     account: Option<String>,
     employee_no: Option<String>,
@@ -396,11 +438,21 @@ struct PeopleLookup {
 /// People found by account, employee number or phone. An application sees
 /// the whole directory (hidden departments included): it acts for the
 /// company, not for a person.
+/// People, as the administration API shows them.
+#[derive(Serialize, ToSchema)]
+struct PeopleAnswer {
+    #[schema(value_type = Vec<Object>)]
+    people: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/directory/people", tag = "directory", params(PeopleLookup),
+    security(("bearer" = ["directory:read"])),
+    responses((status = 200, body = PeopleAnswer), (status = "4XX", body = ErrorBody)))]
 async fn lookup_people(
     State(shared): State<Arc<Shared>>,
     caller: AppCaller,
     query: Result<Query<PeopleLookup>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<PeopleAnswer>> {
     caller.require("directory:read")?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (key, value) = match (q.account, q.employee_no, q.phone) {
@@ -421,11 +473,13 @@ async fn lookup_people(
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    Ok(Json(json!({ "people": people })))
+    let people = people.into_iter().map(|p| json!(p)).collect();
+    Ok(Json(PeopleAnswer { people }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
     offset: Option<u64>,
     limit: Option<u64>,
@@ -433,12 +487,28 @@ struct Page {
 
 /// A department and a page of its active members (its own, not its
 /// sub-departments'), with its child departments.
+/// A department, its child departments and a page of its members.
+#[derive(Serialize, ToSchema)]
+struct DepartmentAnswer {
+    #[schema(value_type = Object)]
+    department: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    children: Vec<serde_json::Value>,
+    #[schema(value_type = Vec<Object>)]
+    members: Vec<serde_json::Value>,
+    total: u64,
+}
+
+#[utoipa::path(get, path = "/directory/departments/{id}", tag = "directory",
+    params(("id" = u64, Path, description = "department id"), Page),
+    security(("bearer" = ["directory:read"])),
+    responses((status = 200, body = DepartmentAnswer), (status = "4XX", body = ErrorBody)))]
 async fn department_with_members(
     State(shared): State<Arc<Shared>>,
     caller: AppCaller,
     Path(id): Path<u64>,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<DepartmentAnswer>> {
     caller.require("directory:read")?;
     let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = shared
@@ -457,7 +527,12 @@ async fn department_with_members(
                 limit: page.limit.unwrap_or(100).clamp(1, 1000),
             };
             let (members, total) = conn.search_people(&filter)?;
-            Ok(json!({ "department": department, "children": children, "members": members, "total": total }))
+            Ok(DepartmentAnswer {
+                department: json!(department),
+                children: children.iter().map(|d| json!(d)).collect(),
+                members: members.iter().map(|p| json!(p)).collect(),
+                total,
+            })
         })
         .await?;
     Ok(Json(body))
@@ -469,7 +544,7 @@ async fn department_with_members(
 const IDEMPOTENCY_KEPT_MS: i64 = 24 * 3600 * 1000;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendRequest {
     to: apps::messages::Recipients,
@@ -494,6 +569,22 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// A text from the application's bot to people and departments, one
 /// direct message each. A repeat with the same Idempotency-Key and body
 /// gets the first answer and sends nothing; another body gets 409.
+/// What a send did: one direct message per person.
+#[derive(Serialize, ToSchema)]
+struct SendAnswer {
+    recipients: usize,
+    messages: Vec<apps::messages::Sent>,
+}
+
+#[utoipa::path(post, path = "/messages", tag = "messages", request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters")),
+    security(("bearer" = ["messages:send"])),
+    responses(
+        (status = 200, body = SendAnswer, description = "sent; `Idempotent-Replayed: true` when this is the first answer again"),
+        (status = 409, body = ErrorBody, description = "IDEMPOTENCY_KEY_REUSED"),
+        (status = 429, body = ErrorBody),
+        (status = "4XX", body = ErrorBody),
+    ))]
 async fn send_message(
     State(shared): State<Arc<Shared>>,
     caller: AppCaller,
@@ -532,7 +623,7 @@ async fn send_message(
         key.as_deref(),
     )
     .await?;
-    let answer = json!({ "recipients": sent.len(), "messages": sent });
+    let answer = json!(SendAnswer { recipients: sent.len(), messages: sent });
     if let Some(key) = key {
         let now = crate::storage::now_ms();
         let kept = crate::storage::apps::IdempotentAnswer {
@@ -559,18 +650,19 @@ async fn send_message(
 /// id reaches.
 const ROBOT_RATE_KEY: u64 = 1 << 62;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HookQuery {
     timestamp: Option<i64>,
     sign: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct HookText {
     content: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct HookMarkdown {
     #[allow(dead_code)] // DingTalk's notification title: read for the shape, not shown
     title: String,
@@ -578,7 +670,7 @@ struct HookMarkdown {
 }
 
 /// DingTalk's and WeCom's body shape; other fields (`at`) are ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "msgtype", rename_all = "lowercase")]
 enum HookBody {
     Text { text: HookText },
@@ -588,13 +680,30 @@ enum HookBody {
 /// `POST /hooks/<token>`: a script posts text or Markdown into a group as
 /// its robot. Unknown, removed and orphaned robots are answered 404, a
 /// refused address 403, a missing or wrong signature 401.
+/// Where a robot's post went.
+#[derive(Serialize, ToSchema)]
+struct HookAnswer {
+    conversation_id: u64,
+    seq: u64,
+}
+
+#[utoipa::path(post, path = "/hooks/{token}", tag = "robots", request_body = HookBody,
+    params(("token" = String, Path, description = "the robot's URL token"), HookQuery),
+    security(()),
+    responses(
+        (status = 200, body = HookAnswer),
+        (status = 401, body = ErrorBody, description = "BAD_SIGNATURE"),
+        (status = 403, body = ErrorBody, description = "ADDRESS_NOT_ALLOWED"),
+        (status = 404, body = ErrorBody, description = "no such robot, removed, or its creator left the group"),
+        (status = "4XX", body = ErrorBody),
+    ))]
 async fn post_to_robot(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     query: Result<Query<HookQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<HookAnswer>> {
     use crate::messaging::robots::{self, Refusal};
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let signature = match (query.timestamp, query.sign) {
@@ -622,7 +731,7 @@ async fn post_to_robot(
         HookBody::Markdown { markdown } => robots::Post { text: markdown.text, markdown: true },
     };
     let message = robots::post(&shared, &robot, post).await?;
-    Ok(Json(json!({ "conversation_id": message.conversation_id, "seq": message.seq })))
+    Ok(Json(HookAnswer { conversation_id: message.conversation_id, seq: message.seq }))
 }
 
 // ------------------------------------------------------------------ events (pull)
@@ -632,8 +741,9 @@ const MAX_WAIT_SECS: u64 = 30;
 /// Events one pull answers at most.
 const PULL_LIMIT: u32 = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PullQuery {
     after: Option<u64>,
     wait: Option<u64>,
@@ -642,11 +752,23 @@ struct PullQuery {
 /// `GET /events?after=<id>&wait=<secs>`: the application's events after
 /// `after`, oldest first; with `wait` (at most 30 s) an empty answer waits
 /// that long for one (long polling). Any token of the application.
+/// Events, oldest first, and the id to pull after next time.
+#[derive(Serialize, ToSchema)]
+struct EventsAnswer {
+    /// `{id, kind, created_at_ms, data}` each.
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<serde_json::Value>,
+    next_after: u64,
+}
+
+#[utoipa::path(get, path = "/events", tag = "events", params(PullQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = EventsAnswer), (status = "4XX", body = ErrorBody)))]
 async fn pull_events(
     State(shared): State<Arc<Shared>>,
     caller: AppCaller,
     query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<EventsAnswer>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = q.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
@@ -661,7 +783,7 @@ async fn pull_events(
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
             let next = events.last().map_or(after, |e| e.id);
             let events: Vec<_> = events.iter().map(crate::events::body).collect();
-            return Ok(Json(json!({ "events": events, "next_after": next })));
+            return Ok(Json(EventsAnswer { events, next_after: next }));
         }
         // Events recorded by another process or without a notice are found
         // within a second.
@@ -670,5 +792,32 @@ async fn pull_events(
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+    }
+}
+
+// ------------------------------------------------------------------ the OpenAPI document
+
+/// The API's OpenAPI document, generated from the handlers' own types
+/// (served at `/api/v1/openapi.json`; a test holds it against [`routes`]).
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Hutong integration API", version = "1.0.0",
+        description = "What OA, ERP and scripts call as an application an administrator registered. Get a token at /oauth/token (client credentials), then send `Authorization: Bearer <token>`. Errors are an HTTP status with {code, message}; the token endpoint's are RFC 6749's {error, error_description}."),
+    servers((url = "/api/v1")),
+    paths(issue_token, send_message, lookup_people, department_with_members, post_to_robot, pull_events),
+    modifiers(&BearerScheme),
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }

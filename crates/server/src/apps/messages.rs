@@ -28,7 +28,7 @@ pub const MAX_RECIPIENTS: usize = 5_000;
 const MAX_LISTED: usize = 1_000;
 
 /// Who a message goes to: any mix of the lists.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recipients {
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct Recipients {
 }
 
 /// One message sent (or found already sent by an earlier request).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Sent {
     pub user_id: u64,
     pub conversation_id: u64,
