@@ -4,7 +4,8 @@
 //! application's callback URL by [`deliver`], retried with exponential
 //! back-off for a day, and readable by the application itself
 //! (`GET /api/v1/events`, long polling) and by administrators (the
-//! deliveries with their state, attempts and last error).
+//! deliveries with their state, attempts and last error). Delivered and
+//! failed events are forgotten after a week.
 //!
 //! A delivery is `POST <callback_url>` with the event as JSON and the
 //! headers `X-Hutong-Timestamp` (ms) and `X-Hutong-Signature:
@@ -33,6 +34,11 @@ const MAX_DELAY_MS: i64 = 3600 * 1000;
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events delivered per round.
 const BATCH: u32 = 32;
+/// How long delivered and failed events are kept (for the console and for
+/// pulls that fell behind); pending ones are kept until they are neither.
+pub const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
+/// How often old events are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
 
 /// Kind of the event "a person sent a message to the application's bot".
 pub const MESSAGE_RECEIVED: &str = "message.received";
@@ -100,7 +106,16 @@ pub async fn deliver(
             return;
         }
     };
+    let mut last_forget: Option<tokio::time::Instant> = None;
     loop {
+        if last_forget.is_none_or(|at| at.elapsed() >= FORGET_EVERY) {
+            last_forget = Some(tokio::time::Instant::now());
+            let before = crate::storage::now_ms() - KEEP_MS;
+            let forget = Box::new(move |st: &dyn Store| st.forget_old_events(before).map(|n| n as u64));
+            if let Err(e) = writes.submit(forget).await {
+                tracing::warn!(error = %e, "old events not forgotten");
+            }
+        }
         let due = db.read(|conn| conn.due_events(crate::storage::now_ms(), BATCH)).await;
         match due {
             Ok(due) => {

@@ -219,4 +219,7 @@ pub trait AppsStore {
     fn latest_events(&self, app_id: u64, limit: u32) -> Result<Vec<AppEvent>, ServiceError>;
     /// Forgets tokens that expired before `now_ms`.
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError>;
+    /// Forgets events recorded before `before_ms` that are no longer
+    /// pending (delivered or given up); answers how many.
+    fn forget_old_events(&self, before_ms: i64) -> Result<usize, ServiceError>;
 }

@@ -409,6 +409,10 @@ impl AppsStore for Connection {
         Ok(rows)
     }
 
+    fn forget_old_events(&self, before_ms: i64) -> Result<usize, ServiceError> {
+        Ok(self.execute("DELETE FROM app_events WHERE created_at < ?1 AND state != 'pending'", [before_ms])?)
+    }
+
     fn forget_expired_api_tokens(&self, now_ms: i64) -> Result<usize, ServiceError> {
         Ok(self.execute("DELETE FROM api_tokens WHERE expires_at < ?1", [now_ms])?)
     }
