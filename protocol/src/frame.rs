@@ -130,7 +130,7 @@ mod tests {
         #[test]
         fn send_message_round_trips(id in any::<u64>(), conv in any::<u64>(), text in ".{0,200}", mentions in proptest::collection::vec(any::<u64>(), 0..8)) {
             let env = Envelope::new(id, Payload::SendMessage(SendMessage {
-                conversation_id: conv, client_msg_id: format!("m{id}"), text, mentions, reply_to_seq: 0, priority: 0, attachment: None,
+                conversation_id: conv, client_msg_id: format!("m{id}"), text, mentions, reply_to_seq: 0, priority: 0, attachment: None, markdown: false,
             }));
             let mut codec = FrameCodec::default();
             let mut buf = BytesMut::new();

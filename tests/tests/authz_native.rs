@@ -66,6 +66,8 @@ struct Fixture {
     group: u64,
     text_seq: u64,
     file: CheckedManifest,
+    /// A notice from the owner to the member, awaiting sign-off.
+    notice: u64,
     ids: Ids,
 }
 
@@ -139,10 +141,29 @@ fn index(p: &Payload) -> usize {
         Payload::MassSend(_) => 57,
         Payload::MassSendStatus(_) => 58,
         Payload::GetMassSendStatus(_) => 59,
+        Payload::AddRobot(_) => 60,
+        Payload::RobotAdded(_) => 61,
+        Payload::ListRobots(_) => 62,
+        Payload::RobotList(_) => 63,
+        Payload::RemoveRobot(_) => 64,
+        Payload::SendNotice(_) => 65,
+        Payload::NoticeSent(_) => 66,
+        Payload::Notice(_) => 67,
+        Payload::NoticeSync(_) => 68,
+        Payload::NoticeBatch(_) => 69,
+        Payload::MarkNotice(_) => 70,
+        Payload::WithdrawNotice(_) => 71,
+        Payload::RemindNotice(_) => 72,
+        Payload::NoticeReminded(_) => 73,
+        Payload::GetNoticeStatus(_) => 74,
+        Payload::NoticeStatus(_) => 75,
+        Payload::ListSentNotices(_) => 76,
+        Payload::SentNotices(_) => 77,
+        Payload::NoticeProgress(_) => 78,
     }
 }
 
-const COUNT: usize = 60;
+const COUNT: usize = 79;
 
 /// The answer `caller` must get for `p`, and the connection it goes on.
 fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
@@ -205,7 +226,16 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         | Payload::UploadCommitted(_)
         | Payload::FileManifest(_)
         | Payload::ChunkData(_)
-        | Payload::ChunksProven(_) => {
+        | Payload::ChunksProven(_)
+        | Payload::RobotAdded(_)
+        | Payload::RobotList(_)
+        | Payload::NoticeSent(_)
+        | Payload::Notice(_)
+        | Payload::NoticeBatch(_)
+        | Payload::NoticeReminded(_)
+        | Payload::NoticeStatus(_)
+        | Payload::SentNotices(_)
+        | Payload::NoticeProgress(_) => {
             if logged_in {
                 Refused(ErrorCode::BadRequest)
             } else {
@@ -245,6 +275,41 @@ fn expected(caller: Caller, p: &Payload) -> (Outcome, Lane) {
         // Members leave (an owner hands the group to the senior remaining member).
         Payload::LeaveGroup(_) => member_only,
         Payload::SetMemberRole(_) => owner_only,
+        // Group robots: the owner only (the sample removes a robot the group does not have).
+        Payload::AddRobot(_) | Payload::ListRobots(_) => owner_only,
+        Payload::RemoveRobot(_) => {
+            if caller == Owner {
+                Refused(ErrorCode::NotFound)
+            } else {
+                Refused(ErrorCode::Forbidden)
+            }
+        }
+        // Notices: to a group its members may address; staff address
+        // people and groups, not departments (see the notices test).
+        Payload::SendNotice(_) => {
+            if in_group {
+                Answered
+            } else {
+                Refused(ErrorCode::NotFound)
+            }
+        }
+        Payload::NoticeSync(_) | Payload::ListSentNotices(_) => anyone,
+        // Signing: only a recipient (the member); to anyone else the notice does not exist.
+        Payload::MarkNotice(_) => {
+            if caller == Member {
+                Answered
+            } else {
+                Refused(ErrorCode::NotFound)
+            }
+        }
+        // The table, reminders and withdrawal: its sender and administrators.
+        Payload::GetNoticeStatus(_) | Payload::RemindNotice(_) | Payload::WithdrawNotice(_) => {
+            if matches!(caller, Owner | Admin) {
+                Answered
+            } else {
+                Refused(ErrorCode::NotFound)
+            }
+        }
         Payload::LookupUsers(_) => anyone,
         Payload::DirectorySync(_) => anyone,
         Payload::PrepareUpload(_) => anyone,
@@ -317,6 +382,10 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         Payload::UserList(v1::UserList::default()),
         Payload::GetReadList(v1::GetReadList { conversation_id: g, seq: f.text_seq }),
         Payload::ReadList(v1::ReadList::default()),
+        Payload::ListRobots(v1::ListRobots { conversation_id: g }),
+        Payload::RobotAdded(v1::RobotAdded::default()),
+        Payload::RobotList(v1::RobotList::default()),
+        Payload::RemoveRobot(v1::RemoveRobot { conversation_id: g, robot_id: 999_999 }),
         Payload::DirectorySync(v1::DirectorySync::default()),
         Payload::DirectoryDelta(v1::DirectoryDelta::default()),
         Payload::ChangePassword(v1::ChangePassword {
@@ -376,9 +445,36 @@ fn samples(f: &Fixture) -> Vec<Payload> {
         }),
         Payload::MassSendStatus(v1::MassSendStatus::default()),
         Payload::GetMassSendStatus(v1::GetMassSendStatus { client_msg_id: "matrix-mass".into() }),
+        Payload::SendNotice(v1::SendNotice {
+            client_id: "matrix-notice".into(),
+            title: "matrix".into(),
+            body: "to the group".into(),
+            sign_required: true,
+            targets: Some(v1::NoticeTargets { groups: vec![g], ..Default::default() }),
+            ..Default::default()
+        }),
+        Payload::NoticeSent(v1::NoticeSent::default()),
+        Payload::Notice(v1::Notice::default()),
+        Payload::NoticeSync(v1::NoticeSync::default()),
+        Payload::NoticeBatch(v1::NoticeBatch::default()),
+        Payload::GetNoticeStatus(v1::GetNoticeStatus { notice_id: f.notice, ..Default::default() }),
+        Payload::NoticeStatus(v1::NoticeStatus::default()),
+        Payload::ListSentNotices(v1::ListSentNotices::default()),
+        Payload::SentNotices(v1::SentNotices::default()),
+        Payload::NoticeProgress(v1::NoticeProgress::default()),
+        // Signed before the reminder and the withdrawal (a withdrawn notice is not signed).
+        Payload::MarkNotice(v1::MarkNotice {
+            notice_ids: vec![f.notice],
+            action: v1::NoticeAction::NoticeSign as i32,
+            ..Default::default()
+        }),
+        Payload::RemindNotice(v1::RemindNotice { notice_id: f.notice }),
+        Payload::NoticeReminded(v1::NoticeReminded::default()),
+        Payload::WithdrawNotice(v1::WithdrawNotice { notice_id: f.notice }),
         Payload::Recall(v1::Recall { conversation_id: g, seq: f.text_seq }),
         Payload::RenameGroup(v1::RenameGroup { conversation_id: g, name: "renamed".into() }),
         Payload::AddMembers(v1::AddMembers { conversation_id: g, user_ids: vec![f.ids.extra] }),
+        Payload::AddRobot(v1::AddRobot { conversation_id: g, name: "matrix".into(), ..Default::default() }),
         Payload::SetMemberRole(v1::SetMemberRole {
             conversation_id: g,
             user_id: f.ids.member,
@@ -396,6 +492,7 @@ fn every_payload_has_a_sample() {
         group: 1,
         text_seq: 1,
         file: manifest_of(b"x"),
+        notice: 1,
         ids: Ids { owner: 1, member: 2, extra: 3 },
     };
     let covered: BTreeSet<usize> = samples(&f).iter().map(index).collect();
@@ -473,6 +570,15 @@ async fn fixture() -> (TestServer, Fixture, Vec<(String, String)>) {
         ..Default::default()
     };
     assert!(matches!(owner.call(15, Payload::SendMessage(msg)).await, Payload::SendAck(_)));
+    let notice = v1::SendNotice {
+        client_id: "fixture-notice".into(),
+        title: "sign this".into(),
+        body: "please".into(),
+        sign_required: true,
+        targets: Some(v1::NoticeTargets { users: vec![ids[1]], ..Default::default() }),
+        ..Default::default()
+    };
+    let Payload::NoticeSent(sent) = owner.call(16, Payload::SendNotice(notice)).await else { panic!() };
     db.execute("UPDATE users SET disabled = 1 WHERE account = 'disabled'", []).unwrap();
     db.execute("UPDATE users SET disabled = 1, deleted = 1 WHERE account = 'deleted'", []).unwrap();
     // Unused since the epoch: far past any session lifetime.
@@ -485,6 +591,7 @@ async fn fixture() -> (TestServer, Fixture, Vec<(String, String)>) {
         group: g.id,
         text_seq: ack.seq,
         file,
+        notice: sent.notice_id,
         ids: Ids { owner: ids[0], member: ids[1], extra: ids[5] },
     };
     (server, fixture, tokens)

@@ -605,6 +605,48 @@ impl Client {
         }
     }
 
+    /// Adds an incoming webhook to a group the caller owns; the answer's URL
+    /// and signing secret (when `signed`) are shown this once.
+    pub async fn add_robot(
+        &self,
+        conversation_id: u64,
+        name: &str,
+        signed: bool,
+        allowed_cidrs: &[String],
+    ) -> Result<v1::RobotAdded, ClientError> {
+        let req = v1::AddRobot {
+            conversation_id,
+            name: name.to_owned(),
+            signed,
+            allowed_cidrs: allowed_cidrs.to_vec(),
+        };
+        match self.call(Payload::AddRobot(req)).await? {
+            Payload::RobotAdded(added) => Ok(added),
+            other => Err(ClientError::Protocol(format!("expected a robot, got {other:?}"))),
+        }
+    }
+
+    /// The robots of a group the caller owns.
+    pub async fn robots(&self, conversation_id: u64) -> Result<Vec<v1::Robot>, ClientError> {
+        match self.call(Payload::ListRobots(v1::ListRobots { conversation_id })).await? {
+            Payload::RobotList(list) => Ok(list.robots),
+            other => Err(ClientError::Protocol(format!("expected robots, got {other:?}"))),
+        }
+    }
+
+    /// Removes a robot of a group the caller owns (its URL stops working);
+    /// answers the robots left.
+    pub async fn remove_robot(
+        &self,
+        conversation_id: u64,
+        robot_id: u64,
+    ) -> Result<Vec<v1::Robot>, ClientError> {
+        match self.call(Payload::RemoveRobot(v1::RemoveRobot { conversation_id, robot_id })).await? {
+            Payload::RobotList(list) => Ok(list.robots),
+            other => Err(ClientError::Protocol(format!("expected robots, got {other:?}"))),
+        }
+    }
+
     /// Who of the conversation's members has read message `seq` and who has
     /// not (the sender in neither list), as the server knows it now.
     pub async fn read_list(&self, conversation_id: u64, seq: u64) -> Result<v1::ReadList, ClientError> {

@@ -582,6 +582,8 @@ fn send_request(e: &OutboxEntry) -> Payload {
         reply_to_seq: e.reply_to_seq,
         priority: e.priority,
         attachment: e.attachment.as_ref().map(crate::files::Attachment::to_wire),
+        // The apps send plain text; Markdown comes from group robots.
+        markdown: false,
     })
 }
 

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::apps;
 use crate::audit::{self, Actor};
 use crate::directory::{self, DepartmentInput, PersonInput};
 use crate::error::ServiceError;
@@ -340,6 +341,14 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
         at(Method::GET, "/audit/log", action_log),
         at(Method::GET, "/retention", get_retention),
         at(Method::PUT, "/retention", set_retention),
+        at(Method::GET, "/apps", list_apps),
+        at(Method::POST, "/apps", create_app),
+        at(Method::PATCH, "/apps/{id}", update_app),
+        at(Method::DELETE, "/apps/{id}", delete_app),
+        at(Method::POST, "/apps/{id}/disable", disable_app),
+        at(Method::POST, "/apps/{id}/enable", enable_app),
+        at(Method::POST, "/apps/{id}/rotate-secret", rotate_app_secret),
+        at(Method::GET, "/apps/{id}/events", list_app_events),
         at(Method::GET, "/openapi.json", || async {
             ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
         }),
@@ -1446,4 +1455,146 @@ async fn reject_pending_change(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ applications (integration API)
+
+async fn list_apps(State(shared): State<Arc<Shared>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let list = shared.db.read(|conn| apps::list(conn)).await?;
+    Ok(Json(json!({ "apps": list })))
+}
+
+/// An application with its secrets, the only time they are shown.
+fn app_with_secrets(app: &apps::App, secrets: &apps::NewSecrets) -> serde_json::Value {
+    json!({
+        "app": app,
+        "client_id": app.client_id,
+        "client_secret": secrets.client_secret,
+        "signing_secret": secrets.signing_secret,
+    })
+}
+
+async fn create_app(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    caller.require(Need::Admin)?;
+    let input: apps::AppInput = parse(&body)?;
+    let (app, secrets) = audited(&shared, &caller, move |conn, log| {
+        let (app, secrets) = apps::create(conn, input, crate::storage::now_ms())?;
+        log.record(conn, "app.create", format!("app:{}", app.client_id), json!(app))?;
+        Ok((app, secrets))
+    })
+    .await?;
+    directory_changed(&shared);
+    Ok((StatusCode::CREATED, Json(app_with_secrets(&app, &secrets))))
+}
+
+async fn update_app(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> ApiResult<Json<apps::App>> {
+    caller.require(Need::Admin)?;
+    let input: apps::AppInput = parse(&body)?;
+    let (app, renamed) = audited(&shared, &caller, move |conn, log| {
+        let before = apps::app(conn, id)?;
+        let after = apps::update(conn, id, input, crate::storage::now_ms())?;
+        log.record(
+            conn,
+            "app.update",
+            format!("app:{}", after.client_id),
+            json!({ "before": before, "after": after }),
+        )?;
+        Ok((after.clone(), after.name != before.name))
+    })
+    .await?;
+    if renamed {
+        directory_changed(&shared);
+    }
+    Ok(Json(app))
+}
+
+async fn set_app_disabled(
+    shared: Arc<Shared>,
+    caller: Caller,
+    id: u64,
+    disabled: bool,
+) -> ApiResult<Json<apps::App>> {
+    caller.require(Need::Admin)?;
+    let app = audited(&shared, &caller, move |conn, log| {
+        let app = apps::set_disabled(conn, id, disabled, crate::storage::now_ms())?;
+        let action = if disabled { "app.disable" } else { "app.enable" };
+        log.record(conn, action, format!("app:{}", app.client_id), json!({ "id": id }))?;
+        Ok(app)
+    })
+    .await?;
+    Ok(Json(app))
+}
+
+async fn disable_app(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<apps::App>> {
+    set_app_disabled(shared, caller, id, true).await
+}
+
+async fn enable_app(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<apps::App>> {
+    set_app_disabled(shared, caller, id, false).await
+}
+
+async fn rotate_app_secret(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let (app, secrets) = audited(&shared, &caller, move |conn, log| {
+        let (app, secrets) = apps::rotate_secret(conn, id, crate::storage::now_ms())?;
+        log.record(conn, "app.rotate_secret", format!("app:{}", app.client_id), json!({ "id": id }))?;
+        Ok((app, secrets))
+    })
+    .await?;
+    Ok(Json(app_with_secrets(&app, &secrets)))
+}
+
+async fn delete_app(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<StatusCode> {
+    caller.require(Need::Admin)?;
+    audited(&shared, &caller, move |conn, log| {
+        let app = apps::delete(conn, id)?;
+        log.record(conn, "app.delete", format!("app:{}", app.client_id), json!(app))
+    })
+    .await?;
+    directory_changed(&shared);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An application's latest events with their delivery: state, attempts,
+/// last error (never the event's content: it may hold people's messages).
+async fn list_app_events(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(Need::Admin)?;
+    let events = shared
+        .db
+        .read(move |conn| {
+            apps::app(conn, id)?;
+            conn.latest_events(id, 200)
+        })
+        .await?;
+    Ok(Json(json!({ "events": events })))
 }

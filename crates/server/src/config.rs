@@ -31,6 +31,11 @@ pub struct Config {
     /// terminates TLS: passwords and tokens then cross the network between
     /// it and the server in clear text, and the console says so.
     pub http_insecure_plaintext: bool,
+    /// The server's HTTP address as people and scripts reach it (for
+    /// example `https://im.example.com:7380`), used in the URLs it hands out
+    /// (group robots). Default empty: `https://` (or `http://` with
+    /// `http_insecure_plaintext`) followed by `http_listen`.
+    pub public_url: String,
     /// HTTP connections served at once (console and API requests, and
     /// WebSocket handshakes until they are upgraded); further connections
     /// are closed at once. Default 1024.
@@ -144,6 +149,14 @@ pub struct Config {
     /// The bucket's size: messages one person may send at once after a
     /// quiet spell (an outbox catching up after being offline). Default 200.
     pub send_burst: u32,
+    /// Requests per second one integration-API application may make under
+    /// `/api/v1`, on average (a token bucket per application); beyond it
+    /// the answer is 429 with `Retry-After`. 0 turns the limit off.
+    /// Default 50.
+    pub api_rate_per_sec: u32,
+    /// The bucket's size: requests one application may make at once.
+    /// Default 100.
+    pub api_burst: u32,
     /// Chat connections one person may hold at once over all devices (file
     /// connections are capped separately); the next login is refused with
     /// `TOO_MANY_CONNECTIONS`. 0 turns the cap off. Default 16.
@@ -168,6 +181,7 @@ impl Default for Config {
             tcp_tls: true,
             http_listen: "0.0.0.0:7380".into(),
             http_insecure_plaintext: false,
+            public_url: String::new(),
             http_max_connections: 1024,
             http_header_timeout_ms: 10_000,
             login_timeout_ms: 15_000,
@@ -200,6 +214,8 @@ impl Default for Config {
             files_gc_interval_secs: 3_600,
             send_rate_per_sec: 20,
             send_burst: 200,
+            api_rate_per_sec: 50,
+            api_burst: 100,
             max_connections_per_user: 16,
             urgent_roles: vec!["admin".into()],
             writer_panic_after_batches: None,
@@ -208,6 +224,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// [`Config::public_url`], or the HTTP listener's address when it is empty.
+    pub fn public_base_url(&self) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.http_insecure_plaintext { "http" } else { "https" };
+        format!("{scheme}://{}", self.http_listen)
+    }
+
     /// Loads defaults, then `file` (or `hutong.toml` if present), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));

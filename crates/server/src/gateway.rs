@@ -236,11 +236,13 @@ pub struct HttpState {
 
 pub fn http_router(state: HttpState) -> axum::Router {
     let admin = crate::admin::router().with_state(state.shared.clone());
+    let api = crate::api::router().with_state(state.shared.clone());
     axum::Router::new()
         .route("/ws", axum::routing::get(ws_upgrade))
         .route("/health", axum::routing::get(health))
         .with_state(state)
         .merge(admin)
+        .merge(api)
         // Outermost, so that every answer carries them: unknown paths,
         // refused bodies and the WebSocket handshake included.
         .layer(axum::middleware::map_response(http::security_headers))

@@ -17,8 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The transport and the HTTP administration API: nothing below imports them.
-const TOP: &[&str] = &["gateway", "admin"];
+/// The transport, the HTTP administration API and the integration API
+/// (`/api/v1`): nothing below imports them.
+const TOP: &[&str] = &["gateway", "admin", "api"];
 
 /// Below the domains: they import no domain, no gateway and no HTTP.
 const BELOW: &[&str] = &["live", "storage", "config", "error", "util"];
@@ -58,7 +59,7 @@ fn check(files: &[(String, String)], lib_rs: &str) -> Vec<String> {
         let is_top = TOP.contains(&from.as_str());
         let is_below = BELOW.contains(&from.as_str());
         if !is_top && (code.contains("axum::") || code.contains("use axum")) {
-            problems.push(format!("{path}: `{from}` uses axum; only the gateway and admin speak HTTP"));
+            problems.push(format!("{path}: `{from}` uses axum; only the gateway, admin and api speak HTTP"));
         }
         let in_backend = SQLITE_BACKEND.iter().any(|b| path.starts_with(b));
         if !in_backend && !SQL_NOT_YET_MOVED.contains(&path.as_str()) && names_rusqlite(&code) {

@@ -9,10 +9,13 @@
 // `layering.rs` checks it.
 pub mod accounts;
 pub mod admin;
+pub mod api;
+pub mod apps;
 pub mod audit;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod events;
 mod files;
 mod gateway;
 mod live;
@@ -76,6 +79,11 @@ pub struct Shared {
     admission: Arc<gateway::admission::Admission>,
     /// Messages each person sent recently, for the send rate limit.
     sends: ratelimit::SendLimiter,
+    /// Integration-API requests each application made recently (`api.rs`).
+    api_requests: ratelimit::SendLimiter,
+    /// Notified when integration-API events were recorded: wakes the
+    /// delivery task and long polls.
+    events_recorded: Arc<tokio::sync::Notify>,
     /// Wakes the notices' deadline task when a notice with a deadline is sent.
     notices_changed: tokio::sync::Notify,
 }
@@ -244,6 +252,7 @@ pub async fn run(
         header_timeout: Duration::from_millis(config.http_header_timeout_ms),
     };
     let sends = ratelimit::SendLimiter::new(config.send_rate_per_sec, config.send_burst);
+    let api_requests = ratelimit::SendLimiter::new(config.api_rate_per_sec, config.api_burst);
     let shared = Arc::new(Shared {
         config,
         db,
@@ -261,6 +270,8 @@ pub async fn run(
         typing,
         admission,
         sends,
+        api_requests,
+        events_recorded: Arc::new(tokio::sync::Notify::new()),
         notices_changed: tokio::sync::Notify::new(),
     });
     let token = CancellationToken::new();
@@ -291,6 +302,12 @@ pub async fn run(
     tracker.spawn(apply_retention(shared.clone(), token.clone()));
     tracker.spawn(files::collector(shared.clone(), token.clone()));
     tracker.spawn(receipts::run(shared.clone(), token.clone()));
+    tracker.spawn(events::deliver(
+        shared.db.clone(),
+        shared.writes.clone(),
+        shared.events_recorded.clone(),
+        token.clone(),
+    ));
     tracker.spawn(notices::deadlines(shared.clone(), token.clone()));
 
     tracker.spawn(log_stats(stats.clone(), token.clone()));

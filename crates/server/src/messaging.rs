@@ -13,4 +13,5 @@ pub mod handlers;
 pub mod mass_send;
 pub mod reads;
 pub mod receipts;
+pub mod robots;
 pub mod writer;

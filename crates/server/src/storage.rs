@@ -1,6 +1,6 @@
 //! The storage boundary: every row the server keeps is read and written
 //! through the per-domain traits declared here and in `storage/<domain>.rs`
-//! (`AccountsStore`, `DirectoryStore`, `FilesStore`, `AuditStore`,
+//! (`AccountsStore`, `AppsStore`, `DirectoryStore`, `FilesStore`, `AuditStore`,
 //! `MessagesRead`, `MessagesWrite`, `NoticesStore`, `Transactions`), whose methods take and return domain types, never a
 //! database's. `Store` is all of them: one connection. The SQLite backend
 //! (`storage/sqlite*`, schema and migrations included) implements them, and
@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 use crate::error::ServiceError;
 
 pub mod accounts;
+pub mod apps;
 pub mod audit;
 pub mod directory;
 pub mod files;
@@ -29,6 +30,7 @@ pub mod notices;
 pub mod sqlite;
 
 pub use accounts::AccountsStore;
+pub use apps::AppsStore;
 pub use audit::AuditStore;
 pub use directory::DirectoryStore;
 pub use files::FilesStore;
@@ -44,12 +46,28 @@ pub use sqlite::schema::{migrate, open_connection};
 /// (`MessagesWrite` is part of it so the writer thread runs every command,
 /// a `WriteFn` included, over one `&dyn Store`.)
 pub trait Store:
-    AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + NoticesStore + Transactions
+    AccountsStore
+    + AppsStore
+    + AuditStore
+    + DirectoryStore
+    + FilesStore
+    + MessagesRead
+    + MessagesWrite
+    + NoticesStore
+    + Transactions
 {
 }
 
 impl<T> Store for T where
-    T: AccountsStore + AuditStore + DirectoryStore + FilesStore + MessagesRead + MessagesWrite + NoticesStore + Transactions
+    T: AccountsStore
+        + AppsStore
+        + AuditStore
+        + DirectoryStore
+        + FilesStore
+        + MessagesRead
+        + MessagesWrite
+        + NoticesStore
+        + Transactions
 {
 }
 

@@ -1,6 +1,8 @@
 //! Small pure helpers that several domains share and that belong to none of
 //! them (so no domain has to import another one for them).
 
+use std::net::IpAddr;
+
 /// Full pinyin and initials of a name, lower case: 张三 → ("zhangsan", "zs").
 /// Other letters and digits are kept (lower-cased) in both.
 pub fn pinyin_keys(name: &str) -> (String, String) {
@@ -72,6 +74,66 @@ pub fn csv_cell_restore(text: &str) -> &str {
         Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
         _ => text,
     }
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An address block of an allow-list: `10.0.0.0/8`, `2001:db8::/32`, or one
+/// address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, crate::error::ServiceError> {
+        let bad = || {
+            crate::error::ServiceError::BadRequest(format!(
+                "{text:?} is not an address block such as 10.0.0.0/8"
+            ))
+        };
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 3 => {
+                p.parse::<u8>().map_err(|_| bad())?
+            }
+            Some(_) => return Err(bad()),
+            None => max,
+        };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // A dual-stack listener shows IPv4 peers as ::ffff:a.b.c.d.
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `ip` is in one of `cidrs` (as stored: checked when set).
+pub fn address_allowed(cidrs: &[String], ip: IpAddr) -> bool {
+    cidrs.iter().filter_map(|c| Cidr::parse(c).ok()).any(|c| c.contains(ip))
 }
 
 #[cfg(test)]

@@ -129,6 +129,9 @@ enum Command {
     /// Manage groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Group robots (incoming webhooks) of a group you own.
+    #[command(subcommand)]
+    Robot(RobotCommand),
     /// Recall one of your messages.
     Recall { target: String, seq: u64 },
     /// Edit the text of one of your messages (TARGET as for `recall`).
@@ -272,6 +275,32 @@ enum GroupCommand {
     Leave { group: String },
     /// Rename a group.
     Rename { group: String, name: String },
+}
+
+#[derive(Subcommand)]
+enum RobotCommand {
+    /// Add a robot to GROUP (#ID); prints its URL (and signing secret) once.
+    Add {
+        group: String,
+        #[arg(long, default_value = "robot")]
+        name: String,
+        /// Require DingTalk-style `timestamp` and `sign` query parameters.
+        #[arg(long)]
+        signed: bool,
+        /// Address blocks the robot may be called from (repeatable; none: any).
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List GROUP's robots.
+    Ls {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove robot ID from GROUP; its URL stops working.
+    Rm { group: String, robot: u64 },
 }
 
 struct Failure {
@@ -1037,6 +1066,62 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             let conversation = resolve_target(client, &target, online).await?;
             client.edit(conversation, seq, &text).await?;
             println!("edited seq {seq} in #{conversation}");
+            Ok(())
+        }
+        Command::Robot(r) => {
+            if !online {
+                return Err(offline(client, "cannot run this offline"));
+            }
+            let group_id = |s: &str| -> Result<u64, Failure> {
+                s.trim_start_matches('#').parse().map_err(|_| fail(2, format!("{s:?} is not a group id")))
+            };
+            let show = |r: &hutong_protocol::v1::Robot| {
+                let signed = if r.signed { " signed" } else { "" };
+                let allow = if r.allowed_cidrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" allow={}", r.allowed_cidrs.join(","))
+                };
+                println!("robot {} {:?} user #{}{signed}{allow}", r.id, r.name, r.user_id);
+            };
+            let robot_json = |r: &hutong_protocol::v1::Robot| {
+                serde_json::json!({
+                    "id": r.id, "conversation_id": r.conversation_id, "name": r.name, "user_id": r.user_id,
+                    "signed": r.signed, "allowed_cidrs": r.allowed_cidrs,
+                })
+            };
+            match r {
+                RobotCommand::Add { group, name, signed, allow, json } => {
+                    let added = client.add_robot(group_id(&group)?, &name, signed, &allow).await?;
+                    let robot = added.robot.unwrap_or_default();
+                    if json {
+                        let mut out = serde_json::json!({ "robot": robot_json(&robot), "url": added.url });
+                        if !added.signing_secret.is_empty() {
+                            out["signing_secret"] = serde_json::json!(added.signing_secret);
+                        }
+                        println!("{out}");
+                    } else {
+                        show(&robot);
+                        println!("url {}", added.url);
+                        if !added.signing_secret.is_empty() {
+                            println!("secret {}", added.signing_secret);
+                        }
+                    }
+                }
+                RobotCommand::Ls { group, json } => {
+                    let robots = client.robots(group_id(&group)?).await?;
+                    if json {
+                        let list: Vec<_> = robots.iter().map(robot_json).collect();
+                        println!("{}", serde_json::json!(list));
+                    } else {
+                        robots.iter().for_each(show);
+                    }
+                }
+                RobotCommand::Rm { group, robot } => {
+                    let left = client.remove_robot(group_id(&group)?, robot).await?;
+                    println!("removed robot {robot}; {} left", left.len());
+                }
+            }
             Ok(())
         }
         Command::Group(g) => {

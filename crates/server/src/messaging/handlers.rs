@@ -256,6 +256,9 @@ pub async fn route(s: &Session, request_id: u64, payload: Payload) -> Step {
         Payload::Sync(r) => Step::Pending(sync(s.clone(), r).boxed()),
         Payload::FetchMessages(r) => Step::Pending(fetch_messages(s.clone(), r).boxed()),
         Payload::LookupUsers(r) => Step::Pending(lookup_users(s.clone(), r).boxed()),
+        Payload::AddRobot(r) => Step::Pending(super::robots::add_robot(s.clone(), r).boxed()),
+        Payload::ListRobots(r) => Step::Pending(super::robots::list_robots(s.clone(), r).boxed()),
+        Payload::RemoveRobot(r) => Step::Pending(super::robots::remove_robot(s.clone(), r).boxed()),
         Payload::GetReadList(r) => Step::Pending(read_list(s.clone(), r).boxed()),
         Payload::DirectorySync(r) => Step::Pending(directory_sync(s.clone(), r).boxed()),
         Payload::Typing(r) => Step::Pending(typing(s.clone(), r).boxed()),
@@ -422,10 +425,13 @@ where
     }
 }
 
-async fn after_send(_s: Session, c: Committed) -> Reply {
+async fn after_send(s: Session, c: Committed) -> Reply {
     // The members' devices (the sender's other ones too, and again for a
     // retried send) got the entry from the fan-out; this connection gets the ack.
     let m = c.message.as_ref().ok_or_else(|| ServiceError::Internal("send without an entry".into()))?;
+    if !c.duplicate && c.members.len() == 2 {
+        message_to_bot(&s, &c, m);
+    }
     let ack = v1::SendAck {
         conversation_id: m.conversation_id,
         seq: m.seq,
@@ -438,6 +444,27 @@ async fn after_send(_s: Session, c: Committed) -> Reply {
         message: if c.altered && !c.entry_removed { c.message.clone() } else { None },
     };
     Ok(Some((Lane::Control, Payload::SendAck(ack))))
+}
+
+/// A message to an integration application's bot is an event of that
+/// application (recorded through the writer after the send's commit; see
+/// `events`).
+fn message_to_bot(s: &Session, c: &Committed, m: &v1::Message) {
+    let Some(&to) = c.members.iter().find(|&&u| u != m.sender_id) else {
+        return;
+    };
+    let message = m.clone();
+    let record = Box::new(move |st: &dyn crate::storage::Store| {
+        crate::events::message_to_bot(st, to, &message).map(|id| id.unwrap_or(0))
+    });
+    let shared = s.shared.clone();
+    tokio::spawn(async move {
+        match shared.writes.submit(record).await {
+            Ok(0) => {}
+            Ok(_) => shared.events_recorded.notify_waiters(),
+            Err(e) => tracing::warn!(error = %e, "event of a message to a bot not recorded"),
+        }
+    });
 }
 
 async fn after_recall(_s: Session, c: Committed) -> Reply {

@@ -631,6 +631,7 @@ fn append(
         reaction_removed: extra.reaction_removed,
         unpinned: extra.unpinned,
         forward: extra.forward,
+        markdown: extra.markdown,
     };
     message.seq = conn.append_entry(&message, extra.content_hash.as_ref(), v)?;
     Ok(message)
@@ -655,6 +656,8 @@ struct AppendExtra {
     unpinned: bool,
     /// Merged forwards only: the record.
     forward: Option<v1::ForwardRecord>,
+    /// Sends of text only: the text is Markdown.
+    markdown: bool,
 }
 
 fn system_entry(
@@ -801,6 +804,7 @@ fn send(
         reply_to_seq: msg.reply_to_seq,
         priority: msg.priority,
         content_hash: Some(hash),
+        markdown: msg.markdown && msg.attachment.is_none(),
         ..Default::default()
     };
     let mut files = Vec::new();
@@ -1429,11 +1433,13 @@ mod tests {
             reply_to_seq: 3,
             priority: 0,
             attachment: None,
+            markdown: false,
         };
         let attachment = v1::Attachment { name: "hi".into(), file_id: vec![7; 32], ..Default::default() };
         let variants = [
             v1::SendMessage { conversation_id: 2, ..base.clone() },
             v1::SendMessage { text: "ho".into(), ..base.clone() },
+            v1::SendMessage { markdown: true, ..base.clone() },
             v1::SendMessage { mentions: vec![], ..base.clone() },
             v1::SendMessage { reply_to_seq: 4, ..base.clone() },
             v1::SendMessage { priority: 1, ..base.clone() },

@@ -4,6 +4,7 @@
 //! the server that names `rusqlite`.
 
 pub mod accounts;
+pub mod apps;
 pub mod audit;
 pub mod directory;
 pub mod files;

@@ -79,6 +79,42 @@ export interface Session {
   online: boolean;
 }
 
+/** An integration application, as the administration API lists it (never its secrets). */
+export interface App {
+  id: number;
+  name: string;
+  avatar_url: string;
+  scopes: string[];
+  allowed_cidrs: string[];
+  callback_url: string;
+  client_id: string;
+  bot_user_id: number;
+  disabled: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The answer to creating an application or rotating its secret: shown once. */
+export interface AppSecrets {
+  app: App;
+  client_id: string;
+  client_secret: string;
+  signing_secret: string;
+}
+
+/** One event of an application and how its delivery goes. */
+export interface AppEvent {
+  id: number;
+  app_id: number;
+  kind: string;
+  created_at: number;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string;
+  delivered_at: number | null;
+}
+
 export interface ArchivedMessage {
   conversation_id: number;
   conversation_kind: 'direct' | 'group';

@@ -10,7 +10,7 @@ use crate::storage::messages::{
     ConversationRow, EarlierSend, MemberRow, Membership, MessagesRead, MessagesWrite, RecallTarget,
 };
 
-pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment, reaction_removed, unpinned, forward";
+pub const MESSAGE_COLUMNS: &str = "conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, recalled, system, target_seq, priority, attachment, reaction_removed, unpinned, forward, markdown";
 
 /// Maps a `messages` row (selected with [`MESSAGE_COLUMNS`]) to the wire type.
 /// A recalled message keeps its text in the archive but never sends it.
@@ -39,6 +39,7 @@ pub fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         reaction_removed: row.get(14)?,
         unpinned: row.get(15)?,
         forward: forward.and_then(|b| v1::ForwardRecord::decode(&b[..]).ok()),
+        markdown: row.get(17)?,
     })
 }
 
@@ -253,8 +254,8 @@ impl MessagesWrite for Connection {
         let attachment = entry.attachment.as_ref().map(|a| a.encode_to_vec());
         let inserted = self
             .prepare_cached(
-                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash, reaction_removed, unpinned, forward)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, sent_at, kind, text, mentions, reply_to_seq, system, target_seq, priority, attachment, content_hash, reaction_removed, unpinned, forward, markdown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 conversation_id,
@@ -273,7 +274,8 @@ impl MessagesWrite for Connection {
                 content_hash.map(|h| &h[..]),
                 entry.reaction_removed,
                 entry.unpinned,
-                entry.forward.as_ref().map(|f| f.encode_to_vec())
+                entry.forward.as_ref().map(|f| f.encode_to_vec()),
+                entry.markdown
             ])?;
         // A send's id was checked against earlier sends first (see the
         // writer's `send`); other entries are outside the dedupe index, so
@@ -310,7 +312,7 @@ impl MessagesWrite for Connection {
             .query_row(params![sender, client_msg_id], |r| {
                 Ok(EarlierSend::Stored {
                     message: message_from_row(r)?,
-                    content_hash: r.get(17)?,
+                    content_hash: r.get(18)?,
                     attachment: r.get(13)?,
                 })
             })

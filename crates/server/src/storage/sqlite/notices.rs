@@ -266,7 +266,10 @@ impl NoticesStore for Connection {
                 if withdrawn != Some(0) {
                     continue;
                 }
-                if stmt.execute(params![id, user, now_ms, device, button, comment])? > 0 {
+                // Each statement names only the first of these it needs.
+                let all: [&dyn rusqlite::ToSql; 6] = [&id, &user, &now_ms, &device, &button, &comment];
+                let used = stmt.parameter_count();
+                if stmt.execute(&all[..used])? > 0 {
                     changed_ids.push(id);
                 }
             }

@@ -299,6 +299,92 @@ CREATE TABLE notice_recipients (
 CREATE UNIQUE INDEX notice_recipients_sync ON notice_recipients (user_id, version);
 INSERT INTO settings (key, value) VALUES ('notice_version', '0');
 "#,
+    r#"
+-- Integration API (OA, ERP, scripts). An application is registered by an
+-- administrator; bot_user_id is its account (users.roles = 'bot', no
+-- password, no department), the sender people see. Only a SHA-256 of the
+-- client secret is kept; signing_secret signs event deliveries, so the
+-- server must hold it as is. scopes and allowed_cidrs: space-separated.
+CREATE TABLE apps (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    avatar_url TEXT NOT NULL DEFAULT '',
+    scopes TEXT NOT NULL,
+    allowed_cidrs TEXT NOT NULL,
+    callback_url TEXT NOT NULL DEFAULT '',
+    client_id TEXT NOT NULL UNIQUE,
+    secret_hash BLOB NOT NULL,
+    signing_secret TEXT NOT NULL,
+    bot_user_id INTEGER NOT NULL REFERENCES users(id),
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+-- Bearer tokens of the client-credentials grant: SHA-256 of each, the
+-- scopes granted, when it stops being worth anything.
+CREATE TABLE api_tokens (
+    token_hash BLOB PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    scopes TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX api_tokens_by_expiry ON api_tokens (expires_at);
+"#,
+    r#"
+-- Integration API: the first answer to a request with an Idempotency-Key,
+-- kept a day; a repeat with the same body gets it again, another body 409.
+CREATE TABLE api_idempotency (
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    body_hash BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+) WITHOUT ROWID;
+CREATE INDEX api_idempotency_by_age ON api_idempotency (created_at);
+"#,
+    r#"
+-- Group robots (incoming webhooks): the URL's token as a SHA-256; the
+-- signing secret as is (the server checks HMACs with it) or NULL; the
+-- robot's account (a bot, a member of the group); removed_at once removed.
+CREATE TABLE group_robots (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+    name TEXT NOT NULL,
+    bot_user_id INTEGER NOT NULL REFERENCES users(id),
+    created_by INTEGER NOT NULL REFERENCES users(id),
+    token_hash BLOB NOT NULL UNIQUE,
+    signing_secret TEXT,
+    allowed_cidrs TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    removed_at INTEGER
+);
+CREATE INDEX group_robots_by_conversation ON group_robots (conversation_id);
+-- Kind TEXT whose text is Markdown (a group robot's post).
+ALTER TABLE messages ADD COLUMN markdown INTEGER NOT NULL DEFAULT 0;
+"#,
+    r#"
+-- Integration API events (a person wrote to an application's bot, and
+-- later a notice signed or a button clicked), kept for the application to
+-- pull and POSTed to its callback URL: state pending until delivered, or
+-- failed once retrying for a day did not deliver it.
+CREATE TABLE app_events (
+    id INTEGER PRIMARY KEY,
+    app_id INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    delivered_at INTEGER
+);
+CREATE INDEX app_events_due ON app_events (state, next_attempt_at);
+CREATE INDEX app_events_by_app ON app_events (app_id, id);
+CREATE INDEX apps_by_bot ON apps (bot_user_id);
+"#,
 ];
 
 /// Opens a connection with the pragmas every connection needs.
