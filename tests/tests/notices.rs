@@ -21,9 +21,10 @@ const T: Duration = Duration::from_secs(30);
 /// A department (under `parent` when given); its id.
 fn department(server: &TestServer, name: &str, parent: Option<u64>) -> u64 {
     let db = server.db();
-    db.execute("INSERT INTO departments (name, parent_id, version) VALUES (?1, ?2, 1)", rusqlite::params![
-        name, parent
-    ])
+    db.execute(
+        "INSERT INTO departments (name, parent_id, version) VALUES (?1, ?2, 1)",
+        rusqlite::params![name, parent],
+    )
     .unwrap();
     db.last_insert_rowid() as u64
 }
@@ -149,7 +150,10 @@ async fn a_department_notice_is_fixed_at_send_time_signed_tracked_and_withdrawn(
     assert!(row(b).delivered_at_ms > 0 && row(b).read_at_ms == 0);
     assert_eq!(row(b).department_id, branch);
     assert_eq!(row(many[0]).delivered_at_ms, 0, "never connected");
-    assert!(status.recipients.iter().all(|r| r.user_id != late && r.user_id != publisher && r.user_id != ids[5]));
+    assert!(status
+        .recipients
+        .iter()
+        .all(|r| r.user_id != late && r.user_id != publisher && r.user_id != ids[5]));
 
     // The filters: everyone but a has not signed; everyone but a has not read.
     let unsigned = sender.notice_status_all(id, NoticeFilter::NoticeNotSigned).await.unwrap();
@@ -175,8 +179,10 @@ async fn a_department_notice_is_fixed_at_send_time_signed_tracked_and_withdrawn(
 
     // Withdrawn: everyone sees it so, the content gone; signing it is refused.
     sender.withdraw_notice(id).await.unwrap();
-    until(&cb, T, "b sees it withdrawn", || cb.notice(id).unwrap().is_some_and(|n| n.withdrawn_at_ms > 0)).await;
-    until(&cc, T, "c sees it withdrawn", || cc.notice(id).unwrap().is_some_and(|n| n.withdrawn_at_ms > 0)).await;
+    until(&cb, T, "b sees it withdrawn", || cb.notice(id).unwrap().is_some_and(|n| n.withdrawn_at_ms > 0))
+        .await;
+    until(&cc, T, "c sees it withdrawn", || cc.notice(id).unwrap().is_some_and(|n| n.withdrawn_at_ms > 0))
+        .await;
     let gone = cb.notice(id).unwrap().unwrap();
     assert_eq!(gone.title, "机房安全规定");
     assert!(gone.body.is_empty(), "a withdrawn notice keeps its title only");
@@ -209,7 +215,8 @@ async fn at_the_deadline_only_the_unsigned_are_reminded_and_managers_get_their_t
     let [cm1, cm2, cx1, cx2, cy1] = &clients[..] else { unreachable!() };
 
     let deadline = hutong_server::storage::now_ms() + 4_000;
-    let draft = NoticeDraft { users: vec![x1, x2, y1], deadline_ms: deadline, ..sign_off("季度考勤确认") };
+    let draft =
+        NoticeDraft { users: vec![x1, x2, y1], deadline_ms: deadline, ..sign_off("季度考勤确认") };
     let id = sender.send_notice(draft).await.unwrap().notice_id;
     until(cx1, T, "x1 has it", || has_notice(cx1, id)).await;
     cx1.sign_notice(id).await.unwrap();
@@ -287,8 +294,12 @@ async fn an_urgent_notice_overtakes_the_messages_queued_ahead_of_it() {
     .await;
 
     // A normal notice waits its turn; an urgent one goes first.
-    let normal = sender.send_notice(NoticeDraft { users: vec![ids[2]], ..sign_off("普通通知") }).await.unwrap();
-    let urgent = NoticeDraft { users: vec![ids[2]], priority: NoticePriority::NoticeUrgent, ..sign_off("紧急：停电") };
+    let normal =
+        sender.send_notice(NoticeDraft { users: vec![ids[2]], ..sign_off("普通通知") }).await.unwrap();
+    let urgent =
+        NoticeDraft {
+            users: vec![ids[2]], priority: NoticePriority::NoticeUrgent, ..sign_off("紧急：停电")
+        };
     let urgent = sender.send_notice(urgent).await.unwrap();
 
     let mut messages = 0;
@@ -323,7 +334,8 @@ async fn staff_address_people_and_groups_only_and_a_retry_sends_once() {
     assert_eq!(staff.send_notice(to_dept).await.unwrap_err().remote_code(), Some(ErrorCode::Forbidden));
     let all = NoticeDraft { everyone: true, ..sign_off("全员") };
     assert_eq!(staff.send_notice(all).await.unwrap_err().remote_code(), Some(ErrorCode::Forbidden));
-    let urgent = NoticeDraft { users: vec![ids[1]], priority: NoticePriority::NoticeUrgent, ..sign_off("紧急") };
+    let urgent =
+        NoticeDraft { users: vec![ids[1]], priority: NoticePriority::NoticeUrgent, ..sign_off("紧急") };
     assert_eq!(staff.send_notice(urgent).await.unwrap_err().remote_code(), Some(ErrorCode::Forbidden));
     let nobody = NoticeDraft { users: vec![987_654], ..sign_off("谁") };
     assert_eq!(staff.send_notice(nobody).await.unwrap_err().remote_code(), Some(ErrorCode::NotFound));
@@ -346,8 +358,12 @@ async fn staff_address_people_and_groups_only_and_a_retry_sends_once() {
         targets: Some(v1::NoticeTargets { users: vec![ids[1]], ..Default::default() }),
         ..Default::default()
     };
-    let Payload::NoticeSent(first) = raw.call(1, Payload::SendNotice(request.clone())).await else { panic!() };
-    let Payload::NoticeSent(again) = raw.call(2, Payload::SendNotice(request.clone())).await else { panic!() };
+    let Payload::NoticeSent(first) = raw.call(1, Payload::SendNotice(request.clone())).await else {
+        panic!()
+    };
+    let Payload::NoticeSent(again) = raw.call(2, Payload::SendNotice(request.clone())).await else {
+        panic!()
+    };
     assert_eq!((again.notice_id, again.duplicate), (first.notice_id, true));
     let changed = v1::SendNotice { body: "别的内容".into(), ..request };
     let Payload::Error(e) = raw.call(3, Payload::SendNotice(changed)).await else { panic!() };

@@ -37,6 +37,18 @@ pub struct Addressee {
 }
 
 /// A recipient row that changed, for the pushes after commit.
+/// What a recipient does to their notices (`mark_notices`).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark<'a> {
+    pub action: v1::NoticeAction,
+    /// The session's device, recorded with a signature.
+    pub device: &'a str,
+    /// A choice's button and comment.
+    pub button: &'a str,
+    pub comment: &'a str,
+    pub now_ms: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Changed {
     pub notice_id: u64,
@@ -78,16 +90,7 @@ pub trait NoticesStore {
     fn notice_content(&self, id: u64) -> Result<Option<v1::Notice>, ServiceError>;
     /// Applies a recipient's action to the notices of `ids` addressed to
     /// them (withdrawn ones excepted); returns the rows that changed.
-    fn mark_notices(
-        &self,
-        user: u64,
-        ids: &[u64],
-        action: v1::NoticeAction,
-        device: &str,
-        button: &str,
-        comment: &str,
-        now_ms: i64,
-    ) -> Result<Vec<Changed>, ServiceError>;
+    fn mark_notices(&self, user: u64, ids: &[u64], mark: &Mark<'_>) -> Result<Vec<Changed>, ServiceError>;
     /// Marks a notice withdrawn; every recipient's row changes. Returns the recipients.
     fn withdraw_notice(&self, id: u64, now_ms: i64) -> Result<Vec<u64>, ServiceError>;
     /// Reminds the recipients who have not signed; returns them.
