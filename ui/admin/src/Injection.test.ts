@@ -77,5 +77,7 @@ describe('script-injection payloads render as inert text in the console', () => 
     }
     done();
     expect(pwned).not.toHaveBeenCalled();
-  });
+    // Two full renders of 300+ departments: more than the default 5 s on a
+    // loaded 2-core machine; this checks safety, not speed.
+  }, 30_000);
 });
