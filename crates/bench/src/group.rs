@@ -59,7 +59,7 @@ pub struct GroupWorkerArgs {
     source: IpAddr,
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
@@ -89,6 +89,16 @@ async fn member(mut conn: Conn, arrivals: Arrivals) {
                 }
                 conv = m.conversation_id;
                 newest = newest.max(m.seq);
+            }
+            // A notice (the `notices` benchmark) carries its send time as its title.
+            Some(Payload::Notice(n)) if env.response_to == 0 => {
+                if let Ok(sent) = n.title.parse::<u64>() {
+                    let at = now_us();
+                    let mut a = arrivals.lock().await;
+                    let e = a.entry(sent).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(at);
+                }
             }
             Some(_) if in_flight.is_some_and(|(id, _)| id == env.response_to) => {
                 reported = in_flight.take().map(|(_, s)| s).unwrap_or(reported);
@@ -190,7 +200,68 @@ pub(crate) async fn everyone_group(
     }
 }
 
-struct Worker {
+/// Worker processes holding the connections of accounts `first..first +
+/// count` of `tokens_path`, `workers` of them, each from its own loopback
+/// address; returns once all are connected.
+pub(crate) async fn start_workers(
+    addr: SocketAddr,
+    tokens_path: &Path,
+    first: usize,
+    count: usize,
+    workers: usize,
+) -> anyhow::Result<Vec<Worker>> {
+    let exe = std::env::current_exe()?;
+    let per = count.div_ceil(workers.max(1));
+    let mut started = Vec::new();
+    for w in 0..workers.max(1) {
+        let offset = first + w * per;
+        let n = per.min((first + count).saturating_sub(offset));
+        if n == 0 {
+            break;
+        }
+        let mut child = Command::new(&exe)
+            .args(crate::wire::tls().then_some("--tls"))
+            .arg("group-worker")
+            .args(["--addr", &addr.to_string()])
+            .arg("--tokens")
+            .arg(tokens_path)
+            .args(["--offset", &offset.to_string(), "--count", &n.to_string()])
+            .args(["--source", &IpAddr::V4(Ipv4Addr::new(127, 0, 1, 2 + w as u8)).to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker")?;
+        let stdin = child.stdin.take().expect("piped");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        match tokio::time::timeout(SETUP_TIMEOUT * 4, lines.next_line()).await {
+            Ok(Ok(Some(l))) if l == "ready" => {}
+            other => bail!("worker {w} did not get ready: {other:?}"),
+        }
+        started.push(Worker { _child: child, stdin, lines });
+    }
+    Ok(started)
+}
+
+/// Waits until the workers' connections all have what was sent at `sent`
+/// (µs; a message's text or a notice's title), at most 30 s; returns how
+/// many got it and the last arrival (µs).
+pub(crate) async fn arrivals(workers: &mut [Worker], sent: u64) -> anyhow::Result<(usize, u64)> {
+    let (mut got, mut last) = (0, 0);
+    for w in workers.iter_mut() {
+        w.stdin.write_all(format!("{sent}\n").as_bytes()).await?;
+    }
+    for w in workers.iter_mut() {
+        let line = w.lines.next_line().await?.context("a worker ended")?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [_, n, at] = f.as_slice() else { bail!("unexpected worker line {line:?}") };
+        got += n.parse::<usize>()?;
+        last = last.max(at.parse::<u64>()?);
+    }
+    Ok((got, last))
+}
+
+pub(crate) struct Worker {
     _child: Child,
     stdin: tokio::process::ChildStdin,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
@@ -213,38 +284,9 @@ async fn one_run(args: &GroupArgs, bin: &Path, ticks: u64) -> anyhow::Result<Run
         let (bin, data) = (bin.to_owned(), dir.path().to_owned());
         tokio::task::spawn_blocking(move || ServerProcess::start(&bin, &data, &[])).await??
     };
-    let exe = std::env::current_exe()?;
     // Account 0 sends; the others are spread over the workers.
     let receivers = args.members - 1;
-    let per = receivers.div_ceil(args.workers.max(1));
-    let mut workers = Vec::new();
-    for w in 0..args.workers.max(1) {
-        let offset = 1 + w * per;
-        let count = per.min(args.members.saturating_sub(offset));
-        if count == 0 {
-            break;
-        }
-        let mut child = Command::new(&exe)
-            .args(crate::wire::tls().then_some("--tls"))
-            .arg("group-worker")
-            .args(["--addr", &server.addr.to_string()])
-            .arg("--tokens")
-            .arg(&tokens_path)
-            .args(["--offset", &offset.to_string(), "--count", &count.to_string()])
-            .args(["--source", &IpAddr::V4(Ipv4Addr::new(127, 0, 1, 2 + w as u8)).to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a worker")?;
-        let stdin = child.stdin.take().expect("piped");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        match tokio::time::timeout(SETUP_TIMEOUT * 4, lines.next_line()).await {
-            Ok(Ok(Some(l))) if l == "ready" => {}
-            other => bail!("worker {w} did not get ready: {other:?}"),
-        }
-        workers.push(Worker { _child: child, stdin, lines });
-    }
+    let mut workers = start_workers(server.addr, &tokens_path, 1, receivers, args.workers).await?;
     let (mut sender, conv) = everyone_group(server.addr, &tokens, args.members).await?;
     // Let the creation's pushes and reports settle before measuring.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -259,18 +301,7 @@ async fn one_run(args: &GroupArgs, bin: &Path, ticks: u64) -> anyhow::Result<Run
             ..Default::default()
         };
         sender.send(Payload::SendMessage(send)).await?;
-        let mut last = 0;
-        let mut got = 0;
-        for w in &mut workers {
-            w.stdin.write_all(format!("{sent}\n").as_bytes()).await?;
-        }
-        for w in &mut workers {
-            let line = w.lines.next_line().await?.context("a worker ended")?;
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let [_, n, at] = f.as_slice() else { bail!("unexpected worker line {line:?}") };
-            got += n.parse::<usize>()?;
-            last = last.max(at.parse::<u64>()?);
-        }
+        let (got, last) = arrivals(&mut workers, sent).await?;
         if got < receivers {
             bail!("message {i}: only {got} of {receivers} members got it within 30 s");
         }

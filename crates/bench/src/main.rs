@@ -13,6 +13,7 @@
 mod flood;
 mod group;
 mod idle;
+mod notices;
 mod procfs;
 mod readlist;
 mod report;
@@ -55,6 +56,8 @@ enum Command {
     Group(group::GroupArgs),
     /// Time to answer who has read a message in a group of 10,000.
     ReadList(readlist::ReadListArgs),
+    /// A notice to 10,000 people with 2,000 online, its table, and a mass-send.
+    Notices(notices::NoticesArgs),
     /// One process of the group test's members (started by `group`).
     #[command(hide = true)]
     GroupWorker(group::GroupWorkerArgs),
@@ -92,6 +95,7 @@ fn main() -> std::process::ExitCode {
             Command::Flood(args) => flood::run(args).await,
             Command::GroupWorker(args) => group::worker(args).await,
             Command::ReadList(args) => readlist::run(args).await,
+            Command::Notices(args) => notices::run(args).await,
         }
     });
     match result {
