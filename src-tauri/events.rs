@@ -122,10 +122,9 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
             }
             Event::Transfer(t) => keep_newest(&mut transfers, TransferView::from(&t)),
             Event::Notice(n) => emit(app, json!({ "event": "notice", "notice": n })),
-            Event::NoticeProgress { notice_id, recipient } => emit(
-                app,
-                json!({ "event": "noticeProgress", "noticeId": notice_id, "recipient": recipient }),
-            ),
+            Event::NoticeProgress { notice_id, recipient } => {
+                emit(app, json!({ "event": "noticeProgress", "noticeId": notice_id, "recipient": recipient }))
+            }
         }
     }
     // One read of the conversation list serves the notifications and the unread total.

@@ -73,7 +73,8 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         }
         // Milliseconds: the first three digits, padded.
         let digits = &b[start..i.min(start + 3)];
-        ms = digits.iter().fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0')) * 10i64.pow(3 - digits.len() as u32);
+        ms = digits.iter().fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'))
+            * 10i64.pow(3 - digits.len() as u32);
     }
     let offset_min = match b.get(i..)? {
         [b'Z' | b'z'] => 0,

@@ -181,7 +181,10 @@ impl Cache {
     }
 
     pub fn notice(&self, id: u64) -> Result<Option<CachedNotice>, ClientError> {
-        Ok(self.conn.query_row(&format!("SELECT {COLUMNS} FROM notices WHERE id = ?1"), [id], from_row).optional()?)
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT {COLUMNS} FROM notices WHERE id = ?1"), [id], from_row)
+            .optional()?)
     }
 
     /// My notices: those awaiting my signature first (by deadline, then
@@ -199,9 +202,11 @@ impl Cache {
 
     /// Notices I have not opened (withdrawn ones aside).
     pub fn unread_notices(&self) -> Result<u64, ClientError> {
-        Ok(self.conn.query_row("SELECT count(*) FROM notices WHERE read_at = 0 AND withdrawn_at = 0", [], |r| {
-            r.get(0)
-        })?)
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM notices WHERE read_at = 0 AND withdrawn_at = 0",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     pub fn notice_version(&self) -> Result<u64, ClientError> {
@@ -214,7 +219,8 @@ impl Cache {
 
     /// Notices whose delivery the server has not heard of.
     pub fn unreported_notices(&self) -> Result<Vec<u64>, ClientError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM notices WHERE reported = 0 ORDER BY id LIMIT 500")?;
+        let mut stmt =
+            self.conn.prepare("SELECT id FROM notices WHERE reported = 0 ORDER BY id LIMIT 500")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -297,7 +303,11 @@ impl Client {
 
     /// Marks notices read (opened).
     pub async fn read_notices(&self, ids: &[u64]) -> Result<(), ClientError> {
-        let req = v1::MarkNotice { notice_ids: ids.to_vec(), action: NoticeAction::NoticeRead as i32, ..Default::default() };
+        let req = v1::MarkNotice {
+            notice_ids: ids.to_vec(),
+            action: NoticeAction::NoticeRead as i32,
+            ..Default::default()
+        };
         self.call(Payload::MarkNotice(req)).await?;
         let now = crate::cache::now_ms();
         let stored: Vec<v1::Notice> = ids
@@ -313,12 +323,21 @@ impl Client {
 
     /// Signs a notice (签收); the server records the time and this device.
     pub async fn sign_notice(&self, id: u64) -> Result<CachedNotice, ClientError> {
-        self.mark_one(v1::MarkNotice { notice_ids: vec![id], action: NoticeAction::NoticeSign as i32, ..Default::default() })
-            .await
+        self.mark_one(v1::MarkNotice {
+            notice_ids: vec![id],
+            action: NoticeAction::NoticeSign as i32,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Chooses one of an interactive notice's buttons.
-    pub async fn choose_notice(&self, id: u64, button: &str, comment: &str) -> Result<CachedNotice, ClientError> {
+    pub async fn choose_notice(
+        &self,
+        id: u64,
+        button: &str,
+        comment: &str,
+    ) -> Result<CachedNotice, ClientError> {
         self.mark_one(v1::MarkNotice {
             notice_ids: vec![id],
             action: NoticeAction::NoticeChoose as i32,
@@ -356,7 +375,11 @@ impl Client {
     }
 
     /// The whole table, every page.
-    pub async fn notice_status_all(&self, id: u64, filter: v1::NoticeFilter) -> Result<v1::NoticeStatus, ClientError> {
+    pub async fn notice_status_all(
+        &self,
+        id: u64,
+        filter: v1::NoticeFilter,
+    ) -> Result<v1::NoticeStatus, ClientError> {
         let mut all = self.notice_status(id, filter, 0, 0).await?;
         let mut next = all.next_after_user_id;
         while next != 0 {

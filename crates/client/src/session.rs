@@ -340,7 +340,10 @@ fn apply_pushes(inner: &Inner, conn: &Connection, pushes: &mut Vec<Payload>) -> 
             }
             Payload::NoticeProgress(p) => {
                 if let Some(recipient) = p.recipient {
-                    inner.emit(Event::NoticeProgress { notice_id: p.notice_id, recipient: (&recipient).into() });
+                    inner.emit(Event::NoticeProgress {
+                        notice_id: p.notice_id,
+                        recipient: (&recipient).into(),
+                    });
                 }
             }
             Payload::Error(e) => tracing::warn!(error = %e, "the server reported an error"),

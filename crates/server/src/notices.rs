@@ -112,7 +112,9 @@ pub async fn route(s: Session, payload: Payload) -> Reply {
                 .read(move |st| {
                     st.sent_notices(user, r.before_id, limit)?
                         .into_iter()
-                        .map(|n| Ok(v1::SentNotice { counts: Some(st.notice_counts(n.id)?), notice: Some(n) }))
+                        .map(|n| {
+                            Ok(v1::SentNotice { counts: Some(st.notice_counts(n.id)?), notice: Some(n) })
+                        })
                         .collect::<Result<Vec<_>, ServiceError>>()
                 })
                 .await?;
@@ -140,7 +142,10 @@ pub fn check(r: &v1::SendNotice) -> Result<(), ServiceError> {
         return Err(ServiceError::TooLarge(format!("a title has at most {MAX_TITLE_CHARS} characters")));
     }
     if r.body.len() > MAX_BODY_BYTES {
-        return Err(ServiceError::TooLarge(format!("a notice's text has at most {} KiB", MAX_BODY_BYTES / 1024)));
+        return Err(ServiceError::TooLarge(format!(
+            "a notice's text has at most {} KiB",
+            MAX_BODY_BYTES / 1024
+        )));
     }
     if r.body.contains('\0') {
         return bad("the text holds a NUL character");
@@ -341,7 +346,8 @@ fn targets_json(t: Option<&v1::NoticeTargets>) -> String {
 /// Pushes a notice to whoever of `users` is online: urgent ones on the
 /// control lane, ahead of everything else queued for them.
 fn push(shared: &Shared, users: &[u64], notice: v1::Notice) {
-    let lane = if notice.priority == NoticePriority::NoticeUrgent as i32 { Lane::Control } else { Lane::Live };
+    let lane =
+        if notice.priority == NoticePriority::NoticeUrgent as i32 { Lane::Control } else { Lane::Live };
     let frame = encode_envelope(&Envelope::new(0, Payload::Notice(notice)));
     shared.hub.push(users, lane, &frame, None);
 }
@@ -356,7 +362,8 @@ fn push_progress(shared: &Shared, changed: &[Changed]) {
 }
 
 async fn mark(s: &Session, r: v1::MarkNotice) -> Reply {
-    let action = NoticeAction::try_from(r.action).map_err(|_| ServiceError::BadRequest("unknown action".into()))?;
+    let action =
+        NoticeAction::try_from(r.action).map_err(|_| ServiceError::BadRequest("unknown action".into()))?;
     if r.notice_ids.is_empty() || r.notice_ids.len() > MAX_SYNC as usize {
         return Err(ServiceError::BadRequest("name 1 to 500 notices".into()));
     }
@@ -388,7 +395,8 @@ async fn mark(s: &Session, r: v1::MarkNotice) -> Reply {
     let write = {
         let (changed, evented, device) = (changed.clone(), evented.clone(), s.device.to_string());
         Box::new(move |st: &dyn crate::storage::Store| {
-            let rows = st.mark_notices(user, &r.notice_ids, action, &device, &r.button, &r.comment, now_ms())?;
+            let rows =
+                st.mark_notices(user, &r.notice_ids, action, &device, &r.button, &r.comment, now_ms())?;
             // A sign-off of an application's notice is its event, in the
             // same transaction: recorded exactly when the row changed.
             for c in &rows {
@@ -496,14 +504,22 @@ pub async fn remind_as(shared: &Arc<Shared>, id: u64) -> Result<usize, ServiceEr
 }
 
 /// The per-recipient table, for the sender or an administrator.
-pub async fn status(shared: &Arc<Shared>, user: u64, r: v1::GetNoticeStatus) -> Result<v1::NoticeStatus, ServiceError> {
+pub async fn status(
+    shared: &Arc<Shared>,
+    user: u64,
+    r: v1::GetNoticeStatus,
+) -> Result<v1::NoticeStatus, ServiceError> {
     own_notice(shared, user, r.notice_id).await?;
     status_of(shared, r).await
 }
 
 /// The per-recipient table of a notice (the caller checked the right to see it).
-pub async fn status_of(shared: &Arc<Shared>, r: v1::GetNoticeStatus) -> Result<v1::NoticeStatus, ServiceError> {
-    let filter = v1::NoticeFilter::try_from(r.filter).map_err(|_| ServiceError::BadRequest("unknown filter".into()))?;
+pub async fn status_of(
+    shared: &Arc<Shared>,
+    r: v1::GetNoticeStatus,
+) -> Result<v1::NoticeStatus, ServiceError> {
+    let filter = v1::NoticeFilter::try_from(r.filter)
+        .map_err(|_| ServiceError::BadRequest("unknown filter".into()))?;
     let limit = if r.limit == 0 { MAX_STATUS_PAGE } else { r.limit.min(MAX_STATUS_PAGE) };
     shared
         .db
@@ -514,7 +530,12 @@ pub async fn status_of(shared: &Arc<Shared>, r: v1::GetNoticeStatus) -> Result<v
             let more = recipients.len() > limit as usize;
             recipients.truncate(limit as usize);
             let next = if more { recipients.last().map_or(0, |x| x.user_id) } else { 0 };
-            Ok(v1::NoticeStatus { notice: Some(notice), counts: Some(counts), recipients, next_after_user_id: next })
+            Ok(v1::NoticeStatus {
+                notice: Some(notice),
+                counts: Some(counts),
+                recipients,
+                next_after_user_id: next,
+            })
         })
         .await
 }
@@ -589,7 +610,8 @@ async fn deadline_passed(shared: &Arc<Shared>, id: u64) -> Result<(), ServiceErr
                         unsigned_users: unsigned.clone(),
                         ..Default::default()
                     };
-                    let summary_id = st.insert_notice(&summary, &[Addressee { user_id: manager, department_id: 0 }])?;
+                    let summary_id =
+                        st.insert_notice(&summary, &[Addressee { user_id: manager, department_id: 0 }])?;
                     out.summaries.push((
                         manager,
                         v1::Notice {

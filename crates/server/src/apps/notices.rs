@@ -133,7 +133,9 @@ fn deadline_ms(d: Option<&Deadline>) -> Result<i64, ServiceError> {
     match d {
         None => Ok(0),
         Some(Deadline::Ms(ms)) if *ms > 0 => Ok(*ms),
-        Some(Deadline::Ms(_)) => Err(ServiceError::BadRequest("a deadline in ms is a positive number".into())),
+        Some(Deadline::Ms(_)) => {
+            Err(ServiceError::BadRequest("a deadline in ms is a positive number".into()))
+        }
         Some(Deadline::Rfc3339(s)) => hutong_protocol::time::parse_rfc3339_ms(s).ok_or_else(|| {
             ServiceError::BadRequest("the deadline is RFC 3339 (2026-12-11T18:00:00+08:00) or ms".into())
         }),
@@ -157,8 +159,12 @@ fn wire_request(
         department_ids: Vec::new(),
     };
     let users = if people == Recipients::default() { Vec::new() } else { resolve(store, &people)? };
-    let unknown: Vec<String> =
-        to.department_ids.iter().filter(|d| store.department_exists(**d).is_err()).map(u64::to_string).collect();
+    let unknown: Vec<String> = to
+        .department_ids
+        .iter()
+        .filter(|d| store.department_exists(**d).is_err())
+        .map(u64::to_string)
+        .collect();
     if !unknown.is_empty() {
         return Err(ServiceError::BadRequest(format!(
             "unknown department ids: {}; nothing was sent",

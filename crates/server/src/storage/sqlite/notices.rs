@@ -58,7 +58,8 @@ fn recipient_notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::Noti
     Ok(n)
 }
 
-const RECIPIENT_ROW: &str = "user_id, department_id, delivered_at, read_at, signed_at, signed_device, chosen, comment, reminded_at";
+const RECIPIENT_ROW: &str =
+    "user_id, department_id, delivered_at, read_at, signed_at, signed_device, chosen, comment, reminded_at";
 
 fn recipient_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<v1::NoticeRecipient> {
     Ok(v1::NoticeRecipient {
@@ -100,8 +101,8 @@ fn take_versions(conn: &Connection, n: u64) -> rusqlite::Result<u64> {
 /// Gives each listed recipient row of `id` a new version.
 fn touch(conn: &Connection, id: u64, users: &[u64]) -> rusqlite::Result<()> {
     let mut v = take_versions(conn, users.len() as u64)?;
-    let mut stmt =
-        conn.prepare_cached("UPDATE notice_recipients SET version = ?3 WHERE notice_id = ?1 AND user_id = ?2")?;
+    let mut stmt = conn
+        .prepare_cached("UPDATE notice_recipients SET version = ?3 WHERE notice_id = ?1 AND user_id = ?2")?;
     for u in users {
         stmt.execute(params![id, u, v])?;
         v += 1;
@@ -124,7 +125,9 @@ fn placeholders(n: usize) -> String {
 impl NoticesStore for Connection {
     fn notice_by_client_id(&self, sender: u64, client_id: &str) -> Result<Option<NoticeHead>, ServiceError> {
         Ok(self
-            .prepare_cached(&format!("SELECT {HEAD_COLUMNS} FROM notices WHERE sender_id = ?1 AND client_id = ?2"))?
+            .prepare_cached(&format!(
+                "SELECT {HEAD_COLUMNS} FROM notices WHERE sender_id = ?1 AND client_id = ?2"
+            ))?
             .query_row(params![sender, client_id], head_from_row)
             .optional()?)
     }
@@ -188,7 +191,11 @@ impl NoticesStore for Connection {
     }
 
     fn everyone(&self) -> Result<Vec<Addressee>, ServiceError> {
-        addressees(self, &format!("SELECT u.id, u.primary_department_id FROM users u WHERE {PEOPLE} ORDER BY u.id"), &[])
+        addressees(
+            self,
+            &format!("SELECT u.id, u.primary_department_id FROM users u WHERE {PEOPLE} ORDER BY u.id"),
+            &[],
+        )
     }
 
     fn addressees(&self, users: &[u64]) -> Result<Vec<Addressee>, ServiceError> {
@@ -243,19 +250,27 @@ impl NoticesStore for Connection {
         // Only what moves a row forward changes it: a repeated report, or a
         // report about a withdrawn notice, changes nothing.
         let update = match action {
-            A::NoticeDelivered => "UPDATE notice_recipients SET delivered_at = ?3
-                 WHERE notice_id = ?1 AND user_id = ?2 AND delivered_at = 0",
-            A::NoticeRead => "UPDATE notice_recipients SET read_at = ?3,
+            A::NoticeDelivered => {
+                "UPDATE notice_recipients SET delivered_at = ?3
+                 WHERE notice_id = ?1 AND user_id = ?2 AND delivered_at = 0"
+            }
+            A::NoticeRead => {
+                "UPDATE notice_recipients SET read_at = ?3,
                  delivered_at = CASE delivered_at WHEN 0 THEN ?3 ELSE delivered_at END
-                 WHERE notice_id = ?1 AND user_id = ?2 AND read_at = 0",
-            A::NoticeSign => "UPDATE notice_recipients SET signed_at = ?3, signed_device = ?4,
+                 WHERE notice_id = ?1 AND user_id = ?2 AND read_at = 0"
+            }
+            A::NoticeSign => {
+                "UPDATE notice_recipients SET signed_at = ?3, signed_device = ?4,
                  read_at = CASE read_at WHEN 0 THEN ?3 ELSE read_at END,
                  delivered_at = CASE delivered_at WHEN 0 THEN ?3 ELSE delivered_at END
-                 WHERE notice_id = ?1 AND user_id = ?2 AND signed_at = 0",
-            A::NoticeChoose => "UPDATE notice_recipients SET chosen = ?5, comment = ?6,
+                 WHERE notice_id = ?1 AND user_id = ?2 AND signed_at = 0"
+            }
+            A::NoticeChoose => {
+                "UPDATE notice_recipients SET chosen = ?5, comment = ?6,
                  read_at = CASE read_at WHEN 0 THEN ?3 ELSE read_at END,
                  delivered_at = CASE delivered_at WHEN 0 THEN ?3 ELSE delivered_at END
-                 WHERE notice_id = ?1 AND user_id = ?2 AND chosen = ''",
+                 WHERE notice_id = ?1 AND user_id = ?2 AND chosen = ''"
+            }
         };
         let mut changed_ids = Vec::new();
         {
@@ -277,7 +292,8 @@ impl NoticesStore for Connection {
         let mut out = Vec::with_capacity(changed_ids.len());
         for id in changed_ids {
             touch(self, id, &[user])?;
-            let sender_id: u64 = self.query_row("SELECT sender_id FROM notices WHERE id = ?1", [id], |r| r.get(0))?;
+            let sender_id: u64 =
+                self.query_row("SELECT sender_id FROM notices WHERE id = ?1", [id], |r| r.get(0))?;
             let recipient = self
                 .prepare_cached(&format!(
                     "SELECT {RECIPIENT_ROW} FROM notice_recipients WHERE notice_id = ?1 AND user_id = ?2"
@@ -289,9 +305,10 @@ impl NoticesStore for Connection {
     }
 
     fn withdraw_notice(&self, id: u64, now_ms: i64) -> Result<Vec<u64>, ServiceError> {
-        let n = self.execute("UPDATE notices SET withdrawn_at = ?2 WHERE id = ?1 AND withdrawn_at = 0", params![
-            id, now_ms
-        ])?;
+        let n = self.execute(
+            "UPDATE notices SET withdrawn_at = ?2 WHERE id = ?1 AND withdrawn_at = 0",
+            params![id, now_ms],
+        )?;
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -326,7 +343,12 @@ impl NoticesStore for Connection {
                  FROM notice_recipients WHERE notice_id = ?1",
             )?
             .query_row([id], |r| {
-                Ok(v1::NoticeCounts { recipients: r.get(0)?, delivered: r.get(1)?, read: r.get(2)?, signed: r.get(3)? })
+                Ok(v1::NoticeCounts {
+                    recipients: r.get(0)?,
+                    delivered: r.get(1)?,
+                    read: r.get(2)?,
+                    signed: r.get(3)?,
+                })
             })?)
     }
 
@@ -370,7 +392,9 @@ impl NoticesStore for Connection {
 
     fn next_deadline(&self) -> Result<Option<i64>, ServiceError> {
         Ok(self
-            .prepare_cached("SELECT min(deadline_ms) FROM notices WHERE deadline_ms > 0 AND deadline_done = 0")?
+            .prepare_cached(
+                "SELECT min(deadline_ms) FROM notices WHERE deadline_ms > 0 AND deadline_done = 0",
+            )?
             .query_row([], |r| r.get(0))?)
     }
 
