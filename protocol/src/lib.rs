@@ -7,6 +7,7 @@
 
 pub mod files;
 pub mod frame;
+pub mod time;
 
 /// Generated protobuf types of package `hutong.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -456,3 +456,80 @@ async fn cli_mass_send_and_its_status() {
     assert_eq!(lines[1], "carol sent");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_notice_send_sign_and_status() {
+    let server = TestServer::start_with(|c| c.tcp_tls = true).await;
+    server.add_users(&["alice", "bob", "carol"]);
+    server.db().execute("UPDATE users SET roles = 'publisher' WHERE account = 'alice'", []).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let addr = server.addr().to_string();
+    for (p, a) in [("a", "alice"), ("b", "bob"), ("c", "carol")] {
+        check(&hutong(h, p, &["login", "--server", &addr, "--account", a]).await, 0);
+    }
+    let body = "请于 **周五** 前完成 [盘点](https://oa.example.com/7)。";
+    let args = [
+        "notice",
+        "send",
+        "--title",
+        "年终盘点",
+        "--body",
+        body,
+        "--to",
+        "bob",
+        "--to",
+        "carol",
+        "--sign",
+        "--deadline",
+        "+1d",
+        "--important",
+    ];
+    let out = hutong(h, "a", &args).await;
+    check(&out, 0);
+    let line = stdout(&out).trim().to_owned();
+    assert!(line.starts_with("sent notice ") && line.ends_with(" to 2 people"), "{line}");
+    let id = line.split(' ').nth(2).unwrap().to_owned();
+
+    // Bob's inbox, the notice as plain text (now read), his signature.
+    let ls = hutong(h, "b", &["notice", "ls"]).await;
+    check(&ls, 0);
+    assert_eq!(stdout(&ls).trim(), format!("{id} [important, to sign, unread] 年终盘点"));
+    let show = hutong(h, "b", &["notice", "show", &id]).await;
+    check(&show, 0);
+    assert!(
+        stdout(&show).contains("请于 周五 前完成 盘点 (https://oa.example.com/7)。"),
+        "{}",
+        stdout(&show)
+    );
+    check(&hutong(h, "b", &["notice", "sign", &id]).await, 0);
+
+    // The sender's table: exactly bob signed.
+    let status = hutong(h, "a", &["notice", "status", &id, "--json"]).await;
+    check(&status, 0);
+    let rows: Vec<serde_json::Value> =
+        stdout(&status).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let signed: Vec<(&str, bool)> = rows
+        .iter()
+        .map(|r| (r["account"].as_str().unwrap(), r["signed_at_ms"].as_i64().unwrap() > 0))
+        .collect();
+    assert_eq!(signed, [("bob", true), ("carol", false)]);
+    assert_eq!(rows[0]["device"], "cli");
+    let unsigned = hutong(h, "a", &["notice", "status", &id, "--not-signed", "--json"]).await;
+    let accounts: Vec<String> = stdout(&unsigned)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["account"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(accounts, ["carol"]);
+
+    // A staff member may not send urgent notices: the server's refusal, exit 3.
+    let refused =
+        hutong(h, "b", &["notice", "send", "--title", "急", "--body", "x", "--to", "alice", "--urgent"])
+            .await;
+    check(&refused, 3);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("FORBIDDEN") && err.contains("urgent"), "{err}");
+    server.stop().await;
+}

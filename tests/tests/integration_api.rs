@@ -690,7 +690,16 @@ async fn the_openapi_document_covers_every_route() {
     assert!(stale.is_empty(), "documented routes the router lacks: {stale:?}");
     // Generated from the handlers' types: the request and answer shapes are there.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for name in ["SendRequest", "Recipients", "SendAnswer", "TokenAnswer", "HookBody", "ErrorBody"] {
+    for name in [
+        "SendRequest",
+        "Recipients",
+        "SendAnswer",
+        "TokenAnswer",
+        "HookBody",
+        "ErrorBody",
+        "NoticeRequest",
+        "NoticeStatusAnswer",
+    ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");

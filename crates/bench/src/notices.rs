@@ -111,7 +111,8 @@ pub async fn run(args: NoticesArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let (mut rows, mut after) = (0, 0);
         loop {
-            let ask = v1::GetNoticeStatus { notice_id: last_notice, after_user_id: after, ..Default::default() };
+            let ask =
+                v1::GetNoticeStatus { notice_id: last_notice, after_user_id: after, ..Default::default() };
             let page = match sender.call(Payload::GetNoticeStatus(ask)).await? {
                 Payload::NoticeStatus(s) => s,
                 other => bail!("the status failed: {other:?}"),

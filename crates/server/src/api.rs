@@ -207,6 +207,10 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
     vec![
         at(Method::POST, "/oauth/token", issue_token),
         at(Method::POST, "/messages", send_message),
+        at(Method::POST, "/notices", send_notice),
+        at(Method::GET, "/notices/{id}", notice_status),
+        at(Method::POST, "/notices/{id}/remind", remind_notice),
+        at(Method::POST, "/notices/{id}/withdraw", withdraw_notice),
         at(Method::POST, "/hooks/{token}", post_to_robot),
         at(Method::GET, "/events", pull_events),
         at(Method::GET, "/openapi.json", || async { Json(ApiDoc::openapi()) }),
@@ -217,7 +221,7 @@ fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
 
 /// Largest body of the token request.
 const TOKEN_BODY_BYTES: usize = 4 * 1024;
-/// Largest body of a message request (the text may have 64 KiB).
+/// Largest body of a message or notice request (the text may have 64 KiB).
 const MESSAGE_BODY_BYTES: usize = 160 * 1024;
 /// Largest body of the other routes.
 pub const BODY_BYTES: usize = 64 * 1024;
@@ -231,7 +235,7 @@ pub fn router() -> Router<Arc<Shared>> {
     let api = api_routes().into_iter().fold(Router::new(), |api, (_, path, handler)| {
         let limit = match path {
             "/oauth/token" => TOKEN_BODY_BYTES,
-            "/messages" => MESSAGE_BODY_BYTES,
+            "/messages" | "/notices" => MESSAGE_BODY_BYTES,
             _ => BODY_BYTES,
         };
         api.route(path, handler.layer(axum::extract::DefaultBodyLimit::max(limit)))
@@ -595,21 +599,8 @@ async fn send_message(
     let key = idempotency_key(&headers)?;
     let body_hash = apps::secret_hash_bytes(&body);
     let app_id = caller.app.id;
-    if let Some(key) = key.clone() {
-        let earlier = shared.db.read(move |conn| conn.idempotent_answer(app_id, &key)).await?;
-        if let Some(earlier) = earlier {
-            if earlier.body_hash != body_hash {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this Idempotency-Key was used for another request",
-                ));
-            }
-            let status = StatusCode::from_u16(earlier.status).unwrap_or(StatusCode::OK);
-            let replayed = [(header::HeaderName::from_static("idempotent-replayed"), "true")];
-            let content = [(header::CONTENT_TYPE, "application/json")];
-            return Ok((status, replayed, content, earlier.response).into_response());
-        }
+    if let Some(earlier) = replay(&shared, app_id, key.as_deref(), &body_hash).await? {
+        return Ok(earlier);
     }
     let request: SendRequest = parse(&body)?;
     let to = request.to;
@@ -624,24 +615,188 @@ async fn send_message(
     )
     .await?;
     let answer = json!(SendAnswer { recipients: sent.len(), messages: sent });
-    if let Some(key) = key {
-        let now = crate::storage::now_ms();
-        let kept = crate::storage::apps::IdempotentAnswer {
-            body_hash,
-            status: StatusCode::OK.as_u16(),
-            response: answer.to_string(),
-            created_at: now,
-        };
-        let write = Box::new(move |st: &dyn Store| {
-            st.keep_idempotent_answer(app_id, &key, &kept, now - IDEMPOTENCY_KEPT_MS).map(|()| 0)
-        });
-        // The sends are committed; should keeping the answer fail, a repeat
-        // sends nothing anyway (the writer's dedupe) and is answered afresh.
-        if let Err(e) = shared.writes.submit(write).await {
-            tracing::warn!(error = %e, "idempotent answer not kept");
-        }
-    }
+    keep_answer(&shared, app_id, key, body_hash, &answer).await;
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// The first answer to a request with this Idempotency-Key, when there was
+/// one with the same body; 409 when the key came with another body.
+async fn replay(
+    shared: &Arc<Shared>,
+    app_id: u64,
+    key: Option<&str>,
+    body_hash: &[u8],
+) -> ApiResult<Option<Response>> {
+    let Some(key) = key.map(str::to_owned) else {
+        return Ok(None);
+    };
+    let Some(earlier) = shared.db.read(move |conn| conn.idempotent_answer(app_id, &key)).await? else {
+        return Ok(None);
+    };
+    if earlier.body_hash != body_hash {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used for another request",
+        ));
+    }
+    let status = StatusCode::from_u16(earlier.status).unwrap_or(StatusCode::OK);
+    let replayed = [(header::HeaderName::from_static("idempotent-replayed"), "true")];
+    let content = [(header::CONTENT_TYPE, "application/json")];
+    Ok(Some((status, replayed, content, earlier.response).into_response()))
+}
+
+/// Keeps the answer to a request with an Idempotency-Key for a day.
+async fn keep_answer(
+    shared: &Arc<Shared>,
+    app_id: u64,
+    key: Option<String>,
+    body_hash: Vec<u8>,
+    answer: &serde_json::Value,
+) {
+    let Some(key) = key else { return };
+    let now = crate::storage::now_ms();
+    let kept = crate::storage::apps::IdempotentAnswer {
+        body_hash,
+        status: StatusCode::OK.as_u16(),
+        response: answer.to_string(),
+        created_at: now,
+    };
+    let write = Box::new(move |st: &dyn Store| {
+        st.keep_idempotent_answer(app_id, &key, &kept, now - IDEMPOTENCY_KEPT_MS).map(|()| 0)
+    });
+    // What the request did is committed; should keeping the answer fail, a
+    // repeat does nothing anyway (the sends' own dedupe on ids derived from
+    // the key) and is answered afresh.
+    if let Err(e) = shared.writes.submit(write).await {
+        tracing::warn!(error = %e, "idempotent answer not kept");
+    }
+}
+
+// ------------------------------------------------------------------ notices (notices:send)
+
+/// A notice from the application's bot to people, departments (with their
+/// sub-departments, expanded now) or everyone, optionally to be signed off.
+/// A repeat with the same Idempotency-Key and body gets the first answer
+/// and sends nothing; another body gets 409.
+#[utoipa::path(post, path = "/notices", tag = "notices", request_body = apps::notices::NoticeRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible ASCII characters")),
+    security(("bearer" = ["notices:send"])),
+    responses(
+        (status = 200, body = apps::notices::NoticeSentAnswer, description = "sent; `Idempotent-Replayed: true` when this is the first answer again"),
+        (status = 409, body = ErrorBody, description = "IDEMPOTENCY_KEY_REUSED"),
+        (status = 429, body = ErrorBody),
+        (status = "4XX", body = ErrorBody),
+    ))]
+async fn send_notice(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    caller.require("notices:send")?;
+    let key = idempotency_key(&headers)?;
+    let body_hash = apps::secret_hash_bytes(&body);
+    let app_id = caller.app.id;
+    if let Some(earlier) = replay(&shared, app_id, key.as_deref(), &body_hash).await? {
+        return Ok(earlier);
+    }
+    let request: apps::notices::NoticeRequest = parse(&body)?;
+    let sent = apps::notices::send(&shared, app_id, caller.app.bot_user_id, request, key.as_deref()).await?;
+    let answer = json!(sent);
+    keep_answer(&shared, app_id, key, body_hash, &answer).await;
+    Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct StatusQuery {
+    /// `all` (default), `not_read` or `not_signed`.
+    #[param(value_type = Option<String>)]
+    filter: Option<apps::notices::Filter>,
+    /// The `next_after` of the previous page.
+    after: Option<u64>,
+    /// 1 to 1000 (default 1000).
+    limit: Option<u32>,
+}
+
+/// Who received, read and signed one of the application's own notices
+/// (others' are 404), a page at a time by user id, with the counts.
+#[utoipa::path(get, path = "/notices/{id}", tag = "notices",
+    params(("id" = u64, Path, description = "notice id"), StatusQuery),
+    security(("bearer" = ["notices:send"])),
+    responses(
+        (status = 200, body = apps::notices::NoticeStatusAnswer),
+        (status = 404, body = ErrorBody, description = "no such notice, or another sender's"),
+        (status = "4XX", body = ErrorBody),
+    ))]
+async fn notice_status(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    Path(id): Path<u64>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<apps::notices::NoticeStatusAnswer>> {
+    caller.require("notices:send")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    apps::notices::own(&shared, caller.app.bot_user_id, id).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 1000);
+    let answer =
+        apps::notices::status(&shared, id, q.filter.unwrap_or_default(), q.after.unwrap_or(0), limit).await?;
+    Ok(Json(answer))
+}
+
+/// How many were reminded.
+#[derive(Serialize, ToSchema)]
+struct RemindAnswer {
+    reminded: usize,
+}
+
+/// Reminds everyone who has not signed one of the application's notices.
+#[utoipa::path(post, path = "/notices/{id}/remind", tag = "notices",
+    params(("id" = u64, Path, description = "notice id")),
+    security(("bearer" = ["notices:send"])),
+    responses(
+        (status = 200, body = RemindAnswer),
+        (status = 400, body = ErrorBody, description = "the notice needs no sign-off, or was withdrawn"),
+        (status = 404, body = ErrorBody, description = "no such notice, or another sender's"),
+        (status = "4XX", body = ErrorBody),
+    ))]
+async fn remind_notice(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<RemindAnswer>> {
+    caller.require("notices:send")?;
+    let reminded = apps::notices::remind(&shared, caller.app.bot_user_id, id).await?;
+    Ok(Json(RemindAnswer { reminded }))
+}
+
+/// A withdrawn notice.
+#[derive(Serialize, ToSchema)]
+struct WithdrawAnswer {
+    notice_id: u64,
+    withdrawn: bool,
+}
+
+/// Withdraws one of the application's notices: its recipients see it
+/// withdrawn (its title only). Withdrawing again changes nothing.
+#[utoipa::path(post, path = "/notices/{id}/withdraw", tag = "notices",
+    params(("id" = u64, Path, description = "notice id")),
+    security(("bearer" = ["notices:send"])),
+    responses(
+        (status = 200, body = WithdrawAnswer),
+        (status = 404, body = ErrorBody, description = "no such notice, or another sender's"),
+        (status = "4XX", body = ErrorBody),
+    ))]
+async fn withdraw_notice(
+    State(shared): State<Arc<Shared>>,
+    caller: AppCaller,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<WithdrawAnswer>> {
+    caller.require("notices:send")?;
+    apps::notices::withdraw(&shared, caller.app.bot_user_id, id).await?;
+    Ok(Json(WithdrawAnswer { notice_id: id, withdrawn: true }))
 }
 
 // ------------------------------------------------------------------ group robots (no bearer token: the URL is the key)
@@ -804,7 +959,7 @@ async fn pull_events(
     info(title = "Hutong integration API", version = "1.0.0",
         description = "What OA, ERP and scripts call as an application an administrator registered. Get a token at /oauth/token (client credentials), then send `Authorization: Bearer <token>`. Errors are an HTTP status with {code, message}; the token endpoint's are RFC 6749's {error, error_description}."),
     servers((url = "/api/v1")),
-    paths(issue_token, send_message, lookup_people, department_with_members, post_to_robot, pull_events),
+    paths(issue_token, send_message, send_notice, notice_status, remind_notice, withdraw_notice, lookup_people, department_with_members, post_to_robot, pull_events),
     modifiers(&BearerScheme),
 )]
 pub struct ApiDoc;

@@ -20,6 +20,7 @@ pub use crate::storage::apps::{ApiToken, App, AppFields, PersonKey};
 use crate::storage::Store;
 
 pub mod messages;
+pub mod notices;
 
 /// What an application may be granted.
 pub const SCOPES: &[&str] =

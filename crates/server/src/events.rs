@@ -43,6 +43,11 @@ const FORGET_EVERY: Duration = Duration::from_secs(3600);
 /// Kind of the event "a person sent a message to the application's bot".
 pub const MESSAGE_RECEIVED: &str = "message.received";
 
+/// Kind of the event "a recipient signed off one of the application's notices".
+pub const NOTICE_SIGNED: &str = "notice.signed";
+/// Kind of the event "a recipient chose a button of one of the application's notices".
+pub const NOTICE_CHOSEN: &str = "notice.chosen";
+
 /// Records an event of application `app_id` in the caller's transaction;
 /// `data` is its JSON. Deliveries start within a second of the commit.
 pub fn record(
@@ -71,6 +76,43 @@ pub fn message_to_bot(
         "sent_at_ms": message.sent_at_ms,
     });
     record(store, app_id, MESSAGE_RECEIVED, &data).map(Some)
+}
+
+/// Records `notice.signed` (or `notice.chosen`) when the notice whose
+/// recipient row changed was sent by an application's bot; whether it did.
+/// Reads and deliveries are no events: the status table has them.
+pub fn notice_marked(
+    store: &dyn Store,
+    action: hutong_protocol::v1::NoticeAction,
+    changed: &crate::storage::notices::Changed,
+) -> Result<bool, ServiceError> {
+    use hutong_protocol::v1::NoticeAction;
+    let kind = match action {
+        NoticeAction::NoticeSign => NOTICE_SIGNED,
+        NoticeAction::NoticeChoose => NOTICE_CHOSEN,
+        NoticeAction::NoticeDelivered | NoticeAction::NoticeRead => return Ok(false),
+    };
+    let Some(app_id) = store.app_of_bot(changed.sender_id)? else {
+        return Ok(false);
+    };
+    let r = &changed.recipient;
+    let (account, name) = store.person(r.user_id)?.map(|p| (p.account, p.display_name)).unwrap_or_default();
+    let mut data = json!({
+        "notice_id": changed.notice_id,
+        "user_id": r.user_id,
+        "account": account,
+        "name": name,
+        "department_id": r.department_id,
+    });
+    if kind == NOTICE_SIGNED {
+        data["signed_at_ms"] = json!(r.signed_at_ms);
+        data["device"] = json!(r.signed_device);
+    } else {
+        data["chosen"] = json!(r.chosen);
+        data["comment"] = json!(r.comment);
+    }
+    record(store, app_id, kind, &data)?;
+    Ok(true)
 }
 
 /// The JSON an event is delivered and pulled as.

@@ -391,18 +391,29 @@ async fn mark(s: &Session, r: v1::MarkNotice) -> Reply {
         }
     }
     let changed = Arc::new(Mutex::new(Vec::new()));
+    let evented = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let write = {
-        let (changed, device) = (changed.clone(), s.device.to_string());
+        let (changed, evented, device) = (changed.clone(), evented.clone(), s.device.to_string());
         Box::new(move |st: &dyn crate::storage::Store| {
             let mark =
                 Mark { action, device: &device, button: &r.button, comment: &r.comment, now_ms: now_ms() };
             let rows = st.mark_notices(user, &r.notice_ids, &mark)?;
+            // A sign-off of an application's notice is its event, in the
+            // same transaction: recorded exactly when the row changed.
+            for c in &rows {
+                if crate::events::notice_marked(st, action, c)? {
+                    evented.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             let n = rows.len() as u64;
             *changed.lock().unwrap_or_else(|e| e.into_inner()) = rows;
             Ok(n)
         })
     };
     s.shared.writes.submit(write).await?;
+    if evented.load(std::sync::atomic::Ordering::Relaxed) {
+        s.shared.events_recorded.notify_waiters();
+    }
     let changed = std::mem::take(&mut *changed.lock().unwrap_or_else(|e| e.into_inner()));
     push_progress(&s.shared, &changed);
     if !single {

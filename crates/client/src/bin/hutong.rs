@@ -132,6 +132,9 @@ enum Command {
     /// Group robots (incoming webhooks) of a group you own.
     #[command(subcommand)]
     Robot(RobotCommand),
+    /// Notices (公告) with sign-off.
+    #[command(subcommand)]
+    Notice(NoticeCommand),
     /// Recall one of your messages.
     Recall { target: String, seq: u64 },
     /// Edit the text of one of your messages (TARGET as for `recall`).
@@ -275,6 +278,75 @@ enum GroupCommand {
     Leave { group: String },
     /// Rename a group.
     Rename { group: String, name: String },
+}
+
+/// Notices (公告) with sign-off: send, read, sign, and for senders who
+/// received, read and signed.
+#[derive(Subcommand)]
+enum NoticeCommand {
+    /// Send a notice; prints `sent notice ID to N people`.
+    Send {
+        #[arg(long)]
+        title: String,
+        /// The text (a Markdown subset).
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+        #[arg(long = "to", value_name = "ACCOUNT")]
+        to: Vec<String>,
+        /// A department, with its sub-departments (administrators and publishers).
+        #[arg(long = "dept", value_name = "ID")]
+        departments: Vec<u64>,
+        /// A group conversation (#ID) you are a member of.
+        #[arg(long = "group", value_name = "CONV")]
+        groups: Vec<String>,
+        #[arg(long)]
+        everyone: bool,
+        /// Ask each recipient to sign it off.
+        #[arg(long)]
+        sign: bool,
+        /// RFC 3339 (2026-12-11T18:00:00+08:00) or +DURATION (+30m, +2h, +3d); needs --sign.
+        #[arg(long)]
+        deadline: Option<String>,
+        #[arg(long, conflicts_with = "important")]
+        urgent: bool,
+        #[arg(long)]
+        important: bool,
+        /// A choice recipients can click (repeatable, at most 4).
+        #[arg(long = "button", value_name = "LABEL")]
+        buttons: Vec<String>,
+    },
+    /// My notices, those awaiting my signature first: `ID [flags] title`.
+    Ls {
+        #[arg(long)]
+        unread: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show notice ID (marks it read).
+    Show { id: u64 },
+    /// Sign notice ID off.
+    Sign { id: u64 },
+    /// Notices I sent, newest first, with their counts.
+    Sent {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who received, read and signed notice ID (its sender or an administrator).
+    Status {
+        id: u64,
+        #[arg(long, conflicts_with = "not_signed")]
+        not_read: bool,
+        #[arg(long)]
+        not_signed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remind everyone who has not signed notice ID.
+    Remind { id: u64 },
+    /// Withdraw notice ID.
+    Withdraw { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -1068,6 +1140,7 @@ async fn command(client: &Client, command: Command, online: bool, timeout: Durat
             println!("edited seq {seq} in #{conversation}");
             Ok(())
         }
+        Command::Notice(n) => notice(client, n, online).await,
         Command::Robot(r) => {
             if !online {
                 return Err(offline(client, "cannot run this offline"));
@@ -1359,4 +1432,247 @@ fn org_command(client: &Client, command: OrgCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A deadline as RFC 3339 or `+30m`, `+2h`, `+3d` from now; ms since the epoch.
+fn parse_deadline(s: &str) -> Result<i64, Failure> {
+    if let Some(rest) = s.strip_prefix('+') {
+        let (n, unit) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()));
+        let n: i64 = n.parse().map_err(|_| fail(2, format!("{s:?}: a duration is like +30m, +2h or +3d")))?;
+        let unit_ms = match unit {
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(fail(2, format!("{s:?}: a duration is like +30m, +2h or +3d"))),
+        };
+        return Ok(hutong_client::cache::now_ms() + n.saturating_mul(unit_ms));
+    }
+    hutong_protocol::time::parse_rfc3339_ms(s).ok_or_else(|| {
+        fail(2, format!("{s:?}: a deadline is RFC 3339 (2026-12-11T18:00:00+08:00) or +DURATION"))
+    })
+}
+
+fn when(ms: i64) -> String {
+    if ms == 0 {
+        "-".into()
+    } else {
+        hutong_protocol::time::format_rfc3339_ms(ms)
+    }
+}
+
+async fn notice(client: &Client, n: NoticeCommand, online: bool) -> Result<(), Failure> {
+    use hutong_protocol::v1::{NoticeFilter, NoticePriority};
+    let needs_server = !matches!(n, NoticeCommand::Ls { .. });
+    if needs_server && !online {
+        return Err(offline(client, "cannot do this offline"));
+    }
+    match n {
+        NoticeCommand::Send {
+            title,
+            body,
+            body_file,
+            to,
+            departments,
+            groups,
+            everyone,
+            sign,
+            deadline,
+            urgent,
+            important,
+            buttons,
+        } => {
+            let body = match (body, body_file) {
+                (Some(b), _) => b,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .map_err(|e| fail(2, format!("cannot read {}: {e}", f.display())))?,
+                (None, None) => return Err(fail(2, "give --body or --body-file")),
+            };
+            let mut users = Vec::with_capacity(to.len());
+            for a in &to {
+                users.push(client.resolve(a.trim_start_matches('@')).await?);
+            }
+            let mut group_ids = Vec::with_capacity(groups.len());
+            for g in &groups {
+                group_ids.push(
+                    g.trim_start_matches('#')
+                        .parse()
+                        .map_err(|_| fail(2, format!("{g:?} is not a group id")))?,
+                );
+            }
+            let priority = if urgent {
+                NoticePriority::NoticeUrgent
+            } else if important {
+                NoticePriority::NoticeImportant
+            } else {
+                NoticePriority::NoticeNormal
+            };
+            let draft = hutong_client::notices::NoticeDraft {
+                title,
+                body,
+                priority,
+                sign_required: sign,
+                deadline_ms: deadline.as_deref().map(parse_deadline).transpose()?.unwrap_or(0),
+                users,
+                departments,
+                groups: group_ids,
+                everyone,
+                buttons,
+            };
+            let sent = client.send_notice(draft).await?;
+            println!("sent notice {} to {} people", sent.notice_id, sent.recipients);
+        }
+        NoticeCommand::Ls { unread, json } => {
+            for n in client.notices()? {
+                if unread && n.read_at_ms != 0 {
+                    continue;
+                }
+                if json {
+                    println!("{}", serde_json::to_value(&n)?);
+                    continue;
+                }
+                let mut flags = Vec::new();
+                if n.priority != "normal" {
+                    flags.push(n.priority.to_owned());
+                }
+                if n.withdrawn_at_ms != 0 {
+                    flags.push("withdrawn".into());
+                } else if n.awaiting_signature() {
+                    flags.push("to sign".into());
+                } else if n.signed_at_ms != 0 {
+                    flags.push("signed".into());
+                }
+                if n.read_at_ms == 0 {
+                    flags.push("unread".into());
+                }
+                let flags = if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) };
+                println!("{}{flags} {}", n.id, n.title);
+            }
+        }
+        NoticeCommand::Show { id } => {
+            let n = client.notice(id)?.ok_or_else(|| fail(3, format!("no notice {id}")))?;
+            if n.withdrawn_at_ms == 0 && n.read_at_ms == 0 {
+                client.read_notices(&[id]).await?;
+            }
+            let from = client.names(&[n.sender_id]).await?.remove(&n.sender_id).unwrap_or_default();
+            println!("{}\nfrom {from} at {} ({})", n.title, when(n.sent_at_ms), n.priority);
+            if n.withdrawn_at_ms != 0 {
+                println!("withdrawn at {}", when(n.withdrawn_at_ms));
+                return Ok(());
+            }
+            if n.sign_required {
+                let state = if n.signed_at_ms != 0 {
+                    format!("signed at {}", when(n.signed_at_ms))
+                } else {
+                    "to sign".into()
+                };
+                let deadline = if n.deadline_ms != 0 {
+                    format!(", deadline {}", when(n.deadline_ms))
+                } else {
+                    String::new()
+                };
+                println!("{state}{deadline}");
+            }
+            println!();
+            println!("{}", plain_text(&n.body));
+        }
+        NoticeCommand::Sign { id } => {
+            let n = client.sign_notice(id).await?;
+            println!("signed notice {id} at {}", when(n.signed_at_ms));
+        }
+        NoticeCommand::Sent { json } => {
+            for s in client.sent_notices(0, 200).await? {
+                let (n, c) = (s.notice.unwrap_or_default(), s.counts.unwrap_or_default());
+                if json {
+                    let v = serde_json::json!({
+                        "id": n.id, "title": n.title, "sent_at_ms": n.sent_at_ms,
+                        "sign_required": n.sign_required, "withdrawn_at_ms": n.withdrawn_at_ms,
+                        "recipients": c.recipients, "delivered": c.delivered, "read": c.read, "signed": c.signed,
+                    });
+                    println!("{v}");
+                } else {
+                    let signed =
+                        if n.sign_required { format!(", {} signed", c.signed) } else { String::new() };
+                    println!("{} {} ({} people, {} read{signed})", n.id, n.title, c.recipients, c.read);
+                }
+            }
+        }
+        NoticeCommand::Status { id, not_read, not_signed, json } => {
+            let filter = if not_read {
+                NoticeFilter::NoticeNotRead
+            } else if not_signed {
+                NoticeFilter::NoticeNotSigned
+            } else {
+                NoticeFilter::NoticeAll
+            };
+            let status = client.notice_status_all(id, filter).await?;
+            let ids: Vec<u64> = status.recipients.iter().map(|r| r.user_id).collect();
+            let accounts = client.names(&ids).await?;
+            if !json {
+                let c = status.counts.unwrap_or_default();
+                println!(
+                    "{} people, {} delivered, {} read, {} signed",
+                    c.recipients, c.delivered, c.read, c.signed
+                );
+                println!("account\tname\tdepartment\tdelivered\tread\tsigned\tdevice");
+            }
+            for r in &status.recipients {
+                let account = accounts.get(&r.user_id).cloned().unwrap_or_else(|| format!("#{}", r.user_id));
+                let name = client.display_name(r.user_id)?.unwrap_or_default();
+                if json {
+                    let v = serde_json::json!({
+                        "user_id": r.user_id, "account": account, "name": name, "department_id": r.department_id,
+                        "delivered_at_ms": r.delivered_at_ms, "read_at_ms": r.read_at_ms,
+                        "signed_at_ms": r.signed_at_ms, "device": r.signed_device,
+                    });
+                    println!("{v}");
+                } else {
+                    println!(
+                        "{account}\t{name}\t{}\t{}\t{}\t{}\t{}",
+                        r.department_id,
+                        when(r.delivered_at_ms),
+                        when(r.read_at_ms),
+                        when(r.signed_at_ms),
+                        if r.signed_device.is_empty() { "-" } else { &r.signed_device }
+                    );
+                }
+            }
+        }
+        NoticeCommand::Remind { id } => {
+            let n = client.remind_notice(id).await?;
+            println!("reminded {n} people");
+        }
+        NoticeCommand::Withdraw { id } => {
+            client.withdraw_notice(id).await?;
+            println!("withdrew notice {id}");
+        }
+    }
+    Ok(())
+}
+
+/// A notice's Markdown as plain text: emphasis, heading and quote marks
+/// dropped, links as `text (url)`.
+fn plain_text(markdown: &str) -> String {
+    let mut out = String::with_capacity(markdown.len());
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        let line = if trimmed.starts_with('#') || trimmed.starts_with('>') {
+            trimmed.trim_start_matches(['#', '>']).trim_start()
+        } else {
+            line
+        };
+        let mut text = line.replace("**", "").replace("__", "").replace('`', "");
+        while let (Some(a), Some(b)) = (text.find("]("), text.find('[')) {
+            let Some(close) = text[a..].find(')').map(|i| a + i) else { break };
+            if b > a {
+                break;
+            }
+            let label = text[b + 1..a].to_owned();
+            let url = text[a + 2..close].to_owned();
+            text.replace_range(b..=close, &format!("{label} ({url})"));
+        }
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
 }
