@@ -27,10 +27,10 @@ export function storeNotice(n: NoticeView | (Omit<NoticeView, 'senderName'> & { 
   inbox.list = upsertNotice(inbox.list, n);
 }
 
-/** Follows `notice` events; returns the function that stops. */
+/** Follows `notice` events; returns the function that stops (and forgets the notices: signed out). */
 export function followNotices(): () => void {
   void reloadNotices();
-  return onAppEvent((e) => {
+  const off = onAppEvent((e) => {
     if (e.event === 'notice') {
       if (!inbox.list.some((n) => n.id === e.notice.id)) {
         // A new notice: its sender's name comes with the full list.
@@ -39,4 +39,9 @@ export function followNotices(): () => void {
       } else storeNotice(e.notice);
     } else if (e.event === 'synced') void reloadNotices();
   });
+  return () => {
+    off();
+    inbox.list = [];
+    inbox.openId = null;
+  };
 }
