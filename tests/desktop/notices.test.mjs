@@ -26,11 +26,17 @@ let server;
 let driver;
 let app;
 
+/** Replaces a field's text (the sign-in screen keeps the last server and account). */
+async function fill(css, text) {
+  const id = await app.waitFor(css, 30_000);
+  await app.cmd('POST', `/element/${id}/clear`, {});
+  await app.type(css, text);
+}
+
 async function signIn(account) {
-  await app.waitFor('#account', 30_000);
-  await app.type('#server', `tls://${server.tls}`);
-  await app.type('#account', account);
-  await app.type('#password', `${account}-pass-1`);
+  await fill('#server', `tls://${server.tls}`);
+  await fill('#account', account);
+  await fill('#password', `${account}-pass-1`);
   await app.click('#sign-in');
   // The certificate is confirmed once; later sign-ins to the same server go straight in.
   await until('signed in', async () => {
@@ -88,7 +94,11 @@ test('a publisher sends a sign-off notice, the recipient signs it in the app, th
     app.exec("return !!document.querySelector('#notice-priority option[value=\"urgent\"]') && !!document.getElementById('notice-everyone');"),
   );
   await app.type('#notice-title', title);
-  await app.type('#notice-text', '## 时间\n\n- **周五** 下午三点\n\n<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>');
+  // Set as a paste would (typed keys would go through the key bindings).
+  await app.exec(
+    "const t = document.getElementById('notice-text'); t.value = arguments[0]; t.dispatchEvent(new Event('input', { bubbles: true }));",
+    '## 时间\n\n- **周五** 下午三点\n\n<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>',
+  );
   // 李娜 from the org tree (the company's only top department opens by itself).
   await until('李娜 in the picker', () =>
     app.exec(
