@@ -2,10 +2,12 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { mount, unmount } from 'svelte';
 import Notices from './Notices.svelte';
 import SentNotices from './SentNotices.svelte';
+import UrgentBanner from './UrgentBanner.svelte';
+import { nav } from './lib/session.svelte';
 import { setLocale } from './lib/locale.svelte';
 import { renderMarkdown } from './lib/markdown';
 import { applyProgress, sortInbox } from './lib/notices';
-import { inbox, reloadNotices } from './lib/notices.svelte';
+import { inbox, reloadNotices, storeNotice } from './lib/notices.svelte';
 import { noticeOf } from './lib/fake-api';
 import { click, emit, fakeApi, resetFake, settle } from './lib/testing';
 import type { NoticeRecipientView } from './lib/types';
@@ -22,7 +24,7 @@ afterEach(() => {
   document.body.innerHTML = '';
 });
 
-function render(component: typeof Notices | typeof SentNotices) {
+function render(component: typeof Notices | typeof SentNotices | typeof UrgentBanner) {
   const target = document.body.appendChild(document.createElement('div'));
   return { target, app: mount(component, { target }) };
 }
@@ -112,6 +114,27 @@ describe('Notices view', () => {
     expect(target.querySelector('#notice-body')).toBeNull();
     expect(target.querySelector('#notice-sign')).toBeNull();
     expect(target.textContent).toContain('withdrew');
+    unmount(app);
+  });
+});
+
+describe('urgent banner', () => {
+  it('stays until the urgent notice is opened, then goes', async () => {
+    fakeApi.notices.mockResolvedValue([noticeOf({ id: 3, priority: 'urgent', title: '紧急：停电' }), noticeOf({ id: 4 })]);
+    await reloadNotices();
+    const { target, app } = render(UrgentBanner);
+    await settle();
+    expect(target.querySelector('#urgent-banner')?.textContent).toContain('Urgent notice (1)');
+    click(target.querySelector('#urgent-open'));
+    expect(nav.tab).toBe('notices');
+    expect(inbox.openId).toBe(3);
+    // Still there until it is read.
+    await settle();
+    expect(target.querySelector('#urgent-banner')).not.toBeNull();
+    // The reader marked it read (Notices.test above covers the call).
+    storeNotice(noticeOf({ id: 3, priority: 'urgent', title: '紧急：停电', readAtMs: 5 }));
+    await settle();
+    expect(target.querySelector('#urgent-banner')).toBeNull();
     unmount(app);
   });
 });
