@@ -741,9 +741,15 @@ fn clipboard_image_to_png(dir: &Path) -> CmdResult<PathBuf> {
 /// `YYYYMMDD-HHMMSS` (UTC) for names of pasted images.
 fn timestamp(at: std::time::SystemTime) -> String {
     let secs = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
+    let (year, month, day, h, m, s) = civil(secs as i64);
+    format!("{year:04}{month:02}{day:02}-{h:02}{m:02}{s:02}")
+}
+
+/// Year, month, day, hour, minute, second of `secs` since 1970-01-01 (UTC),
+/// by Howard Hinnant's civil-from-days algorithm.
+pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
@@ -752,7 +758,7 @@ fn timestamp(at: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rest / 3600, rest / 60 % 60, rest % 60)
+    (year, month, day, rest / 3600, rest / 60 % 60, rest % 60)
 }
 
 /// Downloads a file or folder message into the download folder.
@@ -1023,7 +1029,7 @@ pub async fn pick_paths(
 /// The native chooser titled `title` (in the person's language, `zh`; it
 /// names what the choice is for), opening in `start` if given.
 #[cfg(target_os = "linux")]
-async fn pick(
+pub(crate) async fn pick(
     app: &AppHandle,
     title: &str,
     zh: bool,
@@ -1035,7 +1041,7 @@ async fn pick(
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn pick(
+pub(crate) async fn pick(
     app: &AppHandle,
     title: &str,
     _zh: bool,

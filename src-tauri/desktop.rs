@@ -4,16 +4,17 @@
 
 use std::collections::BTreeMap;
 
+use hutong_client::notices::CachedNotice;
 use hutong_client::{Client, ConversationSummary, Credential, Profile};
 use serde_json::json;
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager as _, UserAttentionType, WindowEvent, Wry};
 
-use crate::commands;
 use crate::events::emit;
 use crate::state::{lock, AppState};
 use crate::views::{isolate, AppError, MessageView, Settings};
+use crate::{commands, notices};
 
 const TRAY: &str = "main";
 const BODY_CHARS: usize = 120;
@@ -141,6 +142,20 @@ pub fn run() {
             commands::open_path,
             commands::reveal_path,
             commands::pick_paths,
+            notices::notices,
+            notices::notice,
+            notices::unread_notices,
+            notices::read_notices,
+            notices::sign_notice,
+            notices::choose_notice,
+            notices::notice_rights,
+            notices::send_notice,
+            notices::sent_notices,
+            notices::notice_status,
+            notices::remind_notice,
+            notices::withdraw_notice,
+            notices::export_notice_csv,
+            notices::open_link,
         ])
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {
@@ -309,10 +324,11 @@ pub fn unread_total(conversations: &[ConversationSummary]) -> u64 {
     conversations.iter().filter(|c| !c.muted).map(|c| c.unread).sum()
 }
 
+/// The tray's total: unread messages (of conversations not muted) and unread notices.
 pub fn refresh_unread(app: &AppHandle, client: &Client) {
-    match client.conversations() {
-        Ok(list) => set_unread(app, unread_total(&list)),
-        Err(e) => tracing::warn!("counting unread messages: {e}"),
+    match (client.conversations(), client.unread_notices()) {
+        (Ok(list), Ok(notices)) => set_unread(app, unread_total(&list) + notices),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!("counting unread messages and notices: {e}"),
     }
 }
 
@@ -416,6 +432,108 @@ fn worth_notifying(
         }
     }
     out
+}
+
+/// Which notices were announced already in this run, so a notice re-sent
+/// by a sync or changed by my own reading is not announced twice; a
+/// reminder to sign (a newer `reminded_at_ms`) is announced again.
+#[derive(Default)]
+pub struct NoticeAlerts {
+    seen: std::collections::HashMap<u64, i64>,
+}
+
+impl NoticeAlerts {
+    /// Whether `n` is worth a notification now: unread, or reminded and
+    /// still unsigned; not withdrawn; not announced in this state before.
+    pub fn is_new(&mut self, n: &CachedNotice) -> bool {
+        let wanted =
+            n.withdrawn_at_ms == 0 && (n.read_at_ms == 0 || (n.reminded_at_ms > 0 && n.awaiting_signature()));
+        if !wanted {
+            // Read or withdrawn: a later reminder is new again.
+            self.seen.entry(n.id).or_insert(n.reminded_at_ms);
+            return false;
+        }
+        match self.seen.insert(n.id, n.reminded_at_ms) {
+            None => true,
+            Some(before) => n.reminded_at_ms > before,
+        }
+    }
+}
+
+/// One notification per notice (urgent ones marked critical), then the
+/// sound; urgent notices also ask for the window's attention.
+pub fn notify_notices(app: &AppHandle, notices: &[CachedNotice], senders: &[String]) {
+    let state = app.state::<AppState>();
+    let settings = state.settings();
+    if !settings.notifications {
+        return;
+    }
+    let chinese = settings.chinese(&state.system_locale);
+    let mut urgent = false;
+    for (n, sender) in notices.iter().zip(senders) {
+        urgent |= n.priority == "urgent";
+        let label = match (n.priority, chinese) {
+            ("urgent", true) => "[紧急通知]",
+            ("urgent", false) => "[Urgent notice]",
+            (_, true) => "[通知]",
+            (_, false) => "[Notice]",
+        };
+        let mut title: String = n.title.chars().take(BODY_CHARS).collect();
+        if n.title.chars().count() > BODY_CHARS {
+            title.push('…');
+        }
+        let body = match (n.reminded_at_ms > 0 && n.read_at_ms > 0, chinese) {
+            (true, true) => format!("{} 提醒你签收", isolate(sender)),
+            (true, false) => format!("{} reminds you to sign", isolate(sender)),
+            (false, _) => isolate(sender),
+        };
+        show_notice_notification(
+            app.clone(),
+            n.id,
+            format!("{label} {}", isolate(&title)),
+            body,
+            n.priority == "urgent",
+        );
+    }
+    if settings.sound {
+        emit(app, json!({ "event": "sound" }));
+    }
+    if let Some(w) = app.get_webview_window("main") {
+        let kind = if urgent { UserAttentionType::Critical } else { UserAttentionType::Informational };
+        if !w.is_focused().unwrap_or(false) {
+            let _ = w.request_user_attention(Some(kind));
+        }
+    }
+}
+
+fn show_notice_notification(app: AppHandle, notice_id: u64, title: String, body: String, urgent: bool) {
+    std::thread::spawn(move || {
+        let mut n = notify_rust::Notification::new();
+        n.appname("Hutong").summary(&title).body(&escape_markup(&body)).icon("hutong");
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            n.action("default", "Open").hint(notify_rust::Hint::Category("im.received".into()));
+            if urgent {
+                n.urgency(notify_rust::Urgency::Critical);
+            }
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = urgent;
+        match n.show() {
+            #[cfg(all(unix, not(target_os = "macos")))]
+            Ok(handle) => handle.wait_for_action(|action| {
+                if action == "default" {
+                    show_main(&app);
+                    emit(&app, json!({ "event": "openNotice", "noticeId": notice_id }));
+                }
+            }),
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            Ok(_) => {
+                let _ = (&app, notice_id);
+            }
+            Err(e) => tracing::warn!("no desktop notification: {e}"),
+        }
+    });
 }
 
 /// Notification servers may read the body as markup: never let message text

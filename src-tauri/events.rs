@@ -37,6 +37,7 @@ pub fn emit(app: &AppHandle, payload: serde_json::Value) {
 pub fn spawn_forwarder(app: AppHandle, client: Client) -> JoinHandle<()> {
     let mut rx = client.events();
     tauri::async_runtime::spawn(async move {
+        let mut alerted = desktop::NoticeAlerts::default();
         loop {
             let mut batch = Vec::new();
             match rx.recv().await {
@@ -55,12 +56,12 @@ pub fn spawn_forwarder(app: AppHandle, client: Client) -> JoinHandle<()> {
                     Err(_) => break,
                 }
             }
-            forward(&app, &client, batch).await;
+            forward(&app, &client, batch, &mut alerted).await;
         }
     })
 }
 
-async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
+async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>, alerted: &mut desktop::NoticeAlerts) {
     let me = client.user_id();
     let mut names = Names::new(client);
     names
@@ -73,6 +74,8 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
     let mut messages: Vec<MessageView> = Vec::new();
     // The newest state of each transfer, in the order transfers first showed up.
     let mut transfers: Vec<TransferView> = Vec::new();
+    // Notices that arrived (or were reminded) and want a notification.
+    let mut new_notices: Vec<hutong_client::notices::CachedNotice> = Vec::new();
     let mut unread_changed = false;
     let (mut conversations_changed, mut directory_changed, mut synced) = (false, false, false);
     for event in batch {
@@ -121,7 +124,13 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
                 unread_changed = true;
             }
             Event::Transfer(t) => keep_newest(&mut transfers, TransferView::from(&t)),
-            Event::Notice(n) => emit(app, json!({ "event": "notice", "notice": n })),
+            Event::Notice(n) => {
+                unread_changed = true;
+                emit(app, json!({ "event": "notice", "notice": n }));
+                if alerted.is_new(&n) {
+                    new_notices.push(n);
+                }
+            }
             Event::NoticeProgress { notice_id, recipient } => {
                 emit(app, json!({ "event": "noticeProgress", "noticeId": notice_id, "recipient": recipient }))
             }
@@ -154,8 +163,17 @@ async fn forward(app: &AppHandle, client: &Client, batch: Vec<Event>) {
     if synced {
         emit(app, json!({ "event": "synced" }));
     }
+    if !new_notices.is_empty() {
+        names.prefetch(new_notices.iter().map(|n| n.sender_id).collect::<Vec<_>>()).await;
+        let senders: Vec<String> = new_notices.iter().map(|n| names.get(n.sender_id)).collect();
+        desktop::notify_notices(app, &new_notices, &senders);
+    }
     if unread_changed || conversations_changed {
-        desktop::set_unread(app, desktop::unread_total(&conversations));
+        let notices = client.unread_notices().unwrap_or_else(|e| {
+            tracing::warn!("counting unread notices: {e}");
+            0
+        });
+        desktop::set_unread(app, desktop::unread_total(&conversations) + notices);
     }
 }
 

@@ -14,6 +14,7 @@ mod events;
 mod grants;
 #[cfg(target_os = "linux")]
 mod linux_dialogs;
+mod notices;
 mod state;
 mod views;
 

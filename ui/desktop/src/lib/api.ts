@@ -18,6 +18,11 @@ import type {
   SessionState,
   Settings,
   TransferView,
+  NoticeDraft,
+  NoticeFilter,
+  NoticeStatusView,
+  NoticeView,
+  SentNoticeView,
 } from './types';
 
 export const api = {
@@ -117,6 +122,27 @@ export const api = {
       const p = e.payload;
       handler(p.type === 'drop' || p.type === 'enter' ? { type: p.type, paths: p.paths } : { type: p.type });
     }),
+  /** My notices: awaiting my signature first, then the rest, newest first. */
+  notices: () => invoke<NoticeView[]>('notices'),
+  notice: (id: number) => invoke<NoticeView | null>('notice', { id }),
+  unreadNotices: () => invoke<number>('unread_notices'),
+  readNotices: (ids: number[]) => invoke<void>('read_notices', { ids }),
+  signNotice: (id: number) => invoke<NoticeView>('sign_notice', { id }),
+  chooseNotice: (id: number, button: string, comment: string) =>
+    invoke<NoticeView>('choose_notice', { id, button, comment }),
+  /** wide: departments, everyone and urgent may be offered (administrators and publishers). */
+  noticeRights: () => invoke<{ wide: boolean }>('notice_rights'),
+  sendNotice: (draft: NoticeDraft) => invoke<{ noticeId: number; recipients: number }>('send_notice', { draft }),
+  sentNotices: (beforeId: number, limit: number) => invoke<SentNoticeView[]>('sent_notices', { beforeId, limit }),
+  noticeStatus: (id: number, filter: NoticeFilter, afterUserId: number, limit: number) =>
+    invoke<NoticeStatusView>('notice_status', { id, filter, afterUserId, limit }),
+  remindNotice: (id: number) => invoke<number>('remind_notice', { id }),
+  withdrawNotice: (id: number) => invoke<void>('withdraw_notice', { id }),
+  /** Writes the whole table as CSV (download folder, or a picked folder); its path, null if cancelled. */
+  exportNoticeCsv: (id: number, filter: NoticeFilter, choose: boolean, utcOffsetMinutes = -new Date().getTimezoneOffset()) =>
+    invoke<string | null>('export_notice_csv', { id, filter, choose, utcOffsetMinutes }),
+  /** Opens an http(s) or mailto link in the system browser (the shell refuses others). */
+  openLink: (url: string) => invoke<void>('open_link', { url }),
   /** Called once the first screen is drawn (the shell records start-up time). */
   uiReady: () => invoke<void>('ui_ready'),
   onEvent: (handler: (e: AppEvent) => void): Promise<UnlistenFn> =>

@@ -5,9 +5,13 @@
 // command's parameters, and every `invoke` in api.ts), so it fails as soon as
 // either side changes alone.
 import { describe, expect, it } from 'vitest';
-import commandsRs from '../../../../src-tauri/commands.rs?raw';
+import shellCommandsRs from '../../../../src-tauri/commands.rs?raw';
+import noticesRs from '../../../../src-tauri/notices.rs?raw';
 import desktopRs from '../../../../src-tauri/desktop.rs?raw';
 import apiTs from './api.ts?raw';
+
+/** Every file of the shell that declares commands. */
+const commandsRs = `${shellCommandsRs}\n${noticesRs}`;
 
 /** One command as the shell declares it: the arguments the UI passes (by their JSON names). */
 type Command = { params: { key: string; optional: boolean }[] };

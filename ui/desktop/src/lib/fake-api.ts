@@ -3,7 +3,7 @@
 // It imports nothing that imports ./api, so `vi.mock('./lib/api', …)` can load it.
 import { vi, type Mock } from 'vitest';
 import type { Api, DragDrop } from './api';
-import type { AppEvent, MessageView, SessionState, Settings, TransferView } from './types';
+import type { AppEvent, MessageView, NoticeView, SessionState, Settings, TransferView } from './types';
 import { DEFAULT_SETTINGS } from './session.svelte';
 
 export const ME = 1;
@@ -93,6 +93,20 @@ function defaults(): { [K in keyof Api]: Api[K] } {
         if (bus.drop === handler) bus.drop = null;
       };
     },
+    notices: async () => [],
+    notice: async () => null,
+    unreadNotices: async () => 0,
+    readNotices: async () => {},
+    signNotice: async (id) => noticeOf({ id, signedAtMs: Date.now(), signedDevice: 'desktop' }),
+    chooseNotice: async (id, button) => noticeOf({ id, chosen: button }),
+    noticeRights: async () => ({ wide: false }),
+    sendNotice: async () => ({ noticeId: 1, recipients: 1 }),
+    sentNotices: async () => [],
+    noticeStatus: async () => ({ notice: null, counts: { recipients: 0, delivered: 0, read: 0, signed: 0 }, recipients: [], nextAfterUserId: 0 }),
+    remindNotice: async () => 0,
+    withdrawNotice: async () => {},
+    exportNoticeCsv: async () => '/home/me/Downloads/Hutong/notice-1.csv',
+    openLink: async () => {},
     onEvent: async (handler) => {
       bus.listener = handler;
       return () => {
@@ -171,3 +185,29 @@ export function transfer(over: Partial<TransferView> = {}): TransferView {
   };
 }
 
+
+export function noticeOf(over: Partial<NoticeView> = {}): NoticeView {
+  return {
+    id: 1,
+    senderId: 2,
+    senderName: '李四',
+    title: '关于年度体检的通知',
+    body: '请于**周五**前完成体检。',
+    priority: 'normal',
+    signRequired: false,
+    deadlineMs: 0,
+    sentAtMs: 1_700_000_000_000,
+    withdrawnAtMs: 0,
+    deliveredAtMs: 0,
+    readAtMs: 0,
+    signedAtMs: 0,
+    signedDevice: '',
+    remindedAtMs: 0,
+    buttons: [],
+    chosen: '',
+    comment: '',
+    summaryOf: 0,
+    unsignedUsers: [],
+    ...over,
+  };
+}

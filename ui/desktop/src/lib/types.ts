@@ -290,4 +290,102 @@ export type AppEvent =
   /** A notification was shown and sound is on: play assets/message.wav. */
   | { event: 'sound' }
   /** A notification was clicked, or the tray asked for a conversation. */
-  | { event: 'openConversation'; conversationId: number };
+  | { event: 'openConversation'; conversationId: number }
+  /** A notice addressed to me arrived or changed. */
+  | { event: 'notice'; notice: Omit<NoticeView, 'senderName'> }
+  /** A recipient of a notice I sent received, read, signed or chose. */
+  | { event: 'noticeProgress'; noticeId: number; recipient: NoticeProgressRecipient }
+  /** A notice's notification was clicked. */
+  | { event: 'openNotice'; noticeId: number };
+
+export type NoticePriority = 'normal' | 'important' | 'urgent';
+
+/** A notice addressed to me (content and my own state) with its sender's name. */
+export interface NoticeView {
+  id: number;
+  senderId: number;
+  senderName: string;
+  title: string;
+  /** Markdown (a safe subset; raw HTML is never rendered). */
+  body: string;
+  priority: NoticePriority;
+  signRequired: boolean;
+  deadlineMs: number;
+  sentAtMs: number;
+  withdrawnAtMs: number;
+  deliveredAtMs: number;
+  readAtMs: number;
+  signedAtMs: number;
+  signedDevice: string;
+  remindedAtMs: number;
+  buttons: string[];
+  chosen: string;
+  comment: string;
+  summaryOf: number;
+  unsignedUsers: number[];
+}
+
+export interface NoticeCounts {
+  recipients: number;
+  delivered: number;
+  read: number;
+  signed: number;
+}
+
+/** A notice's content as its sender sees it. */
+export interface NoticeContent {
+  id: number;
+  title: string;
+  body: string;
+  priority: NoticePriority;
+  signRequired: boolean;
+  deadlineMs: number;
+  sentAtMs: number;
+  withdrawnAtMs: number;
+  buttons: string[];
+}
+
+export interface SentNoticeView {
+  notice: NoticeContent;
+  counts: NoticeCounts;
+}
+
+/** One recipient's row of the sender's table. */
+export interface NoticeRecipientView {
+  userId: number;
+  name: string;
+  departmentId: number;
+  departmentName: string;
+  deliveredAtMs: number;
+  readAtMs: number;
+  signedAtMs: number;
+  signedDevice: string;
+  chosen: string;
+  comment: string;
+  remindedAtMs: number;
+}
+
+/** A recipient's state as pushed to the sender (no names). */
+export type NoticeProgressRecipient = Omit<NoticeRecipientView, 'name' | 'departmentName'>;
+
+export interface NoticeStatusView {
+  notice: NoticeContent | null;
+  counts: NoticeCounts;
+  recipients: NoticeRecipientView[];
+  nextAfterUserId: number;
+}
+
+export type NoticeFilter = 'all' | 'notRead' | 'notSigned';
+
+export interface NoticeDraft {
+  title: string;
+  body: string;
+  priority: NoticePriority;
+  signRequired: boolean;
+  deadlineMs: number;
+  userIds: number[];
+  departmentIds: number[];
+  groupIds: number[];
+  everyone: boolean;
+  buttons: string[];
+}
