@@ -294,22 +294,25 @@ where
     write(shared, move |conn| f(conn, &log)).await
 }
 
+/// One row of a route table: `handler` on `method` at `path` (the
+/// integration API's table uses it too).
+pub(crate) fn at<H, T>(
+    method: Method,
+    path: &'static str,
+    handler: H,
+) -> (Method, &'static str, MethodRouter<Arc<Shared>>)
+where
+    H: Handler<T, Arc<Shared>>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
+    (method, path, on(filter, handler))
+}
+
 /// The API's routes, one method and path each, with their handlers. [`router`]
 /// registers exactly these, and [`routes`] lists them, so a test can hold
 /// every registered route against the OpenAPI document and the role rules.
 fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
-    fn at<H, T>(
-        method: Method,
-        path: &'static str,
-        handler: H,
-    ) -> (Method, &'static str, MethodRouter<Arc<Shared>>)
-    where
-        H: Handler<T, Arc<Shared>>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
-        (method, path, on(filter, handler))
-    }
     vec![
         at(Method::POST, "/login", login),
         at(Method::POST, "/login/second-factor", second_factor),

@@ -20,10 +20,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
-use axum::handler::Handler;
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -192,18 +191,7 @@ impl FromRequestParts<Arc<Shared>> for AppCaller {
 /// The API's routes, one method and path each, with their handlers;
 /// [`router`] registers exactly these and [`routes`] lists them.
 fn api_routes() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
-    fn at<H, T>(
-        method: Method,
-        path: &'static str,
-        handler: H,
-    ) -> (Method, &'static str, MethodRouter<Arc<Shared>>)
-    where
-        H: Handler<T, Arc<Shared>>,
-        T: 'static,
-    {
-        let filter = MethodFilter::try_from(method.clone()).expect("a method axum routes");
-        (method, path, on(filter, handler))
-    }
+    use crate::admin::at;
     vec![
         at(Method::POST, "/oauth/token", issue_token),
         at(Method::POST, "/messages", send_message),
